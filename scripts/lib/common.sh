@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Shared helpers for the entry points in scripts/. Source it; do not run it.
+# Every helper is idempotent: it checks first and installs only what is missing.
+
+PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV_DIR="${VENV_DIR:-$PROJECT_ROOT/.venv}"
+VENV_PYTHON="$VENV_DIR/bin/python"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# apt_install PKG...: installs the Debian packages that are not installed yet.
+apt_install() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  command -v apt-get >/dev/null 2>&1 || die "missing packages ${missing[*]} and no apt-get to install them"
+  local sudo=()
+  if ! is_root; then
+    command -v sudo >/dev/null 2>&1 || die "missing packages ${missing[*]}; run as root or install them"
+    sudo=(sudo)
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ensure_venv: .venv with the pinned development requirements, reinstalled only when they change.
+ensure_venv() {
+  local stamp="$VENV_DIR/.requirements.sha256" want
+  want="$(cat "$PROJECT_ROOT"/requirements/*.txt | sha256sum | cut -d' ' -f1)"
+  if [ -x "$VENV_PYTHON" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    local ver
+    ver="$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+    apt_install "python3.${ver#3.}-venv" || apt_install python3-venv
+  fi
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python 3.11 or newer is needed, found $(python3 --version)"
+  [ -x "$VENV_PYTHON" ] || { log "creating $VENV_DIR"; python3 -m venv "$VENV_DIR"; }
+  log "installing pinned requirements into $VENV_DIR (first run takes a minute)"
+  local pip_log="$VENV_DIR/pip-install.log"
+  if ! "$VENV_PYTHON" -m pip install --upgrade pip -r "$PROJECT_ROOT/requirements/dev.txt" \
+      -c "$PROJECT_ROOT/requirements/constraints.txt" >"$pip_log" 2>&1; then
+    tail -n 20 "$pip_log" >&2
+    die "pip install failed; the whole log is $pip_log"
+  fi
+  echo "$want" > "$stamp"
+}
+
+# ensure_models: trains and exports the models when models/manifest.json is missing.
+ensure_models() {
+  if [ ! -f "$PROJECT_ROOT/models/manifest.json" ]; then
+    log "training the models (models/manifest.json is missing)"
+    (cd "$PROJECT_ROOT" && "$VENV_PYTHON" -m training)
+  fi
+}
