@@ -1,0 +1,349 @@
+"""The HTTP API: validated single and batch predictions, model listing, probes and metrics.
+
+The request path never builds a DataFrame or touches scikit-learn: service/inference.py holds
+numpy-only compiled models. Endpoints are plain `async def` and run the microsecond-scale numpy
+work inline, because a threadpool hop would cost more than the work itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Protocol, TypeVar
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ValidationError
+from starlette.responses import Response
+
+from service.errors import ApiError, install_error_handlers, validation_api_error
+from service.logging_config import configure_app_logging
+from service.metrics import INFERENCE_LATENCY, PREDICTED_ROWS, render_metrics
+from service.middleware import ServiceMiddleware
+from service.schemas import (
+    BatchPrediction,
+    BatchRequest,
+    ErrorResponse,
+    ModelsResponse,
+    PenguinFeatures,
+    Prediction,
+)
+from service.settings import ServiceSettings, get_settings
+
+logger = logging.getLogger("service.app")
+
+_JSON = "application/json"
+_Schema = TypeVar("_Schema", bound=BaseModel)
+_HEALTH_BODY = b'{"status":"ok"}'
+
+
+class ServingModel(Protocol):
+    """What the API needs from service.inference.CompiledModel."""
+
+    name: str
+    title: str
+    version: str
+    classes: tuple[str, ...]
+
+    def predict_proba(self, rows: Sequence[Mapping[str, object]]) -> np.ndarray: ...
+
+
+@dataclass
+class ServiceState:
+    """Everything loaded at start-up; `models` stays empty until loading succeeded."""
+
+    settings: ServiceSettings
+    models: dict[str, ServingModel] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    models_body: bytes = b""
+    ready_body: bytes = b""
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.models)
+
+    def install(self, models: Mapping[str, ServingModel], manifest: Mapping[str, Any]) -> None:
+        missing = set(_model_names()) - set(models)
+        if missing:
+            raise RuntimeError(f"models missing from {self.settings.models_dir}: {sorted(missing)}")
+        self.manifest = dict(manifest)
+        self.models_body = _dumps(_models_listing(models, manifest, self.settings.default_model))
+        self.ready_body = _dumps({"status": "ready", "models": sorted(models)})
+        # Last: /ready turns 200 only once everything above is in place.
+        self.models = dict(models)
+
+
+def _model_names() -> tuple[str, ...]:
+    return ("lr", "rf", "svm")
+
+
+def _dumps(payload: object) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _models_listing(
+    models: Mapping[str, ServingModel], manifest: Mapping[str, Any], default_model: str
+) -> dict[str, Any]:
+    entries = manifest.get("models", {}) if isinstance(manifest, Mapping) else {}
+    listing = []
+    for name in sorted(models):
+        model = models[name]
+        metrics = entries.get(name, {}).get("metrics", {}) if isinstance(entries, Mapping) else {}
+        listing.append(
+            {
+                "name": name,
+                "title": model.title,
+                "version": model.version,
+                "classes": list(model.classes),
+                "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+                "default": name == default_model,
+            }
+        )
+    return {"default_model": default_model, "models": listing}
+
+
+def load_serving_models(settings: ServiceSettings) -> tuple[dict[str, ServingModel], dict]:
+    """Load the compiled models and manifest; errors name the offending file."""
+    # Imported here so that the app module stays importable (and testable with fakes)
+    # independently of the inference module.
+    from service.inference import load_manifest, load_models
+
+    manifest = load_manifest(settings.models_dir)
+    models: dict[str, ServingModel] = dict(load_models(settings.models_dir))
+    return models, manifest
+
+
+def _check_content_type(request: Request) -> None:
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return  # lenient: a bare body is taken as JSON
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == _JSON or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        return
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        "the request body must be JSON (Content-Type: application/json)",
+        [{"field": "content-type", "message": f"got {media_type[:64]!r}", "type": "media_type"}],
+    )
+
+
+async def _parse_body(request: Request, schema: type[_Schema]) -> _Schema:
+    _check_content_type(request)
+    body = await request.body()
+    if not body.strip():
+        raise ApiError(
+            400,
+            "empty_body",
+            "the request body is empty; send a JSON object",
+            [{"field": "body", "message": "required", "type": "missing"}],
+        )
+    try:
+        return schema.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_api_error(exc) from None
+
+
+def _select_model(state: ServiceState, name: str | None) -> ServingModel:
+    if not state.ready:
+        raise ApiError(503, "not_ready", "models are not loaded yet", headers={"Retry-After": "1"})
+    chosen = state.settings.default_model if name is None else name
+    model = state.models.get(chosen)
+    if model is None:
+        valid = ", ".join(sorted(state.models))
+        raise ApiError(
+            422,
+            "unknown_model",
+            f"unknown model {chosen[:64]!r}; valid models: {valid}",
+            [{"field": "model", "message": f"must be one of {valid}", "type": "enum"}],
+        )
+    return model
+
+
+def _predictions(model: ServingModel, rows: list[dict[str, Any]], kind: str) -> list[dict]:
+    start = time.perf_counter()
+    proba = model.predict_proba(rows)
+    INFERENCE_LATENCY.labels(model.name, kind).observe(time.perf_counter() - start)
+    PREDICTED_ROWS.labels(model.name).inc(len(rows))
+    classes = model.classes
+    winners = np.argmax(proba, axis=1).tolist()
+    out = []
+    for best, row in zip(winners, proba.tolist(), strict=True):
+        out.append(
+            {
+                "species": classes[best],
+                "probabilities": dict(zip(classes, row, strict=True)),
+                "model": model.name,
+                "model_version": model.version,
+            }
+        )
+    return out
+
+
+def _json_response(payload: object, status: int = 200) -> Response:
+    return Response(_dumps(payload), status_code=status, media_type=_JSON)
+
+
+ModelQuery = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="Model to use: lr, rf or svm (default: PENGUIN_DEFAULT_MODEL)",
+        examples=["lr"],
+    ),
+]
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in (
+        (400, "Invalid JSON or empty body"),
+        (413, "Body larger than PENGUIN_MAX_BODY_BYTES"),
+        (415, "Not JSON"),
+        (422, "Invalid field or unknown model"),
+        (503, "Models not loaded yet"),
+    )
+}
+
+
+def _body_schema(name: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {_JSON: {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+        }
+    }
+
+
+def create_app(
+    settings: ServiceSettings | None = None,
+    models: Mapping[str, ServingModel] | None = None,
+    manifest: Mapping[str, Any] | None = None,
+) -> FastAPI:
+    """Build the app. Given `models`, it serves them instead of loading from models_dir."""
+    settings = settings or get_settings()
+    state = ServiceState(settings=settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if not state.ready:
+            loaded, loaded_manifest = load_serving_models(settings)
+            state.install(loaded, loaded_manifest)
+            logger.info(
+                "models loaded",
+                extra={"models": sorted(loaded), "models_dir": str(settings.models_dir)},
+            )
+        yield
+
+    app = FastAPI(
+        title="Penguin species classifier",
+        version="1.0.0",
+        description="Predicts the species of a Palmer penguin from its measurements.",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    if models is not None:
+        state.install(models, manifest or {})
+    install_error_handlers(app)
+    app.add_middleware(ServiceMiddleware, max_body_bytes=settings.max_body_bytes)
+
+    @app.post(
+        "/predict",
+        summary="Predict one penguin's species",
+        responses={200: {"model": Prediction}, **_ERROR_RESPONSES},
+        openapi_extra=_body_schema("PenguinFeatures"),
+    )
+    async def predict(request: Request, model: ModelQuery = None) -> Response:
+        chosen = _select_model(state, model)
+        features = await _parse_body(request, PenguinFeatures)
+        return _json_response(_predictions(chosen, [features.model_dump()], "single")[0])
+
+    @app.post(
+        "/predict/batch",
+        summary="Predict several penguins' species, in order",
+        responses={200: {"model": BatchPrediction}, **_ERROR_RESPONSES},
+        openapi_extra=_body_schema("BatchRequest"),
+    )
+    async def predict_batch(request: Request, model: ModelQuery = None) -> Response:
+        chosen = _select_model(state, model)
+        batch = await _parse_body(request, BatchRequest)
+        limit = settings.max_batch_size
+        if len(batch.instances) > limit:
+            raise ApiError(
+                422,
+                "batch_too_large",
+                f"at most {limit} instances per request (PENGUIN_MAX_BATCH_SIZE)",
+                [{"field": "instances", "message": f"at most {limit} items", "type": "too_long"}],
+            )
+        rows = [features.model_dump() for features in batch.instances]
+        predictions = _predictions(chosen, rows, "batch")
+        return _json_response(
+            {"predictions": predictions, "model": chosen.name, "model_version": chosen.version}
+        )
+
+    @app.get(
+        "/models",
+        summary="Loaded models with versions and metrics",
+        responses={200: {"model": ModelsResponse}, 503: _ERROR_RESPONSES[503]},
+    )
+    async def list_models() -> Response:
+        if not state.ready:
+            raise ApiError(
+                503, "not_ready", "models are not loaded yet", headers={"Retry-After": "1"}
+            )
+        return Response(state.models_body, media_type=_JSON)
+
+    @app.get("/health", summary="Liveness: the process answers")
+    async def health() -> Response:
+        return Response(_HEALTH_BODY, media_type=_JSON)
+
+    @app.get(
+        "/ready",
+        summary="Readiness: 200 once the models are loaded, 503 before",
+        responses={503: _ERROR_RESPONSES[503]},
+    )
+    async def ready() -> Response:
+        if not state.ready:
+            raise ApiError(
+                503, "not_ready", "models are not loaded yet", headers={"Retry-After": "1"}
+            )
+        return Response(state.ready_body, media_type=_JSON)
+
+    @app.get("/metrics", summary="Prometheus metrics (aggregated over Gunicorn workers)")
+    async def metrics() -> Response:
+        payload, content_type = render_metrics()
+        return Response(payload, media_type=content_type)
+
+    def openapi() -> dict[str, Any]:
+        # The POST bodies are parsed by hand (faster, and errors stay in our shape), so their
+        # schemas are added to the components here for /docs.
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model_cls in (PenguinFeatures, BatchRequest):
+                model_schema = model_cls.model_json_schema(
+                    ref_template="#/components/schemas/{model}"
+                )
+                components.update(model_schema.pop("$defs", {}))
+                components[model_cls.__name__] = model_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _build_default_app() -> FastAPI:
+    configure_app_logging(get_settings().log_level)
+    return create_app()
+
+
+app = _build_default_app()

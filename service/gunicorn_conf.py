@@ -1,0 +1,77 @@
+"""Gunicorn configuration: `gunicorn -c service/gunicorn_conf.py service.app:app` (repo root).
+
+Everything comes from PENGUIN_* variables through service.settings.ServiceSettings.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# Before anything imports numpy: one BLAS thread per worker. The models are tiny, extra threads
+# only cost memory (per-thread buffers) and contend with the other workers for the CPU quota.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+# Gunicorn's config file is exec'd from wherever it was started; make `service` importable.
+_PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+if _PROJECT_ROOT not in sys.path:
+    sys.path.insert(0, _PROJECT_ROOT)
+
+from service.cpu import default_worker_count  # noqa: E402
+from service.settings import get_settings  # noqa: E402
+
+_settings = get_settings()
+
+# prometheus_client picks its multiprocess value class at import time, so the directory must be
+# in the environment before service.app (and so prometheus_client) is imported.
+_METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_metrics_dir_is_ours = not os.environ.get(_METRICS_ENV)
+if _metrics_dir_is_ours:
+    os.environ[_METRICS_ENV] = tempfile.mkdtemp(prefix="penguin-metrics-")
+_METRICS_DIR = Path(os.environ[_METRICS_ENV])
+
+wsgi_app = "service.app:app"
+worker_class = "uvicorn_worker.UvicornWorker"
+bind = [_settings.bind]
+workers = _settings.workers or default_worker_count()
+timeout = _settings.timeout
+graceful_timeout = _settings.graceful_timeout
+keepalive = _settings.keepalive
+loglevel = _settings.log_level
+errorlog = "-"
+accesslog = "-" if _settings.access_log else None
+logger_class = "service.gunicorn_logging.JsonGunicornLogger"
+# Load the app (numpy, FastAPI, pydantic) once in the master: workers share those pages
+# copy-on-write, which keeps the replica's summed PSS low. Models load per worker (lifespan).
+preload_app = True
+# Behind Nginx on an overlay network the peer is Nginx; trust its X-Forwarded-* headers.
+forwarded_allow_ips = "*"
+
+
+def on_starting(server: Any) -> None:
+    # Files left by a previous run (same directory given via the environment) would be summed
+    # into this run's counters.
+    _METRICS_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in _METRICS_DIR.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    server.log.info(
+        "starting",
+        extra={"workers": workers, "bind": bind, "metrics_dir": str(_METRICS_DIR)},
+    )
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    # A dead worker's live gauges (in-flight requests) must stop counting.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, str(_METRICS_DIR))
+
+
+def on_exit(server: Any) -> None:
+    if _metrics_dir_is_ours:
+        shutil.rmtree(_METRICS_DIR, ignore_errors=True)

@@ -1,0 +1,47 @@
+"""Service configuration: every knob is a PENGUIN_* environment variable read into one object."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+ModelName = Literal["lr", "rf", "svm"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class ServiceSettings(BaseSettings):
+    """Settings of the app and of the Gunicorn server that runs it (one component, one object)."""
+
+    model_config = SettingsConfigDict(env_prefix="PENGUIN_", extra="ignore", frozen=True)
+
+    # App.
+    models_dir: Path = PROJECT_ROOT / "models"
+    default_model: ModelName = "lr"
+    max_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # 1000 instances of ~200 bytes each fit with room for pretty-printed JSON.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+
+    # Gunicorn.
+    bind: str = "127.0.0.1:8000"
+    # None: derived from the cgroup CPU quota (service/cpu.py), not the host's core count.
+    workers: int | None = Field(default=None, ge=1, le=64)
+    timeout: int = Field(default=30, ge=1)
+    graceful_timeout: int = Field(default=30, ge=1)
+    # Must outlive Nginx's upstream keepalive_timeout (60 s by default) so that Nginx, not
+    # Gunicorn, closes idle upstream connections; otherwise Nginx may reuse a socket that the
+    # worker is closing and answer 502.
+    keepalive: int = Field(default=75, ge=1)
+    access_log: bool = False
+    log_level: LogLevel = "info"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> ServiceSettings:
+    """The process-wide settings, read from the environment once."""
+    return ServiceSettings()
