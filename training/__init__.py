@@ -1,0 +1,1 @@
+"""Trains the penguin classifiers and exports them (joblib pipelines + compiled .npz) to models/."""
