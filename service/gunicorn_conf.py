@@ -51,6 +51,9 @@ logger_class = "service.gunicorn_logging.JsonGunicornLogger"
 preload_app = True
 # Behind Nginx on an overlay network the peer is Nginx; trust its X-Forwarded-* headers.
 forwarded_allow_ips = "*"
+# Gunicorn 27's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl), which
+# several servers on one machine (tests, benchmarks, replicas) would fight over; we never use it.
+control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:

@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 
 # Attributes every LogRecord has; anything else came in through `extra=` and is emitted too.
 _STANDARD_ATTRS = frozenset(
-    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
+    # Uvicorn adds an ANSI-coloured copy of every message; JSON consumers want no escapes.
+    | {"message", "asctime", "color_message"}
 )
 
 
