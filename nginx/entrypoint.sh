@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Nginx container entry point: renders the configuration template, writes the upstream server list
+# from the api service's DNS records and keeps it current while Nginx runs.
+#
+# Why a loop: Swarm services here use endpoint_mode dnsrr (no IPVS, so no VIP), so the api name
+# resolves to one A record per task, and Debian bookworm's nginx 1.22 resolves upstream names only
+# at start-up (`server ... resolve` needs open-source nginx >= 1.27.3). Every
+# NGINX_RESOLVE_INTERVAL seconds we resolve again and, when the set changed, rewrite the include
+# file and `nginx -s reload`, which is graceful: old workers finish their requests.
+set -euo pipefail
+
+usage() {
+  cat <<USAGE
+Usage: entrypoint.sh [run|render|write-upstreams|--help]
+
+  run              (default) render, resolve, start Nginx in the foreground and keep the
+                   upstream list current until SIGTERM/SIGINT (then a graceful quit)
+  render           only write \$NGINX_RUNTIME_DIR/nginx.conf from the template
+  write-upstreams  only write \$NGINX_RUNTIME_DIR/upstream-servers.conf once
+
+Environment (defaults in brackets):
+  NGINX_TEMPLATE [$NGINX_TEMPLATE]
+  NGINX_RUNTIME_DIR [$NGINX_RUNTIME_DIR]   pid, temp files, rendered config
+  NGINX_UPSTREAM_HOST [$NGINX_UPSTREAM_HOST]   DNS name with one A record per api task
+  NGINX_UPSTREAM_PORT [$NGINX_UPSTREAM_PORT]
+  NGINX_UPSTREAM_SERVERS   static "host:port ..." list instead of DNS (tests, plain hosts)
+  NGINX_RESOLVE_INTERVAL [$NGINX_RESOLVE_INTERVAL] seconds
+  NGINX_MAX_FAILS [$NGINX_MAX_FAILS], NGINX_FAIL_TIMEOUT [$NGINX_FAIL_TIMEOUT]
+  NGINX_GLOBAL_DIRECTIVES [$NGINX_GLOBAL_DIRECTIVES]
+  and every \${NGINX_*} placeholder of the template (see TEMPLATE_DEFAULTS in this script).
+USAGE
+}
+
+log() { printf '[%s] entrypoint: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf '[%s] entrypoint: error: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit 1; }
+
+: "${NGINX_TEMPLATE:=/etc/penguin-nginx/nginx.conf.template}"
+: "${NGINX_RUNTIME_DIR:=/run/penguin-nginx}"
+: "${NGINX_UPSTREAM_HOST:=api}"
+: "${NGINX_UPSTREAM_PORT:=8000}"
+: "${NGINX_UPSTREAM_SERVERS:=}"
+: "${NGINX_RESOLVE_INTERVAL:=2}"
+# One failure takes a replica out for NGINX_FAIL_TIMEOUT: a killed task is skipped at once.
+: "${NGINX_MAX_FAILS:=1}"
+: "${NGINX_FAIL_TIMEOUT:=5s}"
+: "${NGINX_GLOBAL_DIRECTIVES:=daemon off;}"
+
+# Placeholders of the template and their defaults; the environment overrides each one.
+TEMPLATE_DEFAULTS=(
+  NGINX_WORKER_PROCESSES=auto
+  NGINX_WORKER_CONNECTIONS=4096
+  NGINX_ERROR_LOG_LEVEL=warn
+  NGINX_ACCESS_LOG=/dev/stdout
+  NGINX_LISTEN_PORT=8000
+  NGINX_STATUS_PORT=8081
+  NGINX_CLIENT_MAX_BODY_SIZE=1m
+  NGINX_CLIENT_BODY_TIMEOUT=10s
+  NGINX_CLIENT_KEEPALIVE_TIMEOUT=65s
+  NGINX_PROXY_CONNECT_TIMEOUT=2s
+  NGINX_PROXY_READ_TIMEOUT=30s
+  NGINX_UPSTREAM_KEEPALIVE=64
+  NGINX_UPSTREAM_KEEPALIVE_TIMEOUT=30s
+)
+
+conf_file() { printf '%s/nginx.conf\n' "$NGINX_RUNTIME_DIR"; }
+upstream_file() { printf '%s/upstream-servers.conf\n' "$NGINX_RUNTIME_DIR"; }
+
+prepare_runtime_dir() {
+  mkdir -p "$NGINX_RUNTIME_DIR"/{client_body,proxy,fastcgi,uwsgi,scgi}
+}
+
+render() {
+  [ -r "$NGINX_TEMPLATE" ] || die "cannot read the template $NGINX_TEMPLATE"
+  prepare_runtime_dir
+  local content entry name value
+  content="$(cat "$NGINX_TEMPLATE")"
+  content="${content//\$\{NGINX_RUNTIME_DIR\}/$NGINX_RUNTIME_DIR}"
+  for entry in "${TEMPLATE_DEFAULTS[@]}"; do
+    name="${entry%%=*}"
+    value="${!name:-${entry#*=}}"
+    content="${content//\$\{$name\}/$value}"
+  done
+  # A placeholder we do not know would reach nginx as a literal and fail obscurely later.
+  local unknown
+  unknown="$(grep -oE '[$][{]NGINX_[A-Z_]*[}]' <<<"$content" | sort -u | tr '\n' ' ' || true)"
+  [ -z "$unknown" ] || die "unknown placeholders in $NGINX_TEMPLATE: $unknown"
+  printf '%s\n' "$content" >"$(conf_file).tmp"
+  mv "$(conf_file).tmp" "$(conf_file)"
+}
+
+# current_servers: prints the sorted "host:port" list of upstream servers, one a line.
+current_servers() {
+  if [ -n "$NGINX_UPSTREAM_SERVERS" ]; then
+    tr ', ' '\n' <<<"$NGINX_UPSTREAM_SERVERS" | sed '/^$/d' | sort -u
+    return 0
+  fi
+  # No answer (no task running yet, DNS hiccup) means an empty set, never a crash.
+  { getent ahostsv4 "$NGINX_UPSTREAM_HOST" || true; } | awk -v port="$NGINX_UPSTREAM_PORT" '{print $1 ":" port}' | sort -u
+}
+
+# write_upstreams SERVERS: writes the include file; a placeholder keeps the upstream block valid.
+write_upstreams() {
+  local servers="$1" file tmp
+  file="$(upstream_file)"
+  tmp="$file.tmp"
+  {
+    if [ -n "$NGINX_UPSTREAM_SERVERS" ]; then
+      echo "# Written by entrypoint.sh from NGINX_UPSTREAM_SERVERS; do not edit."
+    else
+      echo "# Written by entrypoint.sh from the DNS name $NGINX_UPSTREAM_HOST; do not edit."
+    fi
+    if [ -z "$servers" ]; then
+      echo "server 127.0.0.1:1 down;  # no api task resolved yet"
+    else
+      while IFS= read -r server; do
+        echo "server $server max_fails=$NGINX_MAX_FAILS fail_timeout=$NGINX_FAIL_TIMEOUT;"
+      done <<<"$servers"
+    fi
+  } >"$tmp"
+  mv "$tmp" "$file"
+}
+
+nginx_cmd() { nginx -e stderr -c "$(conf_file)" "$@"; }
+
+nginx_pid=""
+stop_nginx() {
+  log "stopping Nginx gracefully"
+  if [ -n "$nginx_pid" ]; then
+    kill -QUIT "$nginx_pid" 2>/dev/null || true
+    wait "$nginx_pid" 2>/dev/null || true
+  fi
+  exit 0
+}
+
+run() {
+  render
+  local servers new
+  servers="$(current_servers)"
+  write_upstreams "$servers"
+  nginx_cmd -t -q || die "the rendered configuration $(conf_file) is invalid"
+  log "upstreams: $(tr '\n' ' ' <<<"${servers:-none}")"
+  nginx_cmd -g "$NGINX_GLOBAL_DIRECTIVES" &
+  nginx_pid=$!
+  trap stop_nginx TERM INT
+  while kill -0 "$nginx_pid" 2>/dev/null; do
+    # Sleep in the background so a SIGTERM is handled at once, not after the sleep.
+    sleep "$NGINX_RESOLVE_INTERVAL" &
+    wait $! || true
+    new="$(current_servers)"
+    if [ "$new" != "$servers" ]; then
+      write_upstreams "$new"
+      if nginx_cmd -t -q 2>/dev/null; then
+        nginx_cmd -s reload
+        log "upstreams changed, reloaded: $(tr '\n' ' ' <<<"${new:-none}")"
+        servers="$new"
+      else
+        log "upstream list rejected by nginx -t; keeping the previous one"
+        write_upstreams "$servers"
+      fi
+    fi
+  done
+  wait "$nginx_pid"
+}
+
+case "${1:-run}" in
+  run) run ;;
+  render) render ;;
+  write-upstreams) prepare_runtime_dir; write_upstreams "$(current_servers)" ;;
+  -h|--help) usage ;;
+  *) usage >&2; die "unknown command: $1" ;;
+esac

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Builds the three images of the stack (penguin-lab/api, penguin-lab/nginx, penguin-lab/locust).
+set -euo pipefail
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=scripts/lib/docker.sh
+source "$PROJECT_ROOT/scripts/lib/docker.sh"
+# shellcheck source=scripts/lib/base_image.sh
+source "$PROJECT_ROOT/scripts/lib/base_image.sh"
+
+usage() {
+  cat <<USAGE
+Usage: scripts/build_images.sh [--tag TAG] [--prefix PREFIX] [--only NAME]... [--local-base]
+                               [--no-cache] [--wheels-only]
+
+Builds \${IMAGE_PREFIX}penguin-lab/{api,nginx,locust}:\${IMAGE_TAG} from the repository root.
+Re-running is cheap: wheels, models, the base image and Docker's layer cache are reused.
+
+Steps: trains the models when models/manifest.json is missing; downloads the pinned wheels for
+the images' Python (3.11, manylinux x86_64) on the host into build/wheels/ (the images then
+install offline, so a build needs no network and no proxy CA inside); picks the base images:
+the pinned official ones ($PYTHON_BASE_DEFAULT, $DEBIAN_BASE_DEFAULT)
+when present or pullable, otherwise a local Debian bookworm base built once with debootstrap
+($LOCAL_BASE_IMAGE), which stands in for both.
+
+  --tag TAG        image tag (default: \$IMAGE_TAG or latest)
+  --prefix PREFIX  registry prefix, e.g. registry.example.com:5000/ (default: \$IMAGE_PREFIX)
+  --only NAME      build only api, nginx or locust (repeatable)
+  --local-base     skip pulling; always use the local debootstrap base
+  --no-cache       rebuild every layer
+  --wheels-only    only prepare build/wheels/ (for a plain \`docker build\` afterwards)
+  -h, --help       show this help
+
+Environment: IMAGE_TAG, IMAGE_PREFIX, PYTHON_BASE_IMAGE, NGINX_BASE_IMAGE (force a base),
+PULL_TIMEOUT (seconds, default 300), DEBIAN_MIRROR.
+USAGE
+}
+
+IMAGE_TAG="${IMAGE_TAG:-latest}"
+IMAGE_PREFIX="${IMAGE_PREFIX:-}"
+WHEELHOUSE="$PROJECT_ROOT/build/wheels"
+only=()
+no_cache=()
+wheels_only=0
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --tag) [ "$#" -ge 2 ] || die "--tag needs a value"; IMAGE_TAG="$2"; shift ;;
+    --prefix) [ "$#" -ge 2 ] || die "--prefix needs a value"; IMAGE_PREFIX="$2"; shift ;;
+    --only)
+      [ "$#" -ge 2 ] || die "--only needs a value"
+      case "$2" in api|nginx|locust) only+=("$2") ;; *) die "--only takes api, nginx or locust, not '$2'" ;; esac
+      shift ;;
+    --local-base) export USE_LOCAL_BASE=1 ;;
+    --no-cache) no_cache=(--no-cache) ;;
+    --wheels-only) wheels_only=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown option: $1" ;;
+  esac
+  shift
+done
+[ "${#only[@]}" -gt 0 ] || only=(api nginx locust)
+
+# prepare_wheels PART: pinned wheels for requirements/PART.txt, downloaded again only when the
+# requirements change. The platform flags make this work from any host Python or OS.
+prepare_wheels() {
+  local part="$1" dest="$WHEELHOUSE/$1" stamp want
+  stamp="$dest/.requirements.sha256"
+  want="$(cat "$PROJECT_ROOT/requirements/$part.txt" "$PROJECT_ROOT/requirements/constraints.txt" | sha256sum | cut -d' ' -f1)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  log "downloading the pinned wheels for the $part image into ${dest#"$PROJECT_ROOT"/}"
+  rm -rf "$dest"
+  mkdir -p "$dest"
+  if ! "$VENV_PYTHON" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+      --python-version 3.11 --implementation cp --abi cp311 \
+      --platform manylinux_2_36_x86_64 --platform manylinux_2_28_x86_64 \
+      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+      -r "$PROJECT_ROOT/requirements/$part.txt" -c "$PROJECT_ROOT/requirements/constraints.txt" \
+      -d "$dest" >"$WHEELHOUSE/$part-download.log" 2>&1; then
+    tail -n 20 "$WHEELHOUSE/$part-download.log" >&2
+    rm -rf "$dest"
+    die "pip download for the $part image failed; the whole log is $WHEELHOUSE/$part-download.log"
+  fi
+  echo "$want" >"$stamp"
+}
+
+# build_image NAME DOCKERFILE BASE: one docker build from the repository root, quiet unless it fails.
+build_image() {
+  local name="$1" dockerfile="$2" base="$3" image build_log
+  image="${IMAGE_PREFIX}penguin-lab/$name:$IMAGE_TAG"
+  build_log="$PROJECT_ROOT/build/$name-image.log"
+  log "building $image (FROM $base)"
+  if ! docker build "${no_cache[@]}" --build-arg "BASE_IMAGE=$base" -f "$dockerfile" -t "$image" \
+      "$PROJECT_ROOT" >"$build_log" 2>&1; then
+    tail -n 30 "$build_log" >&2
+    die "building $image failed; the whole log is $build_log"
+  fi
+  log "built $image ($(docker image inspect --format '{{.Size}}' "$image" | awk '{printf "%d MB", $1/1e6}'))"
+}
+
+wants() { local item; for item in "${only[@]}"; do [ "$item" = "$1" ] && return 0; done; return 1; }
+
+cd "$PROJECT_ROOT"
+mkdir -p build
+ensure_venv
+wants api && prepare_wheels service
+wants locust && prepare_wheels locust
+[ "$wheels_only" -eq 1 ] && { log "wheels are ready in ${WHEELHOUSE#"$PROJECT_ROOT"/}"; exit 0; }
+
+ensure_docker_engine
+if wants api; then
+  ensure_models
+  [ -f models/manifest.json ] || die "models/manifest.json is missing after training"
+fi
+if wants api || wants locust; then
+  python_base="${PYTHON_BASE_IMAGE:-$(resolve_base "$PYTHON_BASE_DEFAULT")}"
+fi
+if wants nginx; then
+  nginx_base="${NGINX_BASE_IMAGE:-$(resolve_base "$DEBIAN_BASE_DEFAULT")}"
+fi
+
+wants api && build_image api service/Dockerfile "$python_base"
+wants nginx && build_image nginx nginx/Dockerfile "$nginx_base"
+wants locust && build_image locust locust/Dockerfile "$python_base"
+log "images ready: $(for name in "${only[@]}"; do printf '%spenguin-lab/%s:%s ' "$IMAGE_PREFIX" "$name" "$IMAGE_TAG"; done)"
