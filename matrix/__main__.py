@@ -1,0 +1,129 @@
+"""python -m matrix: the logic behind scripts/run_matrix.sh (see matrix/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from matrix.config import (
+    DEFAULT_MATRIX_FILE,
+    PROJECT_ROOT,
+    QUICK_MATRIX_FILE,
+    MatrixFile,
+    MatrixFileError,
+    MatrixSettings,
+    load_matrix_file,
+)
+from matrix.docker_ops import DockerError
+from matrix.report import write_report
+from matrix.runner import RUN_FILE, MatrixRunError, MatrixRunner, prepare_run_dir
+
+EXIT_INTERRUPTED = 130
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scripts/run_matrix.sh",
+        description="Measures each replica x CPU x memory cell of the api service under load and "
+                    "writes results/<timestamp>/ with summary.csv, report.md/html and plots.",
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--matrix", type=Path, default=None,
+                        help="matrix file (default scripts/matrix.yaml)")
+    source.add_argument("--quick", action="store_true",
+                        help=f"the small matrix {QUICK_MATRIX_FILE.relative_to(PROJECT_ROOT)} "
+                             "(a few minutes on a 2-core machine)")
+    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                        help="continue this interrupted run (default: the latest unfinished run "
+                             "of the same matrix is resumed automatically)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start a new run even when an unfinished one could be resumed")
+    parser.add_argument("--stack-name", default=None,
+                        help="Swarm stack to measure (env STACK_NAME, default penguins)")
+    parser.add_argument("--nginx-port", type=int, default=None,
+                        help="Nginx's published port on 127.0.0.1 (env NGINX_PORT, default 8000)")
+    parser.add_argument("--no-stack-up", action="store_true",
+                        help="do not run scripts/stack_up.sh first (the stack is already up)")
+    parser.add_argument("--stack-down", action="store_true",
+                        help="remove the stack with scripts/stack_down.sh at the end")
+    parser.add_argument("--validate-only", action="store_true",
+                        help="check the matrix file, print the cells and the time they need, exit")
+    parser.add_argument("--report-only", type=Path, default=None, metavar="RUN_DIR",
+                        help="rewrite report and plots of an existing run from its raw files")
+    return parser
+
+
+def describe_plan(matrix: MatrixFile) -> str:
+    cells = matrix.cell_list()
+    per_cell = matrix.profile.duration_seconds() + matrix.warmup_seconds
+    lines = [f"matrix '{matrix.name}': {len(cells)} cells, {matrix.profile.kind} profile, "
+             f"up to {per_cell * len(cells) / 60:.1f} min of load plus convergence"]
+    lines += [f"  {cell.cell_id} (total {cell.total_cpus:g} CPU)" for cell in cells]
+    return "\n".join(lines)
+
+
+def _stack_script(name: str, settings: MatrixSettings) -> None:
+    script = PROJECT_ROOT / "scripts" / name
+    if not script.is_file():
+        raise MatrixRunError(f"{script} is missing; deploy the stack yourself and pass "
+                             "--no-stack-up")
+    env = {**os.environ, "STACK_NAME": settings.stack_name, "NGINX_PORT": str(settings.nginx_port)}
+    result = subprocess.run([str(script)], env=env, cwd=PROJECT_ROOT, check=False)
+    if result.returncode != 0:
+        raise MatrixRunError(f"scripts/{name} failed with exit code {result.returncode}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # The flags override the environment the stack scripts share with us.
+    if args.stack_name:
+        os.environ["STACK_NAME"] = args.stack_name
+    if args.nginx_port:
+        os.environ["NGINX_PORT"] = str(args.nginx_port)
+    settings = MatrixSettings()
+    matrix_path = (QUICK_MATRIX_FILE if args.quick else args.matrix or DEFAULT_MATRIX_FILE)
+    if args.report_only:
+        matrix_path = args.report_only / "matrix.yaml"
+    try:
+        matrix = load_matrix_file(matrix_path.resolve())
+    except MatrixFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.validate_only:
+        print(describe_plan(matrix))
+        return 0
+    if args.report_only:
+        info = json.loads((args.report_only / RUN_FILE).read_text(encoding="utf-8"))
+        print(write_report(args.report_only, matrix, info))
+        return 0
+    print(describe_plan(matrix), flush=True)
+    try:
+        if not args.no_stack_up:
+            _stack_script("stack_up.sh", settings)
+        run_dir, info = prepare_run_dir(matrix, matrix_path.resolve(), settings, args.resume,
+                                        args.fresh)
+        print(f"results: {run_dir}", flush=True)
+        MatrixRunner(matrix, settings, run_dir, info).run()
+    except KeyboardInterrupt:
+        print("interrupted: the api service was restored; measured cells are kept. "
+              "Run the same command again to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (MatrixRunError, DockerError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if args.stack_down:
+            try:
+                _stack_script("stack_down.sh", settings)
+            except MatrixRunError as error:
+                print(f"warning: {error}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,410 @@
+"""Measures every cell of a matrix on the running stack, restoring the api service afterwards
+whatever happens, and resuming an interrupted run where it stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from matrix import docker_ops
+from matrix.analysis import docker_stats_summary, summarise_steps
+from matrix.config import Cell, MatrixFile, MatrixSettings, memory_bytes
+from matrix.docker_ops import NANO, DockerError, ServiceResources
+from matrix.loadgen import (
+    CSV_PREFIX,
+    LOADGEN_CPU_FILE,
+    STEP_LOG,
+    locust_command,
+    profile_arguments,
+    run_locust,
+)
+from matrix.measurements import (
+    read_cpu_samples,
+    read_history,
+    read_request_counts,
+    read_step_log,
+    step_metrics,
+)
+from matrix.report import CELLS_DIR, write_report
+
+RUN_FILE = "run.json"
+READY_CONSECUTIVE = 3
+READY_TIMEOUT_S = 90.0
+# Estimated fixed cost of a cell besides the profile: update, convergence, warm-up, teardown.
+CELL_OVERHEAD_S = 30.0
+WARMUP_BODY = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0,
+               "flipper_length_mm": 217.0, "body_mass_g": 5000.0, "sex": "MALE"}
+WARMUP_MODELS = ("lr", "rf", "svm")
+WARMUP_THREADS = 4
+
+
+class MatrixRunError(RuntimeError):
+    pass
+
+
+class Progress:
+    """One readable line per step, with elapsed time and an estimate of what is left."""
+
+    def __init__(self, cells: int, seconds_per_cell: float) -> None:
+        self.cells = cells
+        self.estimate = seconds_per_cell
+        self.started = time.monotonic()
+        self.cell_started = self.started
+        self.done_durations: list[float] = []
+        self.position = 0
+
+    def start_cell(self, position: int) -> None:
+        self.position = position
+        self.cell_started = time.monotonic()
+
+    def finish_cell(self) -> None:
+        self.done_durations.append(time.monotonic() - self.cell_started)
+
+    def _left(self) -> float:
+        per_cell = (sum(self.done_durations) / len(self.done_durations)
+                    if self.done_durations else self.estimate)
+        current = max(0.0, per_cell - (time.monotonic() - self.cell_started))
+        return current + per_cell * max(0, self.cells - self.position)
+
+    def line(self, cell_id: str, message: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[{_clock(elapsed)} elapsed, ~{_clock(self._left())} left] "
+              f"cell {self.position}/{self.cells} {cell_id}: {message}", flush=True)
+
+    def note(self, message: str) -> None:
+        print(f"[{_clock(time.monotonic() - self.started)} elapsed] {message}", flush=True)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM / SIGHUP take the same clean-up path as Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write_json(path: Path, data: object) -> None:
+    temp = path.with_suffix(path.suffix + ".tmp")
+    temp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+    temp.replace(path)
+
+
+def find_unfinished_run(results_dir: Path, fingerprint: str) -> Path | None:
+    """The latest run of the same matrix that did not finish, to resume automatically."""
+    if not results_dir.is_dir():
+        return None
+    for run_dir in sorted(results_dir.iterdir(), reverse=True):
+        info_path = run_dir / RUN_FILE
+        if not info_path.is_file():
+            continue
+        try:
+            info = _read_json(info_path)
+        except (OSError, ValueError):
+            continue
+        if info.get("fingerprint") == fingerprint and info.get("status") != "complete":
+            return run_dir
+    return None
+
+
+def prepare_run_dir(matrix: MatrixFile, matrix_path: Path, settings: MatrixSettings,
+                    resume: Path | None, fresh: bool) -> tuple[Path, dict[str, Any]]:
+    """Picks the run directory: --resume, else the latest unfinished run of this matrix, else a
+    new results/<timestamp>/."""
+    fingerprint = matrix.fingerprint()
+    if resume is not None:
+        info_path = resume / RUN_FILE
+        if not info_path.is_file():
+            raise MatrixRunError(f"--resume {resume}: no {RUN_FILE} there, not a matrix run")
+        info = _read_json(info_path)
+        if info.get("fingerprint") != fingerprint:
+            raise MatrixRunError(f"--resume {resume}: that run measured a different matrix "
+                                 f"(fingerprint {info.get('fingerprint')} != {fingerprint})")
+        return resume, info
+    if not fresh:
+        found = find_unfinished_run(settings.results_dir, fingerprint)
+        if found is not None:
+            return found, _read_json(found / RUN_FILE)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    run_dir = settings.results_dir / stamp
+    suffix = 1
+    while run_dir.exists():
+        run_dir = settings.results_dir / f"{stamp}-{suffix}"
+        suffix += 1
+    (run_dir / CELLS_DIR).mkdir(parents=True)
+    shutil.copyfile(matrix_path, run_dir / "matrix.yaml")
+    info = {"fingerprint": fingerprint, "matrix_file": str(matrix_path), "status": "running",
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "stack": settings.stack_name}
+    _write_json(run_dir / RUN_FILE, info)
+    return run_dir, info
+
+
+def wait_ready(url: str, timeout: float) -> None:
+    """Until `url` answers 200 several times in a row (every replica behind Nginx is up)."""
+    deadline = time.monotonic() + timeout
+    streak = 0
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                streak = streak + 1 if response.status == 200 else 0
+                last = response.status
+        except urllib.error.HTTPError as error:
+            streak, last = 0, error.code
+        except OSError as error:
+            streak, last = 0, error
+        if streak >= READY_CONSECUTIVE:
+            return
+        time.sleep(0.5)
+    raise MatrixRunError(f"{url} was not ready within {timeout:g} s (last: {last})")
+
+
+def warm_up(base_url: str, seconds: float) -> int:
+    """Predictions on every model for `seconds`: loads caches and JITs nothing, but makes the
+    first measured step see warm workers and open Nginx upstream connections."""
+    deadline = time.monotonic() + seconds
+    count = [0]
+    body = json.dumps(WARMUP_BODY).encode()
+
+    def worker(offset: int) -> None:
+        index = offset
+        while time.monotonic() < deadline:
+            model = WARMUP_MODELS[index % len(WARMUP_MODELS)]
+            index += 1
+            request = urllib.request.Request(f"{base_url}/predict?model={model}", data=body,
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    response.read()
+                count[0] += 1
+            except OSError:
+                time.sleep(0.1)
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True)
+               for i in range(WARMUP_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return count[0]
+
+
+class MatrixRunner:
+    def __init__(self, matrix: MatrixFile, settings: MatrixSettings, run_dir: Path,
+                 run_info: dict[str, Any]) -> None:
+        self.matrix = matrix
+        self.settings = settings
+        self.run_dir = run_dir
+        self.run_info = run_info
+        self.api_service = f"{settings.stack_name}_api"
+        self.nginx_service = f"{settings.stack_name}_nginx"
+        self.base_url = f"http://127.0.0.1:{settings.nginx_port}"
+        per_cell = matrix.profile.duration_seconds() + matrix.warmup_seconds + CELL_OVERHEAD_S
+        self.progress = Progress(len(matrix.cell_list()), per_cell)
+
+    def cell_done(self, cell: Cell) -> bool:
+        return (self.run_dir / CELLS_DIR / cell.cell_id / "cell.json").is_file()
+
+    def run(self) -> Path:
+        """Measures the remaining cells, restores the service, writes the report."""
+        try:
+            original = docker_ops.service_resources(self.api_service)
+        except DockerError as error:
+            raise MatrixRunError(f"cannot read service {self.api_service}; is the stack "
+                                 f"'{self.settings.stack_name}' deployed? ({error})") from None
+        # A resumed run restores what the first attempt found, not what it left behind.
+        recorded = self.run_info.get("original_service")
+        restore_to = ServiceResources(**recorded) if recorded else original
+        self.run_info["original_service"] = restore_to.as_dict()
+        _write_json(self.run_dir / RUN_FILE, self.run_info)
+        cells = self.matrix.cell_list()
+        done = [c.cell_id for c in cells if self.cell_done(c)]
+        if done:
+            self.progress.note(f"resuming {self.run_dir}: {len(done)} of {len(cells)} cells "
+                               f"already measured ({', '.join(done)})")
+        self.progress.cells = len(cells) - len(done)
+        changed = False
+        try:
+            with _terminate_as_interrupt():
+                position = 0
+                for cell in cells:
+                    if self.cell_done(cell):
+                        continue
+                    position += 1
+                    self.progress.start_cell(position)
+                    changed = True
+                    self.measure(cell)
+                    self.progress.finish_cell()
+        finally:
+            if changed:
+                self._restore(restore_to)
+        self.run_info["status"] = "complete"
+        self.run_info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        report = write_report(self.run_dir, self.matrix, self.run_info)
+        _write_json(self.run_dir / RUN_FILE, self.run_info)
+        self.progress.note(f"report: {report} (and report.html, summary.csv, plots/)")
+        return report
+
+    def _restore(self, original: ServiceResources) -> None:
+        self.progress.note(f"restoring {self.api_service} to {original.replicas} replica(s), "
+                           f"limits {original.limit_nano_cpus / NANO:g} CPU / "
+                           f"{original.limit_memory_bytes} bytes")
+        try:
+            docker_ops.update_service(self.api_service, original,
+                                      self.matrix.converge_timeout_seconds)
+        except (DockerError, KeyboardInterrupt) as error:
+            print(f"warning: could not restore {self.api_service}: {error}; restore it with "
+                  f"docker service update --replicas {original.replicas} ... "
+                  f"{self.api_service}", file=sys.stderr)
+
+    def _wanted(self, cell: Cell) -> tuple[ServiceResources, bool]:
+        limit_cpu = round(cell.cpus * NANO)
+        limit_mem = memory_bytes(cell.memory)
+        reserve = self.matrix.reserve == "always"
+        if self.matrix.reserve == "auto":
+            node_cpu, node_mem = docker_ops.node_capacity()
+            other_cpu, other_mem = docker_ops.reserved_by_others(self.api_service)
+            reserve = (cell.replicas * limit_cpu <= node_cpu - other_cpu
+                       and cell.replicas * limit_mem <= node_mem - other_mem)
+        wanted = ServiceResources(cell.replicas, limit_cpu, limit_mem,
+                                  limit_cpu if reserve else 0, limit_mem if reserve else 0)
+        return wanted, reserve
+
+    def measure(self, cell: Cell) -> None:
+        final = self.run_dir / CELLS_DIR / cell.cell_id
+        partial = self.run_dir / CELLS_DIR / f".{cell.cell_id}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        result: dict[str, Any] = {
+            **cell.model_dump(), "cell_id": cell.cell_id, "total_cpus": cell.total_cpus,
+            "memory_bytes": memory_bytes(cell.memory), "status": "failed", "error": None,
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        try:
+            self._deploy(cell, result)
+            self._load(cell, partial, result)
+            result["status"] = "measured"
+        except (DockerError, MatrixRunError, TimeoutError) as error:
+            # The cell stays on record as not measurable (e.g. it does not fit the node).
+            result["error"] = str(error)
+            self.progress.line(cell.cell_id, f"FAILED: {error}")
+        result["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        _write_json(partial / "cell.json", result)
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+        if result["status"] == "measured":
+            knee = result.get("knee_rps")
+            self.progress.line(cell.cell_id, f"done: knee {knee if knee is not None else 'none'} "
+                               f"req/s, {result['requests']} requests, {result['failures']} "
+                               f"failures" + (" (load generator saturated)"
+                                              if result.get("loadgen_bottleneck") else ""))
+
+    def _deploy(self, cell: Cell, result: dict[str, Any]) -> None:
+        wanted, reserved = self._wanted(cell)
+        result["reserved"] = reserved
+        self.progress.line(cell.cell_id, f"updating {self.api_service}: {cell.replicas} "
+                           f"replica(s), {cell.cpus:g} CPU, {cell.memory}"
+                           + ("" if reserved else " (no reservation: does not fit the node)"))
+        timeout = self.matrix.converge_timeout_seconds
+        docker_ops.update_service(self.api_service, wanted, timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            converged, state = docker_ops.tasks_converged(self.api_service, cell.replicas)
+            if converged:
+                break
+            if time.monotonic() > deadline:
+                raise MatrixRunError(f"{self.api_service} did not converge within "
+                                     f"{timeout:g} s: {state}")
+            time.sleep(1.0)
+        self.progress.line(cell.cell_id, f"converged ({state}); waiting for /ready via Nginx")
+        wait_ready(f"{self.base_url}/ready", READY_TIMEOUT_S)
+        if self.matrix.warmup_seconds > 0:
+            self.progress.line(cell.cell_id, f"warming up for {self.matrix.warmup_seconds:g} s")
+            result["warmup_requests"] = warm_up(self.base_url, self.matrix.warmup_seconds)
+
+    def _load(self, cell: Cell, out: Path, result: dict[str, Any]) -> None:
+        generator = self.matrix.load_generator
+        profile = self.matrix.profile
+        tasks_before = docker_ops.task_ids(self.api_service)
+        nginx_before = docker_ops.nginx_status(self.nginx_service)
+        sampler = docker_ops.DockerStatsSampler(self.api_service, out / "docker_stats.csv",
+                                                self.settings.docker_stats_interval)
+        command = locust_command(
+            self.base_url, out,
+            profile_arguments(profile, self.matrix.objective.p95_ms,
+                              self.matrix.objective.max_failure_ratio),
+            generator, profile.duration_seconds())
+        (out / "locust_command.txt").write_text(" ".join(command) + "\n", encoding="utf-8")
+        self.progress.line(cell.cell_id, f"running {profile.kind} load for up to "
+                           f"{profile.duration_seconds():g} s ({generator.processes} Locust "
+                           f"processes)")
+        started = time.time()
+        sampler.start()
+        try:
+            result["locust_exit_code"] = run_locust(command, out, profile.duration_seconds(),
+                                                    self.settings.loadgen_sample_interval)
+        finally:
+            sampler.stop()
+        finished = time.time()
+        containers = docker_ops.all_containers(self.api_service)
+        result["restarts"] = len(docker_ops.task_ids(self.api_service) - tasks_before)
+        result["oom_kills"] = len(docker_ops.oom_killed(containers))
+        nginx_after = docker_ops.nginx_status(self.nginx_service)
+        result["nginx_before"], result["nginx_after"] = nginx_before, nginx_after
+        if nginx_before and nginx_after:
+            result["nginx_delta"] = {key: nginx_after[key] - nginx_before[key]
+                                     for key in ("accepts", "handled", "requests")}
+        if sampler.errors:
+            result["docker_stats_errors"] = sampler.errors[:5]
+        self._analyse(out, result, started, finished)
+
+    def _analyse(self, out: Path, result: dict[str, Any], started: float, finished: float) -> None:
+        history_path = out / f"{CSV_PREFIX}_stats_history.csv"
+        stats_path = out / f"{CSV_PREFIX}_stats.csv"
+        if not history_path.is_file() or not stats_path.is_file():
+            raise MatrixRunError(f"locust wrote no statistics; see {out / 'locust.log'}")
+        history = read_history(history_path)
+        windows = read_step_log(out / STEP_LOG, history)
+        cores = float(min(self.matrix.load_generator.processes, os.cpu_count() or 1))
+        steps = step_metrics(history, windows, self.matrix.objective,
+                             read_cpu_samples(out / LOADGEN_CPU_FILE), cores,
+                             self.matrix.load_generator.saturation)
+        counts = read_request_counts(stats_path)
+        requests, failures = counts.get("Aggregated", (0, 0))
+        result.update(steps=[s.as_dict() for s in steps], requests=requests, failures=failures,
+                      per_name={k: list(v) for k, v in counts.items() if k != "Aggregated"},
+                      loadgen_cores=cores)
+        result.update(summarise_steps(steps))
+        result.update(docker_stats_summary(out / "docker_stats.csv", started, finished))
