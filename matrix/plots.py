@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-from matrix.measurements import HistoryRow, StepWindow  # noqa: E402
+from matrix.measurements import HistoryRow, StepWindow, throughput_series  # noqa: E402
 
 FIGURE_SIZE = (9.0, 4.5)
 DPI = 100
@@ -24,7 +24,9 @@ def plot_cell_timeline(history: Sequence[HistoryRow], windows: Sequence[StepWind
     try:
         origin = history[0].timestamp if history else 0.0
         times = [row.timestamp - origin for row in history]
-        ax_rate.plot(times, [row.rps for row in history], color="tab:blue", label="throughput")
+        served = throughput_series(history)
+        ax_rate.step([t - origin for t, _ in served], [rate for _, rate in served], where="pre",
+                     color="tab:blue", label="throughput")
         offered = [(w.start - origin, w.end - origin, w.rate_rps) for w in windows if w.rate_rps]
         for start, end, rate in offered:
             ax_rate.hlines(rate, start, end, colors="tab:blue", linestyles="dotted")

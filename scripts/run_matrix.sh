@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Measures the capacity matrix: for each replicas x CPU x memory cell of the api service, a
+# distributed Locust load profile through Nginx; writes results/<timestamp>/ with a report.
+# A thin entry point: installs what is needed, then hands over to `python -m matrix`.
+set -euo pipefail
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=scripts/lib/docker.sh
+source "$PROJECT_ROOT/scripts/lib/docker.sh"
+
+usage() {
+  cat <<USAGE
+Usage: scripts/run_matrix.sh [--quick | --matrix FILE] [--resume RUN_DIR] [--fresh]
+                             [--stack-name NAME] [--nginx-port N] [--no-stack-up] [--stack-down]
+                             [--validate-only] [--report-only RUN_DIR]
+
+Deploys the stack (scripts/stack_up.sh), then measures every cell of the matrix file and writes
+results/<timestamp>/{summary.csv,report.md,report.html,plots/,cells/}.
+
+  --quick              the small matrix scripts/matrix-quick.yaml (under 10 minutes, 2 cores)
+  --matrix FILE        matrix file (default scripts/matrix.yaml; format in matrix/README.md)
+  --resume RUN_DIR     continue an interrupted run (by default the latest unfinished run of the
+                       same matrix is resumed automatically)
+  --fresh              start a new run even if an unfinished one exists
+  --stack-name NAME    stack to measure (env STACK_NAME, default penguins)
+  --nginx-port N       Nginx's published port on this host (env NGINX_PORT, default 8000)
+  --no-stack-up        the stack is already deployed: do not run scripts/stack_up.sh
+  --stack-down         remove the stack (scripts/stack_down.sh) when done
+  --validate-only      check the matrix file and print the cells, change nothing
+  --report-only DIR    rebuild the report and plots of a run from its raw files
+  -h, --help           show this help
+
+Ctrl-C restores the api service's replicas and limits and keeps the cells already measured;
+run the same command again to resume.
+USAGE
+}
+
+needs_docker=1
+for arg in "$@"; do
+  case "$arg" in
+    -h|--help) usage; exit 0 ;;
+    --validate-only|--report-only|--report-only=*) needs_docker=0 ;;
+  esac
+done
+
+cd "$PROJECT_ROOT"
+ensure_venv
+if [ "$needs_docker" -eq 1 ]; then
+  ensure_models
+  ensure_docker_engine
+  ensure_swarm
+fi
+
+# exec: Ctrl-C and SIGTERM reach Python directly, which restores the service before exiting.
+exec "$VENV_PYTHON" -m matrix "$@"
