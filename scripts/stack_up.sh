@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Deploys (or updates) the capacity lab stack on Docker Swarm and waits until it serves.
+set -euo pipefail
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=scripts/lib/docker.sh
+source "$PROJECT_ROOT/scripts/lib/docker.sh"
+# shellcheck source=scripts/lib/stack.sh
+source "$PROJECT_ROOT/scripts/lib/stack.sh"
+
+usage() {
+  cat <<USAGE
+Usage: scripts/stack_up.sh [--stack-name NAME] [--no-build] [--timeout SECONDS]
+                           [--with-registry-auth]
+
+Starts the Docker engine and a single-node Swarm when missing, builds the images
+(scripts/build_images.sh), deploys stack/docker-stack.yml, waits until every service has all its
+replicas running and /ready answers through Nginx, then prints the URLs. Idempotent: running it
+again applies changed settings as a rolling update.
+
+  --stack-name NAME     stack name (default: \$STACK_NAME or penguins)
+  --no-build            deploy the images as they are (e.g. pulled from a registry)
+  --timeout SECONDS     how long to wait for convergence (default: 300)
+  --with-registry-auth  multi-node Swarm: send registry credentials to the nodes and resolve
+                        image digests in the registry (use with IMAGE_PREFIX)
+  -h, --help            show this help
+
+Knobs (environment, defaults in brackets): API_REPLICAS [2], API_CPUS [1.0], API_MEMORY [512M],
+API_CPUS_RESERVATION [0.1], API_MEMORY_RESERVATION [64M], NGINX_PORT [8000],
+LOCUST_WEB_PORT [8089], LOCUST_WORKERS [1], IMAGE_TAG [latest], IMAGE_PREFIX [], and the rest
+listed in stack/README.md.
+USAGE
+}
+
+STACK_NAME="${STACK_NAME:-penguins}"
+timeout_s=300
+build=1
+registry=0
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --stack-name) [ "$#" -ge 2 ] || die "--stack-name needs a value"; STACK_NAME="$2"; shift ;;
+    --no-build) build=0 ;;
+    --timeout) [ "$#" -ge 2 ] || die "--timeout needs a value"; timeout_s="$2"; shift ;;
+    --with-registry-auth) registry=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown option: $1" ;;
+  esac
+  shift
+done
+[[ "$timeout_s" =~ ^[0-9]+$ ]] || die "--timeout takes whole seconds, not '$timeout_s'"
+validate_stack_name "$STACK_NAME"
+
+cd "$PROJECT_ROOT"
+ensure_docker_engine
+ensure_swarm
+[ "$build" -eq 1 ] && "$PROJECT_ROOT/scripts/build_images.sh"
+
+export STACK_NAME
+export NGINX_PORT="${NGINX_PORT:-8000}" LOCUST_WEB_PORT="${LOCUST_WEB_PORT:-8089}"
+export API_REPLICAS="${API_REPLICAS:-2}"
+# Swarm configs are immutable; a content hash in the name turns an edit into a new config.
+NGINX_TEMPLATE_VERSION="$(sha256sum nginx/nginx.conf.template | cut -c1-12)"
+export NGINX_TEMPLATE_VERSION
+
+deploy_args=(--compose-file stack/docker-stack.yml --prune)
+if [ "$registry" -eq 1 ]; then
+  deploy_args+=(--with-registry-auth --resolve-image always)
+else
+  # Locally built images have no registry digest; asking a registry would only warn and slow down.
+  deploy_args+=(--resolve-image never)
+fi
+log "deploying stack $STACK_NAME (api replicas $API_REPLICAS, Nginx on port $NGINX_PORT)"
+deploy_log="$(mktemp)"
+trap 'rm -f "$deploy_log"' EXIT
+if ! docker stack deploy "${deploy_args[@]}" "$STACK_NAME" >"$deploy_log" 2>&1; then
+  cat "$deploy_log" >&2
+  die "docker stack deploy failed"
+fi
+
+wait_for_stack_converged "$STACK_NAME" "$timeout_s"
+wait_for_nginx_ready "$STACK_NAME" "http://127.0.0.1:$NGINX_PORT/ready" "$timeout_s"
+
+cat <<URLS
+Stack $STACK_NAME is up:
+  API (through Nginx)  http://localhost:$NGINX_PORT/predict
+  API docs             http://localhost:$NGINX_PORT/docs
+  Locust web UI        http://localhost:$LOCUST_WEB_PORT
+  Scale                docker service scale ${STACK_NAME}_api=N
+  Remove               scripts/stack_down.sh --stack-name $STACK_NAME
+URLS
