@@ -108,6 +108,9 @@ class _Preprocessor:
                     hot.append(base + self._fill_column[k])
                     continue
                 column = self._columns[k].get(value)  # type: ignore[call-overload]
+                if column is None and isinstance(value, str):
+                    # A str-based Enum hashes by member name, not by its value: look up the text.
+                    column = self._columns[k].get(str.__str__(value))
                 if column is None:
                     known = ", ".join(sorted(self._columns[k]))
                     raise ValueError(f"{name}={value!r} is not one of: {known}")

@@ -6,9 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.dataset import DatasetError
+from training.errors import DatasetError, OutputError, ParityError
 from training.settings import TrainingSettings, settings_from_env
-from training.train import OutputError, ParityError, train
 
 
 def build_parser(defaults: TrainingSettings) -> argparse.ArgumentParser:
@@ -57,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         forest_trees=defaults.forest_trees,
     )
     log = (lambda _message: None) if args.quiet else print
+    # Imported only now: scikit-learn and pandas take seconds to import, --help should not wait.
+    from training.train import train
+
     try:
         result = train(settings, log=log)
     except (DatasetError, OutputError) as error:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from service.inference import FEATURES
+from training.errors import DatasetError
 
 TARGET = "species"
 NUMERIC_FEATURES = ("culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", "body_mass_g")
@@ -22,10 +23,6 @@ UNITS = {
     "flipper_length_mm": "mm",
     "body_mass_g": "g",
 }
-
-
-class DatasetError(ValueError):
-    """The data file is missing, unreadable or not in the penguins_size.csv layout."""
 
 
 @dataclass(frozen=True)

@@ -29,19 +29,12 @@ from training.dataset import (
     Dataset,
     load_dataset,
 )
+from training.errors import OutputError, ParityError
 from training.export import compile_pipeline, write_artifact
 from training.pipelines import DEFAULT_MODEL, MODEL_TITLES, build_pipelines
 from training.settings import PROJECT_ROOT, TrainingSettings
 
 METRIC_DIGITS = 6
-
-
-class OutputError(ValueError):
-    """The output directory cannot be written or replaced safely."""
-
-
-class ParityError(RuntimeError):
-    """A compiled model disagrees with its scikit-learn pipeline."""
 
 
 @dataclass(frozen=True)
