@@ -182,6 +182,24 @@ def _count_at(history: Sequence[HistoryRow], when: float) -> tuple[float, int, i
     return best
 
 
+def _report_points(history: Sequence[HistoryRow], start: float, end: float
+                   ) -> tuple[tuple[float, int, int] | None, tuple[float, int, int] | None]:
+    """The first and last moments in [start, end] at which the cumulative count moved.
+
+    Workers report every 3 s, so the master's count is a staircase; measuring between two of
+    its steps avoids counting a partial report interval as idle time."""
+    changes: list[tuple[float, int, int]] = []
+    previous: HistoryRow | None = None
+    for row in history:
+        moved = previous is not None and row.total_requests != previous.total_requests
+        if moved and start <= row.timestamp <= end:
+            changes.append((row.timestamp, row.total_requests, row.total_failures))
+        previous = row
+    if len(changes) >= 2:
+        return changes[0], changes[-1]
+    return _count_at(history, start), _count_at(history, end)
+
+
 def step_metrics(
     history: Sequence[HistoryRow],
     windows: Sequence[StepWindow],
@@ -194,8 +212,7 @@ def step_metrics(
     results: list[StepMetrics] = []
     for window in windows:
         settle = min(STEP_SETTLE_S, (window.end - window.start) / 3)
-        begin = _count_at(history, window.start + settle)
-        finish = _count_at(history, window.end)
+        begin, finish = _report_points(history, window.start + settle, window.end)
         requests = failures = 0
         throughput = 0.0
         if begin and finish and finish[0] > begin[0]:

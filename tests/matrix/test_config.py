@@ -1,0 +1,103 @@
+"""The matrix file: valid files load, invalid ones get a clear error before anything starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from matrix.__main__ import main
+from matrix.config import (
+    DEFAULT_MATRIX_FILE,
+    QUICK_MATRIX_FILE,
+    MatrixFileError,
+    load_matrix_file,
+    memory_bytes,
+)
+
+MINIMAL = """
+cells: {replicas: [1, 2], cpus: [0.5, 1.0], memory: [256M]}
+profile: {kind: staircase, start_rate: 10, step_rate: 10, step_seconds: 10, max_rate: 50}
+target_rps: 30
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "matrix.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_matrix_files_are_valid() -> None:
+    full = load_matrix_file(DEFAULT_MATRIX_FILE)
+    quick = load_matrix_file(QUICK_MATRIX_FILE)
+    assert len(full.cell_list()) > len(quick.cell_list()) >= 2
+    # The quick matrix must leave room for stack_up's image build in its 10 minutes.
+    per_cell = quick.profile.duration_seconds() + quick.warmup_seconds
+    assert per_cell * len(quick.cell_list()) <= 5 * 60
+
+
+def test_minimal_file_gets_defaults_and_the_cartesian_product(tmp_path: Path) -> None:
+    matrix = load_matrix_file(write(tmp_path, MINIMAL))
+    assert [c.cell_id for c in matrix.cell_list()] == [
+        "r1-c0.5-m256M", "r1-c1-m256M", "r2-c0.5-m256M", "r2-c1-m256M"]
+    assert matrix.objective.p95_ms == 500
+    assert matrix.profile.steps() == 5
+    assert matrix.profile.duration_seconds() == 50
+
+
+def test_max_total_cpus_drops_big_cells(tmp_path: Path) -> None:
+    text = MINIMAL.replace("memory: [256M]", "memory: [256M], max_total_cpus: 1")
+    ids = [c.cell_id for c in load_matrix_file(write(tmp_path, text)).cell_list()]
+    assert ids == ["r1-c0.5-m256M", "r1-c1-m256M", "r2-c0.5-m256M"]
+
+
+def test_fingerprint_follows_the_plan_not_the_formatting(tmp_path: Path) -> None:
+    a = load_matrix_file(write(tmp_path, MINIMAL))
+    b = load_matrix_file(write(tmp_path, "# comment\n" + MINIMAL))
+    c = load_matrix_file(write(tmp_path, MINIMAL.replace("target_rps: 30", "target_rps: 40")))
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("- just a list", ["YAML mapping"]),
+    ("cells: [", ["not valid YAML"]),
+    (MINIMAL.replace("replicas: [1, 2]", "replicas: []"), ["cells.replicas"]),
+    (MINIMAL.replace("[256M]", "[12 parsecs]"), ["cells.memory", "12 parsecs"]),
+    (MINIMAL.replace("[256M]", "[16M]"), ["cells.memory", "64M"]),
+    (MINIMAL.replace("kind: staircase", "kind: zigzag"), ["profile", "zigzag"]),
+    (MINIMAL.replace("max_rate: 50", "max_rate: 5"), ["profile.staircase", "max_rate"]),
+    (MINIMAL.replace("target_rps: 30", "target_rps: -1"), ["target_rps"]),
+    (MINIMAL + "objective: {p95: 3}\n", ["objective.p95", "Extra inputs"]),
+    (MINIMAL + "load_generator: {model_mix: 'lr=1,knn=1'}\n", ["model_mix", "knn"]),
+    (MINIMAL.replace("memory: [256M]", "memory: [256M], max_total_cpus: 0.1"),
+     ["no cell to measure"]),
+])
+def test_invalid_files_name_file_field_and_fault(tmp_path: Path, text: str,
+                                                 fragments: list[str]) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(MatrixFileError) as caught:
+        load_matrix_file(path)
+    message = str(caught.value)
+    assert str(path) in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(MatrixFileError, match="cannot read"):
+        load_matrix_file(tmp_path / "absent.yaml")
+
+
+def test_cli_refuses_an_invalid_file_before_touching_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, MINIMAL.replace("[256M]", "[lots]"))
+    assert main(["--matrix", str(path)]) == 2
+    assert "cells.memory" in capsys.readouterr().err
+
+
+def test_memory_sizes() -> None:
+    assert memory_bytes("512M") == 512 * 1024**2
+    assert memory_bytes("1g") == 1024**3
+    assert memory_bytes("256MiB") == 256 * 1024**2
+    assert memory_bytes("1048576") == 1048576
