@@ -23,7 +23,8 @@ Environment (defaults in brackets):
   NGINX_RUNTIME_DIR [$NGINX_RUNTIME_DIR]   pid, temp files, rendered config
   NGINX_UPSTREAM_HOST [$NGINX_UPSTREAM_HOST]   DNS name with one A record per api task
   NGINX_UPSTREAM_PORT [$NGINX_UPSTREAM_PORT]
-  NGINX_UPSTREAM_SERVERS   static "host:port ..." list instead of DNS (tests, plain hosts)
+  NGINX_UPSTREAM_SERVERS   static "host:port ..." list instead of DNS (plain hosts)
+  NGINX_UPSTREAM_SERVERS_FILE  file of "host:port" lines, re-read like DNS (tests, plain hosts)
   NGINX_RESOLVE_INTERVAL [$NGINX_RESOLVE_INTERVAL] seconds
   NGINX_MAX_FAILS [$NGINX_MAX_FAILS], NGINX_FAIL_TIMEOUT [$NGINX_FAIL_TIMEOUT]
   NGINX_GLOBAL_DIRECTIVES [$NGINX_GLOBAL_DIRECTIVES]
@@ -39,6 +40,7 @@ die() { printf '[%s] entrypoint: error: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit
 : "${NGINX_UPSTREAM_HOST:=api}"
 : "${NGINX_UPSTREAM_PORT:=8000}"
 : "${NGINX_UPSTREAM_SERVERS:=}"
+: "${NGINX_UPSTREAM_SERVERS_FILE:=}"
 : "${NGINX_RESOLVE_INTERVAL:=2}"
 # One failure takes a replica out for NGINX_FAIL_TIMEOUT: a killed task is skipped at once.
 : "${NGINX_MAX_FAILS:=1}"
@@ -90,6 +92,10 @@ render() {
 
 # current_servers: prints the sorted "host:port" list of upstream servers, one a line.
 current_servers() {
+  if [ -n "$NGINX_UPSTREAM_SERVERS_FILE" ]; then
+    { cat "$NGINX_UPSTREAM_SERVERS_FILE" 2>/dev/null || true; } | tr ', ' '\n' | sed '/^$/d' | sort -u
+    return 0
+  fi
   if [ -n "$NGINX_UPSTREAM_SERVERS" ]; then
     tr ', ' '\n' <<<"$NGINX_UPSTREAM_SERVERS" | sed '/^$/d' | sort -u
     return 0
@@ -104,7 +110,9 @@ write_upstreams() {
   file="$(upstream_file)"
   tmp="$file.tmp"
   {
-    if [ -n "$NGINX_UPSTREAM_SERVERS" ]; then
+    if [ -n "$NGINX_UPSTREAM_SERVERS_FILE" ]; then
+      echo "# Written by entrypoint.sh from $NGINX_UPSTREAM_SERVERS_FILE; do not edit."
+    elif [ -n "$NGINX_UPSTREAM_SERVERS" ]; then
       echo "# Written by entrypoint.sh from NGINX_UPSTREAM_SERVERS; do not edit."
     else
       echo "# Written by entrypoint.sh from the DNS name $NGINX_UPSTREAM_HOST; do not edit."
@@ -139,7 +147,9 @@ run() {
   write_upstreams "$servers"
   nginx_cmd -t -q || die "the rendered configuration $(conf_file) is invalid"
   log "upstreams: $(tr '\n' ' ' <<<"${servers:-none}")"
-  nginx_cmd -g "$NGINX_GLOBAL_DIRECTIVES" &
+  # nginx itself in the background (not a function, which would fork a subshell): $! is the
+  # master, whose exit we wait for and whom SIGQUIT stops gracefully.
+  nginx -e stderr -c "$(conf_file)" -g "$NGINX_GLOBAL_DIRECTIVES" &
   nginx_pid=$!
   trap stop_nginx TERM INT
   while kill -0 "$nginx_pid" 2>/dev/null; do
