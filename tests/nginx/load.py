@@ -1,4 +1,4 @@
-"""Bounded HTTP load for the Nginx and Swarm tests: a few threads, a deadline, every failure kept."""
+"""Bounded HTTP load for the Nginx and Swarm tests: few threads, a deadline, failures kept."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ class LoadGenerator:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [
-            threading.Thread(target=self._run, name=f"load-{i}", daemon=True) for i in range(threads)
+            threading.Thread(target=self._run, name=f"load-{index}", daemon=True)
+            for index in range(threads)
         ]
 
     def _run(self) -> None:

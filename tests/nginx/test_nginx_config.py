@@ -54,7 +54,9 @@ def test_no_upstream_yet_keeps_a_valid_configuration(tmp_path: Path) -> None:
 
 
 def test_dns_name_resolves_to_one_server_per_address(tmp_path: Path) -> None:
-    env = nginx_env(tmp_path / "run", [], NGINX_UPSTREAM_HOST="localhost", NGINX_UPSTREAM_PORT="8123")
+    env = nginx_env(
+        tmp_path / "run", [], NGINX_UPSTREAM_HOST="localhost", NGINX_UPSTREAM_PORT="8123"
+    )
     assert run_entrypoint("write-upstreams", env).returncode == 0
     upstreams = (tmp_path / "run" / "upstream-servers.conf").read_text()
     assert "server 127.0.0.1:8123 max_fails=1" in upstreams
