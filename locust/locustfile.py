@@ -226,12 +226,20 @@ class PenguinShape(LoadTestShape):
 
     def __init__(self) -> None:
         super().__init__()
+        self._clear()
+
+    def _clear(self) -> None:
         self._steps: list[Step] | None = None
         self._current: Step | None = None
         self._breaches = 0
         self._step_requests = 0
         self._step_failures = 0
         self._stopped = False
+
+    def reset_time(self) -> None:
+        # Every start (also from the web UI, with edited options) builds a fresh schedule.
+        super().reset_time()
+        self._clear()
 
     def _build(self) -> list[Step]:
         options = self.runner.environment.parsed_options

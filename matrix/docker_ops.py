@@ -69,13 +69,43 @@ def service_resources(service: str) -> ServiceResources:
     )
 
 
+# While measuring, replace tasks all at once without a monitor period: the stack's careful
+# rolling update (start-first, one at a time, 15 s monitor) would cost a minute per cell, and a
+# gap in capacity while reconfiguring does not matter because the matrix waits for convergence.
+FAST_UPDATE_FLAGS = ("--update-parallelism", "0", "--update-delay", "0s", "--update-order",
+                     "stop-first", "--update-monitor", "1s", "--update-failure-action", "pause")
+
+
+def update_config(service: str) -> dict[str, object]:
+    """The service's UpdateConfig, to put back after the matrix changed it."""
+    spec = json.loads(docker("service", "inspect", service, "--format", "{{json .Spec}}"))
+    return dict(spec.get("UpdateConfig") or {})
+
+
+def update_config_flags(config: dict[str, object]) -> list[str]:
+    """`docker service update` flags that reproduce an UpdateConfig from `service inspect`."""
+    flags = ["--update-parallelism", str(config.get("Parallelism", 1)),
+             "--update-delay", f"{int(config.get('Delay', 0)) // 1_000_000}ms",  # type: ignore[call-overload]
+             "--update-monitor", f"{int(config.get('Monitor', 5 * NANO)) // 1_000_000}ms",  # type: ignore[call-overload]
+             "--update-order", str(config.get("Order", "stop-first")),
+             "--update-failure-action", str(config.get("FailureAction", "pause")),
+             "--update-max-failure-ratio", str(config.get("MaxFailureRatio", 0))]
+    return flags
+
+
+def set_update_config(service: str, config: dict[str, object], timeout: float = 60.0) -> None:
+    docker("service", "update", "--detach=true", "--quiet", *update_config_flags(config), service,
+           timeout=timeout)
+
+
 def update_service(service: str, wanted: ServiceResources, timeout: float) -> None:
     """Applies replicas, limits and reservations and waits (--detach=false) for convergence.
 
     Zero means "no limit" for docker, which is also what restoring an unlimited service needs.
+    Raises DockerError when Swarm rolled the change back instead of applying it.
     """
     docker(
-        "service", "update", "--detach=false", "--quiet",
+        "service", "update", "--detach=false", "--quiet", *FAST_UPDATE_FLAGS,
         "--replicas", str(wanted.replicas),
         "--limit-cpu", f"{wanted.limit_nano_cpus / NANO:.9f}".rstrip("0").rstrip("."),
         "--limit-memory", str(wanted.limit_memory_bytes),
@@ -84,6 +114,10 @@ def update_service(service: str, wanted: ServiceResources, timeout: float) -> No
         service,
         timeout=timeout,
     )
+    applied = service_resources(service)
+    if applied != wanted:
+        raise DockerError(f"{service} did not take the new settings (Swarm rolled back?): "
+                          f"wanted {wanted.as_dict()}, has {applied.as_dict()}")
 
 
 def node_capacity() -> tuple[int, int]:

@@ -135,8 +135,16 @@ def read_step_log(path: Path, history: Sequence[HistoryRow]) -> list[StepWindow]
     events: list[dict[str, object]] = []
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                events.append(json.loads(line))
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            # Locust restarts the shape's clock when the first users spawn, so the first step
+            # may be logged twice; the later entry carries the true start.
+            if (events and event.get("event") == "step" and events[-1].get("event") == "step"
+                    and events[-1].get("index") == event.get("index")):
+                events[-1] = event
+            else:
+                events.append(event)
     if not events:
         if not history:
             return []

@@ -248,6 +248,8 @@ class MatrixRunner:
         recorded = self.run_info.get("original_service")
         restore_to = ServiceResources(**recorded) if recorded else original
         self.run_info["original_service"] = restore_to.as_dict()
+        if "original_update_config" not in self.run_info:
+            self.run_info["original_update_config"] = docker_ops.update_config(self.api_service)
         _write_json(self.run_dir / RUN_FILE, self.run_info)
         cells = self.matrix.cell_list()
         done = [c.cell_id for c in cells if self.cell_done(c)]
@@ -284,6 +286,7 @@ class MatrixRunner:
         try:
             docker_ops.update_service(self.api_service, original,
                                       self.matrix.converge_timeout_seconds)
+            docker_ops.set_update_config(self.api_service, self.run_info["original_update_config"])
         except (DockerError, KeyboardInterrupt) as error:
             print(f"warning: could not restore {self.api_service}: {error}; restore it with "
                   f"docker service update --replicas {original.replicas} ... "
@@ -296,8 +299,10 @@ class MatrixRunner:
         if self.matrix.reserve == "auto":
             node_cpu, node_mem = docker_ops.node_capacity()
             other_cpu, other_mem = docker_ops.reserved_by_others(self.api_service)
-            reserve = (cell.replicas * limit_cpu <= node_cpu - other_cpu
-                       and cell.replicas * limit_mem <= node_mem - other_mem)
+            # One task more than the replicas: a start-first update runs it next to the others.
+            tasks = cell.replicas + 1
+            reserve = (tasks * limit_cpu <= node_cpu - other_cpu
+                       and tasks * limit_mem <= node_mem - other_mem)
         wanted = ServiceResources(cell.replicas, limit_cpu, limit_mem,
                                   limit_cpu if reserve else 0, limit_mem if reserve else 0)
         return wanted, reserve

@@ -1,0 +1,141 @@
+"""Distributed Locust (a master and two workers over ZeroMQ) against the real service on
+loopback: every request answered correctly, every model of the mix hit, CSVs that parse."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from matrix.config import Objective
+from matrix.measurements import read_history, read_step_log, step_metrics
+from tests.support import PROJECT_ROOT, free_port, require, wait_for_http
+
+LOCUSTFILE = PROJECT_ROOT / "locust" / "locustfile.py"
+LOCUST = str(Path(sys.executable).with_name("locust"))
+RUN_SECONDS = 12
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    require((PROJECT_ROOT / "models" / "manifest.json").is_file(),
+            "models/ are not trained (python -m training)")
+    port = free_port()
+    log = (tmp_path_factory.mktemp("gunicorn") / "gunicorn.log").open("w")
+    env = {**os.environ, "PENGUIN_BIND": f"127.0.0.1:{port}", "PENGUIN_WORKERS": "1"}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("gunicorn")), "-c", "service/gunicorn_conf.py",
+         "service.app:app"], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/ready", timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(process)
+        log.close()
+
+
+def _read_stats(prefix: Path) -> dict[str, tuple[int, int]]:
+    with open(f"{prefix}_stats.csv", newline="") as handle:
+        return {row["Name"]: (int(row["Request Count"]), int(row["Failure Count"]))
+                for row in csv.DictReader(handle)}
+
+
+def _history_rows(prefix: Path) -> list[dict[str, str]]:
+    with open(f"{prefix}_stats_history.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_master_and_two_workers_over_zeromq(service_url: str, tmp_path: Path) -> None:
+    master_port = free_port()
+    prefix = tmp_path / "run"
+    common = ["-f", str(LOCUSTFILE), "--model-mix", "lr=0.5,rf=0.3,svm=0.2", "--user-rate", "4"]
+    master = subprocess.Popen(
+        [LOCUST, *common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
+         str(master_port), "--expect-workers", "2", "--expect-workers-max-wait", "60",
+         "--headless", "--host", service_url, "-u", "12", "-r", "12", "-t", f"{RUN_SECONDS}s",
+         "--csv", str(prefix), "--csv-full-history", "--batch-weight", "1", "--batch-size", "5"],
+        cwd=tmp_path, stdout=(tmp_path / "master.log").open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True)
+    workers = [
+        subprocess.Popen(
+            [LOCUST, *common, "--worker", "--master-host", "127.0.0.1", "--master-port",
+             str(master_port), "--batch-weight", "1", "--batch-size", "5"],
+            cwd=tmp_path, stdout=(tmp_path / f"worker{i}.log").open("w"),
+            stderr=subprocess.STDOUT, start_new_session=True)
+        for i in range(2)
+    ]
+    try:
+        master.wait(timeout=RUN_SECONDS + 90)
+    finally:
+        for process in [master, *workers]:
+            _stop(process)
+    log = (tmp_path / "master.log").read_text()
+    assert "2 workers connected" in log or "workers connected" in log, log[-2000:]
+
+    stats = _read_stats(prefix)
+    requests, failures = stats["Aggregated"]
+    assert requests > 0
+    assert failures == 0, (tmp_path / "run_failures.csv").read_text()
+    for model in ("lr", "rf", "svm"):
+        assert stats.get(f"/predict?model={model}", (0, 0))[0] > 0, f"{model} never requested"
+    assert sum(count for name, (count, _) in stats.items() if name.startswith("/predict/batch")) > 0
+    # lr has the largest share of the mix and should get the most single predictions.
+    assert stats["/predict?model=lr"][0] > stats["/predict?model=svm"][0]
+    history = _history_rows(prefix)
+    assert history and {"Timestamp", "User Count", "95%"} <= set(history[0])
+    assert max(int(row["User Count"]) for row in history) == 12
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_staircase_with_processes_logs_its_steps(service_url: str, tmp_path: Path) -> None:
+    prefix = tmp_path / "stairs"
+    step_log = tmp_path / "steps.jsonl"
+    result = subprocess.run(
+        [LOCUST, "-f", str(LOCUSTFILE), "--headless", "--host", service_url, "--processes", "2",
+         "--load-profile", "staircase", "--start-rate", "10", "--step-rate", "20",
+         "--step-seconds", "5", "--max-rate", "30", "--user-rate", "2", "--step-log",
+         str(step_log), "--csv", str(prefix), "--csv-full-history", "-t", "60s"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    history = read_history(Path(f"{prefix}_stats_history.csv"))
+    windows = read_step_log(step_log, history)
+    assert [(w.rate_rps, w.users) for w in windows] == [(10, 5), (30, 15)], result.stderr[-2000:]
+    events = [json.loads(line) for line in step_log.read_text().splitlines()]
+    assert events[-1]["event"] == "end"
+    requests, failures = _read_stats(prefix)["Aggregated"]
+    assert requests > 0 and failures == 0
+    # The shape ended the run, well before the -t safety net.
+    assert events[-1]["run_time"] < 20
+    steps = step_metrics(history, windows, Objective())
+    assert steps[1].requests > steps[0].requests
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_invalid_options_fail_clearly(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [LOCUST, "-f", str(LOCUSTFILE), "--headless", "--host", "http://127.0.0.1:9",
+         "--model-mix", "lr=abc", "-t", "2s"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=50, check=False)
+    assert result.returncode != 0
+    assert "model mix" in result.stderr
