@@ -9,6 +9,7 @@ a single process) the default registry is used.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -54,6 +55,32 @@ PREDICTED_ROWS = Counter(
     "Rows classified, by model.",
     ["model"],
 )
+
+
+# labels() hashes and validates its arguments on every call; the label sets are few and fixed
+# (routes x statuses x methods, models x kinds), so the children are looked up once.
+_request_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+_inference_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+def request_metrics(method: str, route: str, status: str) -> tuple[Any, Any]:
+    """(request counter, latency histogram) children for one label set."""
+    key = (method, route, status)
+    children = _request_children.get(key)
+    if children is None:
+        children = (REQUESTS.labels(*key), REQUEST_LATENCY.labels(*key))
+        _request_children[key] = children
+    return children
+
+
+def inference_metrics(model: str, kind: str) -> tuple[Any, Any]:
+    """(inference latency histogram, predicted rows counter) children for one model and kind."""
+    key = (model, kind)
+    children = _inference_children.get(key)
+    if children is None:
+        children = (INFERENCE_LATENCY.labels(model, kind), PREDICTED_ROWS.labels(model))
+        _inference_children[key] = children
+    return children
 
 
 def render_metrics() -> tuple[bytes, str]:

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import error_body
-from service.metrics import IN_FLIGHT, REQUEST_LATENCY, REQUESTS
+from service.metrics import IN_FLIGHT, request_metrics
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _UNMATCHED_ROUTE = "unmatched"
@@ -77,14 +77,13 @@ class ServiceMiddleware:
             raise
         finally:
             IN_FLIGHT.dec()
-            route: Any = scope.get("route")
-            # Route templates, never raw paths: unknown URLs must not create unbounded series.
-            route_label = getattr(route, "path", _UNMATCHED_ROUTE)
+            route_label = _route_label(scope)
             # 499 is Nginx's "client closed request": counted, but not as a server error.
             status = str(status_holder[0] or 499)
             elapsed = time.perf_counter() - start
-            REQUESTS.labels(scope["method"], route_label, status).inc()
-            REQUEST_LATENCY.labels(scope["method"], route_label, status).observe(elapsed)
+            counter, latency = request_metrics(scope["method"], route_label, status)
+            counter.inc()
+            latency.observe(elapsed)
 
     async def _buffer_body(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         """Read the whole body up to the limit; answer 413 and return None when it is over."""
@@ -120,6 +119,18 @@ class ServiceMiddleware:
             return await receive()
 
         return replay
+
+
+def _route_label(scope: Scope) -> str:
+    """The matched route's template; never the raw path of an unknown URL (unbounded series)."""
+    route: Any = scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", _UNMATCHED_ROUTE))
+    # FastAPI's router records plain Starlette routes only as the matched endpoint. None of our
+    # routes has path parameters, so for a matched route the path is the template.
+    if "endpoint" in scope:
+        return str(scope["path"])
+    return _UNMATCHED_ROUTE
 
 
 def _too_large_body(limit: int, status: int) -> bytes:
