@@ -25,6 +25,8 @@ PREDICT_BODY = {
 class LoadResult:
     sent: int = 0
     failed: int = 0
+    # Requests re-sent once because Nginx closed their idle keep-alive connection (see _send).
+    retried: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     # First few failures only: enough to diagnose, bounded in size.
     failures: list[str] = field(default_factory=list)
@@ -70,19 +72,40 @@ class LoadGenerator:
         deadline = time.monotonic() + self.max_seconds
         with httpx.Client(timeout=httpx.Timeout(15.0)) as client:
             while not self._stop.is_set() and time.monotonic() < deadline:
-                status: int | None = None
-                error: str | None = None
-                try:
-                    response = client.post(self.url, json=self.body)
-                    status = response.status_code
-                    if status != 200:
-                        error = f"status {status}: {response.text[:200]}"
-                except httpx.HTTPError as exc:
-                    error = f"{type(exc).__name__}: {exc}"
+                status, error, retried = self._send(client)
                 with self._lock:
                     self.result.record(status, error)
+                    self.result.retried += retried
                 if self.pause:
                     self._stop.wait(self.pause)
+
+    def _send(self, client: httpx.Client) -> tuple[int | None, str | None, int]:
+        """One request; returns (status, error, retries).
+
+        A reload of Nginx (it follows the api replica set that way) closes idle client keep-alive
+        connections; a request sent on one at that instant is dropped before any response. HTTP
+        clients re-send such requests on a fresh connection when they are idempotent (RFC 9112
+        section 9.3.1; predictions are), and so do we, once, and count it. Any other error, a
+        second drop, or a non-200 answer is a failure.
+        """
+        retries = 0
+        while True:
+            try:
+                response = client.post(self.url, json=self.body)
+            except httpx.RemoteProtocolError as exc:
+                if retries == 0 and "without sending a response" in str(exc):
+                    retries += 1
+                    continue
+                return None, f"{type(exc).__name__}: {exc}", retries
+            except httpx.HTTPError as exc:
+                return None, f"{type(exc).__name__}: {exc}", retries
+            if response.status_code != 200:
+                return (
+                    response.status_code,
+                    f"status {response.status_code}: {response.text[:200]}",
+                    retries,
+                )
+            return 200, None, retries
 
     def start(self) -> LoadGenerator:
         for thread in self._threads:
@@ -107,5 +130,5 @@ def report(capsys: pytest.CaptureFixture[str], scenario: str, result: LoadResult
     with capsys.disabled():
         sys.stderr.write(
             f"\n[{scenario}] requests sent={result.sent} failed={result.failed} "
-            f"statuses={dict(result.statuses)}\n"
+            f"re-sent after a keep-alive close={result.retried} statuses={dict(result.statuses)}\n"
         )

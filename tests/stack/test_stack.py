@@ -1,0 +1,356 @@
+"""The whole stack on a real single-node Swarm: Nginx over api replicas, under change and faults.
+
+One stack (own name, own free ports) serves every scenario in file order; the fixture removes it
+at the end, also on failure. Each scenario prints how many requests it sent and how many failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from tests.nginx.load import PREDICT_BODY, LoadGenerator, report
+from tests.support import PROJECT_ROOT, docker_engine_available, free_port, require, wait_for_http
+
+pytestmark = pytest.mark.swarm
+
+STACK = "penguins-test"
+API = f"{STACK}_api"
+# Small enough that three replicas plus Nginx and Locust fit the reservations of a 2-core node.
+API_CPUS = "0.5"
+API_MEMORY = "256M"
+
+
+@dataclass
+class Stack:
+    name: str
+    nginx_port: int
+    locust_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.nginx_port}"
+
+
+def _run(args: list[str], timeout: float = 120, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT_ROOT
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}"
+            f"\n{result.stderr[-3000:]}"
+        )
+    return result.stdout
+
+
+def _stack_down() -> None:
+    _run([str(PROJECT_ROOT / "scripts" / "stack_down.sh"), "--stack-name", STACK], timeout=240)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    require(docker_engine_available(), "no Docker engine (scripts/test.sh starts one as root)")
+    deployed = Stack(STACK, free_port(), free_port())
+    env = {
+        **os.environ,
+        "NGINX_PORT": str(deployed.nginx_port),
+        "LOCUST_WEB_PORT": str(deployed.locust_port),
+        "API_REPLICAS": "2",
+        "API_CPUS": API_CPUS,
+        "API_MEMORY": API_MEMORY,
+    }
+    _stack_down()  # leftovers of an interrupted run
+    try:
+        # Builds the images (idempotent, quick when they exist), deploys, waits until ready.
+        _run(
+            [str(PROJECT_ROOT / "scripts" / "stack_up.sh"), "--stack-name", STACK],
+            timeout=1200,
+            env=env,
+        )
+        yield deployed
+    finally:
+        _stack_down()
+
+
+def _api_containers() -> list[str]:
+    out = _run(
+        ["docker", "ps", "--quiet", "--filter", f"label=com.docker.swarm.service.name={API}"]
+    )
+    return out.split()
+
+
+def _container_ips(containers: list[str]) -> set[str]:
+    if not containers:
+        return set()
+    fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
+    return set(_run(["docker", "inspect", "--format", fmt, *containers]).split())
+
+
+def _nginx_container() -> str:
+    out = _run(
+        [
+            "docker",
+            "ps",
+            "--quiet",
+            "--filter",
+            f"label=com.docker.swarm.service.name={STACK}_nginx",
+        ]
+    )
+    assert out.split(), "no running Nginx container"
+    return out.split()[0]
+
+
+def _nginx_upstreams() -> set[str]:
+    text = _run(
+        ["docker", "exec", _nginx_container(), "cat", "/run/penguin-nginx/upstream-servers.conf"]
+    )
+    return {
+        line.split()[1].rsplit(":", 1)[0]
+        for line in text.splitlines()
+        if line.startswith("server ") and "down;" not in line
+    }
+
+
+def _served_ips(since: str) -> dict[str, int]:
+    """Per upstream IP, the requests Nginx's JSON access log shows since `since` (RFC 3339)."""
+    result = subprocess.run(
+        ["docker", "logs", "--since", since, _nginx_container()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    counts: dict[str, int] = {}
+    for line in (result.stdout + result.stderr).splitlines():
+        if not line.startswith("{"):
+            continue
+        entry = json.loads(line)
+        if entry.get("uri") != "/predict" or not entry.get("upstream_addr"):
+            continue
+        ip = str(entry["upstream_addr"]).split(",")[-1].strip().rsplit(":", 1)[0]
+        counts[ip] = counts.get(ip, 0) + 1
+    return counts
+
+
+def _wait_for_upstreams(want: set[str], timeout: float) -> float:
+    """Seconds until Nginx balances over exactly `want`; raises after `timeout`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if _nginx_upstreams() == want:
+            return time.monotonic() - start
+        time.sleep(0.5)
+    raise AssertionError(f"Nginx upstreams {_nginx_upstreams()} never became {want}")
+
+
+def _scale(replicas: int) -> None:
+    # Without --detach the CLI returns once the service converged (tasks running and healthy).
+    _run(["docker", "service", "scale", "--detach=false", f"{API}={replicas}"], timeout=240)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _figure(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    with capsys.disabled():
+        sys.stderr.write(f"{text}\n")
+
+
+def test_predict_docs_and_locust_ui_answer(stack: Stack) -> None:
+    response = httpx.post(f"{stack.url}/predict", json=PREDICT_BODY, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json()["species"] in {"Adelie", "Chinstrap", "Gentoo"}
+    wait_for_http(f"{stack.url}/docs", timeout=10)
+    wait_for_http(f"http://127.0.0.1:{stack.locust_port}/", timeout=60)
+    # stub_status stays internal: reachable inside the Nginx container only.
+    status = _run(
+        ["docker", "exec", _nginx_container(), "curl", "-fsS", "http://127.0.0.1:8081/nginx_status"]
+    )
+    assert "Active connections" in status
+
+
+def test_every_replica_serves_traffic(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    replicas = _container_ips(_api_containers())
+    assert len(replicas) == 2
+    _wait_for_upstreams(replicas, timeout=30)
+    since = _now()
+    time.sleep(1)
+    load = LoadGenerator(f"{stack.url}/predict", threads=4, max_seconds=10)
+    with load:
+        time.sleep(5)
+    report(capsys, "swarm: every replica serves", load.result)
+    assert load.result.failed == 0, load.result.failures
+    served = _served_ips(since)
+    _figure(capsys, f"[swarm: every replica serves] per replica: {served}")
+    assert set(served) == replicas
+
+
+def test_scale_up_and_down_under_load_fails_no_request(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    load = LoadGenerator(f"{stack.url}/predict", threads=4, pause=0.01, max_seconds=180)
+    with load:
+        time.sleep(2)
+        _scale(3)
+        three = _container_ips(_api_containers())
+        assert len(three) == 3
+        since = _now()
+        seconds = _wait_for_upstreams(three, timeout=60)
+        _figure(
+            capsys,
+            f"[swarm: scale 2 -> 3] Nginx balanced over 3 replicas"
+            f" {seconds:.1f}s after convergence",
+        )
+        time.sleep(4)
+        served_by_three = _served_ips(since)
+        _scale(1)
+        one = _container_ips(_api_containers())
+        seconds = _wait_for_upstreams(one, timeout=60)
+        _figure(
+            capsys,
+            f"[swarm: scale 3 -> 1] Nginx balanced over 1 replica {seconds:.1f}s after convergence",
+        )
+        time.sleep(2)
+    report(capsys, "swarm: scale 2 -> 3 -> 1 under load", load.result)
+    assert load.result.sent > 0
+    assert load.result.failed == 0, load.result.failures
+    assert set(served_by_three) == three
+
+
+def test_killing_an_api_container_fails_no_request(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _scale(2)
+    _wait_for_upstreams(_container_ips(_api_containers()), timeout=60)
+    victim = _api_containers()[0]
+    load = LoadGenerator(f"{stack.url}/predict", threads=4, pause=0.01, max_seconds=120)
+    with load:
+        time.sleep(2)
+        _run(["docker", "rm", "--force", victim])
+        # Swarm replaces the task; wait until Nginx balances over two live replicas again.
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            current = _api_containers()
+            if len(current) == 2 and victim not in current:
+                break
+            time.sleep(1)
+        _wait_for_upstreams(_container_ips(_api_containers()), timeout=60)
+        time.sleep(2)
+    report(capsys, "swarm: docker rm -f one api container under load", load.result)
+    assert load.result.sent > 0
+    assert load.result.failed == 0, load.result.failures
+
+
+def test_rolling_update_fails_no_request(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    before = set(_api_containers())
+    load = LoadGenerator(f"{stack.url}/predict", threads=4, pause=0.01, max_seconds=300)
+    with load:
+        time.sleep(2)
+        _run(["docker", "service", "update", "--force", "--detach=false", API], timeout=300)
+        _wait_for_upstreams(_container_ips(_api_containers()), timeout=60)
+        time.sleep(2)
+    report(capsys, "swarm: rolling update (service update --force) under load", load.result)
+    assert not before & set(_api_containers()), "every replica should have been replaced"
+    assert load.result.failed == 0, load.result.failures
+
+
+def test_small_replica_survives_sustained_load_without_oom(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(
+        [
+            "docker",
+            "service",
+            "update",
+            "--detach=false",
+            "--limit-cpu",
+            "0.25",
+            "--limit-memory",
+            "128M",
+            "--reserve-cpu",
+            "0.1",
+            "--reserve-memory",
+            "64M",
+            API,
+        ],
+        timeout=300,
+    )
+    containers = _api_containers()
+    _wait_for_upstreams(_container_ips(containers), timeout=60)
+    limits = _run(
+        [
+            "docker",
+            "inspect",
+            "--format",
+            "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}",
+            *containers,
+        ]
+    )
+    assert set(limits.split("\n")) - {""} == {f"{250_000_000} {128 * 1024 * 1024}"}
+
+    # Beyond what 2 x 0.25 CPU can serve, so the replicas run flat out for the whole window;
+    # the batch requests exercise the bigger allocations.
+    batch = {"instances": [PREDICT_BODY] * 100}
+    singles = LoadGenerator(f"{stack.url}/predict?model=rf", threads=6, max_seconds=25)
+    batches = LoadGenerator(
+        f"{stack.url}/predict/batch?model=svm", threads=2, max_seconds=25, body=batch
+    )
+    with singles, batches:
+        time.sleep(20)
+    report(capsys, "swarm: 0.25 CPU / 128 MB replicas, sustained /predict", singles.result)
+    report(capsys, "swarm: 0.25 CPU / 128 MB replicas, sustained /predict/batch", batches.result)
+
+    state = _run(
+        [
+            "docker",
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.OOMKilled}} {{.RestartCount}}",
+            *containers,
+        ]
+    )
+    assert set(state.split("\n")) - {""} == {"running false 0"}, state
+    assert set(_api_containers()) == set(containers), "an api task was replaced during the load"
+    usage = _run(
+        ["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *containers]
+    )
+    _figure(capsys, f"[swarm: 0.25 CPU / 128 MB] memory after load:\n{usage}")
+    assert singles.result.sent > 0 and batches.result.sent > 0
+    assert singles.result.failed == 0, singles.result.failures
+    assert batches.result.failed == 0, batches.result.failures
+
+
+def test_stack_down_removes_everything(stack: Stack) -> None:
+    _stack_down()
+    left = _run(
+        [
+            "docker",
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            f"label=com.docker.stack.namespace={STACK}",
+        ]
+    )
+    networks = _run(
+        [
+            "docker",
+            "network",
+            "ls",
+            "--quiet",
+            "--filter",
+            f"label=com.docker.stack.namespace={STACK}",
+        ]
+    )
+    assert left.split() == [] and networks.split() == []
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{stack.url}/ready", timeout=3)
