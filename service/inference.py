@@ -118,13 +118,22 @@ class _Preprocessor:
                         measured = float(value)  # type: ignore[arg-type]
                     except (TypeError, ValueError):
                         raise ValueError(f"{name}={value!r} is not a number") from None
+                    if not math.isfinite(measured):
+                        if measured != measured:
+                            measured = fill
+                        else:
+                            # scikit-learn's imputer rejects infinity too.
+                            raise ValueError(f"{name}={value!r} is not finite")
                 values[j] = (measured - mean) / scale
             for k, name in enumerate(self.categorical_features):
                 value = row.get(name)
                 if _is_missing(value):
                     values[self._fill_column[k]] = 1.0
                     continue
-                column = self._columns[k].get(value)  # type: ignore[call-overload]
+                try:
+                    column = self._columns[k].get(value)  # type: ignore[call-overload]
+                except TypeError:  # unhashable, e.g. a list
+                    column = None
                 if column is None and isinstance(value, str):
                     # A str-based Enum hashes by member name, not by its value: look up the text.
                     column = self._columns[k].get(str.__str__(value))

@@ -206,6 +206,9 @@ def test_empty_input_gives_an_empty_result(name: str, models: dict[str, Compiled
         ({"island": "Atlantis"}, "island='Atlantis' is not one of"),
         ({"sex": "male"}, "sex='male' is not one of"),
         ({"body_mass_g": "heavy"}, "not a number"),
+        ({"body_mass_g": [4000]}, "not a number"),
+        ({"culmen_length_mm": math.inf}, "not finite"),
+        ({"island": ["Dream"]}, "is not one of"),
     ],
 )
 def test_non_canonical_values_raise_value_error(
