@@ -59,6 +59,10 @@ def build_pipelines(seed: int, forest_trees: int, cv_folds: int) -> dict[str, Pi
     # SVC(probability=True) is deprecated in scikit-learn 1.9. Sigmoid calibration over
     # cross-validated decision values gives the probabilities instead; ensemble=False keeps a
     # single SVC fitted on all training rows, so there is one SVC to export.
+    # The calibrators read SVC.decision_function, so decision_function_shape matters: "ovr" (the
+    # default) gives one column per class, as calibration assumes. With three classes "ovo" also
+    # has three columns (one per pair) and would calibrate silently wrong, so training/export.py
+    # refuses it. break_ties only changes SVC.predict, never decision_function: irrelevant here.
     svm = CalibratedClassifierCV(
         SVC(kernel="rbf", C=1.0, gamma="scale", random_state=seed),
         method="sigmoid",

@@ -271,3 +271,22 @@ def test_settings_validate_their_values() -> None:
         TrainingSettings(test_size=0.9)
     with pytest.raises(ValueError, match="folds"):
         TrainingSettings(cv_folds=1)
+
+
+def test_export_refuses_an_svc_whose_decision_columns_are_pairs() -> None:
+    # With three classes, decision_function_shape="ovo" also yields three columns, so
+    # calibration would run silently on pairs instead of classes; the compiler must refuse.
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import SVC
+
+    from training.export import compile_pipeline
+    from training.pipelines import build_pipelines
+
+    pipeline = build_pipelines(seed=0, forest_trees=1, cv_folds=3)["svm"]
+    pipeline.set_params(
+        model=CalibratedClassifierCV(SVC(decision_function_shape="ovo"), cv=3, ensemble=False)
+    )
+    data = load_dataset(DATA).trainable()
+    pipeline.fit(data.features, data.target)
+    with pytest.raises(ValueError, match="ovr"):
+        compile_pipeline(pipeline)
