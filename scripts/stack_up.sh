@@ -58,6 +58,19 @@ ensure_swarm
 export STACK_NAME
 export NGINX_PORT="${NGINX_PORT:-8000}" LOCUST_WEB_PORT="${LOCUST_WEB_PORT:-8089}"
 export API_REPLICAS="${API_REPLICAS:-2}"
+# Swarm rejects a reservation above its limit: with a tiny limit (say API_CPUS=0.05), the default
+# reservation follows the limit down instead of failing the deploy.
+if [ -z "${API_CPUS_RESERVATION:-}" ]; then
+  API_CPUS_RESERVATION="$(awk -v limit="${API_CPUS:-1.0}" 'BEGIN { print (limit + 0 < 0.1) ? limit : 0.1 }')"
+  export API_CPUS_RESERVATION
+fi
+if [ -z "${API_MEMORY_RESERVATION:-}" ]; then
+  API_MEMORY_RESERVATION="$(awk -v limit="${API_MEMORY:-512M}" 'BEGIN {
+    n = limit + 0; unit = toupper(substr(limit, length(limit)))
+    if (unit == "K") n *= 1024; else if (unit == "M") n *= 1048576; else if (unit == "G") n *= 1073741824
+    print (n > 0 && n < 67108864) ? limit : "64M" }')"
+  export API_MEMORY_RESERVATION
+fi
 # Swarm configs are immutable; a content hash in the name turns an edit into a new config.
 NGINX_TEMPLATE_VERSION="$(sha256sum nginx/nginx.conf.template | cut -c1-12)"
 export NGINX_TEMPLATE_VERSION

@@ -178,9 +178,7 @@ def test_changed_server_set_is_picked_up_under_load_without_failures(
     # re-reads it every second and reloads Nginx gracefully; no request may fail meanwhile.
     servers_file = tmp_path / "servers.txt"
     servers_file.write_text(f"{backends[0].address}\n")
-    env = nginx_env(
-        tmp_path / "file-nginx", [], NGINX_UPSTREAM_SERVERS_FILE=str(servers_file)
-    )
+    env = nginx_env(tmp_path / "file-nginx", [], NGINX_UPSTREAM_SERVERS_FILE=str(servers_file))
     nginx = start_nginx(env)
     try:
         wait_for_http(f"{nginx.url}/ready", timeout=30)

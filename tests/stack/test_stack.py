@@ -178,6 +178,22 @@ def test_predict_docs_and_locust_ui_answer(stack: Stack) -> None:
     assert "Active connections" in status
 
 
+def test_locust_worker_joins_the_master_over_the_overlay(stack: Stack) -> None:
+    # The master's stats endpoint lists the workers connected over ZeroMQ.
+    deadline = time.monotonic() + 60
+    workers: list[object] = []
+    while time.monotonic() < deadline:
+        try:
+            stats = httpx.get(f"http://127.0.0.1:{stack.locust_port}/stats/requests", timeout=5)
+            workers = stats.json().get("workers", [])
+        except (httpx.HTTPError, ValueError):
+            workers = []
+        if workers:
+            break
+        time.sleep(1)
+    assert len(workers) >= 1
+
+
 def test_every_replica_serves_traffic(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     replicas = _container_ips(_api_containers())
     assert len(replicas) == 2

@@ -1,0 +1,123 @@
+"""Static checks of the stack file, the Dockerfiles and the stack scripts (no Docker needed)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from tests.support import PROJECT_ROOT
+
+STACK_FILE = PROJECT_ROOT / "stack" / "docker-stack.yml"
+DOCKERFILES = {
+    "api": PROJECT_ROOT / "service" / "Dockerfile",
+    "nginx": PROJECT_ROOT / "nginx" / "Dockerfile",
+    "locust": PROJECT_ROOT / "locust" / "Dockerfile",
+}
+SCRIPTS = ["build_images.sh", "stack_up.sh", "stack_down.sh"]
+
+
+@pytest.fixture(scope="module")
+def stack() -> dict:
+    return yaml.safe_load(STACK_FILE.read_text())
+
+
+def test_every_service_avoids_ipvs(stack: dict) -> None:
+    # No IPVS on the lab kernels: VIPs and the ingress mesh do not work.
+    for name, service in stack["services"].items():
+        assert service["deploy"]["endpoint_mode"] == "dnsrr", name
+        for port in service.get("ports", []):
+            assert port["mode"] == "host", name
+
+
+def test_api_rolls_without_a_capacity_gap(stack: dict) -> None:
+    api = stack["services"]["api"]
+    deploy = api["deploy"]
+    assert deploy["update_config"]["order"] == "start-first"
+    assert deploy["update_config"]["failure_action"] == "rollback"
+    assert deploy["restart_policy"]["condition"] == "any"
+    assert "/ready" in " ".join(api["healthcheck"]["test"])
+    assert api["stop_grace_period"]
+    assert deploy["replicas"] == "${API_REPLICAS:-2}"
+    assert deploy["resources"]["limits"] == {
+        "cpus": "${API_CPUS:-1.0}",
+        "memory": "${API_MEMORY:-512M}",
+    }
+
+
+def test_published_ports_and_workers_are_knobs(stack: dict) -> None:
+    services = stack["services"]
+    assert services["nginx"]["ports"][0]["published"] == "${NGINX_PORT:-8000}"
+    assert services["nginx"]["ports"][0]["target"] == 8000
+    assert services["locust-master"]["ports"][0]["published"] == "${LOCUST_WEB_PORT:-8089}"
+    assert services["locust-worker"]["deploy"]["replicas"] == "${LOCUST_WORKERS:-1}"
+    worker_command = services["locust-worker"]["command"]
+    assert worker_command[worker_command.index("--master-host") + 1] == "locust-master"
+
+
+def test_images_follow_prefix_and_tag(stack: dict) -> None:
+    for name, image in (("api", "api"), ("nginx", "nginx"), ("locust-master", "locust")):
+        assert stack["services"][name]["image"] == (
+            f"${{IMAGE_PREFIX:-}}penguin-lab/{image}:${{IMAGE_TAG:-latest}}"
+        )
+
+
+def test_nginx_config_comes_from_a_swarm_config(stack: dict) -> None:
+    source = stack["services"]["nginx"]["configs"][0]["source"]
+    config = stack["configs"][source]
+    assert (STACK_FILE.parent / config["file"]).resolve() == (
+        PROJECT_ROOT / "nginx" / "nginx.conf.template"
+    )
+    # Immutable configs: the name changes with the content (stack_up.sh sets the version).
+    assert "${NGINX_TEMPLATE_VERSION" in config["name"]
+
+
+@pytest.mark.parametrize("image", sorted(DOCKERFILES))
+def test_dockerfiles_are_pinned_non_root_and_offline(image: str) -> None:
+    text = DOCKERFILES[image].read_text()
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.MULTILINE)
+    assert base is not None
+    # A pinned, Debian bookworm based image, never a floating tag.
+    assert re.fullmatch(r"(python:3\.11\.\d+-slim-bookworm|debian:12\.\d+-slim)", base.group(1))
+    users = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
+    assert users and users[-1] != "root"
+    if image != "nginx":
+        # Python packages come from the host's wheelhouse: no network, no proxy CA in the build.
+        assert "--no-index --find-links" in text
+    assert "ca-certificates.crt" not in text  # never bake a host CA into an image
+    if image != "locust":
+        assert "HEALTHCHECK" in text
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    lines = (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
+    assert "*" in lines  # deny by default, then allow what the Dockerfiles copy
+    assert "!build/wheels/" in lines
+    assert not any(line.startswith("!.venv") or line.startswith("!.git") for line in lines)
+
+
+def test_no_init_in_locust_folder() -> None:
+    assert not (PROJECT_ROOT / "locust" / "__init__.py").exists()
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_scripts_have_help_and_reject_unknown_options(script: str) -> None:
+    path = PROJECT_ROOT / "scripts" / script
+    helped = subprocess.run([str(path), "--help"], capture_output=True, text=True, timeout=30)
+    assert helped.returncode == 0
+    assert "Usage:" in helped.stdout
+    bad = subprocess.run([str(path), "--bogus"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0
+    assert "unknown option: --bogus" in bad.stderr
+
+
+@pytest.mark.parametrize("script", ["stack_up.sh", "stack_down.sh"])
+def test_bad_stack_name_is_a_clear_error(script: str) -> None:
+    path = PROJECT_ROOT / "scripts" / script
+    result = subprocess.run(
+        [str(path), "--stack-name", "bad name!"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode != 0
+    assert "invalid stack name" in result.stderr
