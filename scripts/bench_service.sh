@@ -10,10 +10,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
   cat <<USAGE
-Usage: scripts/bench_service.sh [--duration SECONDS] [--connections N] [--server-core N]
+Usage: scripts/bench_service.sh [--duration SECONDS] [--rounds N] [--connections N] [--server-core N]
                                 [--wrk-core N] [--port N]
 
-  --duration SECONDS   wrk run per endpoint (default 10)
+  --duration SECONDS   total wrk time per endpoint, split over the rounds (default 15)
+  --rounds N           interleaved rounds over all endpoints (default 3)
   --connections N      concurrent wrk connections (default 32)
   --server-core N      core the server is pinned to with taskset (default 0)
   --wrk-core N         core wrk is pinned to (default 1, or 0 on a one-core machine)
@@ -27,7 +28,8 @@ USAGE
 PREDICT_RATIO_TARGET=0.60
 PSS_LIMIT_MB=110
 
-duration=10
+duration=15
+rounds=3
 connections=32
 server_core=0
 wrk_core=""
@@ -35,6 +37,7 @@ port=""
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --duration) [ "$#" -ge 2 ] || die "--duration needs a value"; duration="$2"; shift ;;
+    --rounds) [ "$#" -ge 2 ] || die "--rounds needs a value"; rounds="$2"; shift ;;
     --connections) [ "$#" -ge 2 ] || die "--connections needs a value"; connections="$2"; shift ;;
     --server-core) [ "$#" -ge 2 ] || die "--server-core needs a value"; server_core="$2"; shift ;;
     --wrk-core) [ "$#" -ge 2 ] || die "--wrk-core needs a value"; wrk_core="$2"; shift ;;
@@ -45,11 +48,11 @@ while [ "$#" -gt 0 ]; do
   shift
 done
 
-for value in "$duration" "$connections" "$server_core" ${wrk_core:+"$wrk_core"} ${port:+"$port"}; do
+for value in "$duration" "$rounds" "$connections" "$server_core" ${wrk_core:+"$wrk_core"} ${port:+"$port"}; do
   [[ "$value" =~ ^[0-9]+$ ]] || die "options take non-negative integers, got '$value'"
 done
-if [ "$duration" -lt 1 ] || [ "$connections" -lt 1 ]; then
-  die "--duration and --connections must be >= 1"
+if [ "$duration" -lt 1 ] || [ "$rounds" -lt 1 ] || [ "$connections" -lt 1 ]; then
+  die "--duration, --rounds and --connections must be >= 1"
 fi
 cores="$(nproc)"
 [ "$server_core" -lt "$cores" ] || die "--server-core $server_core: this machine has $cores cores"
@@ -118,14 +121,27 @@ with open(sys.argv[1], "w") as lua:
     lua.write(f"wrk.body = [[{body}]]\n")
 PY
 
-# run_wrk NAME URL [LUA]: prints "NAME rps p50_ms p99_ms non2xx errors".
+# replica_cpu_ticks: user+system clock ticks used so far by the master and its workers.
+replica_cpu_ticks() {
+  local total=0 pid fields
+  for pid in "$server_pid" $(pgrep -P "$server_pid" || true); do
+    # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends the command name.
+    fields="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null)" || continue
+    total=$((total + $(awk '{ print $12 + $13 }' <<<"$fields")))
+  done
+  echo "$total"
+}
+
+# run_wrk NAME URL [LUA]: appends "NAME rps p50_ms p99_ms non2xx socket_errors requests ticks".
 run_wrk() {
-  local name="$1" url="$2" script="${3:-}" out
-  local args=(-t1 "-c$connections" "-d${duration}s" --latency)
+  local name="$1" url="$2" script="${3:-}" out ticks_before ticks_after
+  local args=(-t1 "-c$connections" "-d${round_seconds}s" --latency)
   [ -n "$script" ] && args+=(-s "$script")
+  ticks_before="$(replica_cpu_ticks)"
   out="$(taskset -c "$wrk_core" wrk "${args[@]}" "$url")"
-  printf '%s\n' "$out" >"$work_dir/wrk-$name.txt"
-  awk -v name="$name" '
+  ticks_after="$(replica_cpu_ticks)"
+  printf '%s\n' "$out" >>"$work_dir/wrk-$name.txt"
+  awk -v name="$name" -v ticks="$((ticks_after - ticks_before))" '
     function ms(v) {
       if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
       if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
@@ -135,27 +151,35 @@ run_wrk() {
     $1 == "Requests/sec:" { rps = $2 }
     $1 == "50%" { p50 = ms($2) }
     $1 == "99%" { p99 = ms($2) }
+    $2 == "requests" && $3 == "in" { requests = $1 }
     /Non-2xx or 3xx responses:/ { non2xx = $NF }
     /Socket errors:/ { errors = $0; sub(/.*Socket errors: /, "", errors); gsub(/ /, "", errors) }
     END {
-      printf "%s %.1f %.3f %.3f %d %s\n", name, rps, p50, p99, non2xx + 0, (errors == "" ? "none" : errors)
-    }' <<<"$out"
+      printf "%s %.1f %.3f %.3f %d %s %d %d\n", name, rps, p50, p99, non2xx + 0,
+        (errors == "" ? "none" : errors), requests + 0, ticks
+    }' <<<"$out" >>"$results"
 }
 
 log "warming up"
 taskset -c "$wrk_core" wrk -t1 "-c$connections" -d2s "$base/health" >/dev/null
 taskset -c "$wrk_core" wrk -t1 "-c$connections" -d2s -s "$work_dir/predict.lua" "$base/predict?model=rf" >/dev/null
 
-log "measuring, ${duration}s per endpoint, $connections connections"
+# Rounds interleave the endpoints, so load from elsewhere on the machine hits them all alike;
+# the summary takes the median over rounds.
+round_seconds=$(( (duration + rounds - 1) / rounds ))
+log "measuring: $rounds rounds of ${round_seconds}s per endpoint, $connections connections"
 results="$work_dir/results.txt"
 : >"$results"
-run_wrk health "$base/health" >>"$results"
-for model in lr rf svm; do
-  run_wrk "predict-$model" "$base/predict?model=$model" "$work_dir/predict.lua" >>"$results"
+for round in $(seq 1 "$rounds"); do
+  log "round $round/$rounds"
+  run_wrk health "$base/health"
+  for model in lr rf svm; do
+    run_wrk "predict-$model" "$base/predict?model=$model" "$work_dir/predict.lua"
+  done
+  run_wrk "batch$batch_rows-lr" "$base/predict/batch?model=lr" "$work_dir/batch.lua"
 done
-run_wrk "batch$batch_rows-lr" "$base/predict/batch?model=lr" "$work_dir/batch.lua" >>"$results"
 
-# Memory after the load: the master plus its worker, PSS counts shared pages once overall.
+# Memory after the load: the master plus its worker; PSS counts each shared page once overall.
 pids=("$server_pid")
 mapfile -t children < <(pgrep -P "$server_pid" || true)
 pids+=("${children[@]}")
@@ -168,35 +192,52 @@ for pid in "${pids[@]}"; do
   rss_kb=$((rss_kb + rss))
 done
 
-failed=0
 echo
-printf '%-16s %12s %10s %10s %8s  %s\n' endpoint "requests/s" "p50 ms" "p99 ms" non-2xx "socket errors"
-while read -r name rps p50 p99 non2xx errors; do
-  printf '%-16s %12s %10s %10s %8s  %s\n' "$name" "$rps" "$p50" "$p99" "$non2xx" "$errors"
-  if [ "$non2xx" -ne 0 ]; then
-    echo "FAIL $name: $non2xx non-2xx responses (see $work_dir/wrk-$name.txt)"
-    failed=1
-  fi
-done <"$results"
-echo
+"$VENV_PYTHON" - "$results" "$PREDICT_RATIO_TARGET" "$pss_kb" "$rss_kb" "${#pids[@]}" \
+  "$PSS_LIMIT_MB" "$(getconf CLK_TCK)" <<'PY'
+import statistics
+import sys
 
-health_rps="$(awk '$1 == "health" { print $2 }' "$results")"
-for model in lr rf svm; do
-  rps="$(awk -v n="predict-$model" '$1 == n { print $2 }' "$results")"
-  verdict="$(awk -v r="$rps" -v h="$health_rps" -v t="$PREDICT_RATIO_TARGET" \
-    'BEGIN { ratio = (h > 0 ? r / h : 0); printf "%s %.0f", (ratio >= t ? "PASS" : "FAIL"), ratio * 100 }')"
-  read -r outcome percent <<<"$verdict"
-  echo "$outcome predict-$model: $rps req/s = $percent % of /health ($health_rps req/s); target >= $(awk -v t="$PREDICT_RATIO_TARGET" 'BEGIN { print t * 100 }') %"
-  [ "$outcome" = PASS ] || failed=1
-done
+path, ratio_target, pss_kb, rss_kb, processes, pss_limit_mb, clk_tck = sys.argv[1:]
+ratio_target, pss_kb, rss_kb, clk_tck = float(ratio_target), int(pss_kb), int(rss_kb), int(clk_tck)
+runs: dict[str, list[list[str]]] = {}
+for line in open(path):
+    name, *fields = line.split()
+    runs.setdefault(name, []).append(fields)
 
-pss_mb="$(awk -v k="$pss_kb" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }')"
-rss_mb="$(awk -v k="$rss_kb" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }')"
-if [ "$pss_kb" -gt 0 ] && awk -v k="$pss_kb" -v l="$PSS_LIMIT_MB" 'BEGIN { exit !(k * 1024 < l * 1e6) }'; then
-  outcome=PASS
-else
-  outcome=FAIL
-  failed=1
-fi
-echo "$outcome memory: ${pss_mb} MB summed PSS over ${#pids[@]} processes (RSS sum ${rss_mb} MB); target < $PSS_LIMIT_MB MB"
-exit "$failed"
+failed = False
+summary = {}
+print(f"{'endpoint':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>11} "
+      f"{'req/CPU-s':>10} {'non-2xx':>8}  socket errors")
+for name, rows in runs.items():
+    rps = statistics.median(float(r[0]) for r in rows)
+    p50 = statistics.median(float(r[1]) for r in rows)
+    p99 = statistics.median(float(r[2]) for r in rows)
+    non2xx = sum(int(r[3]) for r in rows)
+    errors = ",".join(sorted({r[4] for r in rows}))
+    requests = sum(int(r[5]) for r in rows)
+    cpu_us = sum(int(r[6]) for r in rows) / clk_tck * 1e6 / max(requests, 1)
+    summary[name] = rps
+    print(f"{name:<14} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f} {cpu_us:>11.0f} "
+          f"{1e6 / cpu_us if cpu_us else 0:>10.0f} {non2xx:>8}  {errors}")
+    if non2xx:
+        print(f"FAIL {name}: {non2xx} non-2xx responses")
+        failed = True
+print("(req/s and latency: median over rounds; CPU us/req: the replica's CPU time per request,\n"
+      " which other load on the machine barely affects)")
+print()
+health = summary["health"]
+for model in ("lr", "rf", "svm"):
+    rps = summary[f"predict-{model}"]
+    ratio = rps / health if health else 0.0
+    verdict = "PASS" if ratio >= ratio_target else "FAIL"
+    failed |= verdict == "FAIL"
+    print(f"{verdict} predict-{model}: {rps:.0f} req/s = {ratio:.0%} of /health ({health:.0f} req/s);"
+          f" target >= {ratio_target:.0%}")
+pss_mb, rss_mb = pss_kb * 1024 / 1e6, rss_kb * 1024 / 1e6
+verdict = "PASS" if 0 < pss_mb < float(pss_limit_mb) else "FAIL"
+failed |= verdict == "FAIL"
+print(f"{verdict} memory: {pss_mb:.1f} MB summed PSS over {processes} processes "
+      f"(RSS sum {rss_mb:.1f} MB); target < {pss_limit_mb} MB")
+sys.exit(1 if failed else 0)
+PY

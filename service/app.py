@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -22,11 +22,12 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from service.errors import ApiError, install_error_handlers, validation_api_error
 from service.logging_config import configure_app_logging
 from service.metrics import inference_metrics, render_metrics
-from service.middleware import ServiceMiddleware
+from service.middleware import BUFFERED_BODY_KEY, ServiceMiddleware
 from service.schemas import (
     BatchPrediction,
     BatchRequest,
@@ -120,8 +121,7 @@ def load_serving_models(settings: ServiceSettings) -> tuple[dict[str, ServingMod
     return models, manifest
 
 
-def _check_content_type(request: Request) -> None:
-    content_type = request.headers.get("content-type")
+def _check_content_type(content_type: str | None) -> None:
     if content_type is None:
         return  # lenient: a bare body is taken as JSON
     media_type = content_type.split(";", 1)[0].strip().lower()
@@ -137,9 +137,8 @@ def _check_content_type(request: Request) -> None:
     )
 
 
-async def _parse_body(request: Request, schema: type[_Schema]) -> _Schema:
-    _check_content_type(request)
-    body = await request.body()
+def _parse_body(content_type: str | None, body: bytes, schema: type[_Schema]) -> _Schema:
+    _check_content_type(content_type)
     if not body.strip():
         raise ApiError(
             400,
@@ -153,15 +152,21 @@ async def _parse_body(request: Request, schema: type[_Schema]) -> _Schema:
         raise validation_api_error(exc) from None
 
 
-def _model_parameter(request: Request) -> str | None:
+def _model_parameter(query: bytes) -> str | None:
     # Starlette's QueryParams parses every parameter into a multidict; we need one value.
-    query = request.scope.get("query_string", b"")
     if not query:
         return None
     for part in query.split(b"&"):
         name, _, value = part.partition(b"=")
         if unquote_plus(name.decode("latin-1")) == "model":
             return unquote_plus(value.decode("latin-1"))
+    return None
+
+
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == wanted:
+            return value.decode("latin-1")
     return None
 
 
@@ -188,12 +193,13 @@ def _predictions(model: ServingModel, rows: list[dict[str, Any]], kind: str) -> 
     latency.observe(time.perf_counter() - start)
     rows_counter.inc(len(rows))
     classes = model.classes
-    winners = np.argmax(proba, axis=1).tolist()
     out = []
-    for best, row in zip(winners, proba.tolist(), strict=True):
+    # Plain Python over .tolist(): for the typical one-row request, numpy calls per row would
+    # cost more than they save.
+    for row in proba.tolist():
         out.append(
             {
-                "species": classes[best],
+                "species": classes[row.index(max(row))],
                 "probabilities": dict(zip(classes, row, strict=True)),
                 "model": model.name,
                 "model_version": model.version,
@@ -202,8 +208,65 @@ def _predictions(model: ServingModel, rows: list[dict[str, Any]], kind: str) -> 
     return out
 
 
-def _json_response(payload: object, status: int = 200) -> Response:
-    return Response(_dumps(payload), status_code=status, media_type=_JSON)
+def predict_payload(
+    state: ServiceState, query: bytes, content_type: str | None, body: bytes
+) -> bytes:
+    """POST /predict: the JSON response body, or ApiError."""
+    model = _select_model(state, _model_parameter(query))
+    features = _parse_body(content_type, body, PenguinFeatures)
+    return _dumps(_predictions(model, [features.model_dump()], "single")[0])
+
+
+def batch_payload(
+    state: ServiceState, query: bytes, content_type: str | None, body: bytes
+) -> bytes:
+    """POST /predict/batch: the JSON response body, or ApiError."""
+    model = _select_model(state, _model_parameter(query))
+    batch = _parse_body(content_type, body, BatchRequest)
+    limit = state.settings.max_batch_size
+    if len(batch.instances) > limit:
+        raise ApiError(
+            422,
+            "batch_too_large",
+            f"at most {limit} instances per request (PENGUIN_MAX_BATCH_SIZE)",
+            [{"field": "instances", "message": f"at most {limit} items", "type": "too_long"}],
+        )
+    rows = [features.model_dump() for features in batch.instances]
+    predictions = _predictions(model, rows, "batch")
+    return _dumps({"predictions": predictions, "model": model.name, "model_version": model.version})
+
+
+PayloadHandler = Callable[[ServiceState, bytes, str | None, bytes], bytes]
+
+
+class RawJsonEndpoint:
+    """A POST endpoint as a bare ASGI app: no Request/Response objects on the hot path.
+
+    ApiError propagates to Starlette's exception middleware, which renders it like any other.
+    """
+
+    def __init__(self, state: ServiceState, handler: PayloadHandler) -> None:
+        self.state = state
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = scope.get(BUFFERED_BODY_KEY)
+        if body is None:  # not behind ServiceMiddleware
+            body = await Request(scope, receive).body()
+        payload = self.handler(
+            self.state, scope.get("query_string", b""), _header(scope, b"content-type"), body
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
 
 
 # Declared in the OpenAPI document only: FastAPI's per-request parameter solving costs more than
@@ -235,7 +298,7 @@ def _body_schema(name: str) -> dict[str, Any]:
         "requestBody": {
             "required": True,
             "content": {_JSON: {"schema": {"$ref": f"#/components/schemas/{name}"}}},
-        }
+        },
     }
 
 
@@ -281,9 +344,12 @@ def create_app(
         openapi_extra=_body_schema("PenguinFeatures"),
     )
     async def predict(request: Request) -> Response:
-        chosen = _select_model(state, _model_parameter(request))
-        features = await _parse_body(request, PenguinFeatures)
-        return _json_response(_predictions(chosen, [features.model_dump()], "single")[0])
+        query, content_type = (
+            request.scope.get("query_string", b""),
+            request.headers.get("content-type"),
+        )
+        payload = predict_payload(state, query, content_type, await request.body())
+        return Response(payload, media_type=_JSON)
 
     @app.post(
         "/predict/batch",
@@ -292,21 +358,12 @@ def create_app(
         openapi_extra=_body_schema("BatchRequest"),
     )
     async def predict_batch(request: Request) -> Response:
-        chosen = _select_model(state, _model_parameter(request))
-        batch = await _parse_body(request, BatchRequest)
-        limit = settings.max_batch_size
-        if len(batch.instances) > limit:
-            raise ApiError(
-                422,
-                "batch_too_large",
-                f"at most {limit} instances per request (PENGUIN_MAX_BATCH_SIZE)",
-                [{"field": "instances", "message": f"at most {limit} items", "type": "too_long"}],
-            )
-        rows = [features.model_dump() for features in batch.instances]
-        predictions = _predictions(chosen, rows, "batch")
-        return _json_response(
-            {"predictions": predictions, "model": chosen.name, "model_version": chosen.version}
+        query, content_type = (
+            request.scope.get("query_string", b""),
+            request.headers.get("content-type"),
         )
+        payload = batch_payload(state, query, content_type, await request.body())
+        return Response(payload, media_type=_JSON)
 
     @app.get(
         "/models",
@@ -341,12 +398,13 @@ def create_app(
         payload, content_type = render_metrics()
         return Response(payload, media_type=content_type)
 
-    # The hot endpoints are also mounted as plain Starlette routes ahead of FastAPI's: same
-    # functions, same behaviour, but without FastAPI's per-request dependency solving, which
-    # cost more than the prediction itself. The FastAPI routes above stay for /docs.
+    # The hot endpoints are also mounted as bare ASGI routes ahead of FastAPI's: same payload
+    # functions, same behaviour, but without FastAPI's per-request dependency solving and
+    # Request/Response objects, which together cost more than the prediction itself. The
+    # FastAPI routes above stay for /docs (and would serve identically if ever reached).
     app.router.routes[0:0] = [
-        Route("/predict", predict, methods=["POST"], include_in_schema=False),
-        Route("/predict/batch", predict_batch, methods=["POST"], include_in_schema=False),
+        Route("/predict", RawJsonEndpoint(state, predict_payload), methods=["POST"]),
+        Route("/predict/batch", RawJsonEndpoint(state, batch_payload), methods=["POST"]),
     ]
 
     def openapi() -> dict[str, Any]:

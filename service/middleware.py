@@ -13,6 +13,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.errors import error_body
 from service.metrics import IN_FLIGHT, request_metrics
 
+# The buffered body is also left in the scope, so bare ASGI endpoints need not call receive().
+BUFFERED_BODY_KEY = "service.body"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _UNMATCHED_ROUTE = "unmatched"
 
@@ -109,6 +111,7 @@ class ServiceMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        scope[BUFFERED_BODY_KEY] = body
         delivered = False
 
         async def replay() -> Message:

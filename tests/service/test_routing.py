@@ -193,3 +193,21 @@ def test_openapi_documents_the_bodies(client: TestClient) -> None:
     batch_items = components["BatchRequest"]["properties"]["instances"]["items"]
     assert batch_items["$ref"] == "#/components/schemas/PenguinFeatures"
     assert client.get("/docs").status_code == 200
+
+
+def test_documented_fastapi_twins_answer_like_the_fast_routes(fake_models) -> None:
+    fast = TestClient(create_app(ServiceSettings(), models=fake_models))
+    twin_app = create_app(ServiceSettings(), models=fake_models)
+    # Drop the bare ASGI routes mounted first, so the FastAPI routes serve.
+    twin_app.router.routes[:] = [
+        route for route in twin_app.router.routes if type(route).__name__ == "APIRoute"
+    ]
+    twin = TestClient(twin_app, raise_server_exceptions=False)
+    for path, body in (
+        ("/predict?model=svm", SEED_BODY),
+        ("/predict/batch", {"instances": [SEED_BODY, SEED_BODY]}),
+        ("/predict?model=nope", SEED_BODY),
+        ("/predict", {**SEED_BODY, "sex": 2}),
+    ):
+        expected, got = fast.post(path, json=body), twin.post(path, json=body)
+        assert (got.status_code, got.json()) == (expected.status_code, expected.json())
