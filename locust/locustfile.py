@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import locust.runners
 from loadtest_data import (
     BodySampler,
     check_batch,
@@ -91,6 +92,9 @@ def add_arguments(parser: Any) -> None:
                        help="workshop: users started per second")
     group.add_argument("--hold-seconds", type=float, default=300.0, env_var="LOCUST_HOLD_SECONDS",
                        help="workshop: how long to hold the full user count")
+    group.add_argument("--report-interval", type=float, default=1.0,
+                       env_var="LOCUST_REPORT_INTERVAL",
+                       help="seconds between worker stats reports (Locust's default is 3)")
     group.add_argument("--step-log", default="", env_var="LOCUST_STEP_LOG",
                        help="file the master appends one JSON line per profile step to")
 
@@ -143,6 +147,10 @@ def on_init(environment: Environment, **_kwargs: Any) -> None:
     except (OSError, ValueError) as error:
         logger.error("penguin load test: %s", error)
         raise SystemExit(2) from error
+    if options.report_interval > 0:
+        # Per-second reports make the master's history resolve a step's rate; with Locust's
+        # 3 s default a 10 s step holds only three uneven samples per worker.
+        locust.runners.WORKER_REPORT_INTERVAL = options.report_interval
     classes = environment.user_classes
     if options.batch_weight > 0:
         BatchPredictUser.weight = options.batch_weight

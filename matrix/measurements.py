@@ -14,8 +14,8 @@ from matrix.config import Objective
 
 # Locust's "current" percentiles in the history cover roughly the last 10 s.
 LOCUST_PERCENTILE_WINDOW_S = 10.0
-# Users join at a step boundary and workers report every 3 s: skip that edge for rates.
-STEP_SETTLE_S = 3.0
+# Users join at a step boundary and workers report every second: skip that edge for rates.
+STEP_SETTLE_S = 2.0
 
 
 @dataclass(frozen=True)

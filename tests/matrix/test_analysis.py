@@ -30,7 +30,7 @@ def cell(replicas: int, cpus: float, knee: float | None, memory: str = "512M",
 def test_summary_of_the_recorded_run() -> None:
     history = read_history(FIXTURE / "locust_stats_history.csv")
     steps = step_metrics(history, read_step_log(FIXTURE / "steps.jsonl", history),
-                         Objective(p95_ms=55), read_cpu_samples(FIXTURE / "loadgen_cpu.csv"), 2.0)
+                         Objective(p95_ms=30), read_cpu_samples(FIXTURE / "loadgen_cpu.csv"), 2.0)
     summary = summarise_steps(steps)
     assert summary["knee_rps"] == 400
     assert summary["knee_step"] == 2 and summary["breaking_step"] == 3

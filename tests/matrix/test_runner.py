@@ -20,7 +20,7 @@ name: test
 cells: {replicas: [1, 2], cpus: [0.5], memory: [256M, 512M]}
 profile: {kind: staircase, start_rate: 100, step_rate: 150, step_seconds: 8, max_rate: 700,
           user_rate: 5}
-objective: {p95_ms: 55}
+objective: {p95_ms: 30}
 target_rps: 300
 warmup_seconds: 0
 """
@@ -31,6 +31,7 @@ ORIGINAL = ServiceResources(replicas=2, limit_nano_cpus=10**9, limit_memory_byte
 class FakeSwarm:
     def __init__(self, interrupt_on_run: int | None = None) -> None:
         self.updates: list[ServiceResources] = []
+        self.update_configs: list[dict] = []
         self.runs = 0
         self.interrupt_on_run = interrupt_on_run
 
@@ -39,6 +40,9 @@ class FakeSwarm:
         monkeypatch.setattr(ops, "service_resources", lambda service: ORIGINAL)
         monkeypatch.setattr(ops, "update_service",
                             lambda service, wanted, timeout: self.updates.append(wanted))
+        monkeypatch.setattr(ops, "update_config", lambda service: {"Order": "start-first"})
+        monkeypatch.setattr(ops, "set_update_config",
+                            lambda service, config: self.update_configs.append(config))
         monkeypatch.setattr(ops, "node_capacity", lambda: (2 * 10**9, 8 * 1024**3))
         monkeypatch.setattr(ops, "reserved_by_others", lambda exclude: (0, 0))
         monkeypatch.setattr(ops, "tasks_converged", lambda service, replicas: (True, "ok"))
@@ -94,6 +98,7 @@ def test_measures_every_cell_restores_the_service_and_reports(
     assert swarm.updates[0].limit_nano_cpus == 5 * 10**8
     assert swarm.updates[0].reserve_memory_bytes == 256 * 1024**2  # fits the fake node
     assert swarm.updates[-1] == ORIGINAL
+    assert swarm.update_configs == [{"Order": "start-first"}]
     result = json.loads((run_dir / "cells" / cells[0].cell_id / "cell.json").read_text())
     assert result["status"] == "measured" and result["knee_rps"] == 400
     assert result["nginx_delta"]["requests"] == 1000
@@ -110,6 +115,7 @@ def test_interrupt_restores_keeps_finished_cells_and_resumes(
     with pytest.raises(KeyboardInterrupt):
         MatrixRunner(matrix, settings, run_dir, info).run()
     assert swarm.updates[-1] == ORIGINAL
+    assert swarm.update_configs == [{"Order": "start-first"}]
     done = sorted(p.name for p in (run_dir / "cells").iterdir() if not p.name.startswith("."))
     assert done == [matrix.cell_list()[0].cell_id]
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
