@@ -45,8 +45,9 @@ class Objective(_Strict):
 
     p95_ms: Annotated[float, Field(gt=0)] = 500.0
     max_failure_ratio: Annotated[float, Field(ge=0, le=1)] = 0.01
-    # With constant-throughput users a saturated service also delivers less than offered.
-    min_throughput_ratio: Annotated[float, Field(ge=0, le=1)] = 0.9
+    # With constant-throughput users a saturated service also delivers less than offered. Not
+    # stricter than 0.8: a short step's measured rate is only good to about +-10 %.
+    min_throughput_ratio: Annotated[float, Field(ge=0, le=1)] = 0.8
 
 
 class StaircaseProfile(_Strict):

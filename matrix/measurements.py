@@ -179,33 +179,19 @@ def read_cpu_samples(path: Path) -> list[CpuSample]:
         ]
 
 
-def _count_at(history: Sequence[HistoryRow], when: float) -> tuple[float, int, int] | None:
-    """(timestamp, requests, failures) of the last history row at or before `when`."""
-    best = None
-    for row in history:
-        if row.timestamp <= when:
-            best = (row.timestamp, row.total_requests, row.total_failures)
-        else:
-            break
-    return best
+def _writer_period(history: Sequence[HistoryRow]) -> float:
+    """Seconds between history rows. Locust writes one row per ~1 s tick but stamps it with the
+    truncated second, so single gaps read as 0 or 2 s; the whole file's average is exact."""
+    if len(history) < 2 or history[-1].timestamp <= history[0].timestamp:
+        return 1.0
+    return (history[-1].timestamp - history[0].timestamp) / (len(history) - 1)
 
 
-def _report_points(history: Sequence[HistoryRow], start: float, end: float
-                   ) -> tuple[tuple[float, int, int] | None, tuple[float, int, int] | None]:
-    """The first and last moments in [start, end] at which the cumulative count moved.
-
-    Workers report every 3 s, so the master's count is a staircase; measuring between two of
-    its steps avoids counting a partial report interval as idle time."""
-    changes: list[tuple[float, int, int]] = []
-    previous: HistoryRow | None = None
-    for row in history:
-        moved = previous is not None and row.total_requests != previous.total_requests
-        if moved and start <= row.timestamp <= end:
-            changes.append((row.timestamp, row.total_requests, row.total_failures))
-        previous = row
-    if len(changes) >= 2:
-        return changes[0], changes[-1]
-    return _count_at(history, start), _count_at(history, end)
+def _rows_between(history: Sequence[HistoryRow], start: float, end: float
+                  ) -> tuple[int, int] | None:
+    """Indexes of the first and last history rows stamped inside [start, end]."""
+    inside = [i for i, row in enumerate(history) if start <= row.timestamp <= end]
+    return (inside[0], inside[-1]) if len(inside) >= 2 else None
 
 
 def step_metrics(
@@ -218,15 +204,17 @@ def step_metrics(
 ) -> list[StepMetrics]:
     """Per-step rates, latency and failures, judged against the objective."""
     results: list[StepMetrics] = []
+    period = _writer_period(history)
     for window in windows:
         settle = min(STEP_SETTLE_S, (window.end - window.start) / 3)
-        begin, finish = _report_points(history, window.start + settle, window.end)
+        span = _rows_between(history, window.start + settle, window.end)
         requests = failures = 0
         throughput = 0.0
-        if begin and finish and finish[0] > begin[0]:
-            requests = finish[1] - begin[1]
-            failures = finish[2] - begin[2]
-            throughput = requests / (finish[0] - begin[0])
+        if span:
+            first, last = history[span[0]], history[span[1]]
+            requests = last.total_requests - first.total_requests
+            failures = last.total_failures - first.total_failures
+            throughput = requests / ((span[1] - span[0]) * period)
         inside = [r for r in history if window.start <= r.timestamp <= window.end]
         # Prefer rows whose 10 s percentile window lies inside this step.
         settled = [r for r in inside
