@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--validate-only", action="store_true",
                         help="check the matrix file, print the cells and the time they need, exit")
     parser.add_argument("--report-only", type=Path, default=None, metavar="RUN_DIR",
-                        help="rewrite report and plots of an existing run from its raw files")
+                        help="rebuild summary, plots and report of a run from its cells")
     return parser
 
 

@@ -104,21 +104,16 @@ def read_history(path: Path) -> list[HistoryRow]:
     return rows
 
 
-def throughput_series(history: Sequence[HistoryRow]) -> list[tuple[float, float]]:
-    """(timestamp, req/s) from the cumulative request count. The history's own Requests/s column
-    is smoothed by the master over sparse worker reports (every 3 s) and lags badly."""
-    series: list[tuple[float, float]] = []
-    previous: HistoryRow | None = None
-    for row in history:
-        if previous is None:
-            previous = row
-            continue
-        if row.total_requests != previous.total_requests and row.timestamp > previous.timestamp:
-            elapsed = row.timestamp - previous.timestamp
-            rate = (row.total_requests - previous.total_requests) / elapsed
-            series.append((row.timestamp, rate))
-            previous = row
-    return series
+def throughput_series(history: Sequence[HistoryRow], span: int = 3) -> list[tuple[float, float]]:
+    """(timestamp, req/s) from the cumulative request count over `span` history rows. The
+    history's own Requests/s column is smoothed by the master and lags; single rows jitter with
+    the phase between worker reports and the writer."""
+    period = _writer_period(history)
+    return [
+        (history[i].timestamp,
+         (history[i].total_requests - history[i - span].total_requests) / (span * period))
+        for i in range(span, len(history))
+    ]
 
 
 def read_request_counts(path: Path) -> dict[str, tuple[int, int]]:

@@ -27,7 +27,7 @@ results/<timestamp>/{summary.csv,report.md,report.html,plots/,cells/}.
   --no-stack-up        the stack is already deployed: do not run scripts/stack_up.sh
   --stack-down         remove the stack (scripts/stack_down.sh) when done
   --validate-only      check the matrix file and print the cells, change nothing
-  --report-only DIR    rebuild the report and plots of a run from its raw files
+  --report-only DIR    rebuild summary, plots and report of a run from its recorded cells
   -h, --help           show this help
 
 Ctrl-C restores the api service's replicas and limits and keeps the cells already measured;
