@@ -13,8 +13,8 @@ usage() {
 Usage: scripts/bench_service.sh [--duration SECONDS] [--rounds N] [--connections N] [--server-core N]
                                 [--wrk-core N] [--port N]
 
-  --duration SECONDS   total wrk time per endpoint, split over the rounds (default 15)
-  --rounds N           interleaved rounds over all endpoints (default 3)
+  --duration SECONDS   total wrk time per endpoint, split over the rounds (default 20)
+  --rounds N           interleaved rounds over all endpoints (default 5)
   --connections N      concurrent wrk connections (default 32)
   --server-core N      core the server is pinned to with taskset (default 0)
   --wrk-core N         core wrk is pinned to (default 1, or 0 on a one-core machine)
@@ -28,8 +28,8 @@ USAGE
 PREDICT_RATIO_TARGET=0.60
 PSS_LIMIT_MB=110
 
-duration=15
-rounds=3
+duration=20
+rounds=5
 connections=32
 server_core=0
 wrk_core=""
