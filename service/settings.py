@@ -18,7 +18,10 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 class ServiceSettings(BaseSettings):
     """Settings of the app and of the Gunicorn server that runs it (one component, one object)."""
 
-    model_config = SettingsConfigDict(env_prefix="PENGUIN_", extra="ignore", frozen=True)
+    # env_ignore_empty: a stack file's `PENGUIN_WORKERS: ${PENGUIN_WORKERS:-}` means "default".
+    model_config = SettingsConfigDict(
+        env_prefix="PENGUIN_", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     # App.
     models_dir: Path = PROJECT_ROOT / "models"

@@ -57,3 +57,11 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, valu
     monkeypatch.setenv(f"PENGUIN_{name}", value)
     with pytest.raises(ValidationError, match=name.lower()):
         ServiceSettings()
+
+
+def test_empty_variables_mean_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PENGUIN_WORKERS", "")
+    monkeypatch.setenv("PENGUIN_MAX_BATCH_SIZE", "")
+    settings = ServiceSettings()
+    assert settings.workers is None
+    assert settings.max_batch_size == 1000
