@@ -261,3 +261,19 @@ def test_sigterm_lets_in_flight_requests_finish(models_dir: Path, tmp_path: Path
         assert metrics_dirs and not Path(metrics_dirs[0]).exists()
     finally:
         _stop(server)
+
+
+def test_access_log_when_enabled_is_json_too(models_dir: Path, tmp_path: Path) -> None:
+    server = _start(tmp_path, workers=1, extra_env={"PENGUIN_ACCESS_LOG": "true"})
+    try:
+        assert _request(f"{server.url}/health?probe=access-log")[0] == 200
+        deadline = time.monotonic() + 10
+        access: list[dict] = []
+        while not access and time.monotonic() < deadline:
+            events = [json.loads(line) for line in server.log_lines()]
+            access = [e for e in events if e["logger"] == "uvicorn.access"]
+            time.sleep(0.1)
+        assert access, "no access log line"
+        assert "/health?probe=access-log" in access[-1]["message"]
+    finally:
+        _stop(server)
