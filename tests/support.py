@@ -27,7 +27,8 @@ def require(available: bool, reason: str) -> None:
 
 
 def require_command(name: str) -> str:
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+    fallback = Path("/usr/sbin") / name
+    path = shutil.which(name) or (str(fallback) if fallback.exists() else None)
     require(path is not None, f"`{name}` is not installed (scripts/test.sh installs it as root)")
     assert path is not None
     return path
