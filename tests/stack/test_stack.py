@@ -213,6 +213,8 @@ def test_every_replica_serves_traffic(stack: Stack, capsys: pytest.CaptureFixtur
 def test_scale_up_and_down_under_load_fails_no_request(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    _scale(1)
+    _wait_for_upstreams(_container_ips(_api_containers()), timeout=60)
     load = LoadGenerator(f"{stack.url}/predict", threads=4, pause=0.01, max_seconds=180)
     with load:
         time.sleep(2)
@@ -223,7 +225,7 @@ def test_scale_up_and_down_under_load_fails_no_request(
         seconds = _wait_for_upstreams(three, timeout=60)
         _figure(
             capsys,
-            f"[swarm: scale 2 -> 3] Nginx balanced over 3 replicas"
+            f"[swarm: scale 1 -> 3] Nginx balanced over 3 replicas"
             f" {seconds:.1f}s after convergence",
         )
         time.sleep(4)
@@ -236,7 +238,7 @@ def test_scale_up_and_down_under_load_fails_no_request(
             f"[swarm: scale 3 -> 1] Nginx balanced over 1 replica {seconds:.1f}s after convergence",
         )
         time.sleep(2)
-    report(capsys, "swarm: scale 2 -> 3 -> 1 under load", load.result)
+    report(capsys, "swarm: scale 1 -> 3 -> 1 under load", load.result)
     assert load.result.sent > 0
     assert load.result.failed == 0, load.result.failures
     assert set(served_by_three) == three
