@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,9 @@ def _stack_script(name: str, settings: MatrixSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Started in the background by a non-interactive shell, SIGINT arrives ignored; the restore
+    # path must still run on Ctrl-C / kill -INT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # The flags override the environment the stack scripts share with us.
     if args.stack_name:
         os.environ["STACK_NAME"] = args.stack_name

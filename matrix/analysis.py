@@ -11,6 +11,7 @@ from typing import Any
 
 from matrix.measurements import StepMetrics, knee, served_rate
 
+HOST_SATURATION = 0.9
 SUMMARY_FIELDS = (
     "cell", "status", "replicas", "cpus", "memory", "total_cpus", "knee_rps", "knee_p95_ms",
     "max_throughput_rps", "requests", "failures", "failure_ratio", "restarts", "oom_kills",
@@ -28,7 +29,11 @@ def summarise_steps(steps: Sequence[StepMetrics]) -> dict[str, Any]:
                       if s.loadgen_max_process_share is not None]
     first_failure = next((s for s in sorted(steps, key=lambda s: s.index)
                           if not s.meets_objective), None)
+    host = first_failure.host_cpu_share if first_failure else None
     return {
+        # The whole machine was busy where the cell broke: on a shared or small host the limit
+        # may be the host (Locust, Nginx and the API on the same cores), not the cell's.
+        "host_saturated_at_break": host is not None and host > HOST_SATURATION,
         "knee_rps": served_rate(best) if best else None,
         "knee_p95_ms": best.p95_ms if best else None,
         "knee_step": best.index if best else None,

@@ -93,6 +93,8 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
             notes.append(f"not measured: {cell.get('error')}")
         if cell.get("loadgen_bottleneck"):
             notes.append("**load generator saturated: not the service's limit**")
+        if cell.get("host_saturated_at_break"):
+            notes.append("host CPU above 90 % where it broke: the machine may be the limit")
         if cell.get("breaking_reasons"):
             notes.append("broke on " + "; ".join(cell["breaking_reasons"]))
         if not cell.get("reserved", True):
@@ -145,6 +147,10 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
         lines += ["", "Cells marked *load generator saturated* hit the limit of the machine "
                       "running Locust, not necessarily the service's: rerun them with more Locust "
                       "processes or on a bigger machine."]
+    if any(c.get("host_saturated_at_break") for c in cells):
+        lines += ["", "Where a cell broke with the host's CPU above 90 %, the load generator, "
+                      "Nginx and the API competed for the same cores: measure on a bigger machine "
+                      "or run Locust elsewhere before trusting that knee."]
     lines.append("")
 
     report_md = run_dir / "report.md"

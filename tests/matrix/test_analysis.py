@@ -36,6 +36,7 @@ def test_summary_of_the_recorded_run() -> None:
     assert summary["knee_step"] == 2 and summary["breaking_step"] == 3
     assert summary["max_throughput_rps"] > 650
     assert summary["loadgen_bottleneck"] is False
+    assert summary["host_saturated_at_break"] == (steps[3].host_cpu_share > 0.9)
     assert 0 < summary["loadgen_cpu_peak_share"] < 0.9
 
 
