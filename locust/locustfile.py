@@ -85,6 +85,10 @@ def add_arguments(parser: Any) -> None:
                        env_var="LOCUST_STOP_FAILURE_RATIO",
                        help="staircase: stop after a step whose failure ratio exceeds this"
                             " (0: never)")
+    group.add_argument("--stop-min-throughput-ratio", type=float, default=0.0,
+                       env_var="LOCUST_STOP_MIN_THROUGHPUT_RATIO",
+                       help="staircase: stop after a step that served less than this share of"
+                            " its rate (0: never)")
     group.add_argument("--workshop-users", type=int, default=WORKSHOP_USERS,
                        env_var="LOCUST_WORKSHOP_USERS", help="workshop: users to ramp to")
     group.add_argument("--workshop-spawn-rate", type=float, default=WORKSHOP_SPAWN_RATE,
@@ -277,7 +281,9 @@ class PenguinShape(LoadTestShape):
         return None if step is None else (step.users, step.spawn_rate)
 
     def _breached(self, finished: Step) -> bool:
-        """Whether the step that just ended broke --stop-p95-ms / --stop-failure-ratio."""
+        """Whether the step that just ended broke --stop-p95-ms, --stop-failure-ratio or
+        --stop-min-throughput-ratio (judged on the master's counts, which lag up to one worker
+        report; the matrix judges steps again from the history afterwards)."""
         options = self.runner.environment.parsed_options
         total = self.runner.stats.total
         requests = total.num_requests - self._step_requests
@@ -287,6 +293,10 @@ class PenguinShape(LoadTestShape):
             return False
         p95 = total.get_current_response_time_percentile(0.95) or 0
         if options.stop_p95_ms > 0 and p95 > options.stop_p95_ms:
+            return True
+        served = requests / max(finished.end_s - finished.start_s, 1e-9)
+        if (options.stop_min_throughput_ratio > 0 and finished.rate_rps
+                and served < options.stop_min_throughput_ratio * finished.rate_rps):
             return True
         return options.stop_failure_ratio > 0 and failures / requests > options.stop_failure_ratio
 

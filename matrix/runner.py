@@ -369,7 +369,8 @@ class MatrixRunner:
         command = locust_command(
             self.base_url, out,
             profile_arguments(profile, self.matrix.objective.p95_ms,
-                              self.matrix.objective.max_failure_ratio),
+                              self.matrix.objective.max_failure_ratio,
+                              self.matrix.objective.min_throughput_ratio),
             generator, profile.duration_seconds())
         (out / "locust_command.txt").write_text(" ".join(command) + "\n", encoding="utf-8")
         self.progress.line(cell.cell_id, f"running {profile.kind} load for up to "

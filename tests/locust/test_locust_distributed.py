@@ -131,6 +131,23 @@ def test_staircase_with_processes_logs_its_steps(service_url: str, tmp_path: Pat
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_staircase_stops_after_a_step_that_breaks_the_objective(service_url: str,
+                                                                tmp_path: Path) -> None:
+    step_log = tmp_path / "steps.jsonl"
+    # No real request is answered within half a millisecond at p95: the first step breaks.
+    subprocess.run(
+        [LOCUST, "-f", str(LOCUSTFILE), "--headless", "--host", service_url,
+         "--load-profile", "staircase", "--start-rate", "10", "--step-rate", "10",
+         "--step-seconds", "5", "--max-rate", "50", "--user-rate", "5", "--stop-p95-ms", "0.5",
+         "--step-log", str(step_log), "-t", "60s"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=100, check=False)
+    events = [json.loads(line) for line in step_log.read_text().splitlines()]
+    assert {e["index"] for e in events if e["event"] == "step"} == {0}
+    assert events[-1]["event"] == "end" and events[-1]["run_time"] < 15
+
+
+@pytest.mark.integration
 @pytest.mark.timeout(60)
 def test_invalid_options_fail_clearly(tmp_path: Path) -> None:
     result = subprocess.run(
