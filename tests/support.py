@@ -6,15 +6,28 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+# The /predict body from the issue that defined the API; every part's tests send it.
+SEED_BODY = {
+    "island": "Biscoe",
+    "culmen_length_mm": 50.0,
+    "culmen_depth_mm": 18.5,
+    "flipper_length_mm": 200.0,
+    "body_mass_g": 4000.0,
+    "sex": "MALE",
+}
 
 
 def require(available: bool, reason: str) -> None:
@@ -63,3 +76,30 @@ def wait_for_http(url: str, timeout: float = 30.0, expect_status: int = 200) -> 
             last_error = error
         time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer {expect_status} within {timeout}s: {last_error}")
+
+
+def start_gunicorn(
+    port: int, log_path: Path, workers: int = 1, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start the real service exactly as the container does, on 127.0.0.1:`port`.
+
+    It runs in a session of its own, so a test can signal the master and its workers together
+    (os.killpg). Output goes to `log_path`. The caller waits for /ready and stops it.
+    """
+    full_env = {
+        **os.environ,
+        "PENGUIN_BIND": f"127.0.0.1:{port}",
+        "PENGUIN_WORKERS": str(workers),
+        **(env or {}),
+    }
+    # Each server creates its own metrics directory; an inherited one would be shared.
+    full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [str(GUNICORN), "-c", "service/gunicorn_conf.py", "service.app:app"],
+            cwd=PROJECT_ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

@@ -16,7 +16,7 @@ import pytest
 
 from matrix.config import Objective
 from matrix.measurements import read_history, read_step_log, step_metrics
-from tests.support import PROJECT_ROOT, free_port, require, wait_for_http
+from tests.support import PROJECT_ROOT, free_port, require, start_gunicorn, wait_for_http
 
 LOCUSTFILE = PROJECT_ROOT / "locust" / "locustfile.py"
 LOCUST = str(Path(sys.executable).with_name("locust"))
@@ -38,18 +38,12 @@ def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     require((PROJECT_ROOT / "models" / "manifest.json").is_file(),
             "models/ are not trained (python -m training)")
     port = free_port()
-    log = (tmp_path_factory.mktemp("gunicorn") / "gunicorn.log").open("w")
-    env = {**os.environ, "PENGUIN_BIND": f"127.0.0.1:{port}", "PENGUIN_WORKERS": "1"}
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "-c", "service/gunicorn_conf.py",
-         "service.app:app"], cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
+    process = start_gunicorn(port, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log")
     try:
         wait_for_http(f"http://127.0.0.1:{port}/ready", timeout=60)
         yield f"http://127.0.0.1:{port}"
     finally:
         _stop(process)
-        log.close()
 
 
 def _read_stats(prefix: Path) -> dict[str, tuple[int, int]]:
@@ -117,6 +111,7 @@ def test_staircase_with_processes_logs_its_steps(service_url: str, tmp_path: Pat
          "--step-seconds", "5", "--max-rate", "30", "--user-rate", "2", "--step-log",
          str(step_log), "--csv", str(prefix), "--csv-full-history", "-t", "60s"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert Path(f"{prefix}_stats_history.csv").is_file(), result.stderr[-3000:]
     history = read_history(Path(f"{prefix}_stats_history.csv"))
     windows = read_step_log(step_log, history)
     assert [(w.rate_rps, w.users) for w in windows] == [(10, 5), (30, 15)], result.stderr[-2000:]

@@ -11,14 +11,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-PREDICT_BODY = {
-    "island": "Biscoe",
-    "culmen_length_mm": 50.0,
-    "culmen_depth_mm": 18.5,
-    "flipper_length_mm": 200.0,
-    "body_mass_g": 4000.0,
-    "sex": "MALE",
-}
+from tests.support import SEED_BODY
 
 
 @dataclass
@@ -59,7 +52,7 @@ class LoadGenerator:
         self.url = url
         self.pause = pause
         self.max_seconds = max_seconds
-        self.body = body or PREDICT_BODY
+        self.body = body or SEED_BODY
         self.result = LoadResult()
         self._lock = threading.Lock()
         self._stop = threading.Event()

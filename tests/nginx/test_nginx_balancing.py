@@ -19,12 +19,9 @@ import pytest
 
 from tests.nginx.load import LoadGenerator, report
 from tests.nginx.nginx_runner import RunningNginx, nginx_env, start_nginx
-from tests.support import PROJECT_ROOT, free_port, require, wait_for_http
+from tests.support import PROJECT_ROOT, free_port, require, start_gunicorn, wait_for_http
 
 pytestmark = pytest.mark.integration
-
-GUNICORN = Path(sys.executable).with_name("gunicorn")
-
 
 @dataclass
 class Backend:
@@ -46,17 +43,7 @@ class Backend:
 def _start_backend(tmp_path: Path) -> Backend:
     port = free_port()
     log_path = tmp_path / f"gunicorn-{port}.log"
-    env = {**os.environ, "PENGUIN_BIND": f"127.0.0.1:{port}", "PENGUIN_WORKERS": "1"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(GUNICORN), "-c", "service/gunicorn_conf.py", "service.app:app"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start_gunicorn(port, log_path)
     return Backend(process, port, log_path)
 
 

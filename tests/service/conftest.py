@@ -12,14 +12,6 @@ import pytest
 from tests.support import PROJECT_ROOT, require
 
 CLASSES = ("Adelie", "Chinstrap", "Gentoo")
-SEED_BODY = {
-    "island": "Biscoe",
-    "culmen_length_mm": 50.0,
-    "culmen_depth_mm": 18.5,
-    "flipper_length_mm": 200.0,
-    "body_mass_g": 4000.0,
-    "sex": "MALE",
-}
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ import pytest
 
 from service.app import create_app
 from service.settings import ServiceSettings
-from tests.service.conftest import CLASSES, SEED_BODY
+from tests.service.conftest import CLASSES
+from tests.support import SEED_BODY
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

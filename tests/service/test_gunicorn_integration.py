@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,12 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import SEED_BODY
-from tests.support import PROJECT_ROOT, free_port, wait_for_http
+from tests.support import SEED_BODY, free_port, start_gunicorn, wait_for_http
 
 pytestmark = pytest.mark.integration
 
-GUNICORN = Path(sys.executable).with_name("gunicorn")
 MAX_BODY = 65536
 
 
@@ -48,22 +44,11 @@ def _start(tmp_path: Path, workers: int, extra_env: dict[str, str] | None = None
     port = free_port()
     log_path = tmp_path / f"gunicorn-{port}.log"
     env = {
-        **os.environ,
-        "PENGUIN_BIND": f"127.0.0.1:{port}",
-        "PENGUIN_WORKERS": str(workers),
         "PENGUIN_MAX_BODY_BYTES": str(MAX_BODY),
         "PENGUIN_GRACEFUL_TIMEOUT": "20",
         **(extra_env or {}),
     }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(GUNICORN), "-c", "service/gunicorn_conf.py", "service.app:app"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_gunicorn(port, log_path, workers=workers, env=env)
     server = Server(process, port, log_path)
     try:
         wait_for_http(f"{server.url}/ready", timeout=60)

@@ -9,7 +9,8 @@ import pytest
 
 from service.app import create_app
 from service.settings import ServiceSettings
-from tests.service.conftest import SEED_BODY, FakeModel
+from tests.service.conftest import FakeModel
+from tests.support import SEED_BODY
 
 with warnings.catch_warnings():
     # Starlette nags about httpx here; the TestClient still works and httpx is what we pin.

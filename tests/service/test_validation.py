@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from service.errors import field_name, validation_api_error
 from service.schemas import BatchRequest, PenguinFeatures
-from tests.service.conftest import SEED_BODY
+from tests.support import SEED_BODY
 
 
 def _refused_fields(body: Any) -> set[str]:

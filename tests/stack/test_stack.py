@@ -18,8 +18,15 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.nginx.load import PREDICT_BODY, LoadGenerator, report
-from tests.support import PROJECT_ROOT, docker_engine_available, free_port, require, wait_for_http
+from tests.nginx.load import LoadGenerator, report
+from tests.support import (
+    PROJECT_ROOT,
+    SEED_BODY,
+    docker_engine_available,
+    free_port,
+    require,
+    wait_for_http,
+)
 
 pytestmark = pytest.mark.swarm
 
@@ -166,7 +173,7 @@ def _figure(capsys: pytest.CaptureFixture[str], text: str) -> None:
 
 
 def test_predict_docs_and_locust_ui_answer(stack: Stack) -> None:
-    response = httpx.post(f"{stack.url}/predict", json=PREDICT_BODY, timeout=10)
+    response = httpx.post(f"{stack.url}/predict", json=SEED_BODY, timeout=10)
     assert response.status_code == 200, response.text
     assert response.json()["species"] in {"Adelie", "Chinstrap", "Gentoo"}
     wait_for_http(f"{stack.url}/docs", timeout=10)
@@ -317,7 +324,7 @@ def test_small_replica_survives_sustained_load_without_oom(
 
     # Beyond what 2 x 0.25 CPU can serve, so the replicas run flat out for the whole window;
     # the batch requests exercise the bigger allocations.
-    batch = {"instances": [PREDICT_BODY] * 100}
+    batch = {"instances": [SEED_BODY] * 100}
     singles = LoadGenerator(f"{stack.url}/predict?model=rf", threads=6, max_seconds=25)
     batches = LoadGenerator(
         f"{stack.url}/predict/batch?model=svm", threads=2, max_seconds=25, body=batch
