@@ -82,17 +82,24 @@ def plot_across_cells(cells: Sequence[dict[str, Any]], target_rps: float,
     return path
 
 
-def plot_failures(cells: Sequence[dict[str, Any]], path: Path) -> Path:
-    """Failure rate of all requests per cell."""
+def plot_failures(cells: Sequence[dict[str, Any]], max_failure_ratio: float, path: Path) -> Path:
+    """Failure rate of all requests per cell, against the objective's failure bound."""
     fig, ax = plt.subplots(figsize=FIGURE_SIZE)
     try:
         names = [c["cell_id"] for c in cells]
         ratios = [100.0 * (c.get("failures") or 0) / c["requests"] if c.get("requests") else 0.0
                   for c in cells]
-        ax.bar(range(len(names)), ratios, color="tab:orange")
+        bars = ax.bar(range(len(names)), ratios, color="tab:orange")
+        # Printed values make a run with no failures read as "0 %" rather than as a blank plot.
+        ax.bar_label(bars, labels=[f"{r:.2f} %" for r in ratios], fontsize=8)
+        objective_pct = 100.0 * max_failure_ratio
+        ax.axhline(objective_pct, color="tab:red", linestyle="--", linewidth=0.8)
+        # Failure rates cannot be negative; keep the objective line in view.
+        ax.set_ylim(0, max([objective_pct * 1.5, *(r * 1.15 for r in ratios)]) or 1.0)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("failed requests (%)")
-        ax.set_title("Failure rate per cell (whole run, including the steps past the knee)")
+        ax.set_title("Failure rate per cell, whole run incl. steps past the knee "
+                     "(dashed: objective)")
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
         fig.savefig(path, dpi=DPI)

@@ -58,7 +58,7 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
         plot_cell_timeline(history, windows, objective.p95_ms, cell["cell_id"], plots / name)
         timelines.append((cell["cell_id"], name))
     plot_across_cells(cells, matrix.target_rps, objective.p95_ms, plots / "capacity-vs-cpu.png")
-    plot_failures(cells, plots / "failures.png")
+    plot_failures(cells, objective.max_failure_ratio, plots / "failures.png")
 
     lines = [f"# Capacity matrix: {matrix.name}", ""]
     if matrix.description:

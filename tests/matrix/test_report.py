@@ -38,7 +38,8 @@ def test_cross_cell_plots(tmp_path: Path) -> None:
     cells = [cell(1, 0.5, 40), cell(1, 1.0, 100), cell(2, 0.5, None, failures=50),
              cell(2, 1.0, 220, status="failed")]
     assert_png(plot_across_cells(cells, 100, 500, tmp_path / "a.png"))
-    assert_png(plot_failures(cells, tmp_path / "f.png"))
+    assert_png(plot_failures(cells, 0.01, tmp_path / "f.png"))
+    assert_png(plot_failures([], 0.01, tmp_path / "no-cells.png"))
     # An empty run still draws (axes only) instead of crashing the report.
     assert_png(plot_across_cells([], 100, 500, tmp_path / "empty.png"))
 
