@@ -282,7 +282,7 @@ class MatrixRunner:
     def _restore(self, original: ServiceResources) -> None:
         self.progress.note(f"restoring {self.api_service} to {original.replicas} replica(s), "
                            f"limits {original.limit_nano_cpus / NANO:g} CPU / "
-                           f"{original.limit_memory_bytes} bytes")
+                           f"{original.limit_memory_bytes / 2**20:g} MiB")
         try:
             docker_ops.update_service(self.api_service, original,
                                       self.matrix.converge_timeout_seconds)
