@@ -63,7 +63,9 @@ done
 # prepare_wheels PART: pinned wheels for requirements/PART.txt, downloaded again only when the
 # requirements change. The platform flags make this work from any host Python or OS.
 prepare_wheels() {
-  local part="$1" dest="$WHEELHOUSE/$1" stamp want
+  local part="$1" dest="$WHEELHOUSE/$1" stamp want arch
+  # The images run on this host's architecture (x86_64 or aarch64 both have manylinux wheels).
+  arch="$(uname -m)"
   stamp="$dest/.requirements.sha256"
   want="$(cat "$PROJECT_ROOT/requirements/$part.txt" "$PROJECT_ROOT/requirements/constraints.txt" | sha256sum | cut -d' ' -f1)"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
@@ -74,8 +76,8 @@ prepare_wheels() {
   mkdir -p "$dest"
   if ! "$VENV_PYTHON" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
       --python-version 3.11 --implementation cp --abi cp311 \
-      --platform manylinux_2_36_x86_64 --platform manylinux_2_28_x86_64 \
-      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+      --platform "manylinux_2_36_$arch" --platform "manylinux_2_28_$arch" \
+      --platform "manylinux_2_17_$arch" --platform "manylinux2014_$arch" \
       -r "$PROJECT_ROOT/requirements/$part.txt" -c "$PROJECT_ROOT/requirements/constraints.txt" \
       -d "$dest" >"$WHEELHOUSE/$part-download.log" 2>&1; then
     tail -n 20 "$WHEELHOUSE/$part-download.log" >&2
