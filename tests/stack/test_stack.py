@@ -201,6 +201,34 @@ def test_locust_worker_joins_the_master_over_the_overlay(stack: Stack) -> None:
     assert len(workers) >= 1
 
 
+def test_locust_web_ui_drives_load_through_nginx(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The user's path: start a test in the web UI (its form posts to /swarm); the master hands
+    # the users to the worker task, whose requests go through Nginx to the api replicas.
+    base = f"http://127.0.0.1:{stack.locust_port}"
+    started = httpx.post(f"{base}/swarm", data={"user_count": 4, "spawn_rate": 4}, timeout=10)
+    assert started.json().get("success"), started.text
+    total: dict[str, object] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            stats = httpx.get(f"{base}/stats/requests", timeout=5).json()
+            total = next(s for s in stats["stats"] if s["name"] == "Aggregated")
+            if int(total["num_requests"]) >= 20:
+                break
+    finally:
+        httpx.post(f"{base}/stop", timeout=10)
+    _figure(
+        capsys,
+        f"[swarm: Locust web UI, 4 users] requests={total.get('num_requests')} "
+        f"failures={total.get('num_failures')}",
+    )
+    assert int(total["num_requests"]) >= 20, total
+    assert total["num_failures"] == 0, total
+
+
 def test_every_replica_serves_traffic(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     replicas = _container_ips(_api_containers())
     assert len(replicas) == 2
