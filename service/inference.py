@@ -40,6 +40,8 @@ FEATURES = (
 MANIFEST_FILE = "manifest.json"
 ARTIFACT_FORMAT = 1
 MODEL_NAMES = ("lr", "rf", "svm")
+# Above this, math.exp overflows (np.exp would return inf).
+_EXP_MAX = math.log(np.finfo(np.float64).max)
 
 
 class ModelLoadError(RuntimeError):
@@ -207,60 +209,123 @@ class ForestModel(CompiledModel):
     """Random forest evaluated over all trees at once, without a Python loop over trees or nodes.
 
     All trees' nodes live in one set of arrays (children are global indices and a leaf points to
-    itself). For a block of rows, one vectorised comparison decides at every node of every tree
-    where each row goes next; walking from the roots is then max_depth fancy-indexing steps over
+    itself). At load time the nodes are renumbered breadth-first so that every node's two
+    children are adjacent: the successor of a node is then `first_child + went_right`, one
+    addition instead of a select. Walking from the roots is max_depth gather steps over
     (rows x trees), and leaves simply stay put.
+
+    sklearn compares float32 features against float64 thresholds (`x <= t` goes left). For a
+    float32 x that is exactly `x <= floor32(t)`, floor32(t) being the largest float32 not above
+    t, so thresholds are stored rounded down to float32 and the comparison stays in float32.
     """
 
     kind = "forest"
-    # Up to this many rows, the whole-table strategy is faster (measured: 1 row 3x, 8 rows even).
-    table_max_rows = 4
+    # Up to this many rows, the whole-table strategy is faster (measured: 4 rows 2x, 16 rows even).
+    table_max_rows = 8
 
     def __init__(
         self, name: str, title: str, version: str, arrays: Mapping[str, np.ndarray]
     ) -> None:
         super().__init__(name, title, version, arrays)
-        self._feature = np.asarray(arrays["node_feature"], dtype=np.intp)
-        self._threshold = np.asarray(arrays["node_threshold"], dtype=np.float64)
+        feature = np.asarray(arrays["node_feature"], dtype=np.intp)
+        threshold = np.asarray(arrays["node_threshold"], dtype=np.float64)
         # children[2 * node] is the left child, children[2 * node + 1] the right one.
         children = np.asarray(arrays["node_children"], dtype=np.intp)
-        self._leaf_proba = np.asarray(arrays["leaf_proba"], dtype=np.float64)
-        self._roots = np.asarray(arrays["roots"], dtype=np.intp)
+        leaf_proba = np.asarray(arrays["leaf_proba"], dtype=np.float64)
+        roots = np.asarray(arrays["roots"], dtype=np.intp)
         self._max_depth = int(arrays["max_depth"])
-        n_nodes = self._feature.shape[0]
+        n_nodes = feature.shape[0]
         if not (
             n_nodes > 0
-            and self._threshold.shape == (n_nodes,)
+            and threshold.shape == (n_nodes,)
             and children.shape == (2 * n_nodes,)
-            and self._leaf_proba.shape == (n_nodes, len(self.classes))
-            and self._roots.ndim == 1
-            and self._roots.size > 0
+            and leaf_proba.shape == (n_nodes, len(self.classes))
+            and roots.ndim == 1
+            and roots.size > 0
             and 0 <= self._max_depth <= n_nodes
         ):
             raise ValueError("forest arrays have inconsistent shapes")
         if (
-            self._feature.min() < 0
-            or self._feature.max() >= self._pre.n_output
+            feature.min() < 0
+            or feature.max() >= self._pre.n_output
             or children.min() < 0
             or children.max() >= n_nodes
-            or self._roots.min() < 0
-            or self._roots.max() >= n_nodes
+            or roots.min() < 0
+            or roots.max() >= n_nodes
         ):
             raise ValueError("forest node indices are out of range")
-        self._left = children[0::2].copy()
-        self._right = children[1::2].copy()
-        self._n_nodes = n_nodes
+        order = self._breadth_first(roots, children[0::2], children[1::2])
+        position = np.empty(n_nodes, dtype=np.intp)
+        position[order] = np.arange(order.size)
+        leaf = children[0::2][order] == order
+        n_kept = order.size
+        self._n_nodes = n_kept
+        self._roots = position[roots]
+        self._first_child = np.where(leaf, np.arange(n_kept), position[children[0::2][order]])
+        self._feature = np.where(leaf, 0, feature[order])
+        floor = threshold[order].astype(np.float32)
+        above = floor.astype(np.float64) > threshold[order]
+        floor[above] = np.nextafter(floor[above], np.float32(-np.inf))
+        # A leaf never goes right, so its successor is itself.
+        floor[leaf] = np.inf
+        self._threshold32 = floor
+        # Pre-divided by the number of trees, class-major so one gather serves every class;
+        # sklearn sums then divides, which differs by rounding only (~1e-16).
+        self._leaf_proba_t = np.ascontiguousarray((leaf_proba[order] / roots.size).T)
+
+    def _breadth_first(self, roots: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Node ids in the new order: each tree breadth-first, a node's children side by side.
+
+        Also proves the arrays describe trees no deeper than max_depth (a cycle or a shared node
+        would otherwise make the walk ambiguous).
+        """
+        left_list, right_list = left.tolist(), right.tolist()
+        seen = [False] * len(left_list)
+        order: list[int] = []
+        for root in roots.tolist():
+            if seen[root]:
+                raise ValueError("forest nodes do not form separate trees")
+            seen[root] = True
+            order.append(root)
+            level = [root]
+            depth = 0
+            while level:
+                inner = [node for node in level if left_list[node] != node]
+                if inner and depth == self._max_depth:
+                    raise ValueError(f"a tree is deeper than max_depth={self._max_depth}")
+                level = []
+                for node in inner:
+                    for child in (left_list[node], right_list[node]):
+                        if seen[child]:
+                            raise ValueError("forest nodes do not form separate trees")
+                        seen[child] = True
+                    order.append(left_list[node])
+                    order.append(right_list[node])
+                    level.append(left_list[node])
+                    level.append(right_list[node])
+                depth += 1
+        return np.array(order, dtype=np.intp)
 
     def _proba(self, features: np.ndarray) -> np.ndarray:
-        # sklearn trees compare float32 features against float64 thresholds.
-        features = features.astype(np.float32).astype(np.float64)
+        # sklearn trees compare float32 features (see the class docstring).
+        if features.shape[0] == 1:
+            leaves = self._leaves_of_one_row(features[0].astype(np.float32))
+            return np.add.reduce(self._leaf_proba_t.take(leaves, axis=1), axis=1)[None, :]
+        features = features.astype(np.float32)
         if features.shape[0] <= self.table_max_rows:
             leaves = self._leaves_by_table(features)
         else:
             leaves = self._leaves_by_walk(features)
-        # Leaf distributions are stored normalised per tree; like sklearn, sum them, then divide.
-        # (take/add.reduce: the same work as fancy indexing/mean with less per-call overhead.)
-        return np.add.reduce(self._leaf_proba.take(leaves, axis=0), axis=1) / self._roots.size
+        # (take/add.reduce: the same work as fancy indexing/sum with less per-call overhead.)
+        return np.add.reduce(self._leaf_proba_t.take(leaves, axis=1), axis=2).T
+
+    def _leaves_of_one_row(self, row: np.ndarray) -> np.ndarray:
+        """The single-row request path: the table strategy with nothing per-row to offset."""
+        step = self._first_child + (row.take(self._feature) > self._threshold32)
+        node = self._roots
+        for _ in range(self._max_depth):
+            node = step.take(node)
+        return node
 
     def _leaves_by_table(self, features: np.ndarray) -> np.ndarray:
         """Few rows: decide every node at once, then follow the resulting successor table.
@@ -271,8 +336,7 @@ class ForestModel(CompiledModel):
         n_rows = features.shape[0]
         # base[r]: where row r's copy of the successor table starts in the flattened table.
         base = (np.arange(n_rows, dtype=np.intp) * self._n_nodes)[:, None]
-        go_right = features.take(self._feature, axis=1) > self._threshold
-        step = np.where(go_right, self._right, self._left)
+        step = self._first_child + (features.take(self._feature, axis=1) > self._threshold32)
         step += base
         step = step.reshape(-1)
         node = self._roots + base
@@ -287,8 +351,10 @@ class ForestModel(CompiledModel):
         row_base = (np.arange(n_rows, dtype=np.intp) * n_features)[:, None]
         node = np.broadcast_to(self._roots, (n_rows, self._roots.size))
         for _ in range(self._max_depth):
-            go_right = flat.take(row_base + self._feature.take(node)) > self._threshold.take(node)
-            node = np.where(go_right, self._right.take(node), self._left.take(node))
+            went_right = flat.take(row_base + self._feature.take(node)) > self._threshold32.take(
+                node
+            )
+            node = self._first_child.take(node) + went_right
         return node
 
 
@@ -341,6 +407,12 @@ class SvmModel(CompiledModel):
         # ||x - s||^2 = ||x||^2 + ||s||^2 - 2 x.s, with the support-vector terms precomputed.
         self._support_t2 = np.ascontiguousarray(2.0 * self._support.T)
         self._support_sq = np.einsum("ij,ij->i", self._support, self._support)
+        # Single-row path: -gamma * ||x - s||^2 as one product of the squared differences, then
+        # the few per-class scalars in plain Python, where numpy's per-call overhead would
+        # dominate. Constants are prepared once here.
+        self._neg_gamma = np.full(self._support.shape[1], -self._gamma)
+        self._pairs = tuple(pairs)
+        self._calibration = tuple(zip(self._a.tolist(), self._b.tolist(), strict=True))
 
     def _decision_ovr(self, features: np.ndarray) -> np.ndarray:
         sq_dist = features @ self._support_t2
@@ -354,7 +426,31 @@ class SvmModel(CompiledModel):
         votes = self._vote_base + (ovo < 0) @ self._vote_swing
         return votes + confidences / (3.0 * np.abs(confidences) + 3.0)
 
+    def _proba_of_one_row(self, row: np.ndarray) -> np.ndarray:
+        """The single-row request path: the same arithmetic as _decision_ovr and _proba."""
+        difference = self._support - row
+        np.square(difference, out=difference)
+        kernel = difference @ self._neg_gamma
+        np.exp(kernel, out=kernel)
+        scores = (kernel @ self._kernel_weights + self._kernel_bias).tolist()
+        n_pairs = self._n_pairs
+        votes = [0.0] * len(self._calibration)
+        for pair, (i, j) in enumerate(self._pairs):
+            votes[j if scores[pair] < 0 else i] += 1.0
+        proba = []
+        for k, (a, b) in enumerate(self._calibration):
+            confidence = scores[n_pairs + k]
+            exponent = a * (votes[k] + confidence / (3.0 * abs(confidence) + 3.0)) + b
+            # math.exp raises where np.exp gives inf, and 1 / (1 + inf) is 0.
+            proba.append(1.0 / (1.0 + math.exp(exponent)) if exponent < _EXP_MAX else 0.0)
+        total = sum(proba)
+        if total == 0.0:
+            return np.full((1, len(proba)), 1.0 / len(proba))
+        return np.array([[value / total for value in proba]])
+
     def _proba(self, features: np.ndarray) -> np.ndarray:
+        if features.shape[0] == 1:
+            return self._proba_of_one_row(features[0])
         decision = self._decision_ovr(features)
         # _SigmoidCalibration.predict: expit(-(a * f + b)), then CalibratedClassifierCV divides
         # by the row sum, falling back to uniform when every calibrator says 0.

@@ -294,6 +294,8 @@ def _rewrite_artifact(target: Path, name: str, change: Any) -> None:
         ("lr", lambda a: a.update(coef=a["coef"][:, :4]), "coef has shape"),
         ("rf", lambda a: a.pop("roots"), "roots"),
         ("rf", lambda a: a.update(node_children=a["node_children"] + 10**6), "out of range"),
+        ("rf", lambda a: a.update(roots=np.zeros_like(a["roots"])), "separate trees"),
+        ("rf", lambda a: a.update(max_depth=np.array(2)), "deeper than max_depth=2"),
         ("svm", lambda a: a.update(calibration_a=a["calibration_a"][:2]), "inconsistent"),
         ("lr", lambda a: a.update(kind=np.array("boosting")), "unknown model kind"),
         ("lr", lambda a: a.update(format=np.array(99)), "format 99"),
@@ -321,3 +323,64 @@ def test_artifact_needing_pickle_is_refused(models_dir: Path, tmp_path: Path) ->
     _rewrite_manifest(target, lambda m: m["models"]["lr"].pop("artifact_sha256"))
     with pytest.raises(ModelLoadError, match=r"lr\.npz is corrupt"):
         load_models(target)
+
+
+def _rows_on_forest_thresholds(pipeline: Any) -> list[dict[str, object]]:
+    """Rows whose scaled measurements sit on, and in the float32 gaps around, split thresholds.
+
+    sklearn's trees round features to float32 and then compare `x <= threshold` in float64, so
+    these are the rows where a different rounding or comparison would pick another leaf.
+    """
+    pre = pipeline.named_steps["preprocess"]
+    scaler = pre.named_transformers_["numeric"].named_steps["scale"]
+    numeric = [str(name) for name in pre.transformers_[0][2]]
+    targets: dict[int, set[float]] = {j: set() for j in range(len(numeric))}
+    for tree in (estimator.tree_ for estimator in pipeline.named_steps["model"].estimators_):
+        for feature, threshold in zip(tree.feature, tree.threshold, strict=True):
+            if 0 <= feature < len(numeric):
+                t = float(threshold)
+                t32 = np.float32(t)
+                below = float(np.nextafter(t32, np.float32(-np.inf)))
+                above = float(np.nextafter(t32, np.float32(np.inf)))
+                # t itself, the float32 neighbours, and midpoints between them.
+                targets[int(feature)].update(
+                    {
+                        t,
+                        float(t32),
+                        below,
+                        above,
+                        (t + float(t32)) / 2,
+                        (t + above) / 2,
+                        (t + below) / 2,
+                    }
+                )
+    rows = []
+    for j, scaled in targets.items():
+        for value in sorted(scaled):
+            raw = value * float(scaler.scale_[j]) + float(scaler.mean_[j])
+            for nudged in (
+                raw,
+                float(np.nextafter(raw, -np.inf)),
+                float(np.nextafter(raw, np.inf)),
+            ):
+                for base in TYPICAL.values():
+                    rows.append(base | {numeric[j]: nudged})
+    return rows
+
+
+def test_forest_matches_predict_proba_on_split_thresholds(
+    models: dict[str, CompiledModel], models_dir: Path
+) -> None:
+    import pandas as pd
+
+    pipeline = joblib.load(models_dir / "rf.joblib")
+    rows = _rows_on_forest_thresholds(pipeline)
+    expected = pipeline.predict_proba(pd.DataFrame(rows, columns=list(FEATURES)))
+    one_at_a_time = np.vstack([models["rf"].predict_proba([row]) for row in rows])
+    assert np.max(np.abs(one_at_a_time - expected)) <= TOLERANCE
+    for batch in (3, 100):  # the table and the walk strategies
+        parts = [
+            models["rf"].predict_proba(rows[start : start + batch])
+            for start in range(0, len(rows), batch)
+        ]
+        assert np.max(np.abs(np.vstack(parts) - expected)) <= TOLERANCE
