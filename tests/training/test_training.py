@@ -44,6 +44,14 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
 
 
+def _copy_models(source: Path, output: Path) -> Path:
+    """A copy of a trained models/ folder, for tests that retrain over an existing one."""
+    output.mkdir()
+    for path in source.iterdir():
+        (output / path.name).write_bytes(path.read_bytes())
+    return output
+
+
 def _leftovers(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
 
@@ -107,10 +115,7 @@ def test_training_twice_gives_identical_manifest_and_artifacts(
     trained: TrainingResult, tmp_path: Path
 ) -> None:
     # Retrain over a copy of the first run's directory: also exercises replacing models/.
-    output = tmp_path / "models"
-    output.mkdir()
-    for path in trained.output.iterdir():
-        (output / path.name).write_bytes(path.read_bytes())
+    output = _copy_models(trained.output, tmp_path / "models")
     (output / "stale.npz").write_bytes(b"from an older run")
     again = train(TrainingSettings(output=output), log=_quiet)
     first = {n: e["metrics"] for n, e in trained.manifest["models"].items()}
@@ -193,10 +198,7 @@ def test_refuses_to_replace_a_directory_that_is_not_a_models_directory(tmp_path:
 def test_bad_data_fails_before_touching_existing_models(
     trained: TrainingResult, tmp_path: Path
 ) -> None:
-    output = tmp_path / "models"
-    output.mkdir()
-    for path in trained.output.iterdir():
-        (output / path.name).write_bytes(path.read_bytes())
+    output = _copy_models(trained.output, tmp_path / "models")
     before = _snapshot(output)
     bad = tmp_path / "bad.csv"
     bad.write_text("species,island\nAdelie,Biscoe\n")
@@ -209,10 +211,7 @@ def test_bad_data_fails_before_touching_existing_models(
 def test_a_failure_mid_run_leaves_existing_models_untouched(
     trained: TrainingResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    output = tmp_path / "models"
-    output.mkdir()
-    for path in trained.output.iterdir():
-        (output / path.name).write_bytes(path.read_bytes())
+    output = _copy_models(trained.output, tmp_path / "models")
     before = _snapshot(output)
     import training.train as train_module
 
