@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-PROFILES = ("plain", "workshop", "staircase")
+PROFILES = ("plain", "workshop", "staircase", "search")
 # The original workshop experiment: 10 000 users spawned at 500 users/s, then held.
 WORKSHOP_USERS = 10_000
 WORKSHOP_SPAWN_RATE = 500.0
@@ -28,37 +28,6 @@ class Step:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def users_for_rate(rate_rps: float, user_rate: float) -> int:
-    """Users needed so that users x per-user rate = the target arrival rate."""
-    if user_rate <= 0:
-        raise ValueError(f"per-user rate must be > 0, got {user_rate}")
-    return max(1, math.ceil(rate_rps / user_rate - 1e-9))
-
-
-def staircase_steps(
-    start_rate: float, step_rate: float, step_seconds: float, max_rate: float, user_rate: float
-) -> list[Step]:
-    """Steps of constant arrival rate: start_rate, start_rate + step_rate, ... up to max_rate."""
-    if start_rate <= 0 or step_rate <= 0 or step_seconds <= 0 or max_rate < start_rate:
-        raise ValueError(
-            "staircase needs start_rate > 0, step_rate > 0, step_seconds > 0 and"
-            f" max_rate >= start_rate (got {start_rate}, {step_rate}, {step_seconds}, {max_rate})"
-        )
-    steps: list[Step] = []
-    rate = start_rate
-    index = 0
-    while rate <= max_rate + 1e-9:
-        users = users_for_rate(rate, user_rate)
-        previous = steps[-1].users if steps else 0
-        # Spawn each step's new users within about a second so the step is at its rate at once.
-        spawn_rate = float(max(1, abs(users - previous)))
-        start = index * step_seconds
-        steps.append(Step(index, start, start + step_seconds, users, spawn_rate, rate))
-        index += 1
-        rate = start_rate + index * step_rate
-    return steps
 
 
 def workshop_steps(users: int, spawn_rate: float, hold_seconds: float) -> list[Step]:

@@ -2,14 +2,19 @@
 
 Runs the same way standalone, with --processes N, and as master + workers in the Swarm stack:
 
-    locust -f locust/locustfile.py --host http://127.0.0.1:8000 --headless \
-        --load-profile staircase --start-rate 20 --step-rate 20 --step-seconds 15 --max-rate 200 \
-        --model-mix lr=0.5,rf=0.3,svm=0.2 --csv results/run --csv-full-history
+    locust -f locust/locustfile.py --host http://127.0.0.1:8000 --headless --processes 2 \
+        --load-profile search --start-rate 100 --p95-ms 500 --step-log steps.jsonl
 
-Profiles (--load-profile, env LOCUST_LOAD_PROFILE; Locust itself owns --profile): `plain`
-honours -u/-r/-t; `workshop` ramps to --workshop-users at --workshop-spawn-rate users/s and
-holds --hold-seconds (the original 10 000-user experiment); `staircase` holds constant arrival
-rates rising by --step-rate every --step-seconds, users x --user-rate = the target rate.
+Profiles (--load-profile, env LOCUST_LOAD_PROFILE; Locust itself owns --profile):
+- `search` (open model): steps of constant arrival rate, growing by --growth until a step fails
+  the objective, then bisecting until the highest passing and lowest failing rates are within
+  --precision. Requests go out on a schedule whatever the service answers, and latency is
+  measured from each request's intended send time (see loadtest_open.py).
+- `staircase` (open model): fixed rates --start-rate, + --step-rate ... up to --max-rate,
+  stopping after the first step that fails.
+- `workshop` (closed model): ramps to --workshop-users at --workshop-spawn-rate users/s and holds
+  --hold-seconds (the original 10 000-user experiment); each user paced at --user-rate.
+- `plain` (closed model): honours -u/-r/-t.
 Every custom option also has a LOCUST_* environment variable (`locust -f locustfile.py --help`).
 """
 
@@ -20,10 +25,15 @@ import logging
 import math
 import random
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import gevent
+import gevent.event
+import gevent.pool
 import locust.runners
+from geventhttpclient import HTTPClient
 from loadtest_data import (
     BodySampler,
     check_batch,
@@ -32,25 +42,42 @@ from loadtest_data import (
     load_rows,
     parse_model_mix,
 )
+from loadtest_open import (
+    ARRIVALS,
+    STATS_MESSAGE,
+    STEP_MESSAGE,
+    FixedSteps,
+    Objective,
+    RateSearch,
+    StepPlan,
+    StepRecorder,
+    arrival_offsets,
+    judge,
+    knee_step,
+    merge_reports,
+    staircase_rates,
+)
 from loadtest_profiles import (
     PROFILES,
     WORKSHOP_SPAWN_RATE,
     WORKSHOP_USERS,
     Step,
     plain_steps,
-    staircase_steps,
     step_at,
     workshop_steps,
 )
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, WorkerRunner
 
-from locust import LoadTestShape, events, task
+from locust import LoadTestShape, User, events, task
 
 logger = logging.getLogger("penguin-loadtest")
 HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL_MIX = "lr=0.5,rf=0.3,svm=0.2"
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+# How long the master waits for the generators' step reports beyond the request timeout.
+REPORT_GRACE_S = 5.0
 
 
 @events.init_command_line_parser.add_listener
@@ -58,37 +85,71 @@ def add_arguments(parser: Any) -> None:
     group = parser.add_argument_group("penguin load test")
     group.add_argument("--load-profile", choices=PROFILES, default="plain",
                        env_var="LOCUST_LOAD_PROFILE",
-                       help="load profile: plain (-u/-r/-t), workshop or staircase")
+                       help="load profile: plain (-u/-r/-t), workshop, staircase or search")
     group.add_argument("--model-mix", default=DEFAULT_MODEL_MIX, env_var="LOCUST_MODEL_MIX",
                        help="share of requests per model, e.g. lr=0.5,rf=0.3,svm=0.2")
     group.add_argument("--data-file", default="", env_var="LOCUST_DATA_FILE",
                        help="penguins_size.csv (default: next to the locustfile or ../data/)")
     group.add_argument("--noise", type=float, default=0.02, env_var="LOCUST_NOISE",
                        help="measurement noise as a fraction of each feature's std deviation")
-    group.add_argument("--user-rate", type=float, default=1.0, env_var="LOCUST_USER_RATE",
-                       help="requests/s each user sends (constant throughput pacing)")
     group.add_argument("--batch-weight", type=int, default=0, env_var="LOCUST_BATCH_WEIGHT",
-                       help="weight of BatchPredictUser against PredictUser's 1 (0: no batches)")
+                       help="batch requests per single prediction (0: no batches)")
     group.add_argument("--batch-size", type=int, default=20, env_var="LOCUST_BATCH_SIZE",
                        help="instances per /predict/batch request")
-    group.add_argument("--start-rate", type=float, default=10.0, env_var="LOCUST_START_RATE",
-                       help="staircase: first arrival rate, requests/s")
-    group.add_argument("--step-rate", type=float, default=10.0, env_var="LOCUST_STEP_RATE",
+    group.add_argument("--report-interval", type=float, default=1.0,
+                       env_var="LOCUST_REPORT_INTERVAL",
+                       help="seconds between worker stats reports (Locust's default is 3)")
+    group.add_argument("--step-log", default="", env_var="LOCUST_STEP_LOG",
+                       help="file the master appends one JSON line per profile step to")
+    # Open model (search, staircase).
+    group.add_argument("--start-rate", type=float, default=50.0, env_var="LOCUST_START_RATE",
+                       help="search/staircase: first arrival rate, requests/s")
+    group.add_argument("--growth", type=float, default=2.0, env_var="LOCUST_GROWTH",
+                       help="search: factor between rates until the first failing step")
+    group.add_argument("--precision", type=float, default=0.05, env_var="LOCUST_PRECISION",
+                       help="search: stop when the failing rate is within this share of the "
+                            "passing one")
+    group.add_argument("--ceiling", type=float, default=0.0, env_var="LOCUST_CEILING",
+                       help="search: never offer more than this, requests/s (0: no ceiling)")
+    group.add_argument("--max-steps", type=int, default=30, env_var="LOCUST_MAX_STEPS",
+                       help="search: safety limit on the number of steps")
+    group.add_argument("--step-rate", type=float, default=50.0, env_var="LOCUST_STEP_RATE",
                        help="staircase: rate added per step, requests/s")
-    group.add_argument("--step-seconds", type=float, default=30.0, env_var="LOCUST_STEP_SECONDS",
-                       help="staircase: duration of each step")
-    group.add_argument("--max-rate", type=float, default=200.0, env_var="LOCUST_MAX_RATE",
+    group.add_argument("--max-rate", type=float, default=500.0, env_var="LOCUST_MAX_RATE",
                        help="staircase: highest arrival rate, requests/s")
-    group.add_argument("--stop-p95-ms", type=float, default=0.0, env_var="LOCUST_STOP_P95_MS",
-                       help="staircase: stop after a step whose p95 exceeds this (0: never)")
-    group.add_argument("--stop-failure-ratio", type=float, default=0.0,
-                       env_var="LOCUST_STOP_FAILURE_RATIO",
-                       help="staircase: stop after a step whose failure ratio exceeds this"
-                            " (0: never)")
-    group.add_argument("--stop-min-throughput-ratio", type=float, default=0.0,
-                       env_var="LOCUST_STOP_MIN_THROUGHPUT_RATIO",
-                       help="staircase: stop after a step that served less than this share of"
-                            " its rate (0: never)")
+    group.add_argument("--step-seconds", type=float, default=10.0, env_var="LOCUST_STEP_SECONDS",
+                       help="search/staircase: duration of each step")
+    group.add_argument("--settle-seconds", type=float, default=1.0,
+                       env_var="LOCUST_SETTLE_SECONDS",
+                       help="search/staircase: start of each step left out of its figures")
+    group.add_argument("--arrival", choices=ARRIVALS, default="constant",
+                       env_var="LOCUST_ARRIVAL",
+                       help="search/staircase: evenly spaced or Poisson arrivals")
+    group.add_argument("--request-timeout", type=float, default=5.0,
+                       env_var="LOCUST_REQUEST_TIMEOUT",
+                       help="search/staircase: seconds before a request counts as timed out")
+    group.add_argument("--late-ms", type=float, default=10.0, env_var="LOCUST_LATE_MS",
+                       help="search/staircase: a request sent later than this after its "
+                            "intended time counts as late")
+    group.add_argument("--max-in-flight", type=int, default=1000, env_var="LOCUST_MAX_IN_FLIGHT",
+                       help="search/staircase: requests each generator keeps waiting at most; "
+                            "arrivals beyond are dropped and counted")
+    group.add_argument("--p95-ms", type=float, default=500.0, env_var="LOCUST_P95_MS",
+                       help="objective: p95 latency, ms")
+    group.add_argument("--p99-ms", type=float, default=0.0, env_var="LOCUST_P99_MS",
+                       help="objective: p99 latency, ms (0: not judged)")
+    group.add_argument("--max-failure-ratio", type=float, default=0.01,
+                       env_var="LOCUST_MAX_FAILURE_RATIO",
+                       help="objective: share of failed requests")
+    group.add_argument("--min-completion-ratio", type=float, default=0.99,
+                       env_var="LOCUST_MIN_COMPLETION_RATIO",
+                       help="objective: share of scheduled requests answered successfully")
+    group.add_argument("--max-late-ratio", type=float, default=0.01,
+                       env_var="LOCUST_MAX_LATE_RATIO",
+                       help="share of late requests above which a step is generator-limited")
+    # Closed model (workshop, plain).
+    group.add_argument("--user-rate", type=float, default=1.0, env_var="LOCUST_USER_RATE",
+                       help="workshop/plain: requests/s each user sends")
     group.add_argument("--workshop-users", type=int, default=WORKSHOP_USERS,
                        env_var="LOCUST_WORKSHOP_USERS", help="workshop: users to ramp to")
     group.add_argument("--workshop-spawn-rate", type=float, default=WORKSHOP_SPAWN_RATE,
@@ -96,11 +157,6 @@ def add_arguments(parser: Any) -> None:
                        help="workshop: users started per second")
     group.add_argument("--hold-seconds", type=float, default=300.0, env_var="LOCUST_HOLD_SECONDS",
                        help="workshop: how long to hold the full user count")
-    group.add_argument("--report-interval", type=float, default=1.0,
-                       env_var="LOCUST_REPORT_INTERVAL",
-                       help="seconds between worker stats reports (Locust's default is 3)")
-    group.add_argument("--step-log", default="", env_var="LOCUST_STEP_LOG",
-                       help="file the master appends one JSON line per profile step to")
 
 
 class _Workload:
@@ -133,8 +189,52 @@ class _Workload:
             raise RuntimeError("workload not configured (the init event did not run)")
         return self.sampler.sample(rng)
 
+    def request(self, options: Any, rng: random.Random) -> tuple[str, str, object, Any]:
+        """(path, name, body, check) of one request: a single prediction, or a batch with
+        probability batch_weight / (batch_weight + 1)."""
+        model = self.pick_model(options, rng)
+        weight = options.batch_weight
+        if weight > 0 and rng.random() < weight / (weight + 1.0):
+            size = options.batch_size
+            body: object = {"instances": [self.body(rng) for _ in range(size)]}
+            return ("/predict/batch", f"/predict/batch?model={model}", body,
+                    lambda payload: check_batch(payload, model, size))
+        return ("/predict", f"/predict?model={model}", self.body(rng),
+                lambda payload: check_prediction(payload, model))
+
 
 WORKLOAD = _Workload()
+
+
+class _OpenSteps:
+    """Worker side of the open model: the step the master asked for, handed to the users."""
+
+    def __init__(self) -> None:
+        self.plan: StepPlan | None = None
+        self.changed = gevent.event.Event()
+
+    def start(self, plan: StepPlan) -> None:
+        self.plan = plan
+        self.changed.set()
+
+    def wait_after(self, index: int) -> StepPlan:
+        while self.plan is None or self.plan.index <= index:
+            self.changed.clear()
+            self.changed.wait()
+        return self.plan
+
+
+OPEN_STEPS = _OpenSteps()
+
+
+def _on_step_message(environment: Environment, msg: Any, **_kwargs: Any) -> None:
+    OPEN_STEPS.start(StepPlan.from_message(msg.data))
+
+
+def _on_stats_message(environment: Environment, msg: Any, **_kwargs: Any) -> None:
+    shape = environment.shape_class
+    if isinstance(shape, PenguinShape):
+        shape.add_report(msg.data)
 
 
 @events.init.add_listener
@@ -144,28 +244,134 @@ def on_init(environment: Environment, **_kwargs: Any) -> None:
         return
     try:
         WORKLOAD.configure(options)
-        if options.user_rate <= 0:
-            raise ValueError(f"--user-rate must be > 0, got {options.user_rate}")
-        if options.batch_size <= 0:
-            raise ValueError(f"--batch-size must be > 0, got {options.batch_size}")
+        _check_options(options)
     except (OSError, ValueError) as error:
         logger.error("penguin load test: %s", error)
         raise SystemExit(2) from error
     if options.report_interval > 0:
-        # Per-second reports make the master's history resolve a step's rate; with Locust's
-        # 3 s default a 10 s step holds only three uneven samples per worker.
+        # Per-second reports keep the web UI and the CSV history close to live.
         locust.runners.WORKER_REPORT_INTERVAL = options.report_interval
-    classes = environment.user_classes
-    if options.batch_weight > 0:
-        BatchPredictUser.weight = options.batch_weight
-    elif len(classes) > 1 and BatchPredictUser in classes:
-        classes.remove(BatchPredictUser)
+    runner = environment.runner
+    if runner is None:
+        return
+    if not isinstance(runner, MasterRunner):
+        runner.register_message(STEP_MESSAGE, _on_step_message)
+    if not isinstance(runner, WorkerRunner):
+        runner.register_message(STATS_MESSAGE, _on_stats_message)
+
+
+def _check_options(options: Any) -> None:
+    checks = [
+        (options.user_rate > 0, "--user-rate must be > 0"),
+        (options.batch_size > 0, "--batch-size must be > 0"),
+        (options.batch_weight >= 0, "--batch-weight must be >= 0"),
+        (options.start_rate > 0, "--start-rate must be > 0"),
+        (options.growth > 1, "--growth must be > 1"),
+        (options.precision > 0, "--precision must be > 0"),
+        (options.ceiling >= 0, "--ceiling must be >= 0 (0: none)"),
+        (options.step_seconds > 0, "--step-seconds must be > 0"),
+        (0 <= options.settle_seconds < options.step_seconds,
+         "--settle-seconds must be >= 0 and shorter than --step-seconds"),
+        (options.request_timeout > 0, "--request-timeout must be > 0"),
+        (options.max_in_flight > 0, "--max-in-flight must be > 0"),
+        (options.p95_ms > 0, "--p95-ms must be > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
+def objective_from(options: Any) -> Objective:
+    return Objective(p95_ms=options.p95_ms, p99_ms=options.p99_ms or None,
+                     max_failure_ratio=options.max_failure_ratio,
+                     min_completion_ratio=options.min_completion_ratio,
+                     max_late_ratio=options.max_late_ratio)
+
+
+class OpenModelUser(User):
+    """One arrival source per generator process (open model): sends its share of each step's
+    rate on a schedule, every request in a greenlet of its own, so a slow answer never delays
+    the next request. Latency is taken from the intended send time."""
+
+    # The shape names the user classes of each profile: this one for search and staircase.
+    weight = 1
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        self.rng = random.Random()
+        self.http = HTTPClient.from_url(
+            self.host, concurrency=options.max_in_flight, headers=JSON_HEADERS,
+            connection_timeout=options.request_timeout,
+            network_timeout=options.request_timeout)
+        self.done_index = -1
+
+    def on_stop(self) -> None:
+        self.http.close()
+
+    @task
+    def follow_steps(self) -> None:
+        while True:
+            plan = OPEN_STEPS.wait_after(self.done_index)
+            self.done_index = plan.index
+            report = self._run_step(plan)
+            self.environment.runner.send_message(STATS_MESSAGE, report)
+
+    def _run_step(self, plan: StepPlan) -> dict[str, Any]:
+        recorder = StepRecorder(plan)
+        pool = gevent.pool.Pool(plan.max_in_flight)
+        start = time.monotonic()
+        for offset in arrival_offsets(plan.rate_per_user, plan.duration_s, plan.arrival,
+                                      self.rng):
+            delay = start + offset - time.monotonic()
+            if delay > 0:
+                gevent.sleep(delay)
+            if pool.full():
+                recorder.arrival(offset, sent=False)
+                continue
+            recorder.arrival(offset, sent=True)
+            pool.spawn(self._request, start, offset, recorder)
+        # Every request of the step has an answer or a timeout before the step is reported.
+        pool.join(timeout=plan.timeout_s + 1.0)
+        pool.kill(block=False)
+        return recorder.to_message()
+
+    def _request(self, start: float, offset: float, recorder: StepRecorder) -> None:
+        options = self.environment.parsed_options
+        path, name, body, check = WORKLOAD.request(options, self.rng)
+        failure: str | None = None
+        exception: Exception | None = None
+        length = 0
+        sent = time.monotonic()
+        try:
+            with self.http.post(path + name[len(path):], body=json.dumps(body),
+                                headers=JSON_HEADERS) as response:
+                content = response.read()
+                length = len(content)
+                if response.status_code != 200:
+                    failure = f"HTTP {response.status_code}"
+                else:
+                    problem = check(json.loads(content))
+                    failure = "invalid answer" if problem else None
+        except (TimeoutError, gevent.Timeout) as error:
+            failure, exception = "timeout", error
+        except (OSError, ValueError) as error:
+            # Connection refused or reset, or an answer that is not JSON.
+            failure = "invalid answer" if isinstance(error, ValueError) else "connection error"
+            exception = error
+        finished = time.monotonic()
+        recorder.outcome(offset, sent - start - offset, finished - sent, failure,
+                         finished - start)
+        if failure is not None and exception is None:
+            exception = RuntimeError(failure)
+        self.environment.events.request.fire(
+            request_type="POST", name=name, response_time=(finished - start - offset) * 1000.0,
+            response_length=length, exception=exception, context={})
 
 
 class _PacedUser(FastHttpUser):
-    """Sends --user-rate requests/s whatever the response time (constant throughput), so a
-    step's arrival rate is users x rate and a slow service shows up as latency, not as a lower
-    offered load."""
+    """Closed model: sends --user-rate requests/s while its answers keep up (workshop, plain).
+    A slow service delays the next request, so the offered rate falls with the service: use the
+    open-model profiles to measure capacity."""
 
     abstract = True
 
@@ -184,10 +390,8 @@ class _PacedUser(FastHttpUser):
             self._next_start = max(self._next_start + interval, now)
         return max(0.0, self._next_start - now)
 
-    def _post_checked(self, path: str, model: str, body: object, check: Any) -> None:
-        with self.client.post(
-            f"{path}?model={model}", json=body, name=f"{path}?model={model}", catch_response=True
-        ) as response:
+    def _post_checked(self, path: str, name: str, body: object, check: Any) -> None:
+        with self.client.post(name, json=body, name=name, catch_response=True) as response:
             if response.status_code != 200:
                 response.failure(f"status {response.status_code}: {(response.text or '')[:200]}")
                 return
@@ -204,35 +408,21 @@ class _PacedUser(FastHttpUser):
 
 
 class PredictUser(_PacedUser):
-    """Single predictions with realistic bodies, models chosen by --model-mix."""
+    """Closed model: predictions (and batches with --batch-weight) with realistic bodies."""
 
     weight = 1
 
     @task
     def predict(self) -> None:
-        options = self.environment.parsed_options
-        model = WORKLOAD.pick_model(options, self.rng)
-        self._post_checked("/predict", model, WORKLOAD.body(self.rng),
-                           lambda payload: check_prediction(payload, model))
-
-
-class BatchPredictUser(_PacedUser):
-    """Batch predictions of --batch-size bodies (enabled with --batch-weight > 0)."""
-
-    weight = 1
-
-    @task
-    def predict_batch(self) -> None:
-        options = self.environment.parsed_options
-        model = WORKLOAD.pick_model(options, self.rng)
-        size = options.batch_size
-        body = {"instances": [WORKLOAD.body(self.rng) for _ in range(size)]}
-        self._post_checked("/predict/batch", model, body,
-                           lambda payload: check_batch(payload, model, size))
+        self._post_checked(*WORKLOAD.request(self.environment.parsed_options, self.rng))
 
 
 class PenguinShape(LoadTestShape):
-    """Dispatches on --profile. Reads -u/-r/-t itself (use_common_options) for `plain`."""
+    """Dispatches on --load-profile. Reads -u/-r/-t itself (use_common_options) for `plain`.
+
+    For the open profiles the shape is the master's step driver: it starts one OpenModelUser per
+    generator process, tells them each step's rate, collects their reports, judges the step and
+    asks the search for the next rate."""
 
     use_common_options = True
 
@@ -243,76 +433,140 @@ class PenguinShape(LoadTestShape):
     def _clear(self) -> None:
         self._steps: list[Step] | None = None
         self._current: Step | None = None
-        self._breaches = 0
-        self._step_requests = 0
-        self._step_failures = 0
-        self._stopped = False
+        self._open: _OpenDriver | None = None
 
     def reset_time(self) -> None:
         # Every start (also from the web UI, with edited options) builds a fresh schedule.
         super().reset_time()
         self._clear()
 
-    def _build(self) -> list[Step]:
+    def add_report(self, report: dict[str, Any]) -> None:
+        if self._open is not None:
+            self._open.reports[int(report["index"])].append(report)
+
+    def tick(self) -> tuple[int, float] | tuple[int, float, list[type[User]]] | None:
         options = self.runner.environment.parsed_options
-        if options.load_profile == "staircase":
-            return staircase_steps(options.start_rate, options.step_rate, options.step_seconds,
-                                   options.max_rate, options.user_rate)
+        if options.load_profile in ("search", "staircase"):
+            if self._open is None:
+                self._open = _OpenDriver(self.runner, options)
+            return self._open.tick()
+        if self._steps is None:
+            self._steps = self._closed_steps(options)
+        step = step_at(self._steps, self.get_run_time())
+        if step is not self._current:
+            self._current = step
+            _log(options, {"event": "step", **step.as_dict(),
+                           "end_s": None if math.isinf(step.end_s) else step.end_s}
+                 if step else {"event": "end"})
+        return None if step is None else (step.users, step.spawn_rate, [PredictUser])
+
+    @staticmethod
+    def _closed_steps(options: Any) -> list[Step]:
         if options.load_profile == "workshop":
             return workshop_steps(options.workshop_users, options.workshop_spawn_rate,
                                   options.hold_seconds)
         return plain_steps(options.num_users or 1, options.spawn_rate or 1.0,
                            options.run_time or None)
 
-    def tick(self) -> tuple[int, float] | None:
-        if self._stopped:
-            return None
-        if self._steps is None:
-            self._steps = self._build()
-        step = step_at(self._steps, self.get_run_time())
-        if step is not self._current:
-            if self._current is not None and self._breached(self._current):
-                self._breaches += 1
-                logger.warning("step %d breached the stop objective", self._current.index)
-                step = None
-            self._stopped = step is None
-            self._current = step
-            self._log_step(step)
-        return None if step is None else (step.users, step.spawn_rate)
 
-    def _breached(self, finished: Step) -> bool:
-        """Whether the step that just ended broke --stop-p95-ms, --stop-failure-ratio or
-        --stop-min-throughput-ratio (judged on the master's counts, which lag up to one worker
-        report; the matrix judges steps again from the history afterwards)."""
-        options = self.runner.environment.parsed_options
-        total = self.runner.stats.total
-        requests = total.num_requests - self._step_requests
-        failures = total.num_failures - self._step_failures
-        self._step_requests, self._step_failures = total.num_requests, total.num_failures
-        if options.load_profile != "staircase" or requests <= 0:
-            return False
-        p95 = total.get_current_response_time_percentile(0.95) or 0
-        if options.stop_p95_ms > 0 and p95 > options.stop_p95_ms:
-            return True
-        served = requests / max(finished.end_s - finished.start_s, 1e-9)
-        if (options.stop_min_throughput_ratio > 0 and finished.rate_rps
-                and served < options.stop_min_throughput_ratio * finished.rate_rps):
-            return True
-        return options.stop_failure_ratio > 0 and failures / requests > options.stop_failure_ratio
+class _OpenDriver:
+    """The master's side of an open-model run, advanced by the shape's 1 s tick."""
 
-    def _log_step(self, step: Step | None) -> None:
-        path = self.runner.environment.parsed_options.step_log
-        if not path:
-            return
-        record: dict[str, object] = {"time": time.time(), "run_time": self.get_run_time()}
-        if step is None:
-            record["event"] = "end"
+    def __init__(self, runner: Any, options: Any) -> None:
+        self.runner = runner
+        self.options = options
+        self.objective = objective_from(options)
+        if options.load_profile == "search":
+            self.search: RateSearch | FixedSteps = RateSearch(
+                options.start_rate, options.growth, options.precision,
+                options.ceiling or None, options.max_steps)
         else:
-            record.update(event="step", **step.as_dict())
-            if math.isinf(step.end_s):
-                record["end_s"] = None
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+            self.search = FixedSteps(staircase_rates(options.start_rate, options.step_rate,
+                                                     options.max_rate))
+        # One arrival source per generator process; a local run is one process.
+        self.users = max(1, getattr(runner, "worker_count", 1))
+        self.reports: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self.results: list[Any] = []
+        self.plan: StepPlan | None = None
+        self.started_wall = 0.0
+        self.step_end = 0.0
+        self.report_deadline = 0.0
+        self.resume_at = 0.0
+
+    def tick(self) -> tuple[int, float, list[type[User]]] | None:
+        keep = (self.users, float(self.users), [OpenModelUser])
+        now = time.monotonic()
+        if self.plan is None:
+            if self.runner.user_count >= self.users:
+                return keep if self._next_step() else None
+            return keep
+        if now < self.step_end:
+            return keep
+        if self.step_end > 0:
+            if len(self.reports[self.plan.index]) < self.users and now < self.report_deadline:
+                return keep
+            self._finish_step()
+            self.step_end = 0.0
+        if now < self.resume_at:
+            return keep
+        return keep if self._next_step() else None
+
+    def _next_step(self) -> bool:
+        rate = self.search.next_rate()
+        if rate is None:
+            knee = knee_step(self.results)
+            logger.info("search over (%s); knee %s", self.search.outcome,
+                        f"{knee.throughput_rps:.1f} req/s served at {knee.rate:.1f} offered"
+                        if knee else "none")
+            _log(self.options, {"event": "end", "outcome": self.search.outcome,
+                                "knee_rate": knee.rate if knee else None,
+                                "knee_served_rps": knee.throughput_rps if knee else None})
+            return False
+        options = self.options
+        index = len(self.results)
+        if index == 0:
+            _log(options, {"event": "start", "profile": options.load_profile,
+                           "generators": self.users, "objective": self.objective.__dict__,
+                           "arrival": options.arrival, "step_seconds": options.step_seconds,
+                           "settle_seconds": options.settle_seconds})
+        self.plan = StepPlan(
+            index=index, rate=round(rate, 3), rate_per_user=rate / self.users,
+            duration_s=options.step_seconds, settle_s=options.settle_seconds,
+            arrival=options.arrival, timeout_s=options.request_timeout,
+            late_ms=options.late_ms, max_in_flight=options.max_in_flight)
+        self.started_wall = time.time()
+        self.step_end = time.monotonic() + self.plan.duration_s
+        self.report_deadline = self.step_end + options.request_timeout + REPORT_GRACE_S
+        logger.info("step %d: %.1f req/s for %g s", index, rate, options.step_seconds)
+        self.runner.send_message(STEP_MESSAGE, self.plan.to_message())
+        return True
+
+    def _finish_step(self) -> None:
+        assert self.plan is not None
+        result = merge_reports(self.plan, self.reports.pop(self.plan.index, []), self.users)
+        result.started, result.ended = self.started_wall, time.time()
+        judge(result, self.objective)
+        if not result.passed:
+            # An overloaded service still works off the requests it queued (its clients gave up
+            # on them): let that backlog drain, or the next step would measure it too.
+            self.resume_at = time.monotonic() + self.options.request_timeout
+        self.search.record(self.plan.rate, result.passed, result.generator_limited)
+        self.results.append(result)
+        figures = result.percentiles_ms()
+        logger.info("step %d: offered %.1f, served %.1f req/s, p95 %s ms, late %.2f%%: %s",
+                    result.index, result.rate, result.throughput_rps, figures["p95"],
+                    100 * result.late_ratio,
+                    "pass" if result.passed else "; ".join(result.reasons))
+        _log(self.options, {"event": "step", **result.to_record()})
+
+
+def _log(options: Any, record: dict[str, Any]) -> None:
+    """Appends one JSON line to --step-log (the matrix reads the steps from it)."""
+    if not options.step_log:
+        return
+    record = {"time": time.time(), **record}
+    with open(options.step_log, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
 
 
 @events.test_start.add_listener

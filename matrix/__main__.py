@@ -61,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def describe_plan(matrix: MatrixFile) -> str:
     cells = matrix.cell_list()
-    per_cell = matrix.profile.duration_seconds() + matrix.warmup_seconds
-    lines = [f"matrix '{matrix.name}': {len(cells)} cells, {matrix.profile.kind} profile, "
-             f"up to {per_cell * len(cells) / 60:.1f} min of load plus convergence"]
+    per_cell = matrix.trials * matrix.profile.expected_seconds() + matrix.warmup_seconds
+    lines = [f"matrix '{matrix.name}': {len(cells)} cells x {matrix.trials} trial(s), "
+             f"{matrix.profile.kind} profile, about {per_cell * len(cells) / 60:.1f} min of load "
+             "plus convergence"]
     lines += [f"  {cell.cell_id} (total {cell.total_cpus:g} CPU)" for cell in cells]
     return "\n".join(lines)
 

@@ -1,4 +1,7 @@
-"""Cell summaries, the summary table, the recommendation and horizontal-vs-vertical scaling."""
+"""Across cells: the summary table, the recommendation and horizontal against vertical scaling.
+
+Every decision uses each cell's *lowest* trial: a configuration is recommended only if it held
+the target load every time it was measured."""
 
 from __future__ import annotations
 
@@ -7,46 +10,17 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from matrix.measurements import StepMetrics, knee, served_rate
+from matrix.records import CellRecord
 
 HOST_SATURATION = 0.9
 SUMMARY_FIELDS = (
-    "cell", "status", "replicas", "cpus", "memory", "total_cpus", "knee_rps", "knee_p95_ms",
-    "max_throughput_rps", "requests", "failures", "failure_ratio", "restarts", "oom_kills",
-    "api_cpu_mean_cores", "api_cpu_peak_cores", "api_mem_peak_mb", "loadgen_cpu_peak_share",
-    "loadgen_bottleneck", "meets_target", "nginx_requests", "error",
+    "cell", "status", "replicas", "cpus", "memory", "total_cpus", "trials", "knee_rps_low",
+    "knee_rps_median", "knee_rps_high", "knee_offered_rps", "knee_p95_ms", "knee_p99_ms",
+    "knee_throttled_share", "max_served_rps", "requests", "failures", "failure_ratio",
+    "restarts", "oom_kills", "api_cpu_peak_cores", "api_mem_peak_mb", "nginx_requests",
+    "generator_limited", "meets_target", "error",
 )
-
-
-def summarise_steps(steps: Sequence[StepMetrics]) -> dict[str, Any]:
-    """Knee, top throughput and load generator verdict of one cell's steps."""
-    best = knee(steps)
-    saturated = [s.index for s in steps if s.loadgen_saturated]
-    shares = [s.loadgen_cpu_share for s in steps if s.loadgen_cpu_share is not None]
-    process_shares = [s.loadgen_max_process_share for s in steps
-                      if s.loadgen_max_process_share is not None]
-    first_failure = next((s for s in sorted(steps, key=lambda s: s.index)
-                          if not s.meets_objective), None)
-    host = first_failure.host_cpu_share if first_failure else None
-    return {
-        # The whole machine was busy where the cell broke: on a shared or small host the limit
-        # may be the host (Locust, Nginx and the API on the same cores), not the cell's.
-        "host_saturated_at_break": host is not None and host > HOST_SATURATION,
-        "knee_rps": served_rate(best) if best else None,
-        "knee_p95_ms": best.p95_ms if best else None,
-        "knee_step": best.index if best else None,
-        "breaking_step": first_failure.index if first_failure else None,
-        "breaking_reasons": first_failure.reasons if first_failure else [],
-        "max_throughput_rps": max((s.throughput_rps for s in steps), default=0.0),
-        "loadgen_cpu_peak_share": max(shares + process_shares, default=None),
-        "loadgen_saturated_steps": saturated,
-        # The generator, not the service, may explain a break when it was saturated there.
-        "loadgen_bottleneck": bool(saturated) and (
-            first_failure is None or first_failure.loadgen_saturated
-            or any(i <= first_failure.index for i in saturated)),
-    }
 
 
 def docker_stats_summary(path: Path, start: float, end: float) -> dict[str, float | None]:
@@ -68,37 +42,36 @@ def docker_stats_summary(path: Path, start: float, end: float) -> dict[str, floa
     }
 
 
-def summary_row(cell: dict[str, Any], target_rps: float) -> dict[str, Any]:
-    requests = cell.get("requests") or 0
-    failures = cell.get("failures") or 0
-    knee_rps = cell.get("knee_rps")
-    nginx = cell.get("nginx_delta") or {}
+def meets_target(cell: CellRecord, target_rps: float) -> bool:
+    """Every trial served the target rate within the objective, without a restart or an OOM
+    kill."""
+    return (cell.status == "measured" and cell.knee_low is not None
+            and cell.knee_low >= target_rps - 1e-9 and not cell.restarts and not cell.oom_kills)
+
+
+def summary_row(cell: CellRecord, target_rps: float) -> dict[str, object]:
+    lowest = cell.lowest_trial
+    knee = lowest.knee if lowest else None
     return {
-        "cell": cell["cell_id"], "status": cell["status"], "replicas": cell["replicas"],
-        "cpus": cell["cpus"], "memory": cell["memory"], "total_cpus": cell["total_cpus"],
-        "knee_rps": knee_rps, "knee_p95_ms": cell.get("knee_p95_ms"),
-        "max_throughput_rps": cell.get("max_throughput_rps"),
-        "requests": requests, "failures": failures,
-        "failure_ratio": round(failures / requests, 6) if requests else None,
-        "restarts": cell.get("restarts"), "oom_kills": cell.get("oom_kills"),
-        "api_cpu_mean_cores": cell.get("api_cpu_mean_cores"),
-        "api_cpu_peak_cores": cell.get("api_cpu_peak_cores"),
-        "api_mem_peak_mb": cell.get("api_mem_peak_mb"),
-        "loadgen_cpu_peak_share": cell.get("loadgen_cpu_peak_share"),
-        "loadgen_bottleneck": cell.get("loadgen_bottleneck", False),
-        "meets_target": meets_target(cell, target_rps),
-        "nginx_requests": nginx.get("requests"), "error": cell.get("error") or "",
+        "cell": cell.cell_id, "status": cell.status, "replicas": cell.replicas,
+        "cpus": cell.cpus, "memory": cell.memory, "total_cpus": cell.total_cpus,
+        "trials": len(cell.trials), "knee_rps_low": cell.knee_low,
+        "knee_rps_median": cell.knee_median, "knee_rps_high": cell.knee_high,
+        "knee_offered_rps": knee.offered_rps if knee else None,
+        "knee_p95_ms": knee.p95_ms if knee else None,
+        "knee_p99_ms": knee.p99_ms if knee else None,
+        "knee_throttled_share": knee.throttled_share if knee else None,
+        "max_served_rps": round(cell.max_served_rps, 3), "requests": cell.requests,
+        "failures": cell.failures,
+        "failure_ratio": round(cell.failure_ratio, 6) if cell.failure_ratio is not None else None,
+        "restarts": cell.restarts, "oom_kills": cell.oom_kills,
+        "api_cpu_peak_cores": cell.api_cpu_peak_cores, "api_mem_peak_mb": cell.api_mem_peak_mb,
+        "nginx_requests": cell.nginx_requests, "generator_limited": cell.generator_limited,
+        "meets_target": meets_target(cell, target_rps), "error": cell.error or "",
     }
 
 
-def meets_target(cell: dict[str, Any], target_rps: float) -> bool:
-    """Served the target rate within the objective, without a restart or an OOM kill."""
-    return (cell.get("status") == "measured" and cell.get("knee_rps") is not None
-            and cell["knee_rps"] >= target_rps - 1e-9
-            and not cell.get("restarts") and not cell.get("oom_kills"))
-
-
-def write_summary(path: Path, cells: Sequence[dict[str, Any]], target_rps: float) -> None:
+def write_summary(path: Path, cells: Sequence[CellRecord], target_rps: float) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=SUMMARY_FIELDS)
         writer.writeheader()
@@ -106,38 +79,48 @@ def write_summary(path: Path, cells: Sequence[dict[str, Any]], target_rps: float
             writer.writerow(summary_row(cell, target_rps))
 
 
-def _cost_key(cell: dict[str, Any]) -> tuple[float, int, int]:
-    return (cell["total_cpus"], cell["replicas"] * cell["memory_bytes"], cell["replicas"])
+def _cost_key(cell: CellRecord) -> tuple[float, int, int]:
+    return (cell.total_cpus, cell.replicas * cell.memory_bytes, cell.replicas)
+
+
+def _shape(cell: CellRecord) -> str:
+    return f"{cell.replicas} replica(s) x {cell.cpus:g} CPU x {cell.memory}"
+
+
+def _range(cell: CellRecord) -> str:
+    if len(cell.trials) == 1:
+        return f"{cell.knee_low:.0f} req/s"
+    return (f"{cell.knee_median:.0f} req/s (median of {len(cell.trials)} trials, "
+            f"{cell.knee_low:.0f}-{cell.knee_high:.0f})")
 
 
 @dataclass(frozen=True)
 class Recommendation:
-    cell: dict[str, Any] | None
+    cell: CellRecord | None
     text: str
 
 
-def recommend(cells: Sequence[dict[str, Any]], target_rps: float) -> Recommendation:
-    """The cheapest configuration (total CPU, then total memory, then fewer replicas) that
-    served the target rate within the objective."""
+def recommend(cells: Sequence[CellRecord], target_rps: float) -> Recommendation:
+    """The cheapest configuration (total CPU, then total memory, then fewer replicas) whose every
+    trial served the target rate within the objective."""
     eligible = sorted((c for c in cells if meets_target(c, target_rps)), key=_cost_key)
     if eligible:
         best = eligible[0]
-        text = (f"The cheapest configuration that meets the objective at {target_rps:g} req/s is "
-                f"**{best['replicas']} replica(s) x {best['cpus']:g} CPU x {best['memory']}** "
-                f"({best['total_cpus']:g} CPU in total; it held up to {best['knee_rps']:g} req/s).")
-        if best.get("loadgen_bottleneck"):
-            text += (" The load generator was near saturation in this cell, so its true "
+        text = (f"The cheapest configuration that met the objective at {target_rps:g} req/s in "
+                f"every trial is **{_shape(best)}** ({best.total_cpus:g} CPU in total; it "
+                f"served {_range(best)} at its limit).")
+        if best.generator_limited:
+            text += (" The load generator could not keep its schedule in this cell, so its true "
                      "capacity may be higher.")
         return Recommendation(best, text)
-    measured = [c for c in cells if c.get("status") == "measured" and c.get("knee_rps")]
+    measured = [c for c in cells if c.status == "measured" and c.knee_low]
     if not measured:
         return Recommendation(None, f"No configuration met the objective at any measured rate; "
                                     f"none can be recommended for {target_rps:g} req/s.")
-    top = max(measured, key=lambda c: c["knee_rps"])
-    text = (f"No measured configuration met the objective at {target_rps:g} req/s. The best, "
-            f"{top['replicas']} x {top['cpus']:g} CPU x {top['memory']}, held "
-            f"{top['knee_rps']:g} req/s: measure larger cells.")
-    if any(c.get("loadgen_bottleneck") for c in measured):
+    top = max(measured, key=lambda c: c.knee_low or 0.0)
+    text = (f"No measured configuration met the objective at {target_rps:g} req/s in every "
+            f"trial. The best, {_shape(top)}, served {_range(top)}: measure larger cells.")
+    if any(c.generator_limited for c in measured):
         text += (" Some cells were limited by the load generator: give Locust more processes or "
                  "machines before concluding.")
     return Recommendation(None, text)
@@ -146,47 +129,47 @@ def recommend(cells: Sequence[dict[str, Any]], target_rps: float) -> Recommendat
 @dataclass(frozen=True)
 class ScalingComparison:
     total_cpus: float
-    horizontal: dict[str, Any]  # more, smaller replicas
-    vertical: dict[str, Any]  # fewer, bigger replicas
+    horizontal: CellRecord  # more, smaller replicas
+    vertical: CellRecord  # fewer, bigger replicas
 
     @property
     def gain(self) -> float | None:
-        """Horizontal knee over vertical knee (1.25 = 25 % more rate from spreading out)."""
-        h, v = self.horizontal.get("knee_rps"), self.vertical.get("knee_rps")
-        if h is None or v is None or v == 0:
+        """Horizontal median knee over vertical median knee (1.25 = 25 % more)."""
+        h, v = self.horizontal.knee_median, self.vertical.knee_median
+        if not h or not v:
             return None
         return h / v
 
     def describe(self) -> str:
         h, v = self.horizontal, self.vertical
-        h_knee = f"{h['knee_rps']:g} req/s" if h.get("knee_rps") is not None else "nothing"
-        v_knee = f"{v['knee_rps']:g} req/s" if v.get("knee_rps") is not None else "nothing"
-        line = (f"At {self.total_cpus:g} CPU in total, {h['replicas']} x {h['cpus']:g} CPU held "
-                f"{h_knee} and {v['replicas']} x {v['cpus']:g} CPU held {v_knee}")
+        line = (f"At {self.total_cpus:g} CPU in total, {h.replicas} x {h.cpus:g} CPU served "
+                f"{_range(h) if h.trials else 'nothing'} and {v.replicas} x {v.cpus:g} CPU "
+                f"served {_range(v) if v.trials else 'nothing'}")
         gain = self.gain
-        if gain is not None:
-            line += f": horizontal scaling bought {gain - 1:+.0%}"
-        if h.get("loadgen_bottleneck") or v.get("loadgen_bottleneck"):
-            line += " (load generator near saturation: treat as a lower bound)"
+        if h.overlaps(v):
+            line += ": their trial ranges overlap, so there is **no measurable difference**"
+        elif gain is not None:
+            line += f": horizontal scaling {'bought' if gain >= 1 else 'cost'} {gain - 1:+.0%}"
+        if h.generator_limited or v.generator_limited:
+            line += " (load generator limited in one of them: treat as a lower bound)"
         return line + "."
 
 
-def scaling_comparisons(cells: Sequence[dict[str, Any]]) -> list[ScalingComparison]:
+def scaling_comparisons(cells: Sequence[CellRecord]) -> list[ScalingComparison]:
     """Pairs of cells with the same total CPU: most replicas against fewest replicas."""
-    groups: dict[float, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[float, list[CellRecord]] = defaultdict(list)
     for cell in cells:
-        if cell.get("status") == "measured":
-            groups[round(cell["total_cpus"], 6)].append(cell)
+        if cell.status == "measured":
+            groups[round(cell.total_cpus, 6)].append(cell)
     comparisons = []
     for total, members in sorted(groups.items()):
-        replica_counts = {c["replicas"] for c in members}
-        if len(replica_counts) < 2:
+        counts = {c.replicas for c in members}
+        if len(counts) < 2:
             continue
 
-        def best_of(count: int, members: list[dict[str, Any]] = members) -> dict[str, Any]:
-            candidates = [c for c in members if c["replicas"] == count]
-            return max(candidates, key=lambda c: c.get("knee_rps") or 0.0)
+        def best_of(count: int, members: list[CellRecord] = members) -> CellRecord:
+            return max((c for c in members if c.replicas == count),
+                       key=lambda c: c.knee_median or 0.0)
 
-        comparisons.append(ScalingComparison(total, best_of(max(replica_counts)),
-                                             best_of(min(replica_counts))))
+        comparisons.append(ScalingComparison(total, best_of(max(counts)), best_of(min(counts))))
     return comparisons

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -41,23 +42,73 @@ class _Strict(BaseModel):
 
 
 class Objective(_Strict):
-    """What a step must achieve to count as served."""
+    """What a step must achieve to pass (judged by locust/loadtest_open.py's judge())."""
 
     p95_ms: Annotated[float, Field(gt=0)] = 500.0
+    p99_ms: Annotated[float | None, Field(gt=0)] = None
     max_failure_ratio: Annotated[float, Field(ge=0, le=1)] = 0.01
-    # With constant-throughput users a saturated service also delivers less than offered. Not
-    # stricter than 0.8: a short step's measured rate is only good to about +-10 %.
-    min_throughput_ratio: Annotated[float, Field(ge=0, le=1)] = 0.8
+    # Share of the scheduled requests that must be answered successfully.
+    min_completion_ratio: Annotated[float, Field(gt=0, le=1)] = 0.99
 
 
-class StaircaseProfile(_Strict):
+class _OpenStepsProfile(_Strict):
+    """Steps of constant arrival rate, sent on schedule whatever the service answers."""
+
+    step_seconds: Annotated[float, Field(ge=2, le=600)] = 10.0
+    # Left out of every figure: the first moments after the rate changes.
+    settle_seconds: Annotated[float, Field(ge=0)] = 1.0
+    arrival: Literal["constant", "poisson"] = "constant"
+    request_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 5.0
+
+    @model_validator(mode="after")
+    def _settle(self) -> _OpenStepsProfile:
+        if self.settle_seconds >= self.step_seconds:
+            raise ValueError(f"settle_seconds ({self.settle_seconds:g}) must be shorter than "
+                             f"step_seconds ({self.step_seconds:g})")
+        return self
+
+    def step_cost_seconds(self) -> float:
+        # A step, the wait for its last answers, and the master's 1 s tick.
+        return self.step_seconds + 2.0
+
+
+class SearchProfile(_OpenStepsProfile):
+    """Rates grow by `growth` until a step fails, then bisect to within `precision`."""
+
+    kind: Literal["search"]
+    start_rate: Annotated[float, Field(gt=0)]
+    growth: Annotated[float, Field(gt=1, le=10)] = 2.0
+    precision: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    ceiling: Annotated[float | None, Field(gt=0)] = None  # a safety limit, not a target
+    max_steps: Annotated[int, Field(ge=2, le=100)] = 30
+
+    @model_validator(mode="after")
+    def _ceiling(self) -> SearchProfile:
+        if self.ceiling is not None and self.ceiling < self.start_rate:
+            raise ValueError(f"ceiling ({self.ceiling:g}) is below start_rate "
+                             f"({self.start_rate:g})")
+        return self
+
+    def expected_steps(self) -> int:
+        """A rough count for time estimates: climb to about 8x the start, then bisect."""
+        climb = 4
+        bisect = max(1, math.ceil(math.log2((self.growth - 1) / self.precision)))
+        return min(self.max_steps, climb + bisect)
+
+    def duration_seconds(self) -> float:
+        return self.max_steps * self.step_cost_seconds()
+
+    def expected_seconds(self) -> float:
+        return self.expected_steps() * self.step_cost_seconds()
+
+
+class StaircaseProfile(_OpenStepsProfile):
+    """Fixed rates start_rate, + step_rate ... up to max_rate, ending at the first failure."""
+
     kind: Literal["staircase"]
     start_rate: Annotated[float, Field(gt=0)]
     step_rate: Annotated[float, Field(gt=0)]
-    step_seconds: Annotated[float, Field(ge=5)]
     max_rate: Annotated[float, Field(gt=0)]
-    user_rate: Annotated[float, Field(gt=0)] = 1.0
-    stop_on_breach: bool = True
 
     @model_validator(mode="after")
     def _rates(self) -> StaircaseProfile:
@@ -69,7 +120,10 @@ class StaircaseProfile(_Strict):
         return int((self.max_rate - self.start_rate) // self.step_rate) + 1
 
     def duration_seconds(self) -> float:
-        return self.steps() * self.step_seconds
+        return self.steps() * self.step_cost_seconds()
+
+    def expected_seconds(self) -> float:
+        return self.duration_seconds()
 
 
 class PlainProfile(_Strict):
@@ -80,6 +134,9 @@ class PlainProfile(_Strict):
     user_rate: Annotated[float, Field(gt=0)] = 1.0
 
     def duration_seconds(self) -> float:
+        return self.duration_seconds_
+
+    def expected_seconds(self) -> float:
         return self.duration_seconds_
 
 
@@ -93,8 +150,13 @@ class WorkshopProfile(_Strict):
     def duration_seconds(self) -> float:
         return self.users / self.spawn_rate + self.hold_seconds
 
+    def expected_seconds(self) -> float:
+        return self.duration_seconds()
 
-Profile = Annotated[StaircaseProfile | PlainProfile | WorkshopProfile, Field(discriminator="kind")]
+
+Profile = Annotated[SearchProfile | StaircaseProfile | PlainProfile | WorkshopProfile,
+                    Field(discriminator="kind")]
+OPEN_PROFILE_TYPES = (SearchProfile, StaircaseProfile)
 
 
 class Cells(_Strict):
@@ -118,6 +180,12 @@ class LoadGenerator(_Strict):
     processes: Annotated[int, Field(ge=1, le=256)] = 2
     # Average CPU share of its cores above which the load generator, not the service, is blamed.
     saturation: Annotated[float, Field(gt=0, le=1)] = 0.9
+    # Open model: a request sent later than late_ms after its intended time is late; a step with
+    # more than max_late_ratio late requests may be limited by the generator (see judge()).
+    late_ms: Annotated[float, Field(gt=0)] = 10.0
+    max_late_ratio: Annotated[float, Field(ge=0, le=1)] = 0.01
+    # Requests each generator process keeps waiting for at most; further arrivals are dropped.
+    max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 1000
     model_mix: str = "lr=0.5,rf=0.3,svm=0.2"
     batch_weight: Annotated[int, Field(ge=0)] = 0
 
@@ -166,6 +234,9 @@ class MatrixFile(_Strict):
     profile: Profile
     objective: Objective = Objective()
     target_rps: Annotated[float, Field(gt=0)]
+    # Each cell is measured this many times; the report shows the spread and recommends on the
+    # lowest trial.
+    trials: Annotated[int, Field(ge=1, le=20)] = 1
     warmup_seconds: Annotated[float, Field(ge=0, le=600)] = 10.0
     load_generator: LoadGenerator = LoadGenerator()
     # Limits and reservations: reserve what is limited when it fits the node ('auto'), always,

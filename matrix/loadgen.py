@@ -6,15 +6,23 @@ from __future__ import annotations
 import csv
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 
-from matrix.config import PROJECT_ROOT, LoadGenerator, PlainProfile, StaircaseProfile
+from matrix.config import (
+    OPEN_PROFILE_TYPES,
+    PROJECT_ROOT,
+    LoadGenerator,
+    MatrixFile,
+    SearchProfile,
+)
 from matrix.config import WorkshopProfile as WorkshopProfileModel
 
 LOCUSTFILE = PROJECT_ROOT / "locust" / "locustfile.py"
@@ -30,33 +38,36 @@ def locust_executable() -> str:
     return str(candidate) if candidate.exists() else "locust"
 
 
-# The load test stops on a throughput shortfall only well below the objective's ratio: its
-# counts lag a report behind, and the matrix's own verdict from the history is the one that counts.
-STOP_THROUGHPUT_MARGIN = 0.9
-
-
-def profile_arguments(profile: StaircaseProfile | PlainProfile | WorkshopProfileModel,
-                      stop_p95_ms: float, stop_failure_ratio: float,
-                      stop_throughput_ratio: float = 0.0) -> list[str]:
-    """The locustfile options for one matrix profile."""
+def profile_arguments(matrix: MatrixFile) -> list[str]:
+    """The locustfile options for a matrix's profile, objective and load generator."""
+    profile = matrix.profile
+    if isinstance(profile, OPEN_PROFILE_TYPES):
+        objective, generator = matrix.objective, matrix.load_generator
+        args = ["--load-profile", profile.kind, "--start-rate", f"{profile.start_rate:g}",
+                "--step-seconds", f"{profile.step_seconds:g}",
+                "--settle-seconds", f"{profile.settle_seconds:g}", "--arrival", profile.arrival,
+                "--request-timeout", f"{profile.request_timeout_seconds:g}",
+                "--p95-ms", f"{objective.p95_ms:g}", "--p99-ms", f"{objective.p99_ms or 0:g}",
+                "--max-failure-ratio", f"{objective.max_failure_ratio:g}",
+                "--min-completion-ratio", f"{objective.min_completion_ratio:g}",
+                "--late-ms", f"{generator.late_ms:g}",
+                "--max-late-ratio", f"{generator.max_late_ratio:g}",
+                "--max-in-flight", str(generator.max_in_flight)]
+        if isinstance(profile, SearchProfile):
+            args += ["--growth", f"{profile.growth:g}", "--precision", f"{profile.precision:g}",
+                     "--ceiling", f"{profile.ceiling or 0:g}",
+                     "--max-steps", str(profile.max_steps)]
+        else:
+            args += ["--step-rate", f"{profile.step_rate:g}",
+                     "--max-rate", f"{profile.max_rate:g}"]
+        return args
     args = ["--user-rate", f"{profile.user_rate:g}"]
-    if isinstance(profile, StaircaseProfile):
-        args += ["--load-profile", "staircase", "--start-rate", f"{profile.start_rate:g}",
-                 "--step-rate", f"{profile.step_rate:g}", "--step-seconds",
-                 f"{profile.step_seconds:g}", "--max-rate", f"{profile.max_rate:g}"]
-        if profile.stop_on_breach:
-            args += ["--stop-p95-ms", f"{stop_p95_ms:g}",
-                     "--stop-failure-ratio", f"{max(stop_failure_ratio, 1e-9):g}",
-                     "--stop-min-throughput-ratio",
-                     f"{stop_throughput_ratio * STOP_THROUGHPUT_MARGIN:g}"]
-    elif isinstance(profile, WorkshopProfileModel):
-        args += ["--load-profile", "workshop", "--workshop-users", str(profile.users),
-                 "--workshop-spawn-rate", f"{profile.spawn_rate:g}",
-                 "--hold-seconds", f"{profile.hold_seconds:g}"]
-    else:
-        args += ["--load-profile", "plain", "-u", str(profile.users), "-r",
-                 f"{profile.spawn_rate:g}", "-t", f"{int(profile.duration_seconds())}s"]
-    return args
+    if isinstance(profile, WorkshopProfileModel):
+        return args + ["--load-profile", "workshop", "--workshop-users", str(profile.users),
+                       "--workshop-spawn-rate", f"{profile.spawn_rate:g}",
+                       "--hold-seconds", f"{profile.hold_seconds:g}"]
+    return args + ["--load-profile", "plain", "-u", str(profile.users), "-r",
+                   f"{profile.spawn_rate:g}", "-t", f"{int(profile.duration_seconds())}s"]
 
 
 def locust_command(host: str, output_dir: Path, profile_args: list[str],
@@ -71,8 +82,20 @@ def locust_command(host: str, output_dir: Path, profile_args: list[str],
         "--run-time", f"{int(run_seconds + 10)}s", "--stop-timeout", "5",
     ]
     if generator.processes > 1:
-        command += ["--processes", str(generator.processes)]
+        # Its own master port on loopback: two runs on one host (or a test beside a run) must
+        # never share Locust's default 5557, or their workers join each other's master.
+        # The forked workers connect to --master-host/--master-port, the master binds the other.
+        port = str(free_port())
+        command += ["--processes", str(generator.processes), "--master-bind-host", "127.0.0.1",
+                    "--master-bind-port", port, "--master-host", "127.0.0.1",
+                    "--master-port", port]
     return command + profile_args
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class CpuSampler(threading.Thread):
@@ -124,20 +147,28 @@ class CpuSampler(threading.Thread):
 
 
 def run_locust(command: list[str], output_dir: Path, timeout: float,
-               sample_interval: float) -> int:
-    """Runs Locust to completion, output in locust.log; kills the whole group on interrupt."""
+               sample_interval: float, on_tick: Callable[[], None] | None = None) -> int:
+    """Runs Locust to completion, output in locust.log; kills the whole group on interrupt.
+    `on_tick` is called about once a second meanwhile (progress)."""
     log_path = output_dir / "locust.log"
     with log_path.open("w", encoding="utf-8") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                    cwd=PROJECT_ROOT, start_new_session=True)
         sampler = CpuSampler(process.pid, output_dir / LOADGEN_CPU_FILE, sample_interval)
         sampler.start()
+        deadline = time.monotonic() + timeout + STARTUP_GRACE_S
         try:
-            return process.wait(timeout=timeout + STARTUP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            _stop_group(process)
-            raise TimeoutError(f"locust did not finish within {timeout + STARTUP_GRACE_S:.0f} s;"
-                               f" see {log_path}") from None
+            while True:
+                try:
+                    return process.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() > deadline:
+                        _stop_group(process)
+                        raise TimeoutError(
+                            f"locust did not finish within {timeout + STARTUP_GRACE_S:.0f} s; "
+                            f"see {log_path}") from None
+                    if on_tick is not None:
+                        on_tick()
         finally:
             if process.poll() is None:
                 _stop_group(process)

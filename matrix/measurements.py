@@ -1,5 +1,10 @@
-"""Reads what one cell recorded (Locust CSVs, the step log, CPU samples) and turns it into
-per-step figures: offered and achieved rate, p95, failures, load generator CPU."""
+"""Reads what one trial recorded (the master's step log, Locust's CSVs, the load generator's
+CPU, the api containers' cgroup counters) and turns it into typed step records.
+
+Open-model steps (search, staircase) are recomputed from their latency histograms and judged
+again with the load test's own judge(), so a report rebuilt from the raw files says what the
+live run said. A closed-model run (workshop, plain) has no schedule to judge against: it becomes
+one record over its hold, from Locust's statistics, and says so."""
 
 from __future__ import annotations
 
@@ -7,15 +12,14 @@ import csv
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from matrix.config import Objective
-
-# Locust's "current" percentiles in the history cover roughly the last 10 s.
-LOCUST_PERCENTILE_WINDOW_S = 10.0
-# Users join at a step boundary and workers report every second: skip that edge for rates.
-STEP_SETTLE_S = 2.0
+from matrix.cgroups import CpuCounters, window_cpu
+from matrix.config import MatrixFile
+from matrix.openmodel import Objective, StepResult, judge, knee_step
+from matrix.records import StepRecord
 
 
 @dataclass(frozen=True)
@@ -30,15 +34,6 @@ class HistoryRow:
 
 
 @dataclass(frozen=True)
-class StepWindow:
-    index: int
-    start: float  # unix seconds
-    end: float
-    users: int
-    rate_rps: float | None
-
-
-@dataclass(frozen=True)
 class CpuSample:
     """One load generator sample: CPU of its processes in % of one core, and the host's."""
 
@@ -48,28 +43,6 @@ class CpuSample:
     host_percent: float
 
 
-@dataclass
-class StepMetrics:
-    index: int
-    rate_rps: float | None
-    users: int
-    start: float
-    end: float
-    requests: int
-    failures: int
-    throughput_rps: float
-    failure_ratio: float
-    p50_ms: float | None
-    p95_ms: float | None
-    loadgen_cpu_share: float | None = None  # of the cores the generator may use
-    loadgen_max_process_share: float | None = None  # busiest single process, of one core
-    host_cpu_share: float | None = None
-    loadgen_saturated: bool = False
-    meets_objective: bool = False
-    reasons: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def _number(text: str | None) -> float | None:
@@ -104,18 +77,6 @@ def read_history(path: Path) -> list[HistoryRow]:
     return rows
 
 
-def throughput_series(history: Sequence[HistoryRow], span: int = 3) -> list[tuple[float, float]]:
-    """(timestamp, req/s) from the cumulative request count over `span` history rows. The
-    history's own Requests/s column is smoothed by the master and lags; single rows jitter with
-    the phase between worker reports and the writer."""
-    period = _writer_period(history)
-    return [
-        (history[i].timestamp,
-         (history[i].total_requests - history[i - span].total_requests) / (span * period))
-        for i in range(span, len(history))
-    ]
-
-
 def read_request_counts(path: Path) -> dict[str, tuple[int, int]]:
     """Per request name of a Locust *_stats.csv: (requests, failures); 'Aggregated' included."""
     counts: dict[str, tuple[int, int]] = {}
@@ -123,44 +84,6 @@ def read_request_counts(path: Path) -> dict[str, tuple[int, int]]:
         for record in csv.DictReader(handle):
             counts[record["Name"]] = (int(record["Request Count"]), int(record["Failure Count"]))
     return counts
-
-
-def read_step_log(path: Path, history: Sequence[HistoryRow]) -> list[StepWindow]:
-    """Step windows from the locustfile's --step-log; one step over the history without it."""
-    events: list[dict[str, object]] = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            event = json.loads(line)
-            # Locust restarts the shape's clock when the first users spawn, so the first step
-            # may be logged twice; the later entry carries the true start.
-            if (events and event.get("event") == "step" and events[-1].get("event") == "step"
-                    and events[-1].get("index") == event.get("index")):
-                events[-1] = event
-            else:
-                events.append(event)
-    if not events:
-        if not history:
-            return []
-        return [StepWindow(0, history[0].timestamp, history[-1].timestamp,
-                           max(row.users for row in history), None)]
-    last_time = history[-1].timestamp if history else float(events[-1]["time"])  # type: ignore[arg-type]
-    windows: list[StepWindow] = []
-    for position, event in enumerate(events):
-        if event.get("event") != "step":
-            continue
-        following = events[position + 1] if position + 1 < len(events) else None
-        end = float(following["time"]) if following else last_time  # type: ignore[arg-type]
-        rate = event.get("rate_rps")
-        windows.append(StepWindow(
-            index=int(event["index"]),  # type: ignore[arg-type]
-            start=float(event["time"]),  # type: ignore[arg-type]
-            end=end,
-            users=int(event["users"]),  # type: ignore[arg-type]
-            rate_rps=float(rate) if rate is not None else None,  # type: ignore[arg-type]
-        ))
-    return windows
 
 
 def read_cpu_samples(path: Path) -> list[CpuSample]:
@@ -174,99 +97,102 @@ def read_cpu_samples(path: Path) -> list[CpuSample]:
         ]
 
 
-def _writer_period(history: Sequence[HistoryRow]) -> float:
-    """Seconds between history rows. Locust writes one row per ~1 s tick but stamps it with the
-    truncated second, so single gaps read as 0 or 2 s; the whole file's average is exact."""
-    if len(history) < 2 or history[-1].timestamp <= history[0].timestamp:
-        return 1.0
-    return (history[-1].timestamp - history[0].timestamp) / (len(history) - 1)
+def open_objective(matrix: MatrixFile) -> Objective:
+    """The step objective of a matrix file, in the load test's terms."""
+    return Objective(p95_ms=matrix.objective.p95_ms, p99_ms=matrix.objective.p99_ms,
+                     max_failure_ratio=matrix.objective.max_failure_ratio,
+                     min_completion_ratio=matrix.objective.min_completion_ratio,
+                     max_late_ratio=matrix.load_generator.max_late_ratio)
 
 
-def _rows_between(history: Sequence[HistoryRow], start: float, end: float
-                  ) -> tuple[int, int] | None:
-    """Indexes of the first and last history rows stamped inside [start, end]."""
-    inside = [i for i, row in enumerate(history) if start <= row.timestamp <= end]
-    return (inside[0], inside[-1]) if len(inside) >= 2 else None
+def read_step_events(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of the master's --step-log."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
 
 
-def step_metrics(
-    history: Sequence[HistoryRow],
-    windows: Sequence[StepWindow],
-    objective: Objective,
-    cpu_samples: Sequence[CpuSample] = (),
-    loadgen_cores: float = 1.0,
-    saturation: float = 0.9,
-) -> list[StepMetrics]:
-    """Per-step rates, latency and failures, judged against the objective."""
-    results: list[StepMetrics] = []
-    period = _writer_period(history)
-    for window in windows:
-        settle = min(STEP_SETTLE_S, (window.end - window.start) / 3)
-        span = _rows_between(history, window.start + settle, window.end)
-        requests = failures = 0
-        throughput = 0.0
-        if span:
-            first, last = history[span[0]], history[span[1]]
-            requests = last.total_requests - first.total_requests
-            failures = last.total_failures - first.total_failures
-            throughput = requests / ((span[1] - span[0]) * period)
-        inside = [r for r in history if window.start <= r.timestamp <= window.end]
-        # Prefer rows whose 10 s percentile window lies inside this step.
-        settled = [r for r in inside
-                   if r.timestamp >= window.start + min(LOCUST_PERCENTILE_WINDOW_S,
-                                                         (window.end - window.start) / 2)]
-        p95s = [r.p95_ms for r in (settled or inside[-1:]) if r.p95_ms is not None]
-        p50s = [r.p50_ms for r in (settled or inside[-1:]) if r.p50_ms is not None]
-        metrics = StepMetrics(
-            index=window.index, rate_rps=window.rate_rps, users=window.users,
-            start=window.start, end=window.end, requests=requests, failures=failures,
-            throughput_rps=round(throughput, 3),
-            failure_ratio=round(failures / requests, 6) if requests else 0.0,
-            p50_ms=max(p50s) if p50s else None, p95_ms=max(p95s) if p95s else None,
-        )
-        samples = [s for s in cpu_samples if window.start + settle <= s.timestamp <= window.end]
+@dataclass(frozen=True)
+class HostWindows:
+    """What the host recorded during a trial, to be cut into step windows."""
+
+    cpu_samples: Sequence[CpuSample] = ()
+    cgroup_samples: dict[str, list[tuple[float, CpuCounters]]] = field(default_factory=dict)
+    loadgen_cores: float = 1.0
+    saturation: float = 0.9
+
+    def annotate(self, step: StepRecord, start: float, end: float) -> StepRecord:
+        samples = [s for s in self.cpu_samples if start <= s.timestamp <= end]
         if samples:
-            metrics.loadgen_cpu_share = round(
-                sum(s.total_percent for s in samples) / len(samples) / (100.0 * loadgen_cores), 4)
-            metrics.loadgen_max_process_share = round(
+            step.loadgen_cpu_share = round(
+                sum(s.total_percent for s in samples) / len(samples)
+                / (100.0 * self.loadgen_cores), 4)
+            step.loadgen_max_process_share = round(
                 sum(s.max_process_percent for s in samples) / len(samples) / 100.0, 4)
-            metrics.host_cpu_share = round(
+            step.host_cpu_share = round(
                 sum(s.host_percent for s in samples) / len(samples) / 100.0, 4)
-            metrics.loadgen_saturated = (metrics.loadgen_cpu_share > saturation
-                                         or metrics.loadgen_max_process_share > saturation)
-        judge(metrics, objective)
-        results.append(metrics)
-    return results
+            step.loadgen_saturated = (step.loadgen_cpu_share > self.saturation
+                                      or step.loadgen_max_process_share > self.saturation)
+        cpu = window_cpu(self.cgroup_samples, start, end)
+        if cpu is not None:
+            step.api_cpu_cores = cpu.cpu_cores
+            step.throttled_share = cpu.throttled_share
+            step.throttled_ms_per_s = cpu.throttled_ms_per_s
+        return step
 
 
-def judge(metrics: StepMetrics, objective: Objective) -> None:
-    """Sets meets_objective and the reasons it failed."""
-    reasons: list[str] = []
-    if metrics.requests <= 0:
-        reasons.append("no requests completed")
-    if metrics.p95_ms is None or metrics.p95_ms > objective.p95_ms:
-        reasons.append(f"p95 {metrics.p95_ms} ms > {objective.p95_ms:g} ms")
-    if metrics.failure_ratio > objective.max_failure_ratio:
-        reasons.append(f"failures {metrics.failure_ratio:.2%} > {objective.max_failure_ratio:.2%}")
-    wanted = objective.min_throughput_ratio * (metrics.rate_rps or 0.0)
-    if metrics.rate_rps and metrics.throughput_rps < wanted:
-        reasons.append(f"served {metrics.throughput_rps:.1f} of {metrics.rate_rps:g} req/s offered")
-    metrics.reasons = reasons
-    metrics.meets_objective = not reasons
+def open_steps(events: Sequence[dict[str, Any]], objective: Objective,
+               host: HostWindows) -> tuple[list[StepRecord], str, int | None]:
+    """The steps of an open-model trial, re-judged, with the search's outcome and knee."""
+    results = [judge(StepResult.from_record(e), objective) for e in events
+               if e.get("event") == "step" and "histogram" in e]
+    end = next((e for e in events if e.get("event") == "end"), None)
+    outcome = str(end["outcome"]) if end else "interrupted"
+    records = []
+    for result in results:
+        figures = result.percentiles_ms()
+        record = StepRecord(
+            index=result.index, offered_rps=result.rate,
+            served_rps=round(result.throughput_rps, 3), scheduled=result.scheduled,
+            sent=result.sent, late=result.late, dropped=result.dropped, ok=result.ok,
+            failed=result.failed, failures=result.failures, p50_ms=figures["p50"],
+            p95_ms=figures["p95"], p99_ms=figures["p99"], max_ms=figures["max"],
+            service_p95_ms=result.percentiles_ms(service=True)["p95"], passed=result.passed,
+            generator_limited=result.generator_limited, reasons=result.reasons,
+            started=result.started, ended=result.ended)
+        records.append(host.annotate(record, result.started + result.settle_s,
+                                     result.started + result.duration_s))
+    knee = knee_step(results)
+    return records, outcome, knee.index if knee else None
 
 
-def knee(steps: Sequence[StepMetrics]) -> StepMetrics | None:
-    """The last step of the unbroken run of passing steps from the start: the highest arrival
-    rate the configuration served within the objective. A lucky pass after a failure does not
-    count, because the service had already broken at a lower rate."""
-    best = None
-    for step in sorted(steps, key=lambda s: s.index):
-        if not step.meets_objective:
-            break
-        best = step
-    return best
-
-
-def served_rate(step: StepMetrics) -> float:
-    """The rate a passing step stands for: the offered rate in a staircase, else the achieved."""
-    return step.rate_rps if step.rate_rps is not None else step.throughput_rps
+def closed_step(history: Sequence[HistoryRow], events: Sequence[dict[str, Any]],
+                objective: Objective, host: HostWindows) -> StepRecord | None:
+    """A closed-model run as one record over its hold (after the users ramp up): throughput
+    from the cumulative counts, p95 the worst of Locust's rolling ~10 s percentiles. Latency here
+    is from the actual send (a closed loop cannot say when a request was wanted)."""
+    step = next((e for e in events if e.get("event") == "step"), None)
+    if not history:
+        return None
+    start = history[0].timestamp
+    if step is not None and step.get("spawn_rate"):
+        start = float(step["time"]) + float(step["users"]) / float(step["spawn_rate"])
+    inside = [r for r in history if r.timestamp >= start] or list(history)
+    first, last = inside[0], inside[-1]
+    span = max(last.timestamp - first.timestamp, 1e-9)
+    requests = last.total_requests - first.total_requests
+    failures = last.total_failures - first.total_failures
+    p95s = [r.p95_ms for r in inside if r.p95_ms is not None]
+    record = StepRecord(index=0, offered_rps=None, served_rps=round(requests / span, 3),
+                        ok=requests - failures, failed=failures,
+                        p95_ms=max(p95s) if p95s else None, started=first.timestamp,
+                        ended=last.timestamp)
+    reasons = []
+    if record.p95_ms is None or record.p95_ms > objective.p95_ms:
+        reasons.append(f"p95 {record.p95_ms} ms > {objective.p95_ms:g} ms")
+    if record.failure_ratio > objective.max_failure_ratio:
+        reasons.append(f"failures {record.failure_ratio:.2%} > "
+                       f"{objective.max_failure_ratio:.2%}")
+    record.reasons, record.passed = reasons, not reasons
+    return host.annotate(record, first.timestamp, last.timestamp)

@@ -4,42 +4,59 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-from matrix.measurements import HistoryRow, StepWindow, throughput_series  # noqa: E402
+from matrix.records import CellRecord  # noqa: E402
 
 FIGURE_SIZE = (9.0, 4.5)
 DPI = 100
+PASS_COLOUR, FAIL_COLOUR, LIMITED_COLOUR = "tab:green", "tab:red", "tab:grey"
 
 
-def plot_cell_timeline(history: Sequence[HistoryRow], windows: Sequence[StepWindow],
-                       p95_objective_ms: float, title: str, path: Path) -> Path:
-    """Throughput and p95 over time for one cell, with step boundaries and the objective."""
-    fig, ax_rate = plt.subplots(figsize=FIGURE_SIZE)
+def plot_cell_steps(cell: CellRecord, p95_objective_ms: float, path: Path) -> Path:
+    """Every step of every trial of one cell, in the order the search ran them: offered rate
+    (hollow) and served rate (filled, green when the step passed), p95 against the objective,
+    and the share of CFS periods in which the replicas were throttled."""
+    fig, (ax_rate, ax_p95, ax_throttle) = plt.subplots(
+        3, 1, figsize=(FIGURE_SIZE[0], FIGURE_SIZE[1] * 1.6), sharex=True,
+        gridspec_kw={"height_ratios": [2, 1.3, 1]})
     try:
-        origin = history[0].timestamp if history else 0.0
-        times = [row.timestamp - origin for row in history]
-        served = throughput_series(history)
-        ax_rate.step([t - origin for t, _ in served], [rate for _, rate in served], where="pre",
-                     color="tab:blue", label="throughput")
-        offered = [(w.start - origin, w.end - origin, w.rate_rps) for w in windows if w.rate_rps]
-        for start, end, rate in offered:
-            ax_rate.hlines(rate, start, end, colors="tab:blue", linestyles="dotted")
-        ax_rate.set_xlabel("seconds since start")
-        ax_rate.set_ylabel("requests/s (dotted: offered)", color="tab:blue")
-        ax_p95 = ax_rate.twinx()
-        ax_p95.plot(times, [row.p95_ms if row.p95_ms is not None else float("nan")
-                            for row in history], color="tab:red", label="p95")
+        position = 0
+        ticks: list[tuple[float, str]] = []
+        for trial in cell.trials:
+            xs = list(range(position, position + len(trial.steps)))
+            colours = [PASS_COLOUR if s.passed else LIMITED_COLOUR if s.generator_limited
+                       else FAIL_COLOUR for s in trial.steps]
+            ax_rate.scatter(xs, [s.offered_rps or 0.0 for s in trial.steps], facecolors="none",
+                            edgecolors="black", s=40, label="offered" if position == 0 else None)
+            ax_rate.scatter(xs, [s.served_rps for s in trial.steps], c=colours, s=25,
+                            label="served" if position == 0 else None)
+            ax_p95.scatter(xs, [s.p95_ms if s.p95_ms is not None else float("nan")
+                                for s in trial.steps], c=colours, s=25)
+            ax_throttle.bar(xs, [100.0 * (s.throttled_share or 0.0) for s in trial.steps],
+                            color="tab:purple", alpha=0.7)
+            if trial.knee_rps is not None:
+                ax_rate.hlines(trial.knee_rps, xs[0] - 0.4, xs[-1] + 0.4, colors=PASS_COLOUR,
+                               linestyles="dashed", linewidth=0.8)
+            ticks.append(((xs[0] + xs[-1]) / 2.0 if xs else position, f"trial {trial.trial}"))
+            position += len(trial.steps) + 1
+            ax_rate.axvline(position - 1, color="grey", linewidth=0.5, alpha=0.5)
+        ax_rate.set_ylabel("requests/s")
+        ax_rate.set_title(f"{cell.cell_id}: steps in search order (green pass, red fail, grey "
+                          "generator-limited; dashed: knee)", fontsize=10)
+        ax_rate.legend(fontsize=8, loc="upper left")
         ax_p95.axhline(p95_objective_ms, color="tab:red", linestyle="--", linewidth=0.8)
-        ax_p95.set_ylabel("p95 ms (dashed: objective)", color="tab:red")
-        for window in windows:
-            ax_rate.axvline(window.start - origin, color="grey", linewidth=0.5, alpha=0.5)
-        ax_rate.set_title(title)
+        ax_p95.set_yscale("log")
+        ax_p95.set_ylabel("p95 ms (log)")
+        ax_throttle.set_ylabel("throttled %")
+        ax_throttle.set_ylim(0, 100)
+        ax_throttle.set_xticks([t for t, _ in ticks], [label for _, label in ticks])
+        for axis in (ax_rate, ax_p95, ax_throttle):
+            axis.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(path, dpi=DPI)
     finally:
@@ -47,30 +64,38 @@ def plot_cell_timeline(history: Sequence[HistoryRow], windows: Sequence[StepWind
     return path
 
 
-def plot_across_cells(cells: Sequence[dict[str, Any]], target_rps: float,
+def plot_across_cells(cells: Sequence[CellRecord], target_rps: float,
                       p95_objective_ms: float, path: Path) -> Path:
-    """Knee throughput and its p95 against total CPU, one marker per replica count."""
+    """Knee (median, with the trials' range as error bars) and its p95 against total CPU, one
+    colour per replica count."""
     fig, (ax_rate, ax_p95) = plt.subplots(1, 2, figsize=(FIGURE_SIZE[0] * 1.3, FIGURE_SIZE[1]))
     try:
-        measured = [c for c in cells if c.get("status") == "measured"]
-        for replicas in sorted({c["replicas"] for c in measured}):
-            group = [c for c in measured if c["replicas"] == replicas]
+        measured = [c for c in cells if c.status == "measured" and c.trials]
+        for replicas in sorted({c.replicas for c in measured}):
+            group = [c for c in measured if c.replicas == replicas]
             label = f"{replicas} replica(s)"
-            ax_rate.scatter([c["total_cpus"] for c in group],
-                            [c.get("knee_rps") or 0.0 for c in group], label=label, s=50)
-            ax_p95.scatter([c["total_cpus"] for c in group],
-                           [c.get("knee_p95_ms") or float("nan") for c in group], label=label, s=50)
-            for c in group:
-                ax_rate.annotate(c["cell_id"], (c["total_cpus"], c.get("knee_rps") or 0.0),
-                                 fontsize=7, xytext=(4, 4), textcoords="offset points")
+            medians = [c.knee_median or 0.0 for c in group]
+            errors = [[m - (c.knee_low or 0.0) for c, m in zip(group, medians, strict=True)],
+                      [(c.knee_high or 0.0) - m for c, m in zip(group, medians, strict=True)]]
+            ax_rate.errorbar([c.total_cpus for c in group], medians, yerr=errors, fmt="o",
+                             capsize=5, markersize=7, label=label)
+            knees = [c.lowest_trial.knee if c.lowest_trial else None for c in group]
+            ax_p95.scatter([c.total_cpus for c in group],
+                           [k.p95_ms if k and k.p95_ms is not None else float("nan")
+                            for k in knees], label=label, s=50)
+            for c, median in zip(group, medians, strict=True):
+                ax_rate.annotate(c.cell_id, (c.total_cpus, median), fontsize=7, xytext=(6, 4),
+                                 textcoords="offset points")
         ax_rate.axhline(target_rps, color="black", linestyle="--", linewidth=0.8)
         ax_rate.set_xlabel("total CPU (replicas x cpus)")
-        ax_rate.set_ylabel("highest rate within objective (req/s)")
-        ax_rate.set_title("Capacity against CPU (dashed: target)")
+        ax_rate.set_ylabel("served req/s at the knee")
+        ax_rate.set_title("Capacity against CPU (bars: trial range; dashed: target)")
+        ax_rate.set_ylim(bottom=0)
         ax_p95.axhline(p95_objective_ms, color="tab:red", linestyle="--", linewidth=0.8)
         ax_p95.set_xlabel("total CPU (replicas x cpus)")
-        ax_p95.set_ylabel("p95 at that rate (ms)")
+        ax_p95.set_ylabel("p95 at the knee (ms)")
         ax_p95.set_title("Latency at the knee (dashed: objective)")
+        ax_p95.set_ylim(bottom=0)
         for axis in (ax_rate, ax_p95):
             axis.grid(alpha=0.3)
             if measured:
@@ -82,13 +107,12 @@ def plot_across_cells(cells: Sequence[dict[str, Any]], target_rps: float,
     return path
 
 
-def plot_failures(cells: Sequence[dict[str, Any]], max_failure_ratio: float, path: Path) -> Path:
+def plot_failures(cells: Sequence[CellRecord], max_failure_ratio: float, path: Path) -> Path:
     """Failure rate of all requests per cell, against the objective's failure bound."""
     fig, ax = plt.subplots(figsize=FIGURE_SIZE)
     try:
-        names = [c["cell_id"] for c in cells]
-        ratios = [100.0 * (c.get("failures") or 0) / c["requests"] if c.get("requests") else 0.0
-                  for c in cells]
+        names = [c.cell_id for c in cells]
+        ratios = [100.0 * (c.failure_ratio or 0.0) for c in cells]
         bars = ax.bar(range(len(names)), ratios, color="tab:orange")
         # Printed values make a run with no failures read as "0 %" rather than as a blank plot.
         ax.bar_label(bars, labels=[f"{r:.2f} %" for r in ratios], fontsize=8)
@@ -98,7 +122,7 @@ def plot_failures(cells: Sequence[dict[str, Any]], max_failure_ratio: float, pat
         ax.set_ylim(0, max([objective_pct * 1.5, *(r * 1.15 for r in ratios)]) or 1.0)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("failed requests (%)")
-        ax.set_title("Failure rate per cell, whole run incl. steps past the knee "
+        ax.set_title("Failure rate per cell, every step incl. those past the knee "
                      "(dashed: objective)")
         ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()

@@ -1,42 +1,87 @@
-"""Writes summary.csv, the plots, report.md and report.html of a run from its measured cells."""
+"""Writes summary.csv, the plots, report.md and report.html of a run from its cell records.
+
+Both reports come from one Jinja2 template over the same records (report.html wraps the very
+Markdown that report.md holds), so they always say the same thing."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import markdown
 
-from matrix.analysis import recommend, scaling_comparisons, summary_row, write_summary
-from matrix.config import MatrixFile
-from matrix.measurements import read_history, read_step_log
-from matrix.plots import plot_across_cells, plot_cell_timeline, plot_failures
+from matrix.analysis import (
+    HOST_SATURATION,
+    meets_target,
+    recommend,
+    scaling_comparisons,
+    write_summary,
+)
+from matrix.config import OPEN_PROFILE_TYPES, MatrixFile, SearchProfile
+from matrix.plots import plot_across_cells, plot_cell_steps, plot_failures
+from matrix.records import CellRecord
 
 CELLS_DIR = "cells"
+CELL_FILE = "cell.json"
 PLOTS_DIR = "plots"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+# At or below this many cores the generator, Nginx and the API certainly compete for CPU.
+SMALL_HOST_CORES = 4
 
 
-def load_cells(run_dir: Path, matrix: MatrixFile) -> list[dict[str, Any]]:
+def load_cells(run_dir: Path, matrix: MatrixFile) -> list[CellRecord]:
     """The finished cells of a run, in matrix order."""
     cells = []
     for cell in matrix.cell_list():
-        path = run_dir / CELLS_DIR / cell.cell_id / "cell.json"
+        path = run_dir / CELLS_DIR / cell.cell_id / CELL_FILE
         if path.is_file():
-            cells.append(json.loads(path.read_text(encoding="utf-8")))
+            cells.append(CellRecord.model_validate_json(path.read_text(encoding="utf-8")))
     return cells
 
 
-def _fmt(value: object, suffix: str = "") -> str:
+def fmt(value: object, suffix: str = "", digits: int = 3) -> str:
+    """Numbers for people: '-' for missing, 3 significant digits, whole numbers from 1000."""
     if value is None or value == "":
         return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}{suffix}" if abs(value) < 1000 else f"{value:.0f}{suffix}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        number = float(value)
+        text = f"{number:.0f}" if abs(number) >= 1000 else f"{number:.{digits}g}"
+        return text + suffix
     return f"{value}{suffix}"
 
 
-def _percent(share: float | None) -> float | None:
-    return None if share is None else 100.0 * share
+def pct(share: float | None, digits: int = 1) -> str:
+    return "-" if share is None else f"{100.0 * share:.{digits}f} %"
+
+
+def cell_notes(cell: CellRecord) -> list[str]:
+    notes = []
+    if cell.status != "measured":
+        notes.append(f"not measured: {cell.error}")
+    outcomes = sorted({t.outcome for t in cell.trials})
+    if outcomes and outcomes != ["converged"]:
+        notes.append("search ended: " + ", ".join(outcomes))
+    if cell.generator_limited:
+        notes.append("**load generator limited: a lower bound, not the service's limit**")
+    for trial in cell.trials:
+        breaking = trial.breaking
+        if breaking is not None and (breaking.host_cpu_share or 0) > HOST_SATURATION:
+            notes.append(f"trial {trial.trial}: host CPU {pct(breaking.host_cpu_share, 0)} where "
+                         "it broke: the machine may be the limit")
+    if not cell.reserved:
+        notes.append("no reservation (did not fit the node)")
+    return notes
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters.update(fmt=fmt, pct=pct)
+    return env
 
 
 def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) -> Path:
@@ -45,121 +90,36 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
     plots.mkdir(exist_ok=True)
     write_summary(run_dir / "summary.csv", cells, matrix.target_rps)
     objective = matrix.objective
-
-    timelines: list[tuple[str, str]] = []
+    step_plots = {}
     for cell in cells:
-        cell_dir = run_dir / CELLS_DIR / cell["cell_id"]
-        history_path = cell_dir / "locust_stats_history.csv"
-        if cell["status"] != "measured" or not history_path.is_file():
-            continue
-        history = read_history(history_path)
-        windows = read_step_log(cell_dir / "steps.jsonl", history)
-        name = f"timeline-{cell['cell_id']}.png"
-        plot_cell_timeline(history, windows, objective.p95_ms, cell["cell_id"], plots / name)
-        timelines.append((cell["cell_id"], name))
+        if cell.trials:
+            name = f"steps-{cell.cell_id}.png"
+            plot_cell_steps(cell, objective.p95_ms, plots / name)
+            step_plots[cell.cell_id] = name
     plot_across_cells(cells, matrix.target_rps, objective.p95_ms, plots / "capacity-vs-cpu.png")
     plot_failures(cells, objective.max_failure_ratio, plots / "failures.png")
-
-    lines = [f"# Capacity matrix: {matrix.name}", ""]
-    if matrix.description:
-        lines += [matrix.description, ""]
-    profile = matrix.profile
-    lines += [
-        f"- Run started {run_info.get('started', '?')}, stack `{run_info.get('stack', '?')}`, "
-        f"matrix file `{run_info.get('matrix_file', '?')}`.",
-        f"- Objective: p95 <= {objective.p95_ms:g} ms, failures <= "
-        f"{objective.max_failure_ratio:.2%}, served >= {objective.min_throughput_ratio:.0%} of "
-        f"the offered rate. Target load: **{matrix.target_rps:g} req/s**.",
-        f"- Load profile: `{profile.kind}` ({profile.duration_seconds():g} s at most per cell), "
-        f"{matrix.load_generator.processes} Locust worker process(es), model mix "
-        f"`{matrix.load_generator.model_mix}`.",
-        f"- Cells measured: {sum(c['status'] == 'measured' for c in cells)} of "
-        f"{len(matrix.cell_list())}.",
-        "",
-        "## Cells",
-        "",
-        "The knee is the highest offered rate whose step, and every step before it, met the "
-        "objective. Cost is total CPU = replicas x cpus.",
-        "",
-        "| cell | replicas | cpus | memory | cost (CPU) | knee req/s | p95 at knee ms | "
-        "max req/s | failures | restarts | OOM | api CPU peak | api mem peak MB | "
-        "load gen CPU peak | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for cell in cells:
-        row = summary_row(cell, matrix.target_rps)
-        notes = []
-        if cell["status"] != "measured":
-            notes.append(f"not measured: {cell.get('error')}")
-        if cell.get("loadgen_bottleneck"):
-            notes.append("**load generator saturated: not the service's limit**")
-        if cell.get("host_saturated_at_break"):
-            notes.append("host CPU above 90 % where it broke: the machine may be the limit")
-        if cell.get("breaking_reasons"):
-            notes.append("broke on " + "; ".join(cell["breaking_reasons"]))
-        if not cell.get("reserved", True):
-            notes.append("no reservation (did not fit the node)")
-        lines.append(
-            f"| {row['cell']} | {row['replicas']} | {row['cpus']:g} | {row['memory']} | "
-            f"{row['total_cpus']:g} | {_fmt(row['knee_rps'])} | {_fmt(row['knee_p95_ms'])} | "
-            f"{_fmt(row['max_throughput_rps'])} | {_fmt(_percent(row['failure_ratio']), ' %')} | "
-            f"{_fmt(row['restarts'])} | {_fmt(row['oom_kills'])} | "
-            f"{_fmt(row['api_cpu_peak_cores'])} | {_fmt(row['api_mem_peak_mb'])} | "
-            f"{_fmt(_percent(row['loadgen_cpu_peak_share']), ' %')} | "
-            f"{'; '.join(notes)} |"
-        )
-    lines += ["", "![capacity against CPU](plots/capacity-vs-cpu.png)", "",
-              "![failure rate per cell](plots/failures.png)", ""]
-
-    lines += ["## Steps", ""]
-    for cell in cells:
-        steps = cell.get("steps") or []
-        if not steps:
-            continue
-        lines += [f"### {cell['cell_id']}", "",
-                  "| step | offered req/s | users | served req/s | p95 ms | failures | "
-                  "load gen CPU | host CPU | verdict |", "|---|---|---|---|---|---|---|---|---|"]
-        for step in steps:
-            verdict = "ok" if step["meets_objective"] else "; ".join(step["reasons"])
-            if step.get("loadgen_saturated"):
-                verdict += " (load generator saturated)"
-            share = step.get("loadgen_cpu_share")
-            host = step.get("host_cpu_share")
-            lines.append(
-                f"| {step['index']} | {_fmt(step['rate_rps'])} | {step['users']} | "
-                f"{_fmt(step['throughput_rps'])} | {_fmt(step['p95_ms'])} | "
-                f"{100 * step['failure_ratio']:.2f} % | {_fmt(share and 100 * share, ' %')} | "
-                f"{_fmt(host and 100 * host, ' %')} | {verdict} |")
-        lines.append("")
-    for cell_id, name in timelines:
-        lines += [f"![{cell_id} over time](plots/{name})", ""]
-
-    recommendation = recommend(cells, matrix.target_rps)
-    lines += ["## Recommendation", "", recommendation.text, ""]
-    comparisons = scaling_comparisons(cells)
-    lines += ["### Horizontal against vertical scaling", ""]
-    if comparisons:
-        lines += [f"- {c.describe()}" for c in comparisons]
-    else:
-        lines.append("- The matrix has no two cells with the same total CPU and different replica "
-                     "counts, so it cannot compare them.")
-    if any(c.get("loadgen_bottleneck") for c in cells):
-        lines += ["", "Cells marked *load generator saturated* hit the limit of the machine "
-                      "running Locust, not necessarily the service's: rerun them with more Locust "
-                      "processes or on a bigger machine."]
-    if any(c.get("host_saturated_at_break") for c in cells):
-        lines += ["", "Where a cell broke with the host's CPU above 90 %, the load generator, "
-                      "Nginx and the API competed for the same cores: measure on a bigger machine "
-                      "or run Locust elsewhere before trusting that knee."]
-    lines.append("")
-
+    host_cores = run_info.get("host_cores")
+    context = {
+        "matrix": matrix, "run": run_info, "cells": cells, "objective": objective,
+        "profile": matrix.profile, "open_model": isinstance(matrix.profile, OPEN_PROFILE_TYPES),
+        "search": matrix.profile if isinstance(matrix.profile, SearchProfile) else None,
+        "generator": matrix.load_generator, "step_plots": step_plots,
+        "notes": {c.cell_id: cell_notes(c) for c in cells},
+        "meets": {c.cell_id: meets_target(c, matrix.target_rps) for c in cells},
+        "recommendation": recommend(cells, matrix.target_rps),
+        "comparisons": scaling_comparisons(cells),
+        "small_host": host_cores is not None and host_cores <= SMALL_HOST_CORES,
+        "host_cores": host_cores,
+        "measured": sum(c.status == "measured" for c in cells),
+        "planned": len(matrix.cell_list()),
+        "any_generator_limited": any(c.generator_limited for c in cells),
+    }
+    env = _environment()
+    text = env.get_template("report.md.j2").render(context)
     report_md = run_dir / "report.md"
-    report_md.write_text("\n".join(lines), encoding="utf-8")
-    body = markdown.markdown("\n".join(lines), extensions=["tables"])
-    html = ("<!doctype html><html><head><meta charset='utf-8'>"
-            f"<title>Capacity matrix: {matrix.name}</title><style>body{{font-family:sans-serif;"
-            "max-width:1200px;margin:auto}}table{{border-collapse:collapse}}td,th{{border:1px "
-            "solid #ccc;padding:2px 6px}}img{{max-width:100%}}</style></head><body>"
-            f"{body}</body></html>")
+    report_md.write_text(text, encoding="utf-8")
+    body = markdown.markdown(text, extensions=["tables"])
+    html = env.get_template("report.html.j2").render(title=f"Capacity matrix: {matrix.name}",
+                                                     body=body)
     (run_dir / "report.html").write_text(html, encoding="utf-8")
     return report_md

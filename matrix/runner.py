@@ -20,25 +20,12 @@ from types import FrameType
 from typing import Any
 
 from matrix import docker_ops
-from matrix.analysis import docker_stats_summary, summarise_steps
+from matrix.analysis import docker_stats_summary
 from matrix.config import Cell, MatrixFile, MatrixSettings, memory_bytes
 from matrix.docker_ops import NANO, DockerError, ServiceResources
-from matrix.loadgen import (
-    CSV_PREFIX,
-    LOADGEN_CPU_FILE,
-    STEP_LOG,
-    locust_command,
-    profile_arguments,
-    run_locust,
-)
-from matrix.measurements import (
-    read_cpu_samples,
-    read_history,
-    read_request_counts,
-    read_step_log,
-    step_metrics,
-)
-from matrix.report import CELLS_DIR, write_report
+from matrix.records import CellRecord
+from matrix.report import CELL_FILE, CELLS_DIR, write_report
+from matrix.trial import TrialError, run_trial
 
 RUN_FILE = "run.json"
 READY_CONSECUTIVE = 3
@@ -166,7 +153,7 @@ def prepare_run_dir(matrix: MatrixFile, matrix_path: Path, settings: MatrixSetti
     shutil.copyfile(matrix_path, run_dir / "matrix.yaml")
     info = {"fingerprint": fingerprint, "matrix_file": str(matrix_path), "status": "running",
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "stack": settings.stack_name}
+            "stack": settings.stack_name, "host_cores": os.cpu_count()}
     _write_json(run_dir / RUN_FILE, info)
     return run_dir, info
 
@@ -231,11 +218,12 @@ class MatrixRunner:
         self.api_service = f"{settings.stack_name}_api"
         self.nginx_service = f"{settings.stack_name}_nginx"
         self.base_url = f"http://127.0.0.1:{settings.nginx_port}"
-        per_cell = matrix.profile.duration_seconds() + matrix.warmup_seconds + CELL_OVERHEAD_S
+        per_cell = (matrix.trials * matrix.profile.expected_seconds() + matrix.warmup_seconds
+                    + CELL_OVERHEAD_S)
         self.progress = Progress(len(matrix.cell_list()), per_cell)
 
     def cell_done(self, cell: Cell) -> bool:
-        return (self.run_dir / CELLS_DIR / cell.cell_id / "cell.json").is_file()
+        return (self.run_dir / CELLS_DIR / cell.cell_id / CELL_FILE).is_file()
 
     def run(self) -> Path:
         """Measures the remaining cells, restores the service, writes the report."""
@@ -312,33 +300,32 @@ class MatrixRunner:
         partial = self.run_dir / CELLS_DIR / f".{cell.cell_id}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        result: dict[str, Any] = {
-            **cell.model_dump(), "cell_id": cell.cell_id, "total_cpus": cell.total_cpus,
-            "memory_bytes": memory_bytes(cell.memory), "status": "failed", "error": None,
-            "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
+        record = CellRecord(
+            cell_id=cell.cell_id, replicas=cell.replicas, cpus=cell.cpus, memory=cell.memory,
+            memory_bytes=memory_bytes(cell.memory), total_cpus=cell.total_cpus,
+            started=datetime.now(UTC).isoformat(timespec="seconds"))
         try:
-            self._deploy(cell, result)
-            self._load(cell, partial, result)
-            result["status"] = "measured"
-        except (DockerError, MatrixRunError, TimeoutError) as error:
+            self._deploy(cell, record)
+            self._load(cell, partial, record)
+            record.status = "measured"
+        except (DockerError, MatrixRunError, TimeoutError, TrialError) as error:
             # The cell stays on record as not measurable (e.g. it does not fit the node).
-            result["error"] = str(error)
+            record.error = str(error)
             self.progress.line(cell.cell_id, f"FAILED: {error}")
-        result["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-        _write_json(partial / "cell.json", result)
+        record.finished = datetime.now(UTC).isoformat(timespec="seconds")
+        (partial / CELL_FILE).write_text(record.model_dump_json(indent=2), encoding="utf-8")
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
-        if result["status"] == "measured":
-            knee = result.get("knee_rps")
-            self.progress.line(cell.cell_id, f"done: knee {knee if knee is not None else 'none'} "
-                               f"req/s, {result['requests']} requests, {result['failures']} "
-                               f"failures" + (" (load generator saturated)"
-                                              if result.get("loadgen_bottleneck") else ""))
+        if record.status == "measured":
+            knees = ", ".join(f"{k:.0f}" for k in record.knees)
+            self.progress.line(cell.cell_id, f"done: knee (served req/s) per trial: {knees}; "
+                               f"{record.requests} requests, {record.failures} failures"
+                               + (" (load generator limited)" if record.generator_limited
+                                  else ""))
 
-    def _deploy(self, cell: Cell, result: dict[str, Any]) -> None:
+    def _deploy(self, cell: Cell, record: CellRecord) -> None:
         wanted, reserved = self._wanted(cell)
-        result["reserved"] = reserved
+        record.reserved = reserved
         self.progress.line(cell.cell_id, f"updating {self.api_service}: {cell.replicas} "
                            f"replica(s), {cell.cpus:g} CPU, {cell.memory}"
                            + ("" if reserved else " (no reservation: does not fit the node)"))
@@ -357,60 +344,39 @@ class MatrixRunner:
         wait_ready(f"{self.base_url}/ready", READY_TIMEOUT_S)
         if self.matrix.warmup_seconds > 0:
             self.progress.line(cell.cell_id, f"warming up for {self.matrix.warmup_seconds:g} s")
-            result["warmup_requests"] = warm_up(self.base_url, self.matrix.warmup_seconds)
+            record.warmup_requests = warm_up(self.base_url, self.matrix.warmup_seconds)
 
-    def _load(self, cell: Cell, out: Path, result: dict[str, Any]) -> None:
+    def _load(self, cell: Cell, out: Path, record: CellRecord) -> None:
+        """Runs every trial of the cell; restarts, OOM kills and Nginx counters over all."""
         generator = self.matrix.load_generator
         profile = self.matrix.profile
         tasks_before = docker_ops.task_ids(self.api_service)
         nginx_before = docker_ops.nginx_status(self.nginx_service)
         sampler = docker_ops.DockerStatsSampler(self.api_service, out / "docker_stats.csv",
                                                 self.settings.docker_stats_interval)
-        command = locust_command(
-            self.base_url, out,
-            profile_arguments(profile, self.matrix.objective.p95_ms,
-                              self.matrix.objective.max_failure_ratio,
-                              self.matrix.objective.min_throughput_ratio),
-            generator, profile.duration_seconds())
-        (out / "locust_command.txt").write_text(" ".join(command) + "\n", encoding="utf-8")
-        self.progress.line(cell.cell_id, f"running {profile.kind} load for up to "
-                           f"{profile.duration_seconds():g} s ({generator.processes} Locust "
-                           f"processes)")
         started = time.time()
         sampler.start()
         try:
-            result["locust_exit_code"] = run_locust(command, out, profile.duration_seconds(),
-                                                    self.settings.loadgen_sample_interval)
+            for trial in range(1, self.matrix.trials + 1):
+                self.progress.line(cell.cell_id, f"trial {trial}/{self.matrix.trials}: "
+                                   f"{profile.kind} load, about "
+                                   f"{profile.expected_seconds():.0f} s "
+                                   f"({generator.processes} Locust processes)")
+                record.trials.append(run_trial(
+                    self.matrix, self.settings, self.base_url, out / f"trial-{trial}", trial,
+                    lambda: docker_ops.running_containers(self.api_service),
+                    lambda message, trial=trial: self.progress.line(
+                        cell.cell_id, f"trial {trial}: {message}")))
         finally:
             sampler.stop()
         finished = time.time()
         containers = docker_ops.all_containers(self.api_service)
-        result["restarts"] = len(docker_ops.task_ids(self.api_service) - tasks_before)
-        result["oom_kills"] = len(docker_ops.oom_killed(containers))
+        record.restarts = len(docker_ops.task_ids(self.api_service) - tasks_before)
+        record.oom_kills = len(docker_ops.oom_killed(containers))
         nginx_after = docker_ops.nginx_status(self.nginx_service)
-        result["nginx_before"], result["nginx_after"] = nginx_before, nginx_after
         if nginx_before and nginx_after:
-            result["nginx_delta"] = {key: nginx_after[key] - nginx_before[key]
-                                     for key in ("accepts", "handled", "requests")}
-        if sampler.errors:
-            result["docker_stats_errors"] = sampler.errors[:5]
-        self._analyse(out, result, started, finished)
-
-    def _analyse(self, out: Path, result: dict[str, Any], started: float, finished: float) -> None:
-        history_path = out / f"{CSV_PREFIX}_stats_history.csv"
-        stats_path = out / f"{CSV_PREFIX}_stats.csv"
-        if not history_path.is_file() or not stats_path.is_file():
-            raise MatrixRunError(f"locust wrote no statistics; see {out / 'locust.log'}")
-        history = read_history(history_path)
-        windows = read_step_log(out / STEP_LOG, history)
-        cores = float(min(self.matrix.load_generator.processes, os.cpu_count() or 1))
-        steps = step_metrics(history, windows, self.matrix.objective,
-                             read_cpu_samples(out / LOADGEN_CPU_FILE), cores,
-                             self.matrix.load_generator.saturation)
-        counts = read_request_counts(stats_path)
-        requests, failures = counts.get("Aggregated", (0, 0))
-        result.update(steps=[s.as_dict() for s in steps], requests=requests, failures=failures,
-                      per_name={k: list(v) for k, v in counts.items() if k != "Aggregated"},
-                      loadgen_cores=cores)
-        result.update(summarise_steps(steps))
-        result.update(docker_stats_summary(out / "docker_stats.csv", started, finished))
+            record.nginx_requests = nginx_after["requests"] - nginx_before["requests"]
+        stats = docker_stats_summary(out / "docker_stats.csv", started, finished)
+        record.api_cpu_mean_cores = stats["api_cpu_mean_cores"]
+        record.api_cpu_peak_cores = stats["api_cpu_peak_cores"]
+        record.api_mem_peak_mb = stats["api_mem_peak_mb"]

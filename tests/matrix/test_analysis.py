@@ -1,4 +1,5 @@
-"""Summary, recommendation and horizontal-vs-vertical comparison."""
+"""Across cells: knees over trials, the recommendation on the lowest trial, horizontal against
+vertical scaling with overlapping ranges, the summary CSV."""
 
 from __future__ import annotations
 
@@ -6,89 +7,89 @@ import csv
 from pathlib import Path
 
 from matrix.analysis import (
-    docker_stats_summary,
     meets_target,
     recommend,
     scaling_comparisons,
-    summarise_steps,
+    summary_row,
     write_summary,
 )
-from matrix.config import Objective
-from matrix.measurements import read_cpu_samples, read_history, read_step_log, step_metrics
-
-FIXTURE = Path(__file__).parent / "fixtures" / "staircase-loopback"
+from matrix.records import CellRecord, StepRecord, TrialRecord
 
 
-def cell(replicas: int, cpus: float, knee: float | None, memory: str = "512M",
-         **extra: object) -> dict:
-    return {"cell_id": f"r{replicas}-c{cpus:g}-m{memory}", "replicas": replicas, "cpus": cpus,
-            "memory": memory, "memory_bytes": 512 * 1024**2, "total_cpus": replicas * cpus,
-            "status": "measured", "knee_rps": knee, "knee_p95_ms": 40.0 if knee else None,
-            "requests": 1000, "failures": 0, "restarts": 0, "oom_kills": 0, **extra}
+def trial(number: int, knee: float | None, offered: float = 0.0) -> TrialRecord:
+    """A trial whose knee step served `knee` req/s (None: no step passed)."""
+    steps = [StepRecord(index=0, offered_rps=offered or (knee or 100) * 1.02,
+                        served_rps=knee or 90.0, passed=knee is not None, p95_ms=40.0),
+             StepRecord(index=1, offered_rps=(knee or 100) * 2, served_rps=(knee or 90) * 1.1,
+                        passed=False, p95_ms=900.0)]
+    return TrialRecord(trial=number, outcome="converged", steps=steps,
+                       knee_index=0 if knee is not None else None, requests=1000, failures=3)
 
 
-def test_summary_of_the_recorded_run() -> None:
-    history = read_history(FIXTURE / "locust_stats_history.csv")
-    steps = step_metrics(history, read_step_log(FIXTURE / "steps.jsonl", history),
-                         Objective(p95_ms=30), read_cpu_samples(FIXTURE / "loadgen_cpu.csv"), 2.0)
-    summary = summarise_steps(steps)
-    assert summary["knee_rps"] == 400
-    assert summary["knee_step"] == 2 and summary["breaking_step"] == 3
-    assert summary["max_throughput_rps"] > 650
-    assert summary["loadgen_bottleneck"] is False
-    assert summary["host_saturated_at_break"] == (steps[3].host_cpu_share > 0.9)
-    assert 0 < summary["loadgen_cpu_peak_share"] < 0.9
+def cell(replicas: int, cpus: float, knees: list[float | None], memory: str = "256M",
+         **extra: object) -> CellRecord:
+    values: dict[str, object] = {
+        "cell_id": f"r{replicas}-c{cpus:g}-m{memory}", "replicas": replicas, "cpus": cpus,
+        "memory": memory, "memory_bytes": 256 * 1024**2, "total_cpus": replicas * cpus,
+        "status": "measured", "trials": [trial(i + 1, k) for i, k in enumerate(knees)]}
+    return CellRecord.model_validate({**values, **extra})
 
 
-def test_cheapest_configuration_meeting_the_target_is_recommended() -> None:
-    cells = [cell(1, 0.5, 40), cell(1, 1.0, 120), cell(2, 0.5, 130), cell(2, 1.0, 260)]
-    rec = recommend(cells, target_rps=100)
-    assert rec.cell is cells[1]  # 1 CPU total; 2 x 0.5 ties on CPU but needs more memory
-    assert "1 replica(s) x 1 CPU" in rec.text
+def test_knee_figures_over_trials() -> None:
+    measured = cell(1, 0.5, [300.0, 320.0, 310.0])
+    assert (measured.knee_low, measured.knee_median, measured.knee_high) == (300, 310, 320)
+    assert measured.lowest_trial.trial == 1
+    # The knee is what was served, never more than the most any step served.
+    assert measured.knee_high <= measured.max_served_rps
+    failed_trial = cell(1, 0.5, [300.0, None])
+    assert failed_trial.knee_low == 0.0
 
 
-def test_restarts_and_oom_kills_disqualify() -> None:
-    cells = [cell(1, 1.0, 120, oom_kills=1), cell(2, 1.0, 200)]
-    assert not meets_target(cells[0], 100)
-    assert recommend(cells, 100).cell is cells[1]
+def test_meets_target_needs_every_trial_and_no_restart() -> None:
+    assert meets_target(cell(1, 0.5, [310.0, 305.0]), 300)
+    assert not meets_target(cell(1, 0.5, [310.0, 290.0]), 300)
+    assert not meets_target(cell(1, 0.5, [400.0], restarts=1), 300)
+    assert not meets_target(cell(1, 0.5, [400.0], oom_kills=1), 300)
+    assert not meets_target(cell(1, 0.5, [400.0], status="failed"), 300)
 
 
-def test_no_cell_meeting_the_target_says_so() -> None:
-    rec = recommend([cell(1, 0.5, 40), cell(1, 1.0, 80, loadgen_bottleneck=True)], 100)
+def test_recommendation_is_the_cheapest_whose_lowest_trial_holds() -> None:
+    cells = [cell(1, 0.5, [520.0, 480.0]),  # cheapest, but one trial missed the target
+             cell(1, 1.0, [900.0, 880.0]),
+             cell(2, 0.5, [950.0, 930.0], memory="512M")]
+    rec = recommend(cells, 500)
+    assert rec.cell is cells[1]
+    assert "1 replica(s) x 1 CPU x 256M" in rec.text and "880-900" in rec.text
+
+
+def test_no_recommendation_names_the_best_and_the_gap() -> None:
+    rec = recommend([cell(1, 0.5, [200.0]), cell(1, 1.0, [400.0, 380.0])], 500)
     assert rec.cell is None
-    assert "No measured configuration" in rec.text and "load generator" in rec.text
-    assert recommend([cell(1, 0.5, None)], 100).cell is None
+    assert "1 replica(s) x 1 CPU" in rec.text and "measure larger cells" in rec.text
+    assert recommend([], 500).cell is None
 
 
-def test_horizontal_against_vertical_at_equal_total_cpu() -> None:
-    cells = [cell(1, 0.5, 40), cell(1, 1.0, 100), cell(2, 0.5, 125), cell(2, 1.0, 220),
-             cell(4, 0.5, 230)]
-    comparisons = scaling_comparisons(cells)
-    assert [c.total_cpus for c in comparisons] == [1.0, 2.0]
-    first = comparisons[0]
-    assert (first.horizontal["replicas"], first.vertical["replicas"]) == (2, 1)
-    assert round(first.gain, 2) == 1.25
-    assert "+25%" in first.describe()
-    assert comparisons[1].horizontal["replicas"] == 4
+def test_overlapping_ranges_are_no_measurable_difference() -> None:
+    (comparison,) = scaling_comparisons([cell(1, 1.0, [600.0, 660.0]),
+                                         cell(2, 0.5, [640.0, 700.0])])
+    assert comparison.horizontal.replicas == 2
+    text = comparison.describe()
+    assert "no measurable difference" in text and "%" not in text
 
 
-def test_summary_csv_has_one_row_per_cell(tmp_path: Path) -> None:
-    cells = [cell(1, 0.5, 40), cell(2, 0.5, None, status="failed", error="pending")]
-    write_summary(tmp_path / "summary.csv", cells, 30)
-    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
-    assert [r["cell"] for r in rows] == ["r1-c0.5-m512M", "r2-c0.5-m512M"]
-    assert rows[0]["meets_target"] == "True" and rows[1]["meets_target"] == "False"
-    assert rows[1]["error"] == "pending"
+def test_separate_ranges_give_the_gain() -> None:
+    (comparison,) = scaling_comparisons([cell(1, 1.0, [600.0, 620.0]),
+                                         cell(2, 0.5, [480.0, 500.0])])
+    assert comparison.gain is not None and comparison.gain < 1
+    assert "cost -20%" in comparison.describe()
 
 
-def test_docker_stats_sum_tasks_per_poll(tmp_path: Path) -> None:
-    path = tmp_path / "docker_stats.csv"
-    path.write_text("timestamp,container,name,cpu_percent,mem_bytes,mem_limit_bytes\n"
-                    "10.0,a,api.1,50.0,100000000,536870912\n"
-                    "10.0,b,api.2,30.0,120000000,536870912\n"
-                    "12.0,a,api.1,100.0,110000000,536870912\n"
-                    "99.0,a,api.1,400.0,999000000,536870912\n")
-    summary = docker_stats_summary(path, 0.0, 20.0)
-    assert summary["api_cpu_peak_cores"] == 1.0
-    assert summary["api_cpu_mean_cores"] == 0.9
-    assert summary["api_mem_peak_mb"] == round(120000000 / 1024**2, 1)
+def test_summary_csv_has_a_row_per_cell(tmp_path: Path) -> None:
+    cells = [cell(1, 0.5, [300.0, 310.0]), cell(2, 0.5, [], status="failed", error="no fit")]
+    write_summary(tmp_path / "summary.csv", cells, 300)
+    with (tmp_path / "summary.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["cell"] for r in rows] == ["r1-c0.5-m256M", "r2-c0.5-m256M"]
+    assert rows[0]["knee_rps_low"] == "300.0" and rows[0]["meets_target"] == "True"
+    assert rows[1]["error"] == "no fit" and rows[1]["knee_rps_low"] == ""
+    assert summary_row(cells[0], 300)["knee_offered_rps"] == 306.0

@@ -20,6 +20,12 @@ cells: {replicas: [1, 2], cpus: [0.5, 1.0], memory: [256M]}
 profile: {kind: staircase, start_rate: 10, step_rate: 10, step_seconds: 10, max_rate: 50}
 target_rps: 30
 """
+SEARCH = """
+cells: {replicas: [1], cpus: [0.5], memory: [256M]}
+profile: {kind: search, start_rate: 100, precision: 0.05, ceiling: 5000}
+trials: 2
+target_rps: 30
+"""
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -32,9 +38,11 @@ def test_shipped_matrix_files_are_valid() -> None:
     full = load_matrix_file(DEFAULT_MATRIX_FILE)
     quick = load_matrix_file(QUICK_MATRIX_FILE)
     assert len(full.cell_list()) > len(quick.cell_list()) >= 2
-    # The quick matrix must leave room for stack_up's image build in its 10 minutes.
-    per_cell = quick.profile.duration_seconds() + quick.warmup_seconds
-    assert per_cell * len(quick.cell_list()) <= 5 * 60
+    # The quick matrix must leave room for stack_up's image build in its 10 minutes, measure
+    # every cell more than once (to show the spread) and search for each cell's own limit.
+    assert quick.profile.kind == "search" and quick.trials >= 2
+    per_cell = quick.trials * quick.profile.expected_seconds() + quick.warmup_seconds
+    assert per_cell * len(quick.cell_list()) <= 7 * 60
 
 
 def test_minimal_file_gets_defaults_and_the_cartesian_product(tmp_path: Path) -> None:
@@ -43,7 +51,16 @@ def test_minimal_file_gets_defaults_and_the_cartesian_product(tmp_path: Path) ->
         "r1-c0.5-m256M", "r1-c1-m256M", "r2-c0.5-m256M", "r2-c1-m256M"]
     assert matrix.objective.p95_ms == 500
     assert matrix.profile.steps() == 5
-    assert matrix.profile.duration_seconds() == 50
+    assert matrix.profile.arrival == "constant" and matrix.trials == 1
+    assert matrix.objective.min_completion_ratio == 0.99
+
+
+def test_search_profile_defaults(tmp_path: Path) -> None:
+    matrix = load_matrix_file(write(tmp_path, SEARCH))
+    assert (matrix.profile.growth, matrix.profile.precision) == (2.0, 0.05)
+    assert matrix.trials == 2
+    # The safety limit on the run time covers the search's step limit.
+    assert matrix.profile.duration_seconds() >= matrix.profile.max_steps * 10
 
 
 def test_max_total_cpus_drops_big_cells(tmp_path: Path) -> None:
@@ -72,6 +89,16 @@ def test_fingerprint_follows_the_plan_not_the_formatting(tmp_path: Path) -> None
     (MINIMAL + "load_generator: {model_mix: 'lr=1,knn=1'}\n", ["model_mix", "knn"]),
     (MINIMAL.replace("memory: [256M]", "memory: [256M], max_total_cpus: 0.1"),
      ["no cell to measure"]),
+    (SEARCH.replace("trials: 2", "trials: 0"), ["trials", "greater than or equal to 1"]),
+    (SEARCH.replace("precision: 0.05", "precision: 0"), ["profile.search.precision"]),
+    (SEARCH.replace("ceiling: 5000", "ceiling: -10"), ["profile.search.ceiling"]),
+    (SEARCH.replace("ceiling: 5000", "ceiling: 50"), ["profile.search", "below start_rate"]),
+    (SEARCH.replace("start_rate: 100", "start_rate: 100, growth: 1"), ["profile.search.growth"]),
+    (SEARCH.replace("start_rate: 100", "start_rate: 100, step_seconds: 5, settle_seconds: 5"),
+     ["profile.search", "settle_seconds"]),
+    (SEARCH.replace("start_rate: 100", "start_rate: 100, arrival: bursty"),
+     ["profile.search.arrival"]),
+    (SEARCH + "objective: {min_completion_ratio: 0}\n", ["objective.min_completion_ratio"]),
 ])
 def test_invalid_files_name_file_field_and_fault(tmp_path: Path, text: str,
                                                  fragments: list[str]) -> None:

@@ -16,9 +16,9 @@ from tests.support import PROJECT_ROOT, docker_engine_available, free_port, requ
 TINY_MATRIX = """
 name: swarm-test
 cells: {replicas: [1, 2], cpus: [0.5], memory: [256M]}
-profile: {kind: staircase, start_rate: 10, step_rate: 10, step_seconds: 6, max_rate: 20,
-          user_rate: 2}
-objective: {p95_ms: 2000, max_failure_ratio: 0.01, min_throughput_ratio: 0.5}
+profile: {kind: staircase, start_rate: 10, step_rate: 10, step_seconds: 4, max_rate: 20}
+objective: {p95_ms: 2000, max_failure_ratio: 0.01}
+trials: 2
 target_rps: 10
 warmup_seconds: 2
 load_generator: {processes: 2}
@@ -75,7 +75,14 @@ def test_two_cell_matrix_end_to_end(tmp_path: Path) -> None:
         for row in rows:
             cell_dir = run_dir / "cells" / row["cell"]
             assert (cell_dir / "docker_stats.csv").read_text().count("\n") > 1
-            assert (cell_dir / "locust_stats_history.csv").is_file()
+            for trial in ("trial-1", "trial-2"):
+                assert (cell_dir / trial / "locust_stats_history.csv").is_file()
+                # The api containers' cgroup counters were read on the host during the trial.
+                assert (cell_dir / trial / "cgroup_cpu.csv").read_text().count("\n") > 2
+            record = json.loads((cell_dir / "cell.json").read_text())
+            assert [len(t["steps"]) for t in record["trials"]] == [2, 2]
+            assert all(s["throttled_share"] is not None for t in record["trials"]
+                       for s in t["steps"])
 
         # The api service is back as the stack deployed it (stack_up's defaults).
         spec = _service_spec(f"{stack}_api")

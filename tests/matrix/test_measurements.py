@@ -1,89 +1,112 @@
-"""Step figures and the knee, on a real recorded Locust run (tests/matrix/fixtures/README.md)."""
+"""A recorded trial (tests/matrix/fixtures/README.md) read back as typed steps: figures
+recomputed from the histograms agree with what the Locust master judged live, and the host-side
+counters fit the cell's limits."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
 from pathlib import Path
 
 import pytest
 
-from matrix.config import Objective
+from matrix.cgroups import read_samples
+from matrix.config import MatrixFile
 from matrix.measurements import (
-    knee,
+    HostWindows,
+    closed_step,
+    open_objective,
+    open_steps,
     read_cpu_samples,
     read_history,
     read_request_counts,
-    read_step_log,
-    step_metrics,
-    throughput_series,
+    read_step_events,
 )
+from matrix.openmodel import Objective
 
-FIXTURE = Path(__file__).parent / "fixtures" / "staircase-loopback"
+SEARCH = Path(__file__).parent / "fixtures" / "search-swarm"
+STAIRCASE = Path(__file__).parent / "fixtures" / "staircase-loopback"
+CELL_CPUS = 0.2  # the fixture's cell: 1 replica x 0.2 CPU
 
 
 @pytest.fixture(scope="module")
-def recorded() -> tuple:
-    history = read_history(FIXTURE / "locust_stats_history.csv")
-    windows = read_step_log(FIXTURE / "steps.jsonl", history)
-    samples = read_cpu_samples(FIXTURE / "loadgen_cpu.csv")
-    return history, windows, samples
+def events() -> list[dict]:
+    return read_step_events(SEARCH / "steps.jsonl")
 
 
-def test_reads_the_recorded_files(recorded: tuple) -> None:
-    history, windows, samples = recorded
-    assert [w.rate_rps for w in windows] == [100, 250, 400, 550, 700]
-    assert history[-1].total_requests == read_request_counts(
-        FIXTURE / "locust_stats.csv")["Aggregated"][0]
-    assert all(w.end > w.start for w in windows)
-    assert samples and samples[0].total_percent >= samples[0].max_process_percent
+@pytest.fixture(scope="module")
+def host() -> HostWindows:
+    return HostWindows(read_cpu_samples(SEARCH / "loadgen_cpu.csv"),
+                       read_samples(SEARCH / "cgroup_cpu.csv"), loadgen_cores=2.0)
 
 
-def test_served_rate_tracks_the_offered_rate(recorded: tuple) -> None:
-    history, windows, samples = recorded
-    steps = step_metrics(history, windows, Objective(), samples, loadgen_cores=2.0)
+def test_recomputed_steps_agree_with_the_live_verdicts(events: list[dict],
+                                                       host: HostWindows) -> None:
+    live = {e["index"]: e for e in events if e["event"] == "step"}
+    steps, outcome, knee = open_steps(events, Objective(), host)
+    assert outcome == "converged" and [s.index for s in steps] == sorted(live)
     for step in steps:
-        assert step.throughput_rps == pytest.approx(step.rate_rps, rel=0.15)
-        assert step.failures == 0
-        assert step.p95_ms is not None and step.p95_ms > 0
-        assert not step.loadgen_saturated
-    # The lenient default objective passes every step, so the knee is the top of the staircase.
-    assert knee(steps).rate_rps == 700
+        recorded = live[step.index]
+        assert step.passed == recorded["passed"] and step.reasons == recorded["reasons"]
+        assert step.p95_ms == recorded["p95"] and step.offered_rps == recorded["rate"]
+        assert step.served_rps == pytest.approx(recorded["throughput_rps"], abs=0.01)
+        assert step.scheduled >= step.sent >= step.ok
+    end = events[-1]
+    assert end["event"] == "end" and steps[knee].offered_rps == end["knee_rate"]
 
 
-def test_a_strict_objective_puts_the_knee_where_latency_broke(recorded: tuple) -> None:
-    history, windows, _ = recorded
-    steps = step_metrics(history, windows, Objective(p95_ms=30))
-    verdicts = [s.meets_objective for s in steps]
-    assert verdicts[:3] == [True, True, True] and verdicts[3] is False
-    assert knee(steps).rate_rps == 400
-    assert "p95" in steps[3].reasons[0]
+def test_knee_is_served_and_below_every_failure(events: list[dict], host: HostWindows) -> None:
+    steps, _, knee = open_steps(events, Objective(), host)
+    knee_step = next(s for s in steps if s.index == knee)
+    assert knee_step.passed
+    assert all(s.offered_rps > knee_step.offered_rps for s in steps if not s.passed)
+    assert knee_step.served_rps <= max(s.served_rps for s in steps)
+    # Served, not offered: a step that could not keep up served less than it was offered.
+    assert knee_step.served_rps < knee_step.offered_rps
 
 
-def test_a_pass_after_a_break_does_not_raise_the_knee(recorded: tuple) -> None:
-    history, windows, _ = recorded
-    steps = step_metrics(history, windows, Objective(p95_ms=30))
-    steps[3].meets_objective = False
-    steps[4].meets_objective = True
-    assert knee(steps).rate_rps == 400
+def test_a_stricter_objective_moves_the_knee_down(events: list[dict], host: HostWindows) -> None:
+    _, _, loose = open_steps(events, Objective(p95_ms=500), host)
+    steps, _, strict = open_steps(events, Objective(p95_ms=60), host)
+    by_index = {s.index: s for s in steps}
+    assert by_index[strict].offered_rps < by_index[loose].offered_rps
+    assert all(s.p95_ms <= 60 for s in steps if s.passed)
 
 
-def test_undelivered_rate_breaks_the_objective(recorded: tuple) -> None:
-    history, windows, _ = recorded
-    # Claim 50 % more was offered than was served: every step falls short of the 90 % default.
-    inflated = [replace(w, rate_rps=w.rate_rps * 1.5) for w in windows]
-    steps = step_metrics(history, inflated, Objective())
-    assert all(not s.meets_objective and "offered" in " ".join(s.reasons) for s in steps)
-    assert knee(steps) is None
+def test_cgroup_cpu_never_exceeds_the_quota_and_throttling_grows_with_load(
+        events: list[dict], host: HostWindows) -> None:
+    steps, _, _ = open_steps(events, Objective(), host)
+    for step in steps:
+        assert step.api_cpu_cores is not None and step.throttled_share is not None
+        assert 0 < step.api_cpu_cores <= CELL_CPUS * 1.05
+    lightest = min(steps, key=lambda s: s.offered_rps or 0)
+    heaviest = max(steps, key=lambda s: s.offered_rps or 0)
+    assert heaviest.throttled_share > lightest.throttled_share
+    assert heaviest.throttled_ms_per_s > lightest.throttled_ms_per_s
+    assert all(s.loadgen_cpu_share is not None and s.host_cpu_share is not None for s in steps)
 
 
-def test_saturated_load_generator_is_flagged(recorded: tuple) -> None:
-    history, windows, samples = recorded
-    # Pretend the generator had a tenth of a core: every step is then beyond its capacity.
-    steps = step_metrics(history, windows, Objective(), samples, loadgen_cores=0.1)
-    assert all(s.loadgen_saturated for s in steps[1:])
+def test_locust_counted_every_request_the_steps_did(events: list[dict]) -> None:
+    requests, failures = read_request_counts(SEARCH / "locust_stats.csv")["Aggregated"]
+    scheduled = sum(e["scheduled"] for e in events if e["event"] == "step")
+    # Locust also counts the settle seconds the steps leave out.
+    assert requests > scheduled
+    assert failures >= sum(e["failed"] for e in events if e["event"] == "step")
 
 
-def test_throughput_series_uses_the_cumulative_counts(recorded: tuple) -> None:
-    history, _, _ = recorded
-    series = throughput_series(history)
-    assert max(rate for _, rate in series) > 500
+def test_a_closed_model_run_becomes_one_step_over_its_hold() -> None:
+    history = read_history(STAIRCASE / "locust_stats_history.csv")
+    events = [json.loads(line) for line in (STAIRCASE / "steps.jsonl").read_text().splitlines()]
+    step = closed_step(history, events, Objective(p95_ms=500), HostWindows())
+    assert step is not None and step.offered_rps is None
+    assert step.served_rps > 100 and step.p95_ms is not None
+    assert step.passed == (step.p95_ms <= 500 and step.failure_ratio <= 0.01)
+    assert closed_step([], events, Objective(), HostWindows()) is None
+
+
+def test_objective_of_a_matrix_file_includes_the_generator_tolerance() -> None:
+    matrix = MatrixFile.model_validate({
+        "cells": {"replicas": [1], "cpus": [0.5], "memory": ["256M"]},
+        "profile": {"kind": "search", "start_rate": 10},
+        "objective": {"p95_ms": 200, "p99_ms": 400},
+        "load_generator": {"max_late_ratio": 0.02}, "target_rps": 10})
+    assert open_objective(matrix) == Objective(p95_ms=200, p99_ms=400, max_late_ratio=0.02)

@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 
 from matrix import runner as runner_module
+from matrix import trial as trial_module
 from matrix.config import MatrixSettings, load_matrix_file
 from matrix.docker_ops import ServiceResources
 from matrix.runner import MatrixRunner, find_unfinished_run, prepare_run_dir
 
-FIXTURE = Path(__file__).parent / "fixtures" / "staircase-loopback"
+FIXTURE = Path(__file__).parent / "fixtures" / "search-swarm"
 MATRIX = """
 name: test
 cells: {replicas: [1, 2], cpus: [0.5], memory: [256M, 512M]}
-profile: {kind: staircase, start_rate: 100, step_rate: 150, step_seconds: 8, max_rate: 700,
-          user_rate: 5}
-objective: {p95_ms: 30}
+profile: {kind: search, start_rate: 150, step_seconds: 4}
+trials: 2
 target_rps: 300
 warmup_seconds: 0
 """
@@ -54,9 +54,11 @@ class FakeSwarm:
             "reading": 0, "writing": 1, "waiting": 0})
         monkeypatch.setattr(ops, "DockerStatsSampler", FakeSampler)
         monkeypatch.setattr(runner_module, "wait_ready", lambda url, timeout: None)
-        monkeypatch.setattr(runner_module, "run_locust", self.run_locust)
+        monkeypatch.setattr(ops, "running_containers", lambda service: ["c1"])
+        monkeypatch.setattr(trial_module, "run_locust", self.run_locust)
 
-    def run_locust(self, command: list[str], out: Path, timeout: float, interval: float) -> int:
+    def run_locust(self, command: list[str], out: Path, timeout: float, interval: float,
+                   on_tick: object = None) -> int:
         self.runs += 1
         if self.runs == self.interrupt_on_run:
             raise KeyboardInterrupt
@@ -100,8 +102,10 @@ def test_measures_every_cell_restores_the_service_and_reports(
     assert swarm.updates[-1] == ORIGINAL
     assert swarm.update_configs == [{"Order": "start-first"}]
     result = json.loads((run_dir / "cells" / cells[0].cell_id / "cell.json").read_text())
-    assert result["status"] == "measured" and result["knee_rps"] == 400
-    assert result["nginx_delta"]["requests"] == 1000
+    assert result["status"] == "measured" and len(result["trials"]) == 2
+    assert [t["knee_index"] for t in result["trials"]] == [4, 4]
+    assert result["nginx_requests"] == 2000  # two trials of 1000 requests each
+    assert swarm.runs == 2 * len(cells)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
     assert (run_dir / "report.md").is_file() and (run_dir / "summary.csv").is_file()
 
@@ -109,7 +113,7 @@ def test_measures_every_cell_restores_the_service_and_reports(
 def test_interrupt_restores_keeps_finished_cells_and_resumes(
         setup: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
     matrix, path, settings = setup
-    swarm = FakeSwarm(interrupt_on_run=2)
+    swarm = FakeSwarm(interrupt_on_run=3)  # during the second cell's first trial
     swarm.install(monkeypatch)
     run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
     with pytest.raises(KeyboardInterrupt):
@@ -127,7 +131,7 @@ def test_interrupt_restores_keeps_finished_cells_and_resumes(
     again, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
     assert again == run_dir
     MatrixRunner(matrix, settings, again, info).run()
-    assert resumed.runs == len(matrix.cell_list()) - 1
+    assert resumed.runs == 2 * (len(matrix.cell_list()) - 1)
     assert resumed.updates[-1] == ORIGINAL
     assert not [p for p in (run_dir / "cells").iterdir() if p.name.startswith(".")]
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"

@@ -1,0 +1,68 @@
+"""CPU and throttling counters from a container's cgroup, on fake cgroup trees of both layouts,
+and their differences over a window."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from matrix.cgroups import CgroupSampler, CpuCounters, read_counters, read_samples, window_cpu
+
+ID = "0123abcd" * 8
+
+
+def v1_tree(root: Path, usage_ns: int, periods: int, throttled: int, throttled_ns: int) -> None:
+    cpu = root / "cpu" / "docker" / ID
+    acct = root / "cpuacct" / "docker" / ID
+    cpu.mkdir(parents=True, exist_ok=True)
+    acct.mkdir(parents=True, exist_ok=True)
+    (cpu / "cpu.stat").write_text(f"nr_periods {periods}\nnr_throttled {throttled}\n"
+                                  f"throttled_time {throttled_ns}\nnr_bursts 0\n")
+    (acct / "cpuacct.usage").write_text(f"{usage_ns}\n")
+
+
+def test_cgroup_v1_counters_are_read_in_microseconds(tmp_path: Path) -> None:
+    v1_tree(tmp_path, usage_ns=5_000_000_000, periods=100, throttled=40,
+            throttled_ns=2_000_000_000)
+    assert read_counters(ID, tmp_path) == CpuCounters(5_000_000, 100, 40, 2_000_000)
+
+
+def test_cgroup_v2_systemd_layout(tmp_path: Path) -> None:
+    scope = tmp_path / "system.slice" / f"docker-{ID}.scope"
+    scope.mkdir(parents=True)
+    (scope / "cpu.stat").write_text("usage_usec 7000\nuser_usec 5000\nsystem_usec 2000\n"
+                                    "nr_periods 10\nnr_throttled 3\nthrottled_usec 900\n")
+    assert read_counters(ID, tmp_path) == CpuCounters(7000, 10, 3, 900)
+
+
+def test_unknown_container_has_no_counters(tmp_path: Path) -> None:
+    assert read_counters("feedbeef", tmp_path) is None
+
+
+def test_window_differences_per_second(tmp_path: Path) -> None:
+    samples = {
+        "a": [(0.0, CpuCounters(0, 0, 0, 0)), (10.0, CpuCounters(2_500_000, 100, 50, 1_000_000)),
+              (20.0, CpuCounters(9_000_000, 200, 50, 1_000_000))],
+        "b": [(0.0, CpuCounters(0, 0, 0, 0)), (10.0, CpuCounters(1_000_000, 100, 0, 0))],
+    }
+    cpu = window_cpu(samples, 0.0, 10.0)
+    assert cpu is not None
+    # a: 0.25 cores, b: 0.1; 50 of 200 periods throttled; a throttled 100 ms/s, b none.
+    assert cpu.cpu_cores == pytest.approx(0.35)
+    assert cpu.throttled_share == pytest.approx(0.25)
+    assert cpu.throttled_ms_per_s == pytest.approx(50.0)
+    assert window_cpu(samples, 30.0, 40.0) is None
+
+
+def test_sampler_writes_what_it_reads(tmp_path: Path) -> None:
+    v1_tree(tmp_path, 1_000_000, 10, 1, 1000)
+    output = tmp_path / "cgroup.csv"
+    sampler = CgroupSampler(lambda: [ID, "gone"], output, interval=0.05, root=tmp_path)
+    sampler.start()
+    time.sleep(0.3)
+    sampler.stop()
+    samples = read_samples(output)
+    assert list(samples) == [ID] and len(samples[ID]) >= 2
+    assert samples[ID][0][1] == CpuCounters(1000, 10, 1, 1)
