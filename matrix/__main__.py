@@ -19,7 +19,7 @@ from matrix.config import (
     MatrixSettings,
     load_matrix_file,
 )
-from matrix.docker_ops import DockerError
+from matrix.engine import DockerEngine, DockerError
 from matrix.report import write_report
 from matrix.runner import RUN_FILE, MatrixRunError, MatrixRunner, prepare_run_dir
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir, info = prepare_run_dir(matrix, matrix_path.resolve(), settings, args.resume,
                                         args.fresh)
         print(f"results: {run_dir}", flush=True)
-        MatrixRunner(matrix, settings, run_dir, info).run()
+        MatrixRunner(matrix, settings, run_dir, info, DockerEngine.from_env()).run()
     except KeyboardInterrupt:
         print("interrupted: the api service was restored; measured cells are kept. "
               "Run the same command again to resume.", file=sys.stderr)

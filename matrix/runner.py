@@ -19,10 +19,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from matrix import docker_ops
 from matrix.analysis import docker_stats_summary, summarise_steps
 from matrix.config import Cell, MatrixFile, MatrixSettings, memory_bytes
-from matrix.docker_ops import NANO, DockerError, ServiceResources
+from matrix.docker_stats import DockerStatsSampler
+from matrix.engine import NANO, DockerError, Engine, ServiceResources
 from matrix.loadgen import (
     CSV_PREFIX,
     LOADGEN_CPU_FILE,
@@ -223,8 +223,9 @@ def warm_up(base_url: str, seconds: float) -> int:
 
 class MatrixRunner:
     def __init__(self, matrix: MatrixFile, settings: MatrixSettings, run_dir: Path,
-                 run_info: dict[str, Any]) -> None:
+                 run_info: dict[str, Any], engine: Engine) -> None:
         self.matrix = matrix
+        self.engine = engine
         self.settings = settings
         self.run_dir = run_dir
         self.run_info = run_info
@@ -240,7 +241,7 @@ class MatrixRunner:
     def run(self) -> Path:
         """Measures the remaining cells, restores the service, writes the report."""
         try:
-            original = docker_ops.service_resources(self.api_service)
+            original = self.engine.service_resources(self.api_service)
         except DockerError as error:
             raise MatrixRunError(f"cannot read service {self.api_service}; is the stack "
                                  f"'{self.settings.stack_name}' deployed? ({error})") from None
@@ -249,7 +250,7 @@ class MatrixRunner:
         restore_to = ServiceResources(**recorded) if recorded else original
         self.run_info["original_service"] = restore_to.as_dict()
         if "original_update_config" not in self.run_info:
-            self.run_info["original_update_config"] = docker_ops.update_config(self.api_service)
+            self.run_info["original_update_config"] = self.engine.update_config(self.api_service)
         _write_json(self.run_dir / RUN_FILE, self.run_info)
         cells = self.matrix.cell_list()
         done = [c.cell_id for c in cells if self.cell_done(c)]
@@ -284,9 +285,10 @@ class MatrixRunner:
                            f"limits {original.limit_nano_cpus / NANO:g} CPU / "
                            f"{original.limit_memory_bytes / 2**20:g} MiB")
         try:
-            docker_ops.update_service(self.api_service, original,
+            self.engine.update_service(self.api_service, original,
                                       self.matrix.converge_timeout_seconds)
-            docker_ops.set_update_config(self.api_service, self.run_info["original_update_config"])
+            self.engine.set_update_config(self.api_service,
+                                          self.run_info["original_update_config"])
         except (DockerError, KeyboardInterrupt) as error:
             print(f"warning: could not restore {self.api_service}: {error}; restore it with "
                   f"docker service update --replicas {original.replicas} ... "
@@ -297,8 +299,8 @@ class MatrixRunner:
         limit_mem = memory_bytes(cell.memory)
         reserve = self.matrix.reserve == "always"
         if self.matrix.reserve == "auto":
-            node_cpu, node_mem = docker_ops.node_capacity()
-            other_cpu, other_mem = docker_ops.reserved_by_others(self.api_service)
+            node_cpu, node_mem = self.engine.node_capacity()
+            other_cpu, other_mem = self.engine.reserved_by_others(self.api_service)
             # One task more than the replicas: a start-first update runs it next to the others.
             tasks = cell.replicas + 1
             reserve = (tasks * limit_cpu <= node_cpu - other_cpu
@@ -343,10 +345,10 @@ class MatrixRunner:
                            f"replica(s), {cell.cpus:g} CPU, {cell.memory}"
                            + ("" if reserved else " (no reservation: does not fit the node)"))
         timeout = self.matrix.converge_timeout_seconds
-        docker_ops.update_service(self.api_service, wanted, timeout)
+        self.engine.update_service(self.api_service, wanted, timeout)
         deadline = time.monotonic() + timeout
         while True:
-            converged, state = docker_ops.tasks_converged(self.api_service, cell.replicas)
+            converged, state = self.engine.tasks_converged(self.api_service, cell.replicas)
             if converged:
                 break
             if time.monotonic() > deadline:
@@ -362,10 +364,10 @@ class MatrixRunner:
     def _load(self, cell: Cell, out: Path, result: dict[str, Any]) -> None:
         generator = self.matrix.load_generator
         profile = self.matrix.profile
-        tasks_before = docker_ops.task_ids(self.api_service)
-        nginx_before = docker_ops.nginx_status(self.nginx_service)
-        sampler = docker_ops.DockerStatsSampler(self.api_service, out / "docker_stats.csv",
-                                                self.settings.docker_stats_interval)
+        tasks_before = self.engine.task_ids(self.api_service)
+        nginx_before = self.engine.nginx_status(self.nginx_service)
+        sampler = DockerStatsSampler(self.engine, self.api_service, out / "docker_stats.csv",
+                                     self.settings.docker_stats_interval)
         command = locust_command(
             self.base_url, out,
             profile_arguments(profile, self.matrix.objective.p95_ms,
@@ -384,10 +386,10 @@ class MatrixRunner:
         finally:
             sampler.stop()
         finished = time.time()
-        containers = docker_ops.all_containers(self.api_service)
-        result["restarts"] = len(docker_ops.task_ids(self.api_service) - tasks_before)
-        result["oom_kills"] = len(docker_ops.oom_killed(containers))
-        nginx_after = docker_ops.nginx_status(self.nginx_service)
+        containers = self.engine.containers(self.api_service, running_only=False)
+        result["restarts"] = len(self.engine.task_ids(self.api_service) - tasks_before)
+        result["oom_kills"] = len(self.engine.oom_killed(containers))
+        nginx_after = self.engine.nginx_status(self.nginx_service)
         result["nginx_before"], result["nginx_after"] = nginx_before, nginx_after
         if nginx_before and nginx_after:
             result["nginx_delta"] = {key: nginx_after[key] - nginx_before[key]
