@@ -5,7 +5,6 @@ parse), and the tests pass a fake with the same methods."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -17,13 +16,18 @@ import docker
 import docker.errors
 import requests
 
+from matrix.waits import WaitTimeout, wait_until
+
 NANO = 1_000_000_000
 NGINX_STATUS_URL = "http://127.0.0.1:8081/nginx_status"
 SERVICE_LABEL = "com.docker.swarm.service.name"
+STACK_LABEL = "com.docker.stack.namespace"
+# Written by nginx/entrypoint.sh: one `server ... max_fails=...;` line per api replica.
+NGINX_UPSTREAMS_FILE = "/run/penguin-nginx/upstream-servers.conf"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Seconds any single Engine API call may take; `docker stats` style samples take one or two.
 API_TIMEOUT_S = 60.0
-POLL_INTERVAL_S = 1.0
+UPDATE_POLL_INTERVAL_S = 1.0
 # While measuring, replace tasks all at once without a monitor period: the stack's careful
 # rolling update (start-first, one at a time, 15 s monitor) would cost a minute per cell, and a
 # gap in capacity while reconfiguring does not matter because the matrix waits for convergence.
@@ -61,6 +65,18 @@ class ContainerStats:
     cpu_percent: float
     mem_bytes: int
     mem_limit_bytes: int
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """Where one service of a stack stands: running against desired tasks, the update in flight
+    (None when there was none) and the tasks that should run but do not."""
+
+    name: str
+    running: int
+    desired: int
+    update_state: str | None
+    pending_tasks: tuple[str, ...]
 
 
 class Engine(Protocol):
@@ -107,6 +123,13 @@ class Engine(Protocol):
     def cgroup_dirs(self, service: str) -> dict[str, Path]:
         """Host cgroup directory (the one whose cpu.stat counts CPU throttling) of each running
         container of the service, by full container id; containers without one are left out."""
+
+    def stack_services(self, stack: str) -> list[ServiceState]:
+        """The state of every service of a stack, by name; empty when it is not deployed."""
+
+    def nginx_upstreams(self, service: str) -> int | None:
+        """How many api servers the local Nginx container balances over; None when there is no
+        Nginx container on this node or it cannot be asked."""
 
 
 def parse_stub_status(text: str) -> dict[str, int]:
@@ -246,8 +269,7 @@ class DockerEngine:
     def _wait_for_update(self, service: str, replicas: int, timeout: float) -> None:
         """Until every replica runs a task of the current spec (what `docker service update
         --detach=false` waits for). Swarm clears UpdateStatus when it accepts a new spec."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def check() -> tuple[bool, str]:
             status = self._service(service).get("UpdateStatus") or {}
             state = status.get("State")
             if state in _STUCK_UPDATE_STATES:
@@ -255,13 +277,15 @@ class DockerEngine:
             running = [t for t in self._tasks(service, **{"_up-to-date": "true",
                                                           "desired-state": "running"})
                        if t["Status"]["State"] == "running"]
-            if state in (None, "completed") and len(running) == replicas:
-                return
-            if time.monotonic() > deadline:
-                raise DockerError(f"update of {service} did not finish within {timeout:g} s: "
-                                  f"{len(running)}/{replicas} tasks of the new spec running, "
-                                  f"update state {state or 'not started'}")
-            time.sleep(POLL_INTERVAL_S)
+            return (state in (None, "completed") and len(running) == replicas,
+                    f"{len(running)}/{replicas} tasks of the new spec running, "
+                    f"update state {state or 'not started'}")
+
+        try:
+            wait_until(check, timeout, UPDATE_POLL_INTERVAL_S)
+        except WaitTimeout as timeout_error:
+            raise DockerError(f"update of {service} did not finish within {timeout:g} s: "
+                              f"{timeout_error}") from None
 
     def node_capacity(self) -> tuple[int, int]:
         with _engine_errors("inspecting this Swarm node"):
@@ -315,18 +339,49 @@ class DockerEngine:
                 killed.append(container)
         return killed
 
-    def nginx_status(self, service: str) -> dict[str, int] | None:
+    def _run_in(self, service: str, command: list[str]) -> str | None:
+        """Standard output of `command` in the service's first running container here; None
+        when there is none or the command cannot be run."""
         ids = self.containers(service)
         if not ids:
             return None
         try:
-            with _engine_errors(f"reading {NGINX_STATUS_URL} in {service}"):
-                execution = self._api.exec_create(
-                    ids[0], ["curl", "-s", "--max-time", "5", NGINX_STATUS_URL], stderr=False)
+            with _engine_errors(f"running {command[0]} in {service}"):
+                execution = self._api.exec_create(ids[0], command, stderr=False)
                 output: bytes = self._api.exec_start(execution["Id"])
-            return parse_stub_status(output.decode("utf-8", "replace"))
-        except (DockerError, ValueError):
+        except DockerError:
             return None
+        return output.decode("utf-8", "replace")
+
+    def nginx_status(self, service: str) -> dict[str, int] | None:
+        text = self._run_in(service, ["curl", "-s", "--max-time", "5", NGINX_STATUS_URL])
+        try:
+            return None if text is None else parse_stub_status(text)
+        except ValueError:
+            return None
+
+    def nginx_upstreams(self, service: str) -> int | None:
+        text = self._run_in(service, ["grep", "-c", "max_fails", NGINX_UPSTREAMS_FILE])
+        return int(text) if text is not None and text.strip().isdigit() else None
+
+    def stack_services(self, stack: str) -> list[ServiceState]:
+        with _engine_errors(f"listing the services of stack {stack}"):
+            services: list[dict[str, Any]] = self._api.services(
+                filters={"label": f"{STACK_LABEL}={stack}"})
+        states = []
+        for service in services:
+            spec = service["Spec"]
+            tasks = self._tasks(spec["Name"], **{"desired-state": "running"})
+            not_running = [t for t in tasks if t["Status"]["State"] != "running"]
+            replicated = (spec.get("Mode") or {}).get("Replicated")
+            states.append(ServiceState(
+                name=spec["Name"], running=len(tasks) - len(not_running),
+                desired=int(replicated.get("Replicas", 1)) if replicated else len(tasks),
+                update_state=(service.get("UpdateStatus") or {}).get("State"),
+                pending_tasks=tuple(
+                    f"{spec['Name']}.{t.get('Slot', '')} {t['Status']['State']} "
+                    f"{t['Status'].get('Err', '')}".rstrip() for t in not_running)))
+        return sorted(states, key=lambda state: state.name)
 
     def _stats(self, container: str) -> ContainerStats:
         with _engine_errors(f"reading the stats of {container[:12]}"):

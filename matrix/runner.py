@@ -10,7 +10,6 @@ import signal
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,9 +38,16 @@ from matrix.measurements import (
     step_metrics,
 )
 from matrix.report import CELLS_DIR, write_report
+from matrix.waits import (
+    CONVERGE_INTERVAL_S,
+    READY_INTERVAL_S,
+    WaitTimeout,
+    api_ready,
+    service_converged,
+    wait_until,
+)
 
 RUN_FILE = "run.json"
-READY_CONSECUTIVE = 3
 READY_TIMEOUT_S = 90.0
 # Estimated fixed cost of a cell besides the profile: update, convergence, warm-up, teardown.
 CELL_OVERHEAD_S = 30.0
@@ -169,26 +175,6 @@ def prepare_run_dir(matrix: MatrixFile, matrix_path: Path, settings: MatrixSetti
             "stack": settings.stack_name}
     _write_json(run_dir / RUN_FILE, info)
     return run_dir, info
-
-
-def wait_ready(url: str, timeout: float) -> None:
-    """Until `url` answers 200 several times in a row (every replica behind Nginx is up)."""
-    deadline = time.monotonic() + timeout
-    streak = 0
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as response:
-                streak = streak + 1 if response.status == 200 else 0
-                last = response.status
-        except urllib.error.HTTPError as error:
-            streak, last = 0, error.code
-        except OSError as error:
-            streak, last = 0, error
-        if streak >= READY_CONSECUTIVE:
-            return
-        time.sleep(0.5)
-    raise MatrixRunError(f"{url} was not ready within {timeout:g} s (last: {last})")
 
 
 def warm_up(base_url: str, seconds: float) -> int:
@@ -346,17 +332,20 @@ class MatrixRunner:
                            + ("" if reserved else " (no reservation: does not fit the node)"))
         timeout = self.matrix.converge_timeout_seconds
         self.engine.update_service(self.api_service, wanted, timeout)
-        deadline = time.monotonic() + timeout
-        while True:
-            converged, state = self.engine.tasks_converged(self.api_service, cell.replicas)
-            if converged:
-                break
-            if time.monotonic() > deadline:
-                raise MatrixRunError(f"{self.api_service} did not converge within "
-                                     f"{timeout:g} s: {state}")
-            time.sleep(1.0)
+        try:
+            state = wait_until(service_converged(self.engine, self.api_service, cell.replicas),
+                               timeout, CONVERGE_INTERVAL_S)
+        except WaitTimeout as error:
+            raise MatrixRunError(f"{self.api_service} did not converge within {timeout:g} s: "
+                                 f"{error}") from None
         self.progress.line(cell.cell_id, f"converged ({state}); waiting for /ready via Nginx")
-        wait_ready(f"{self.base_url}/ready", READY_TIMEOUT_S)
+        url = f"{self.base_url}/ready"
+        try:
+            wait_until(api_ready(self.engine, self.settings.stack_name, url), READY_TIMEOUT_S,
+                       READY_INTERVAL_S)
+        except WaitTimeout as error:
+            raise MatrixRunError(f"{url} was not ready within {READY_TIMEOUT_S:g} s "
+                                 f"(last: {error})") from None
         if self.matrix.warmup_seconds > 0:
             self.progress.line(cell.cell_id, f"warming up for {self.matrix.warmup_seconds:g} s")
             result["warmup_requests"] = warm_up(self.base_url, self.matrix.warmup_seconds)

@@ -1,5 +1,5 @@
 """The one fake of matrix.engine.Engine for unit tests: a single-node Swarm in memory with one
-api service and one Nginx, recording what the runner asked of it."""
+stack of an api service and an Nginx, recording what the runner asked of it."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from matrix.engine import NANO, ContainerStats, DockerError, ServiceResources
+from matrix.engine import NANO, ContainerStats, DockerError, ServiceResources, ServiceState
 
 NODE = (2 * NANO, 8 * 1024**3)
 
 
 class FakeEngine:
     def __init__(self, resources: ServiceResources, *, update_config: Mapping[str, Any],
-                 unschedulable_replicas: Sequence[int] = (),
-                 stats: Sequence[ContainerStats] = ()) -> None:
+                 stack: str = "t", unschedulable_replicas: Sequence[int] = (),
+                 stats: Sequence[ContainerStats] = (), nginx_upstreams: int | None = None) -> None:
+        self.stack = stack
         self.resources = resources
         self.config = dict(update_config)
         # Cells with these replica counts never converge (they do not fit the node).
@@ -28,6 +29,8 @@ class FakeEngine:
         self.oom = set[str]()
         self.nginx_requests = 100
         self.stats_error: str | None = None
+        # None: Nginx balances over every replica.
+        self.upstreams = nginx_upstreams
 
     def serve(self, requests: int, *, replace_task: bool = False, oom_kill: bool = False) -> None:
         """What a load run does to the fake: Nginx counts requests, a task may be replaced and
@@ -60,8 +63,11 @@ class FakeEngine:
     def reserved_by_others(self, exclude: str) -> tuple[int, int]:
         return 0, 0
 
+    def _schedulable(self, replicas: int) -> bool:
+        return replicas not in self.unschedulable_replicas
+
     def tasks_converged(self, service: str, replicas: int) -> tuple[bool, str]:
-        if replicas in self.unschedulable_replicas:
+        if not self._schedulable(replicas):
             return False, f"0/{replicas} tasks running"
         return True, f"{replicas}/{replicas} tasks running and healthy"
 
@@ -85,3 +91,16 @@ class FakeEngine:
 
     def cgroup_dirs(self, service: str) -> dict[str, Path]:
         return {c: Path("/sys/fs/cgroup/docker") / c for c in self.containers(service)}
+
+    def stack_services(self, stack: str) -> list[ServiceState]:
+        if stack != self.stack:
+            return []
+        replicas = self.resources.replicas
+        api = (ServiceState(f"{stack}_api", replicas, replicas, "completed", ())
+               if self._schedulable(replicas) else
+               ServiceState(f"{stack}_api", 0, replicas, "updating",
+                            (f"{stack}_api.1 pending no suitable node",)))
+        return [api, ServiceState(f"{stack}_nginx", 1, 1, None, ())]
+
+    def nginx_upstreams(self, service: str) -> int | None:
+        return self.resources.replicas if self.upstreams is None else self.upstreams

@@ -15,6 +15,7 @@ from matrix.config import MatrixSettings, load_matrix_file
 from matrix.engine import ServiceResources
 from matrix.runner import MatrixRunner, find_unfinished_run, prepare_run_dir
 from tests.matrix.fake_engine import FakeEngine
+from tests.matrix.ready_server import ReadyServer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "staircase-loopback"
 MATRIX = """
@@ -57,18 +58,19 @@ def new_engine(**kwargs: Any) -> FakeEngine:
 
 def replay_locust(monkeypatch: pytest.MonkeyPatch, engine: FakeEngine,
                   **kwargs: Any) -> ReplayedLocust:
-    """Locust and the HTTP readiness probe are not the engine: those two stay patched."""
     locust = ReplayedLocust(engine, **kwargs)
     monkeypatch.setattr(runner_module, "run_locust", locust)
-    monkeypatch.setattr(runner_module, "wait_ready", lambda url, timeout: None)
     return locust
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> tuple:
+def setup(tmp_path: Path, ready_server: ReadyServer, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    # Three answers in a row, without the half second between them a real stack needs.
+    monkeypatch.setattr(runner_module, "READY_INTERVAL_S", 0.0)
     path = tmp_path / "matrix.yaml"
     path.write_text(MATRIX)
-    settings = MatrixSettings(results_dir=tmp_path / "results", stack_name="t", nginx_port=1)
+    settings = MatrixSettings(results_dir=tmp_path / "results", stack_name="t",
+                              nginx_port=ready_server.port)
     return load_matrix_file(path), path, settings
 
 
