@@ -40,7 +40,8 @@ ensure_venv
 
 # Tools the integration tests drive for real. Without root they may be missing: those tests skip.
 if is_root || command -v sudo >/dev/null 2>&1; then
-  apt_install nginx shellcheck
+  # gettext-base: envsubst, with which nginx/entrypoint.sh renders its template.
+  apt_install nginx shellcheck gettext-base
   if [ "$with_docker" -eq 1 ]; then
     ensure_docker_engine
     ensure_swarm
