@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--matrix", type=Path, default=None,
-                        help="matrix file (default scripts/matrix.yaml)")
+                        help="matrix file (default "
+                             f"{DEFAULT_MATRIX_FILE.relative_to(PROJECT_ROOT)})")
     source.add_argument("--quick", action="store_true",
                         help=f"the small matrix {QUICK_MATRIX_FILE.relative_to(PROJECT_ROOT)} "
                              "(a few minutes on a 2-core machine)")
