@@ -155,7 +155,7 @@ class ScalingComparison:
         h, v = self.horizontal.get("knee_rps"), self.vertical.get("knee_rps")
         if h is None or v is None or v == 0:
             return None
-        return h / v
+        return float(h) / float(v)
 
     def describe(self) -> str:
         h, v = self.horizontal, self.vertical

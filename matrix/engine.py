@@ -151,7 +151,7 @@ def cpu_percent(stats: Mapping[str, Any]) -> float:
     online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or [])
     if system_delta <= 0 or cpu_delta <= 0:
         return 0.0
-    return round(cpu_delta / system_delta * online * 100.0, 2)
+    return round(float(cpu_delta / system_delta * online * 100.0), 2)
 
 
 def memory_used(stats: Mapping[str, Any]) -> int:

@@ -154,10 +154,10 @@ def read_step_log(path: Path, history: Sequence[HistoryRow]) -> list[StepWindow]
         end = float(following["time"]) if following else last_time  # type: ignore[arg-type]
         rate = event.get("rate_rps")
         windows.append(StepWindow(
-            index=int(event["index"]),  # type: ignore[arg-type]
+            index=int(event["index"]),  # type: ignore[call-overload]
             start=float(event["time"]),  # type: ignore[arg-type]
             end=end,
-            users=int(event["users"]),  # type: ignore[arg-type]
+            users=int(event["users"]),  # type: ignore[call-overload]
             rate_rps=float(rate) if rate is not None else None,  # type: ignore[arg-type]
         ))
     return windows

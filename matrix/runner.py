@@ -118,7 +118,8 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
 
 
 def _write_json(path: Path, data: object) -> None:

@@ -12,7 +12,8 @@ usage() {
   cat <<USAGE
 Usage: scripts/test.sh [--no-swarm] [--unit-only] [-- PYTEST_ARGS...]
 
-Runs ruff, shellcheck and pytest over tests/ (unit, then integration, then Swarm tests).
+Runs ruff, mypy (strict, on the parts pyproject.toml lists), shellcheck, then pytest over
+tests/: unit, then integration, then Swarm tests.
 
   --no-swarm    do not install or start Docker; the Swarm tests are skipped (fail when CI=true)
   --unit-only   run only the fast unit tests (no real processes, no Docker)
@@ -54,6 +55,8 @@ ensure_models
 
 log "ruff"
 "$VENV_DIR/bin/ruff" check .
+log "mypy"
+"$VENV_PYTHON" -m mypy
 if command -v shellcheck >/dev/null 2>&1; then
   log "shellcheck"
   shellcheck -x scripts/*.sh scripts/lib/*.sh
