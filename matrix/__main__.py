@@ -19,7 +19,7 @@ from matrix.config import (
     MatrixSettings,
     load_matrix_file,
 )
-from matrix.docker_ops import DockerError
+from matrix.engine import DockerEngine, DockerError
 from matrix.report import write_report
 from matrix.runner import RUN_FILE, MatrixRunError, MatrixRunner, prepare_run_dir
 
@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--matrix", type=Path, default=None,
-                        help="matrix file (default scripts/matrix.yaml)")
+                        help="matrix file (default "
+                             f"{DEFAULT_MATRIX_FILE.relative_to(PROJECT_ROOT)})")
     source.add_argument("--quick", action="store_true",
                         help=f"the small matrix {QUICK_MATRIX_FILE.relative_to(PROJECT_ROOT)} "
                              "(a few minutes on a 2-core machine)")
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir, info = prepare_run_dir(matrix, matrix_path.resolve(), settings, args.resume,
                                         args.fresh)
         print(f"results: {run_dir}", flush=True)
-        MatrixRunner(matrix, settings, run_dir, info).run()
+        MatrixRunner(matrix, settings, run_dir, info, DockerEngine.from_env()).run()
     except KeyboardInterrupt:
         print("interrupted: the api service was restored; measured cells are kept. "
               "Run the same command again to resume.", file=sys.stderr)

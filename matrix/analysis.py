@@ -138,7 +138,7 @@ class ScalingComparison:
         h, v = self.horizontal.knee_median, self.vertical.knee_median
         if not h or not v:
             return None
-        return h / v
+        return float(h) / float(v)
 
     def describe(self) -> str:
         h, v = self.horizontal, self.vertical

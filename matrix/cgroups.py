@@ -8,8 +8,8 @@ burst of requests that needs more is paused until the next period, which shows a
 even at rates the replica sustains on average. These counters make that visible.
 
 Both cgroup layouts are read: v2 (cpu.stat has usage_usec, throttled_usec) and v1 (cpu.stat in
-the cpu controller has throttled_time in ns; usage is cpuacct.usage in ns), under Docker's
-cgroupfs (`docker/<id>`) or systemd (`system.slice/docker-<id>.scope`) drivers.
+the cpu controller has throttled_time in ns; usage is cpuacct.usage in ns). Where a container's
+cgroup lives is the engine client's business (matrix.engine.cgroup_candidates).
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from __future__ import annotations
 import csv
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 FIELDS = ("timestamp", "container", "usage_us", "nr_periods", "nr_throttled", "throttled_us")
 
 
@@ -33,16 +32,6 @@ class CpuCounters:
     throttled_us: int
 
 
-def _candidates(container_id: str, root: Path) -> list[tuple[Path, Path]]:
-    """(cpu.stat's folder, the usage folder) for each layout, v2 first."""
-    names = [Path("docker") / container_id, Path("system.slice") / f"docker-{container_id}.scope"]
-    pairs = [(root / name, root / name) for name in names]
-    for name in names:
-        for cpu, acct in (("cpu", "cpuacct"), ("cpu,cpuacct", "cpu,cpuacct")):
-            pairs.append((root / cpu / name, root / acct / name))
-    return pairs
-
-
 def _stat(path: Path) -> dict[str, int]:
     values: dict[str, int] = {}
     for line in path.read_text(encoding="ascii").splitlines():
@@ -52,38 +41,45 @@ def _stat(path: Path) -> dict[str, int]:
     return values
 
 
-def read_counters(container_id: str, root: Path = CGROUP_ROOT) -> CpuCounters | None:
-    """The container's counters, or None when its cgroup is not found (gone, or not local)."""
-    for stat_dir, usage_dir in _candidates(container_id, root):
-        stat_file = stat_dir / "cpu.stat"
-        try:
-            stat = _stat(stat_file)
-        except OSError:
-            continue
-        try:
-            if "usage_usec" in stat:  # cgroup v2
-                return CpuCounters(stat["usage_usec"], stat.get("nr_periods", 0),
-                                   stat.get("nr_throttled", 0), stat.get("throttled_usec", 0))
-            usage_ns = int((usage_dir / "cpuacct.usage").read_text(encoding="ascii"))
-            return CpuCounters(usage_ns // 1000, stat.get("nr_periods", 0),
-                               stat.get("nr_throttled", 0), stat.get("throttled_time", 0) // 1000)
-        except (OSError, ValueError):
-            continue
-    return None
+def _usage_file(stat_dir: Path) -> Path:
+    """cgroup v1 keeps CPU time in the cpuacct controller: the same folder where cpu and
+    cpuacct are mounted together, else the same path under the cpuacct mount."""
+    here = stat_dir / "cpuacct.usage"
+    if here.is_file():
+        return here
+    parts = list(stat_dir.parts)
+    if "cpu" in parts:
+        parts[parts.index("cpu")] = "cpuacct"
+    return Path(*parts) / "cpuacct.usage"
+
+
+def read_counters(stat_dir: Path) -> CpuCounters | None:
+    """The counters of the cgroup whose cpu.stat lies in `stat_dir` (Engine.cgroup_dirs finds
+    it); None when it is gone (the container stopped)."""
+    try:
+        stat = _stat(stat_dir / "cpu.stat")
+        if "usage_usec" in stat:  # cgroup v2
+            return CpuCounters(stat["usage_usec"], stat.get("nr_periods", 0),
+                               stat.get("nr_throttled", 0), stat.get("throttled_usec", 0))
+        usage_ns = int(_usage_file(stat_dir).read_text(encoding="ascii"))
+        return CpuCounters(usage_ns // 1000, stat.get("nr_periods", 0),
+                           stat.get("nr_throttled", 0), stat.get("throttled_time", 0) // 1000)
+    except (OSError, ValueError):
+        return None
 
 
 class CgroupSampler(threading.Thread):
-    """Writes every container's counters to a CSV every `interval` s until stopped; the list of
-    containers is asked for again every `refresh` s, so replaced tasks are followed."""
+    """Writes every container's counters to a CSV every `interval` s until stopped; the
+    containers' cgroup folders are asked for again every `refresh` s, so replaced tasks are
+    followed."""
 
-    def __init__(self, containers: Callable[[], Sequence[str]], output: Path,
-                 interval: float = 0.5, refresh: float = 5.0, root: Path = CGROUP_ROOT) -> None:
+    def __init__(self, cgroup_dirs: Callable[[], Mapping[str, Path]], output: Path,
+                 interval: float = 0.5, refresh: float = 5.0) -> None:
         super().__init__(name="cgroup-sampler", daemon=True)
-        self.containers = containers
+        self.cgroup_dirs = cgroup_dirs
         self.output = output
         self.interval = interval
         self.refresh = refresh
-        self.root = root
         self.errors: list[str] = []
         self._stop_event = threading.Event()
 
@@ -92,7 +88,7 @@ class CgroupSampler(threading.Thread):
         self.join(timeout=10)
 
     def run(self) -> None:
-        ids: Sequence[str] = []
+        dirs: Mapping[str, Path] = {}
         listed = 0.0
         with self.output.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
@@ -101,13 +97,13 @@ class CgroupSampler(threading.Thread):
                 now = time.monotonic()
                 if now - listed >= self.refresh:
                     try:
-                        ids = list(self.containers())
+                        dirs = dict(self.cgroup_dirs())
                     except Exception as error:  # noqa: BLE001 - keep sampling what we had
                         self.errors.append(str(error))
                     listed = now
                 stamp = round(time.time(), 3)
-                for container in ids:
-                    counters = read_counters(container, self.root)
+                for container, stat_dir in dirs.items():
+                    counters = read_counters(stat_dir)
                     if counters is not None:
                         writer.writerow((stamp, container, counters.usage_us,
                                          counters.nr_periods, counters.nr_throttled,

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MATRIX_FILE = PROJECT_ROOT / "scripts" / "matrix.yaml"
-QUICK_MATRIX_FILE = PROJECT_ROOT / "scripts" / "matrix-quick.yaml"
+DEFAULT_MATRIX_FILE = PROJECT_ROOT / "matrix" / "matrix.yaml"
+QUICK_MATRIX_FILE = PROJECT_ROOT / "matrix" / "matrix-quick.yaml"
 
 _MEMORY_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?$", re.IGNORECASE)
 _MEMORY_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}

@@ -10,25 +10,32 @@ import signal
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from matrix import docker_ops
 from matrix.analysis import docker_stats_summary
 from matrix.config import Cell, MatrixFile, MatrixSettings, memory_bytes
-from matrix.docker_ops import NANO, DockerError, ServiceResources
+from matrix.docker_stats import DockerStatsSampler
+from matrix.engine import NANO, DockerError, Engine, ServiceResources
 from matrix.records import CellRecord
 from matrix.report import CELL_FILE, CELLS_DIR, write_report
 from matrix.trial import TrialError, run_trial
+from matrix.waits import (
+    CONVERGE_INTERVAL_S,
+    READY_INTERVAL_S,
+    WaitTimeout,
+    api_ready,
+    service_converged,
+    wait_until,
+)
 
 RUN_FILE = "run.json"
-READY_CONSECUTIVE = 3
 READY_TIMEOUT_S = 90.0
 # Estimated fixed cost of a cell besides the profile: update, convergence, warm-up, teardown.
 CELL_OVERHEAD_S = 30.0
@@ -99,7 +106,8 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
 
 
 def _write_json(path: Path, data: object) -> None:
@@ -158,26 +166,6 @@ def prepare_run_dir(matrix: MatrixFile, matrix_path: Path, settings: MatrixSetti
     return run_dir, info
 
 
-def wait_ready(url: str, timeout: float) -> None:
-    """Until `url` answers 200 several times in a row (every replica behind Nginx is up)."""
-    deadline = time.monotonic() + timeout
-    streak = 0
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as response:
-                streak = streak + 1 if response.status == 200 else 0
-                last = response.status
-        except urllib.error.HTTPError as error:
-            streak, last = 0, error.code
-        except OSError as error:
-            streak, last = 0, error
-        if streak >= READY_CONSECUTIVE:
-            return
-        time.sleep(0.5)
-    raise MatrixRunError(f"{url} was not ready within {timeout:g} s (last: {last})")
-
-
 def warm_up(base_url: str, seconds: float) -> int:
     """Predictions on every model for `seconds`: loads caches and JITs nothing, but makes the
     first measured step see warm workers and open Nginx upstream connections."""
@@ -210,8 +198,9 @@ def warm_up(base_url: str, seconds: float) -> int:
 
 class MatrixRunner:
     def __init__(self, matrix: MatrixFile, settings: MatrixSettings, run_dir: Path,
-                 run_info: dict[str, Any]) -> None:
+                 run_info: dict[str, Any], engine: Engine) -> None:
         self.matrix = matrix
+        self.engine = engine
         self.settings = settings
         self.run_dir = run_dir
         self.run_info = run_info
@@ -228,7 +217,7 @@ class MatrixRunner:
     def run(self) -> Path:
         """Measures the remaining cells, restores the service, writes the report."""
         try:
-            original = docker_ops.service_resources(self.api_service)
+            original = self.engine.service_resources(self.api_service)
         except DockerError as error:
             raise MatrixRunError(f"cannot read service {self.api_service}; is the stack "
                                  f"'{self.settings.stack_name}' deployed? ({error})") from None
@@ -237,7 +226,7 @@ class MatrixRunner:
         restore_to = ServiceResources(**recorded) if recorded else original
         self.run_info["original_service"] = restore_to.as_dict()
         if "original_update_config" not in self.run_info:
-            self.run_info["original_update_config"] = docker_ops.update_config(self.api_service)
+            self.run_info["original_update_config"] = self.engine.update_config(self.api_service)
         _write_json(self.run_dir / RUN_FILE, self.run_info)
         cells = self.matrix.cell_list()
         done = [c.cell_id for c in cells if self.cell_done(c)]
@@ -272,9 +261,10 @@ class MatrixRunner:
                            f"limits {original.limit_nano_cpus / NANO:g} CPU / "
                            f"{original.limit_memory_bytes / 2**20:g} MiB")
         try:
-            docker_ops.update_service(self.api_service, original,
+            self.engine.update_service(self.api_service, original,
                                       self.matrix.converge_timeout_seconds)
-            docker_ops.set_update_config(self.api_service, self.run_info["original_update_config"])
+            self.engine.set_update_config(self.api_service,
+                                          self.run_info["original_update_config"])
         except (DockerError, KeyboardInterrupt) as error:
             print(f"warning: could not restore {self.api_service}: {error}; restore it with "
                   f"docker service update --replicas {original.replicas} ... "
@@ -285,8 +275,8 @@ class MatrixRunner:
         limit_mem = memory_bytes(cell.memory)
         reserve = self.matrix.reserve == "always"
         if self.matrix.reserve == "auto":
-            node_cpu, node_mem = docker_ops.node_capacity()
-            other_cpu, other_mem = docker_ops.reserved_by_others(self.api_service)
+            node_cpu, node_mem = self.engine.node_capacity()
+            other_cpu, other_mem = self.engine.reserved_by_others(self.api_service)
             # One task more than the replicas: a start-first update runs it next to the others.
             tasks = cell.replicas + 1
             reserve = (tasks * limit_cpu <= node_cpu - other_cpu
@@ -330,30 +320,36 @@ class MatrixRunner:
                            f"replica(s), {cell.cpus:g} CPU, {cell.memory}"
                            + ("" if reserved else " (no reservation: does not fit the node)"))
         timeout = self.matrix.converge_timeout_seconds
-        docker_ops.update_service(self.api_service, wanted, timeout)
-        deadline = time.monotonic() + timeout
-        while True:
-            converged, state = docker_ops.tasks_converged(self.api_service, cell.replicas)
-            if converged:
-                break
-            if time.monotonic() > deadline:
-                raise MatrixRunError(f"{self.api_service} did not converge within "
-                                     f"{timeout:g} s: {state}")
-            time.sleep(1.0)
+        self.engine.update_service(self.api_service, wanted, timeout)
+        try:
+            state = wait_until(service_converged(self.engine, self.api_service, cell.replicas),
+                               timeout, CONVERGE_INTERVAL_S)
+        except WaitTimeout as error:
+            raise MatrixRunError(f"{self.api_service} did not converge within {timeout:g} s: "
+                                 f"{error}") from None
         self.progress.line(cell.cell_id, f"converged ({state}); waiting for /ready via Nginx")
-        wait_ready(f"{self.base_url}/ready", READY_TIMEOUT_S)
+        url = f"{self.base_url}/ready"
+        try:
+            wait_until(api_ready(self.engine, self.settings.stack_name, url), READY_TIMEOUT_S,
+                       READY_INTERVAL_S)
+        except WaitTimeout as error:
+            raise MatrixRunError(f"{url} was not ready within {READY_TIMEOUT_S:g} s "
+                                 f"(last: {error})") from None
         if self.matrix.warmup_seconds > 0:
             self.progress.line(cell.cell_id, f"warming up for {self.matrix.warmup_seconds:g} s")
             record.warmup_requests = warm_up(self.base_url, self.matrix.warmup_seconds)
+
+    def _trial_line(self, cell_id: str, trial: int, message: str) -> None:
+        self.progress.line(cell_id, f"trial {trial}: {message}")
 
     def _load(self, cell: Cell, out: Path, record: CellRecord) -> None:
         """Runs every trial of the cell; restarts, OOM kills and Nginx counters over all."""
         generator = self.matrix.load_generator
         profile = self.matrix.profile
-        tasks_before = docker_ops.task_ids(self.api_service)
-        nginx_before = docker_ops.nginx_status(self.nginx_service)
-        sampler = docker_ops.DockerStatsSampler(self.api_service, out / "docker_stats.csv",
-                                                self.settings.docker_stats_interval)
+        tasks_before = self.engine.task_ids(self.api_service)
+        nginx_before = self.engine.nginx_status(self.nginx_service)
+        sampler = DockerStatsSampler(self.engine, self.api_service, out / "docker_stats.csv",
+                                     self.settings.docker_stats_interval)
         started = time.time()
         sampler.start()
         try:
@@ -364,16 +360,15 @@ class MatrixRunner:
                                    f"({generator.processes} Locust processes)")
                 record.trials.append(run_trial(
                     self.matrix, self.settings, self.base_url, out / f"trial-{trial}", trial,
-                    lambda: docker_ops.running_containers(self.api_service),
-                    lambda message, trial=trial: self.progress.line(
-                        cell.cell_id, f"trial {trial}: {message}")))
+                    partial(self.engine.cgroup_dirs, self.api_service),
+                    partial(self._trial_line, cell.cell_id, trial)))
         finally:
             sampler.stop()
         finished = time.time()
-        containers = docker_ops.all_containers(self.api_service)
-        record.restarts = len(docker_ops.task_ids(self.api_service) - tasks_before)
-        record.oom_kills = len(docker_ops.oom_killed(containers))
-        nginx_after = docker_ops.nginx_status(self.nginx_service)
+        containers = self.engine.containers(self.api_service, running_only=False)
+        record.restarts = len(self.engine.task_ids(self.api_service) - tasks_before)
+        record.oom_kills = len(self.engine.oom_killed(containers))
+        nginx_after = self.engine.nginx_status(self.nginx_service)
         if nginx_before and nginx_after:
             record.nginx_requests = nginx_after["requests"] - nginx_before["requests"]
         stats = docker_stats_summary(out / "docker_stats.csv", started, finished)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from matrix.cgroups import CgroupSampler, read_samples
@@ -66,14 +66,14 @@ class StepWatcher:
 
 
 def run_trial(matrix: MatrixFile, settings: MatrixSettings, base_url: str, out: Path,
-              trial: int, containers: Callable[[], Sequence[str]],
+              trial: int, cgroup_dirs: Callable[[], Mapping[str, Path]],
               say: Callable[[str], None]) -> TrialRecord:
     out.mkdir(parents=True, exist_ok=True)
     profile = matrix.profile
     command = locust_command(base_url, out, profile_arguments(matrix), matrix.load_generator,
                              profile.duration_seconds())
     (out / "locust_command.txt").write_text(" ".join(command) + "\n", encoding="utf-8")
-    sampler = CgroupSampler(containers, out / CGROUP_FILE, CGROUP_SAMPLE_INTERVAL_S)
+    sampler = CgroupSampler(cgroup_dirs, out / CGROUP_FILE, CGROUP_SAMPLE_INTERVAL_S)
     watcher = StepWatcher(out / STEP_LOG, say)
     sampler.start()
     try:

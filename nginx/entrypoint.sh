@@ -74,19 +74,20 @@ prepare_runtime_dir() {
 render() {
   [ -r "$NGINX_TEMPLATE" ] || die "cannot read the template $NGINX_TEMPLATE"
   prepare_runtime_dir
-  local content entry name value
-  content="$(cat "$NGINX_TEMPLATE")"
-  content="${content//\$\{NGINX_RUNTIME_DIR\}/$NGINX_RUNTIME_DIR}"
+  local entry name names=(NGINX_RUNTIME_DIR)
   for entry in "${TEMPLATE_DEFAULTS[@]}"; do
     name="${entry%%=*}"
-    value="${!name:-${entry#*=}}"
-    content="${content//\$\{$name\}/$value}"
+    export "$name=${!name:-${entry#*=}}"
+    names+=("$name")
   done
+  export NGINX_RUNTIME_DIR
+  # envsubst replaces only the variables named here, so nginx's own ($host, $status, ...) stay.
+  # shellcheck disable=SC2016  # the single quotes are meant: envsubst wants literal ${NAME}s
+  envsubst "$(printf '${%s} ' "${names[@]}")" <"$NGINX_TEMPLATE" >"$(conf_file).tmp"
   # A placeholder we do not know would reach nginx as a literal and fail obscurely later.
   local unknown
-  unknown="$(grep -oE '[$][{]NGINX_[A-Z_]*[}]' <<<"$content" | sort -u | tr '\n' ' ' || true)"
-  [ -z "$unknown" ] || die "unknown placeholders in $NGINX_TEMPLATE: $unknown"
-  printf '%s\n' "$content" >"$(conf_file).tmp"
+  unknown="$(grep -oE '[$][{]NGINX_[A-Z_]*[}]' "$(conf_file).tmp" | sort -u | tr '\n' ' ' || true)"
+  [ -z "$unknown" ] || { rm -f "$(conf_file).tmp"; die "unknown placeholders in $NGINX_TEMPLATE: $unknown"; }
   mv "$(conf_file).tmp" "$(conf_file)"
 }
 

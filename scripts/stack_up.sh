@@ -51,6 +51,7 @@ done
 validate_stack_name "$STACK_NAME"
 
 cd "$PROJECT_ROOT"
+ensure_venv
 ensure_docker_engine
 ensure_swarm
 [ "$build" -eq 1 ] && "$PROJECT_ROOT/scripts/build_images.sh"
@@ -65,10 +66,11 @@ if [ -z "${API_CPUS_RESERVATION:-}" ]; then
   export API_CPUS_RESERVATION
 fi
 if [ -z "${API_MEMORY_RESERVATION:-}" ]; then
-  API_MEMORY_RESERVATION="$(awk -v limit="${API_MEMORY:-512M}" 'BEGIN {
-    n = limit + 0; unit = toupper(substr(limit, length(limit)))
-    if (unit == "K") n *= 1024; else if (unit == "M") n *= 1048576; else if (unit == "G") n *= 1073741824
-    print (n > 0 && n < 67108864) ? limit : "64M" }')"
+  API_MEMORY_RESERVATION=64M
+  limit_bytes="$(stackctl memory-bytes "${API_MEMORY:-512M}")" || die "API_MEMORY: see above"
+  if [ "$limit_bytes" -gt 0 ] && [ "$limit_bytes" -lt "$(stackctl memory-bytes 64M)" ]; then
+    API_MEMORY_RESERVATION="$API_MEMORY"
+  fi
   export API_MEMORY_RESERVATION
 fi
 # Swarm configs are immutable; a content hash in the name turns an edit into a new config.
@@ -90,8 +92,8 @@ if ! docker stack deploy "${deploy_args[@]}" "$STACK_NAME" >"$deploy_log" 2>&1; 
   die "docker stack deploy failed"
 fi
 
-wait_for_stack_converged "$STACK_NAME" "$timeout_s"
-wait_for_nginx_ready "$STACK_NAME" "http://127.0.0.1:$NGINX_PORT/ready" "$timeout_s"
+stackctl wait-converged "$STACK_NAME" "$timeout_s"
+stackctl wait-ready "$STACK_NAME" "http://127.0.0.1:$NGINX_PORT/ready" "$timeout_s"
 
 cat <<URLS
 Stack $STACK_NAME is up:

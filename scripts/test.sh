@@ -12,7 +12,8 @@ usage() {
   cat <<USAGE
 Usage: scripts/test.sh [--no-swarm] [--unit-only] [-- PYTEST_ARGS...]
 
-Runs ruff, shellcheck and pytest over tests/ (unit, then integration, then Swarm tests).
+Runs ruff, mypy (strict, on the parts pyproject.toml lists), shellcheck, then pytest over
+tests/: unit, then integration, then Swarm tests.
 
   --no-swarm    do not install or start Docker; the Swarm tests are skipped (fail when CI=true)
   --unit-only   run only the fast unit tests (no real processes, no Docker)
@@ -40,7 +41,8 @@ ensure_venv
 
 # Tools the integration tests drive for real. Without root they may be missing: those tests skip.
 if is_root || command -v sudo >/dev/null 2>&1; then
-  apt_install nginx shellcheck
+  # gettext-base: envsubst, with which nginx/entrypoint.sh renders its template.
+  apt_install nginx shellcheck gettext-base
   if [ "$with_docker" -eq 1 ]; then
     ensure_docker_engine
     ensure_swarm
@@ -53,6 +55,8 @@ ensure_models
 
 log "ruff"
 "$VENV_DIR/bin/ruff" check .
+log "mypy"
+"$VENV_PYTHON" -m mypy
 if command -v shellcheck >/dev/null 2>&1; then
   log "shellcheck"
   shellcheck -x scripts/*.sh scripts/lib/*.sh

@@ -26,7 +26,8 @@ def v1_tree(root: Path, usage_ns: int, periods: int, throttled: int, throttled_n
 def test_cgroup_v1_counters_are_read_in_microseconds(tmp_path: Path) -> None:
     v1_tree(tmp_path, usage_ns=5_000_000_000, periods=100, throttled=40,
             throttled_ns=2_000_000_000)
-    assert read_counters(ID, tmp_path) == CpuCounters(5_000_000, 100, 40, 2_000_000)
+    assert read_counters(tmp_path / "cpu" / "docker" / ID) == CpuCounters(5_000_000, 100, 40,
+                                                                         2_000_000)
 
 
 def test_cgroup_v2_systemd_layout(tmp_path: Path) -> None:
@@ -34,11 +35,11 @@ def test_cgroup_v2_systemd_layout(tmp_path: Path) -> None:
     scope.mkdir(parents=True)
     (scope / "cpu.stat").write_text("usage_usec 7000\nuser_usec 5000\nsystem_usec 2000\n"
                                     "nr_periods 10\nnr_throttled 3\nthrottled_usec 900\n")
-    assert read_counters(ID, tmp_path) == CpuCounters(7000, 10, 3, 900)
+    assert read_counters(scope) == CpuCounters(7000, 10, 3, 900)
 
 
-def test_unknown_container_has_no_counters(tmp_path: Path) -> None:
-    assert read_counters("feedbeef", tmp_path) is None
+def test_a_stopped_container_has_no_counters(tmp_path: Path) -> None:
+    assert read_counters(tmp_path / "cpu" / "docker" / "feedbeef") is None
 
 
 def test_window_differences_per_second(tmp_path: Path) -> None:
@@ -59,7 +60,8 @@ def test_window_differences_per_second(tmp_path: Path) -> None:
 def test_sampler_writes_what_it_reads(tmp_path: Path) -> None:
     v1_tree(tmp_path, 1_000_000, 10, 1, 1000)
     output = tmp_path / "cgroup.csv"
-    sampler = CgroupSampler(lambda: [ID, "gone"], output, interval=0.05, root=tmp_path)
+    dirs = {ID: tmp_path / "cpu" / "docker" / ID, "gone": tmp_path / "cpu" / "docker" / "gone"}
+    sampler = CgroupSampler(lambda: dirs, output, interval=0.05)
     sampler.start()
     time.sleep(0.3)
     sampler.stop()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from matrix.engine import DockerEngine
 from tests.support import PROJECT_ROOT, docker_engine_available, free_port, require
 
 TINY_MATRIX = """
@@ -89,6 +90,12 @@ def test_two_cell_matrix_end_to_end(tmp_path: Path) -> None:
         assert spec["Mode"]["Replicated"]["Replicas"] == 2
         assert spec["TaskTemplate"]["Resources"]["Limits"]["NanoCPUs"] == 10**9
         assert spec["UpdateConfig"]["Order"] == "start-first"
+
+        # Each api container's host cgroup, with the CPU throttling counters of its quota.
+        cgroups = DockerEngine.from_env().cgroup_dirs(f"{stack}_api")
+        assert len(cgroups) == 2
+        for directory in cgroups.values():
+            assert "nr_throttled" in (directory / "cpu.stat").read_text()
     finally:
         subprocess.run([str(PROJECT_ROOT / "scripts" / "stack_down.sh")], cwd=PROJECT_ROOT,
                        env=env, capture_output=True, timeout=300, check=False)

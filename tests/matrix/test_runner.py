@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from matrix import runner as runner_module
 from matrix import trial as trial_module
 from matrix.config import MatrixSettings, load_matrix_file
-from matrix.docker_ops import ServiceResources
+from matrix.engine import ServiceResources
 from matrix.runner import MatrixRunner, find_unfinished_run, prepare_run_dir
+from tests.matrix.fake_engine import FakeEngine
+from tests.matrix.ready_server import ReadyServer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "search-swarm"
 MATRIX = """
@@ -21,6 +24,7 @@ name: test
 cells: {replicas: [1, 2], cpus: [0.5], memory: [256M, 512M]}
 profile: {kind: search, start_rate: 150, step_seconds: 4}
 trials: 2
+objective: {p95_ms: 500}
 target_rps: 300
 warmup_seconds: 0
 """
@@ -28,110 +32,109 @@ ORIGINAL = ServiceResources(replicas=2, limit_nano_cpus=10**9, limit_memory_byte
                             reserve_nano_cpus=0, reserve_memory_bytes=0)
 
 
-class FakeSwarm:
-    def __init__(self, interrupt_on_run: int | None = None) -> None:
-        self.updates: list[ServiceResources] = []
-        self.update_configs: list[dict] = []
+class ReplayedLocust:
+    """Stands in for run_locust: copies a recorded Locust run and lets the fake engine serve it."""
+
+    def __init__(self, engine: FakeEngine, interrupt_on_run: int | None = None,
+                 replace_task: bool = False, oom_kill: bool = False) -> None:
+        self.engine = engine
         self.runs = 0
         self.interrupt_on_run = interrupt_on_run
+        self.replace_task = replace_task
+        self.oom_kill = oom_kill
 
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        ops = runner_module.docker_ops
-        monkeypatch.setattr(ops, "service_resources", lambda service: ORIGINAL)
-        monkeypatch.setattr(ops, "update_service",
-                            lambda service, wanted, timeout: self.updates.append(wanted))
-        monkeypatch.setattr(ops, "update_config", lambda service: {"Order": "start-first"})
-        monkeypatch.setattr(ops, "set_update_config",
-                            lambda service, config: self.update_configs.append(config))
-        monkeypatch.setattr(ops, "node_capacity", lambda: (2 * 10**9, 8 * 1024**3))
-        monkeypatch.setattr(ops, "reserved_by_others", lambda exclude: (0, 0))
-        monkeypatch.setattr(ops, "tasks_converged", lambda service, replicas: (True, "ok"))
-        monkeypatch.setattr(ops, "task_ids", lambda service: {"t1"})
-        monkeypatch.setattr(ops, "all_containers", lambda service: ["c1"])
-        monkeypatch.setattr(ops, "oom_killed", lambda ids: [])
-        monkeypatch.setattr(ops, "nginx_status", lambda service: {
-            "active": 1, "accepts": 10, "handled": 10, "requests": 100 + 1000 * self.runs,
-            "reading": 0, "writing": 1, "waiting": 0})
-        monkeypatch.setattr(ops, "DockerStatsSampler", FakeSampler)
-        monkeypatch.setattr(runner_module, "wait_ready", lambda url, timeout: None)
-        monkeypatch.setattr(ops, "running_containers", lambda service: ["c1"])
-        monkeypatch.setattr(trial_module, "run_locust", self.run_locust)
-
-    def run_locust(self, command: list[str], out: Path, timeout: float, interval: float,
-                   on_tick: object = None) -> int:
+    def __call__(self, command: list[str], out: Path, timeout: float, interval: float,
+                 on_tick: object = None) -> int:
         self.runs += 1
         if self.runs == self.interrupt_on_run:
             raise KeyboardInterrupt
         for source in FIXTURE.iterdir():
             shutil.copy(source, out / source.name)
+        self.engine.serve(1000, replace_task=self.replace_task, oom_kill=self.oom_kill)
         return 0
 
 
-class FakeSampler:
-    errors: list[str] = []
+def new_engine(**kwargs: Any) -> FakeEngine:
+    return FakeEngine(ORIGINAL, update_config={"Order": "start-first"}, **kwargs)
 
-    def __init__(self, service: str, output: Path, interval: float) -> None:
-        self.output = output
 
-    def start(self) -> None:
-        self.output.write_text("timestamp,container,name,cpu_percent,mem_bytes,mem_limit_bytes\n")
-
-    def stop(self) -> None:
-        pass
+def replay_locust(monkeypatch: pytest.MonkeyPatch, engine: FakeEngine,
+                  **kwargs: Any) -> ReplayedLocust:
+    locust = ReplayedLocust(engine, **kwargs)
+    monkeypatch.setattr(trial_module, "run_locust", locust)
+    return locust
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> tuple:
+def setup(tmp_path: Path, ready_server: ReadyServer, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    # Three answers in a row, without the half second between them a real stack needs.
+    monkeypatch.setattr(runner_module, "READY_INTERVAL_S", 0.0)
     path = tmp_path / "matrix.yaml"
     path.write_text(MATRIX)
-    settings = MatrixSettings(results_dir=tmp_path / "results", stack_name="t", nginx_port=1)
+    settings = MatrixSettings(results_dir=tmp_path / "results", stack_name="t",
+                              nginx_port=ready_server.port)
     return load_matrix_file(path), path, settings
 
 
 def test_measures_every_cell_restores_the_service_and_reports(
         setup: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
     matrix, path, settings = setup
-    swarm = FakeSwarm()
-    swarm.install(monkeypatch)
+    engine = new_engine()
+    replay_locust(monkeypatch, engine)
     run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
-    MatrixRunner(matrix, settings, run_dir, info).run()
+    MatrixRunner(matrix, settings, run_dir, info, engine).run()
     cells = matrix.cell_list()
-    assert [u.replicas for u in swarm.updates] == [c.replicas for c in cells] + [2]
-    assert swarm.updates[0].limit_nano_cpus == 5 * 10**8
-    assert swarm.updates[0].reserve_memory_bytes == 256 * 1024**2  # fits the fake node
-    assert swarm.updates[-1] == ORIGINAL
-    assert swarm.update_configs == [{"Order": "start-first"}]
+    assert [u.replicas for u in engine.updates] == [c.replicas for c in cells] + [2]
+    assert engine.updates[0].limit_nano_cpus == 5 * 10**8
+    assert engine.updates[0].reserve_memory_bytes == 256 * 1024**2  # fits the fake node
+    assert engine.updates[-1] == ORIGINAL
+    assert engine.restored_configs == [{"Order": "start-first"}]
     result = json.loads((run_dir / "cells" / cells[0].cell_id / "cell.json").read_text())
     assert result["status"] == "measured" and len(result["trials"]) == 2
     assert [t["knee_index"] for t in result["trials"]] == [4, 4]
     assert result["nginx_requests"] == 2000  # two trials of 1000 requests each
-    assert swarm.runs == 2 * len(cells)
+    assert result["restarts"] == 0 and result["oom_kills"] == 0
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
     assert (run_dir / "report.md").is_file() and (run_dir / "summary.csv").is_file()
+
+
+def test_a_task_replaced_under_load_counts_as_restart_and_oom_kill(
+        setup: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    matrix, path, settings = setup
+    engine = new_engine()
+    replay_locust(monkeypatch, engine, replace_task=True, oom_kill=True)
+    run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
+    MatrixRunner(matrix, settings, run_dir, info, engine).run()
+    first = matrix.cell_list()[0].cell_id
+    result = json.loads((run_dir / "cells" / first / "cell.json").read_text())
+    # The killed containers have stopped: only a look at all containers finds them. Every
+    # trial of the cell replaced one task, and all of them count against the cell.
+    assert result["restarts"] == matrix.trials == 2 and result["oom_kills"] == 2
 
 
 def test_interrupt_restores_keeps_finished_cells_and_resumes(
         setup: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
     matrix, path, settings = setup
-    swarm = FakeSwarm(interrupt_on_run=3)  # during the second cell's first trial
-    swarm.install(monkeypatch)
+    engine = new_engine()
+    # Interrupted during the second cell's first trial.
+    replay_locust(monkeypatch, engine, interrupt_on_run=3)
     run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
     with pytest.raises(KeyboardInterrupt):
-        MatrixRunner(matrix, settings, run_dir, info).run()
-    assert swarm.updates[-1] == ORIGINAL
-    assert swarm.update_configs == [{"Order": "start-first"}]
+        MatrixRunner(matrix, settings, run_dir, info, engine).run()
+    assert engine.updates[-1] == ORIGINAL
+    assert engine.restored_configs == [{"Order": "start-first"}]
     done = sorted(p.name for p in (run_dir / "cells").iterdir() if not p.name.startswith("."))
     assert done == [matrix.cell_list()[0].cell_id]
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
 
     # The same command again finds the unfinished run and measures only what is left.
     assert find_unfinished_run(settings.results_dir, matrix.fingerprint()) == run_dir
-    resumed = FakeSwarm()
-    resumed.install(monkeypatch)
+    resumed = new_engine()
+    locust = replay_locust(monkeypatch, resumed)
     again, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
     assert again == run_dir
-    MatrixRunner(matrix, settings, again, info).run()
-    assert resumed.runs == 2 * (len(matrix.cell_list()) - 1)
+    MatrixRunner(matrix, settings, again, info, resumed).run()
+    assert locust.runs == 2 * (len(matrix.cell_list()) - 1)
     assert resumed.updates[-1] == ORIGINAL
     assert not [p for p in (run_dir / "cells").iterdir() if p.name.startswith(".")]
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
@@ -149,17 +152,12 @@ def test_resume_refuses_a_run_of_another_matrix(setup: tuple, tmp_path: Path) ->
 def test_a_cell_that_cannot_deploy_is_recorded_and_the_rest_go_on(
         setup: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
     matrix, path, settings = setup
-    swarm = FakeSwarm()
-    swarm.install(monkeypatch)
-
-    def converged(service: str, replicas: int) -> tuple[bool, str]:
-        return replicas == 1, f"0/{replicas} tasks running"
-
-    monkeypatch.setattr(runner_module.docker_ops, "tasks_converged", converged)
+    engine = new_engine(unschedulable_replicas=[2])
+    replay_locust(monkeypatch, engine)
     monkeypatch.setattr(runner_module.time, "sleep", lambda seconds: None)
     matrix = matrix.model_copy(update={"converge_timeout_seconds": 0.01})
     run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
-    MatrixRunner(matrix, settings, run_dir, info).run()
+    MatrixRunner(matrix, settings, run_dir, info, engine).run()
     statuses = {}
     for c in matrix.cell_list():
         statuses[c.cell_id] = json.loads(
@@ -167,4 +165,4 @@ def test_a_cell_that_cannot_deploy_is_recorded_and_the_rest_go_on(
     assert statuses == {"r1-c0.5-m256M": "measured", "r1-c0.5-m512M": "measured",
                         "r2-c0.5-m256M": "failed", "r2-c0.5-m512M": "failed"}
     assert "not measured" in (run_dir / "report.md").read_text()
-    assert swarm.updates[-1] == ORIGINAL
+    assert engine.updates[-1] == ORIGINAL
