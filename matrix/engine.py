@@ -122,7 +122,9 @@ class Engine(Protocol):
 
     def cgroup_dirs(self, service: str) -> dict[str, Path]:
         """Host cgroup directory (the one whose cpu.stat counts CPU throttling) of each running
-        container of the service, by full container id; containers without one are left out."""
+        container of the service, by full container id; containers without one are left out.
+        cpu.stat has nr_periods and nr_throttled in both cgroup versions, and the throttled time
+        as throttled_usec (v2) or throttled_time in nanoseconds (v1)."""
 
     def stack_services(self, stack: str) -> list[ServiceState]:
         """The state of every service of a stack, by name; empty when it is not deployed."""

@@ -31,6 +31,8 @@ class FakeEngine:
         self.stats_error: str | None = None
         # None: Nginx balances over every replica.
         self.upstreams = nginx_upstreams
+        # Where cgroup_dirs puts each container's directory; a test may point it at tmp_path.
+        self.cgroup_root = Path("/sys/fs/cgroup/docker")
 
     def serve(self, requests: int, *, replace_task: bool = False, oom_kill: bool = False) -> None:
         """What a load run does to the fake: Nginx counts requests, a task may be replaced and
@@ -90,7 +92,7 @@ class FakeEngine:
         return list(self.stats)
 
     def cgroup_dirs(self, service: str) -> dict[str, Path]:
-        return {c: Path("/sys/fs/cgroup/docker") / c for c in self.containers(service)}
+        return {c: self.cgroup_root / c for c in self.containers(service)}
 
     def stack_services(self, stack: str) -> list[ServiceState]:
         if stack != self.stack:
