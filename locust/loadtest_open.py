@@ -32,6 +32,8 @@ HIST_LOWEST_US = 1
 HIST_HIGHEST_US = 3_600_000_000
 HIST_DIGITS = 3
 STEP_MESSAGE = "penguin_step"
+# The counters each generator reports per step, summed over generators.
+COUNTS = ("scheduled", "sent", "late", "dropped", "ok", "failed", "served")
 STATS_MESSAGE = "penguin_step_stats"
 
 
@@ -49,7 +51,7 @@ def decode_histogram(encoded: str) -> HdrHistogram:
 def percentile_ms(histogram: HdrHistogram, percentile: float) -> float | None:
     if histogram.get_total_count() == 0:
         return None
-    return round(histogram.get_value_at_percentile(percentile) / 1000.0, 3)
+    return round(float(histogram.get_value_at_percentile(percentile)) / 1000.0, 3)
 
 
 def arrival_offsets(rate: float, duration: float, kind: str,
@@ -241,9 +243,9 @@ def merge_reports(plan: StepPlan, reports: Sequence[dict[str, Any]],
     """The step's figures over every generator's report."""
     histogram, service_histogram = new_histogram(), new_histogram()
     failures: Counter[str] = Counter()
-    totals = dict.fromkeys(("scheduled", "sent", "late", "dropped", "ok", "failed", "served"), 0)
+    totals = dict.fromkeys(COUNTS, 0)
     for report in reports:
-        for key in totals:
+        for key in COUNTS:
             totals[key] += int(report[key])
         failures.update(report["failures"])
         histogram.decode_and_add(report["histogram"].encode("ascii"))
@@ -251,8 +253,10 @@ def merge_reports(plan: StepPlan, reports: Sequence[dict[str, Any]],
     return StepResult(
         index=plan.index, rate=plan.rate, duration_s=plan.duration_s, settle_s=plan.settle_s,
         arrival=plan.arrival, generators=len(reports), expected_generators=expected_generators,
-        failures=dict(failures), histogram=_encode(histogram),
-        service_histogram=_encode(service_histogram), **totals)
+        scheduled=totals["scheduled"], sent=totals["sent"], late=totals["late"],
+        dropped=totals["dropped"], ok=totals["ok"], failed=totals["failed"],
+        served=totals["served"], failures=dict(failures), histogram=_encode(histogram),
+        service_histogram=_encode(service_histogram))
 
 
 @dataclass(frozen=True)
