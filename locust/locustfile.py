@@ -189,17 +189,17 @@ class _Workload:
             raise RuntimeError("workload not configured (the init event did not run)")
         return self.sampler.sample(rng)
 
-    def request(self, options: Any, rng: random.Random) -> tuple[str, str, object, Any]:
-        """(path, name, body, check) of one request: a single prediction, or a batch with
-        probability batch_weight / (batch_weight + 1)."""
+    def request(self, options: Any, rng: random.Random) -> tuple[str, object, Any]:
+        """(url, body, check) of one request: a single prediction, or a batch with probability
+        batch_weight / (batch_weight + 1). The url doubles as the name Locust groups it by."""
         model = self.pick_model(options, rng)
         weight = options.batch_weight
         if weight > 0 and rng.random() < weight / (weight + 1.0):
             size = options.batch_size
             body: object = {"instances": [self.body(rng) for _ in range(size)]}
-            return ("/predict/batch", f"/predict/batch?model={model}", body,
+            return (f"/predict/batch?model={model}", body,
                     lambda payload: check_batch(payload, model, size))
-        return ("/predict", f"/predict?model={model}", self.body(rng),
+        return (f"/predict?model={model}", self.body(rng),
                 lambda payload: check_prediction(payload, model))
 
 
@@ -337,14 +337,13 @@ class OpenModelUser(User):
 
     def _request(self, start: float, offset: float, recorder: StepRecorder) -> None:
         options = self.environment.parsed_options
-        path, name, body, check = WORKLOAD.request(options, self.rng)
+        url, body, check = WORKLOAD.request(options, self.rng)
         failure: str | None = None
         exception: Exception | None = None
         length = 0
         sent = time.monotonic()
         try:
-            with self.http.post(path + name[len(path):], body=json.dumps(body),
-                                headers=JSON_HEADERS) as response:
+            with self.http.post(url, body=json.dumps(body), headers=JSON_HEADERS) as response:
                 content = response.read()
                 length = len(content)
                 if response.status_code != 200:
@@ -364,7 +363,7 @@ class OpenModelUser(User):
         if failure is not None and exception is None:
             exception = RuntimeError(failure)
         self.environment.events.request.fire(
-            request_type="POST", name=name, response_time=(finished - start - offset) * 1000.0,
+            request_type="POST", name=url, response_time=(finished - start - offset) * 1000.0,
             response_length=length, exception=exception, context={})
 
 
@@ -390,8 +389,8 @@ class _PacedUser(FastHttpUser):
             self._next_start = max(self._next_start + interval, now)
         return max(0.0, self._next_start - now)
 
-    def _post_checked(self, path: str, name: str, body: object, check: Any) -> None:
-        with self.client.post(name, json=body, name=name, catch_response=True) as response:
+    def _post_checked(self, url: str, body: object, check: Any) -> None:
+        with self.client.post(url, json=body, name=url, catch_response=True) as response:
             if response.status_code != 200:
                 response.failure(f"status {response.status_code}: {(response.text or '')[:200]}")
                 return
