@@ -361,10 +361,13 @@ def down(topology: Topology) -> None:
 
 
 def kill_node(topology: Topology, node: Node) -> int:
-    """The machine dies: every process of the node at once (SIGKILL), and its link goes dark."""
-    killed = system.kill_cgroup(node.cgroup)
+    """The machine dies: its link goes dark, then every process of the node gets SIGKILL.
+
+    Link first: a dead machine sends nothing, so the connections to it are not reset by its
+    kernel closing the killed processes' sockets; they just stop answering, as on a power loss.
+    """
     system.ip(topology.hub_netns, "link", "set", node.hub_port, "down")
-    return killed
+    return system.kill_cgroup(node.cgroup)
 
 
 def restore_node(topology: Topology, node: Node) -> None:
