@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -38,6 +39,7 @@ LOAD_THREADS = 4
 class Cluster:
     docker_host: str
     nginx_url: str
+    up_seconds: float
 
     def docker(self, *args: str, timeout: float = 120) -> str:
         return _run(["docker", "--host", self.docker_host, *args], timeout=timeout)
@@ -97,11 +99,11 @@ def cluster() -> Iterator[Cluster]:
     try:
         started = time.monotonic()
         _run([str(PROJECT_ROOT / "scripts" / "cluster_up.sh"), "--nodes", "3"], 900, env)
-        sys.stderr.write(f"\n[cluster: up, 3 nodes] {time.monotonic() - started:.0f}s\n")
+        up_seconds = time.monotonic() - started
         values = read_env_file(TOPOLOGY.env_file.read_text())
         # The load must stay on this machine: the edge's address is reached through our veth.
         assert _routed_through_our_link(values["CLUSTER_EDGE_ADDRESS"])
-        yield Cluster(values["DOCKER_HOST"], values["CLUSTER_NGINX_URL"])
+        yield Cluster(values["DOCKER_HOST"], values["CLUSTER_NGINX_URL"], up_seconds)
     finally:
         _cluster_down()
 
@@ -178,8 +180,9 @@ def _node_state(cluster: Cluster, name: str) -> str:
 
 
 def test_placement_puts_the_entry_on_the_edge_and_the_api_on_the_workers(
-    cluster: Cluster,
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    _figure(capsys, f"\n[cluster: up] 3 nodes, registry, images, stack: {cluster.up_seconds:.0f}s")
     assert {task.node for task in _tasks(cluster, f"{STACK}_nginx")} == {EDGE}
     assert {task.node for task in _tasks(cluster, f"{STACK}_locust-master")} == {EDGE}
     assert {task.node for task in _tasks(cluster, f"{STACK}_locust-worker")} <= {
@@ -280,8 +283,12 @@ def test_the_lost_worker_comes_back_and_takes_work_again(
     assert response.status_code == 200
 
 
-def test_cluster_down_leaves_nothing_behind(cluster: Cluster) -> None:
+def test_cluster_down_leaves_nothing_behind(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
     _cluster_down()
+    _figure(capsys, f"[cluster: down] {time.monotonic() - started:.1f}s")
     assert _cluster_cli("leftovers").strip() == "nothing"
     prefix = f"{TOPOLOGY.settings.prefix}-"
     ours = [name for name in _run(["ip", "netns", "list"]).split() if name.startswith(prefix)]
@@ -291,3 +298,35 @@ def test_cluster_down_leaves_nothing_behind(cluster: Cluster) -> None:
     assert not Path(TOPOLOGY.settings.data_dir).exists()
     # No request is sent to the cluster's addresses now: without our link they are not local.
     assert not _routed_through_our_link(TOPOLOGY.manager.address)
+
+
+def _leftovers() -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "cluster", "leftovers"],
+        capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT,
+    )
+    return result.stdout.strip()
+
+
+def test_up_killed_half_way_is_finished_by_up_and_removed_by_down() -> None:
+    possible, reason = _namespaces_possible()
+    require(possible, reason)
+    up_args = [str(PROJECT_ROOT / "scripts" / "cluster_up.sh"), "--no-build", "--no-deploy"]
+    crashed = subprocess.Popen(
+        up_args, cwd=PROJECT_ROOT, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        # Half-way: the second engine is starting, the third and the Swarm do not exist yet.
+        _wait("the second engine", lambda: TOPOLOGY.nodes[1].socket.exists(), timeout=180)
+    finally:
+        os.killpg(crashed.pid, signal.SIGKILL)
+        crashed.wait(timeout=30)
+    assert _leftovers() != "nothing"
+    try:
+        _run(up_args, timeout=600)
+        cluster = Cluster(TOPOLOGY.manager.docker_host, "", 0)
+        assert _node_state(cluster, WORKER_B) == "ready active"
+    finally:
+        _cluster_down()
+    assert _leftovers() == "nothing"
