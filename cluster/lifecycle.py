@@ -91,6 +91,9 @@ def make_network(topology: Topology) -> None:
 
 
 def registry_up(topology: Topology) -> bool:
+    # Without our link the registry's address is not on this machine: never send there then.
+    if not system.link_exists(topology.host_interface):
+        return False
     try:
         run(
             ["python3", "-c", "import sys, urllib.request; "
@@ -288,6 +291,12 @@ def deploy(topology: Topology, stack_up: Path, tag: str, timeout: int) -> None:
 
 def up(topology: Topology, registry_binary: str, tag: str) -> None:
     started = time.monotonic()
+    existing = [node.index for node in _existing_nodes(topology)]
+    if existing and max(existing) > len(topology.nodes):
+        raise ClusterError(
+            f"a cluster with nodes {existing} exists; remove it (scripts/cluster_down.sh) "
+            f"before making one of {len(topology.nodes)}"
+        )
     make_network(topology)
     start_registry(topology, registry_binary)
     for node in topology.nodes:
