@@ -24,7 +24,13 @@ import pytest
 from cluster.settings import ClusterSettings
 from cluster.topology import plan, read_env_file
 from tests.nginx.load import LoadGenerator, report
-from tests.support import PROJECT_ROOT, SEED_BODY, docker_engine_available, require
+from tests.support import (
+    PROJECT_ROOT,
+    SEED_BODY,
+    docker_engine_available,
+    require,
+    run_checked,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -42,19 +48,7 @@ class Cluster:
     up_seconds: float
 
     def docker(self, *args: str, timeout: float = 120) -> str:
-        return _run(["docker", "--host", self.docker_host, *args], timeout=timeout)
-
-
-def _run(args: list[str], timeout: float = 120, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        args, capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT_ROOT
-    )
-    if result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}"
-            f"\n{result.stderr[-3000:]}"
-        )
-    return result.stdout
+        return run_checked(["docker", "--host", self.docker_host, *args], timeout=timeout)
 
 
 def _namespaces_possible() -> tuple[bool, str]:
@@ -77,11 +71,11 @@ def _routed_through_our_link(address: str) -> bool:
 
 
 def _cluster_down() -> None:
-    _run([str(PROJECT_ROOT / "scripts" / "cluster_down.sh")], timeout=180)
+    run_checked([str(PROJECT_ROOT / "scripts" / "cluster_down.sh")], timeout=180)
 
 
 def _cluster_cli(*args: str) -> str:
-    return _run([sys.executable, "-m", "cluster", *args], timeout=180)
+    return run_checked([sys.executable, "-m", "cluster", *args], timeout=180)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +92,7 @@ def cluster() -> Iterator[Cluster]:
     _cluster_down()  # leftovers of an interrupted run
     try:
         started = time.monotonic()
-        _run([str(PROJECT_ROOT / "scripts" / "cluster_up.sh"), "--nodes", "3"], 900, env)
+        run_checked([str(PROJECT_ROOT / "scripts" / "cluster_up.sh"), "--nodes", "3"], 900, env)
         up_seconds = time.monotonic() - started
         values = read_env_file(TOPOLOGY.env_file.read_text())
         # The load must stay on this machine: the edge's address is reached through our veth.
@@ -291,9 +285,10 @@ def test_cluster_down_leaves_nothing_behind(
     _figure(capsys, f"[cluster: down] {time.monotonic() - started:.1f}s")
     assert _cluster_cli("leftovers").strip() == "nothing"
     prefix = f"{TOPOLOGY.settings.prefix}-"
-    ours = [name for name in _run(["ip", "netns", "list"]).split() if name.startswith(prefix)]
+    namespaces = run_checked(["ip", "netns", "list"]).split()
+    ours = [name for name in namespaces if name.startswith(prefix)]
     assert ours == []
-    engines = _run(["ps", "-eo", "args"]).splitlines()
+    engines = run_checked(["ps", "-eo", "args"]).splitlines()
     assert not [line for line in engines if str(TOPOLOGY.settings.run_dir) in line]
     assert not Path(TOPOLOGY.settings.data_dir).exists()
     # No request is sent to the cluster's addresses now: without our link they are not local.
@@ -324,7 +319,7 @@ def test_up_killed_half_way_is_finished_by_up_and_removed_by_down() -> None:
         crashed.wait(timeout=30)
     assert _leftovers() != "nothing"
     try:
-        _run(up_args, timeout=600)
+        run_checked(up_args, timeout=600)
         cluster = Cluster(TOPOLOGY.manager.docker_host, "", 0)
         assert _node_state(cluster, WORKER_B) == "ready active"
     finally:
