@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import system
+from cluster import lifecycle, system
 from cluster.settings import ClusterSettings, ClusterSettingsError
 from cluster.topology import (
     daemon_config,
@@ -240,3 +240,19 @@ def test_shim_sockets_are_named_by_the_nodes_own_containerd() -> None:
     assert shim_socket(node1, "abc") == Path("/run/containerd/s") / expected
     assert shim_socket(node1, "abc") != shim_socket(node2, "abc")
     assert shim_socket(node1, "abc") != shim_socket(node1, "abd")
+
+
+def test_up_refuses_to_shrink_a_cluster_before_touching_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def touched(*_: object) -> None:
+        raise AssertionError("up went on to make the network")
+
+    monkeypatch.setattr(lifecycle, "make_network", touched)
+    data_dir = tmp_path / "data"
+    for index in (1, 2, 3):
+        (data_dir / f"node{index}").mkdir(parents=True)
+    small = plan(settings(nodes=2, data_dir=data_dir, run_dir=tmp_path / "run"))
+    with pytest.raises(system.ClusterError, match=r"nodes \[1, 2, 3\] exists"):
+        lifecycle.up(small, registry_binary="unused", tag="latest")
+    assert not (tmp_path / "run").exists()
