@@ -11,7 +11,7 @@ source "$PROJECT_ROOT/scripts/lib/stack.sh"
 usage() {
   cat <<USAGE
 Usage: scripts/stack_up.sh [--stack-name NAME] [--no-build] [--timeout SECONDS]
-                           [--with-registry-auth]
+                           [--with-registry-auth] [--public-host HOST]
 
 Starts the Docker engine and a single-node Swarm when missing, builds the images
 (scripts/build_images.sh), deploys stack/docker-stack.yml, waits until every service has all its
@@ -23,6 +23,8 @@ again applies changed settings as a rolling update.
   --timeout SECONDS     how long to wait for convergence (default: 300)
   --with-registry-auth  multi-node Swarm: send registry credentials to the nodes and resolve
                         image digests in the registry (use with IMAGE_PREFIX)
+  --public-host HOST    multi-node Swarm: the address of the node that publishes Nginx's port
+                        (default: this machine); used to wait for /ready and in the URLs
   -h, --help            show this help
 
 Knobs (environment, defaults in brackets): API_REPLICAS [2], API_CPUS [1.0], API_MEMORY [512M],
@@ -36,12 +38,14 @@ STACK_NAME="${STACK_NAME:-penguins}"
 timeout_s=300
 build=1
 registry=0
+public_host=""
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --stack-name) [ "$#" -ge 2 ] || die "--stack-name needs a value"; STACK_NAME="$2"; shift ;;
     --no-build) build=0 ;;
     --timeout) [ "$#" -ge 2 ] || die "--timeout needs a value"; timeout_s="$2"; shift ;;
     --with-registry-auth) registry=1 ;;
+    --public-host) [ "$#" -ge 2 ] || die "--public-host needs a value"; public_host="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $1" ;;
   esac
@@ -93,13 +97,14 @@ if ! docker stack deploy "${deploy_args[@]}" "$STACK_NAME" >"$deploy_log" 2>&1; 
 fi
 
 stackctl wait-converged "$STACK_NAME" "$timeout_s"
-stackctl wait-ready "$STACK_NAME" "http://127.0.0.1:$NGINX_PORT/ready" "$timeout_s"
+stackctl wait-ready "$STACK_NAME" "http://${public_host:-127.0.0.1}:$NGINX_PORT/ready" "$timeout_s"
+url_host="${public_host:-localhost}"
 
 cat <<URLS
 Stack $STACK_NAME is up:
-  API (through Nginx)  http://localhost:$NGINX_PORT/predict
-  API docs             http://localhost:$NGINX_PORT/docs
-  Locust web UI        http://localhost:$LOCUST_WEB_PORT
+  API (through Nginx)  http://$url_host:$NGINX_PORT/predict
+  API docs             http://$url_host:$NGINX_PORT/docs
+  Locust web UI        http://$url_host:$LOCUST_WEB_PORT
   Scale                docker service scale ${STACK_NAME}_api=N
   Remove               scripts/stack_down.sh --stack-name $STACK_NAME
 URLS

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: lint, unit tests, integration tests on loopback, then Swarm tests.
+# Runs the whole test suite: lint, unit tests, integration tests on loopback, Swarm tests, then
+# the multi-node cluster tests (engines in network namespaces, as root).
 # Installs what it needs first: .venv with pinned requirements, trained models, Debian's nginx,
 # and (as root) the Docker engine with a single-node Swarm.
 set -euo pipefail
@@ -13,9 +14,10 @@ usage() {
 Usage: scripts/test.sh [--no-swarm] [--unit-only] [-- PYTEST_ARGS...]
 
 Runs ruff, mypy (strict, on the parts pyproject.toml lists), shellcheck, then pytest over
-tests/: unit, then integration, then Swarm tests.
+tests/: unit, then integration, then Swarm tests, then the multi-node cluster tests.
 
-  --no-swarm    do not install or start Docker; the Swarm tests are skipped (fail when CI=true)
+  --no-swarm    do not install or start Docker; the Swarm and cluster tests are skipped (fail
+                when CI=true)
   --unit-only   run only the fast unit tests (no real processes, no Docker)
   -h, --help    show this help
 
@@ -28,7 +30,7 @@ pytest_args=()
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --no-swarm) with_docker=0 ;;
-    --unit-only) with_docker=0; pytest_args+=(-m "not integration and not swarm") ;;
+    --unit-only) with_docker=0; pytest_args+=(-m "not integration and not swarm and not cluster") ;;
     -h|--help) usage; exit 0 ;;
     --) shift; pytest_args+=("$@"); break ;;
     *) usage >&2; die "unknown option: $1" ;;

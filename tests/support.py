@@ -54,6 +54,21 @@ def docker_engine_available() -> bool:
     return result.returncode == 0
 
 
+def run_checked(
+    args: list[str], timeout: float = 120, env: Mapping[str, str] | None = None
+) -> str:
+    """Runs a command from the project root; its stdout, or an AssertionError with its output."""
+    result = subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT_ROOT
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}"
+            f"\n{result.stderr[-3000:]}"
+        )
+    return result.stdout
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -25,6 +25,7 @@ from tests.support import (
     docker_engine_available,
     free_port,
     require,
+    run_checked,
     wait_for_http,
 )
 
@@ -48,20 +49,10 @@ class Stack:
         return f"http://127.0.0.1:{self.nginx_port}"
 
 
-def _run(args: list[str], timeout: float = 120, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        args, capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT_ROOT
-    )
-    if result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}"
-            f"\n{result.stderr[-3000:]}"
-        )
-    return result.stdout
-
-
 def _stack_down() -> None:
-    _run([str(PROJECT_ROOT / "scripts" / "stack_down.sh"), "--stack-name", STACK], timeout=240)
+    run_checked(
+        [str(PROJECT_ROOT / "scripts" / "stack_down.sh"), "--stack-name", STACK], timeout=240
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +70,7 @@ def stack() -> Iterator[Stack]:
     _stack_down()  # leftovers of an interrupted run
     try:
         # Builds the images (idempotent, quick when they exist), deploys, waits until ready.
-        _run(
+        run_checked(
             [str(PROJECT_ROOT / "scripts" / "stack_up.sh"), "--stack-name", STACK],
             timeout=1200,
             env=env,
@@ -90,7 +81,7 @@ def stack() -> Iterator[Stack]:
 
 
 def _api_containers() -> list[str]:
-    out = _run(
+    out = run_checked(
         ["docker", "ps", "--quiet", "--filter", f"label=com.docker.swarm.service.name={API}"]
     )
     return out.split()
@@ -100,11 +91,11 @@ def _container_ips(containers: list[str]) -> set[str]:
     if not containers:
         return set()
     fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
-    return set(_run(["docker", "inspect", "--format", fmt, *containers]).split())
+    return set(run_checked(["docker", "inspect", "--format", fmt, *containers]).split())
 
 
 def _nginx_container() -> str:
-    out = _run(
+    out = run_checked(
         [
             "docker",
             "ps",
@@ -118,7 +109,7 @@ def _nginx_container() -> str:
 
 
 def _nginx_upstreams() -> set[str]:
-    text = _run(
+    text = run_checked(
         ["docker", "exec", _nginx_container(), "cat", "/run/penguin-nginx/upstream-servers.conf"]
     )
     return {
@@ -160,7 +151,7 @@ def _wait_for_upstreams(want: set[str], timeout: float) -> float:
 
 def _scale(replicas: int) -> None:
     # Without --detach the CLI returns once the service converged (tasks running and healthy).
-    _run(["docker", "service", "scale", "--detach=false", f"{API}={replicas}"], timeout=240)
+    run_checked(["docker", "service", "scale", "--detach=false", f"{API}={replicas}"], timeout=240)
 
 
 def _now() -> str:
@@ -179,7 +170,7 @@ def test_predict_docs_and_locust_ui_answer(stack: Stack) -> None:
     wait_for_http(f"{stack.url}/docs", timeout=10)
     wait_for_http(f"http://127.0.0.1:{stack.locust_port}/", timeout=60)
     # stub_status stays internal: reachable inside the Nginx container only.
-    status = _run(
+    status = run_checked(
         ["docker", "exec", _nginx_container(), "curl", "-fsS", "http://127.0.0.1:8081/nginx_status"]
     )
     assert "Active connections" in status
@@ -288,7 +279,7 @@ def test_killing_an_api_container_fails_no_request(
     load = LoadGenerator(f"{stack.url}/predict", threads=4, pause=0.01, max_seconds=120)
     with load:
         time.sleep(2)
-        _run(["docker", "rm", "--force", victim])
+        run_checked(["docker", "rm", "--force", victim])
         # Swarm replaces the task; wait until Nginx balances over two live replicas again.
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -308,7 +299,7 @@ def test_rolling_update_fails_no_request(stack: Stack, capsys: pytest.CaptureFix
     load = LoadGenerator(f"{stack.url}/predict", threads=4, pause=0.01, max_seconds=300)
     with load:
         time.sleep(2)
-        _run(["docker", "service", "update", "--force", "--detach=false", API], timeout=300)
+        run_checked(["docker", "service", "update", "--force", "--detach=false", API], timeout=300)
         _wait_for_upstreams(_container_ips(_api_containers()), timeout=60)
         time.sleep(2)
     report(capsys, "swarm: rolling update (service update --force) under load", load.result)
@@ -319,7 +310,7 @@ def test_rolling_update_fails_no_request(stack: Stack, capsys: pytest.CaptureFix
 def test_small_replica_survives_sustained_load_without_oom(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _run(
+    run_checked(
         [
             "docker",
             "service",
@@ -339,7 +330,7 @@ def test_small_replica_survives_sustained_load_without_oom(
     )
     containers = _api_containers()
     _wait_for_upstreams(_container_ips(containers), timeout=60)
-    limits = _run(
+    limits = run_checked(
         [
             "docker",
             "inspect",
@@ -362,7 +353,7 @@ def test_small_replica_survives_sustained_load_without_oom(
     report(capsys, "swarm: 0.25 CPU / 128 MB replicas, sustained /predict", singles.result)
     report(capsys, "swarm: 0.25 CPU / 128 MB replicas, sustained /predict/batch", batches.result)
 
-    state = _run(
+    state = run_checked(
         [
             "docker",
             "inspect",
@@ -373,7 +364,7 @@ def test_small_replica_survives_sustained_load_without_oom(
     )
     assert set(state.split("\n")) - {""} == {"running false 0"}, state
     assert set(_api_containers()) == set(containers), "an api task was replaced during the load"
-    usage = _run(
+    usage = run_checked(
         ["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", *containers]
     )
     _figure(capsys, f"[swarm: 0.25 CPU / 128 MB] memory after load:\n{usage}")
@@ -384,7 +375,7 @@ def test_small_replica_survives_sustained_load_without_oom(
 
 def test_stack_down_removes_everything(stack: Stack) -> None:
     _stack_down()
-    left = _run(
+    left = run_checked(
         [
             "docker",
             "ps",
@@ -394,7 +385,7 @@ def test_stack_down_removes_everything(stack: Stack) -> None:
             f"label=com.docker.stack.namespace={STACK}",
         ]
     )
-    networks = _run(
+    networks = run_checked(
         [
             "docker",
             "network",

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 import yaml
 
+from cluster.topology import ROLE_LABEL, ZONE_LABEL
 from tests.support import PROJECT_ROOT
 
 STACK_FILE = PROJECT_ROOT / "stack" / "docker-stack.yml"
@@ -121,3 +122,42 @@ def test_bad_stack_name_is_a_clear_error(script: str) -> None:
     )
     assert result.returncode != 0
     assert "invalid stack name" in result.stderr
+
+
+def _placeable(service: dict, labels: dict[str, str]) -> bool:
+    """Swarm's reading of `node.labels.KEY ==/!= VALUE`: a missing label is the empty string."""
+    for constraint in service["deploy"].get("placement", {}).get("constraints", []):
+        match = re.fullmatch(r"node\.labels\.(\S+) (==|!=) (\S+)", constraint)
+        assert match, f"unexpected constraint {constraint!r}"
+        key, operator, value = match.groups()
+        if (labels.get(key, "") == value) != (operator == "=="):
+            return False
+    return True
+
+
+def test_placement_pins_the_edge_and_keeps_a_plain_swarm_working(stack: dict) -> None:
+    services = stack["services"]
+    edge = {ROLE_LABEL: "edge", ZONE_LABEL: "a"}
+    worker = {ROLE_LABEL: "worker", ZONE_LABEL: "b"}
+    # A node without labels (a single-node Swarm, or a node nobody labelled) runs every service.
+    assert all(_placeable(service, {}) for service in services.values())
+    placed = {
+        name: [role for role, labels in (("edge", edge), ("worker", worker))
+               if _placeable(service, labels)]
+        for name, service in services.items()
+    }
+    assert placed == {
+        "nginx": ["edge"],
+        "locust-master": ["edge"],
+        "api": ["worker"],
+        "locust-worker": ["worker"],
+    }
+
+
+def test_api_and_load_spread_over_zones(stack: dict) -> None:
+    for name in ("api", "locust-worker"):
+        placement = stack["services"][name]["deploy"]["placement"]
+        assert {"spread": f"node.labels.{ZONE_LABEL}"} in placement["preferences"], name
+    api = stack["services"]["api"]["deploy"]["placement"]
+    # 0 is Swarm's "no limit": the default never leaves a replica unscheduled on few nodes.
+    assert api["max_replicas_per_node"] == "${API_MAX_REPLICAS_PER_NODE:-0}"
