@@ -81,6 +81,14 @@ fi
 NGINX_TEMPLATE_VERSION="$(sha256sum nginx/nginx.conf.template | cut -c1-12)"
 export NGINX_TEMPLATE_VERSION
 
+# Locally built images keep their tag across rebuilds and Swarm does not look at what a tag points
+# to: with each image's ID in a container label, a rebuilt image rolls the services that use it.
+for name in api nginx locust; do
+  image_id="$(docker image inspect --format '{{.Id}}' \
+    "${IMAGE_PREFIX:-}penguin-lab/$name:${IMAGE_TAG:-latest}" 2>/dev/null || true)"
+  export "${name^^}_IMAGE_ID=${image_id#sha256:}"
+done
+
 deploy_args=(--compose-file stack/docker-stack.yml --prune)
 if [ "$registry" -eq 1 ]; then
   deploy_args+=(--with-registry-auth --resolve-image always)

@@ -65,6 +65,17 @@ def test_images_follow_prefix_and_tag(stack: dict) -> None:
         )
 
 
+def test_a_rebuilt_image_rolls_its_services(stack: dict) -> None:
+    # Local images keep their tag across rebuilds: the image ID in a container label is what
+    # changes the spec, and stack_up.sh exports one per image.
+    script = (PROJECT_ROOT / "scripts" / "stack_up.sh").read_text()
+    for name, service in stack["services"].items():
+        image = service["image"].rsplit("/", 1)[1].split(":")[0]
+        variable = f"{image.upper()}_IMAGE_ID"
+        assert service["labels"]["com.penguin-lab.image-id"] == f"${{{variable}:-}}", name
+    assert '"${name^^}_IMAGE_ID=' in script and "for name in api nginx locust" in script
+
+
 def test_nginx_config_comes_from_a_swarm_config(stack: dict) -> None:
     source = stack["services"]["nginx"]["configs"][0]["source"]
     config = stack["configs"][source]
