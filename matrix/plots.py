@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.figure import Figure  # noqa: E402
 
 from matrix.records import CellRecord  # noqa: E402
 
 FIGURE_SIZE = (9.0, 4.5)
 DPI = 100
 PASS_COLOUR, FAIL_COLOUR, LIMITED_COLOUR = "tab:green", "tab:red", "tab:grey"
+
+
+@contextmanager
+def _saved(fig: Figure, path: Path) -> Iterator[None]:
+    """Lays out and saves the figure drawn inside the block, and always closes it (pyplot keeps
+    every open figure alive)."""
+    try:
+        yield
+        fig.tight_layout()
+        fig.savefig(path, dpi=DPI)
+    finally:
+        plt.close(fig)
 
 
 def plot_cell_steps(cell: CellRecord, p95_objective_ms: float, path: Path) -> Path:
@@ -24,7 +38,7 @@ def plot_cell_steps(cell: CellRecord, p95_objective_ms: float, path: Path) -> Pa
     fig, (ax_rate, ax_p95, ax_throttle) = plt.subplots(
         3, 1, figsize=(FIGURE_SIZE[0], FIGURE_SIZE[1] * 1.6), sharex=True,
         gridspec_kw={"height_ratios": [2, 1.3, 1]})
-    try:
+    with _saved(fig, path):
         position = 0
         ticks: list[tuple[float, str]] = []
         for trial in cell.trials:
@@ -57,10 +71,6 @@ def plot_cell_steps(cell: CellRecord, p95_objective_ms: float, path: Path) -> Pa
         ax_throttle.set_xticks([t for t, _ in ticks], [label for _, label in ticks])
         for axis in (ax_rate, ax_p95, ax_throttle):
             axis.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(path, dpi=DPI)
-    finally:
-        plt.close(fig)
     return path
 
 
@@ -69,7 +79,7 @@ def plot_across_cells(cells: Sequence[CellRecord], target_rps: float,
     """Knee (median, with the trials' range as error bars) and its p95 against total CPU, one
     colour per replica count."""
     fig, (ax_rate, ax_p95) = plt.subplots(1, 2, figsize=(FIGURE_SIZE[0] * 1.3, FIGURE_SIZE[1]))
-    try:
+    with _saved(fig, path):
         measured = [c for c in cells if c.status == "measured" and c.trials]
         for replicas in sorted({c.replicas for c in measured}):
             group = [c for c in measured if c.replicas == replicas]
@@ -100,17 +110,13 @@ def plot_across_cells(cells: Sequence[CellRecord], target_rps: float,
             axis.grid(alpha=0.3)
             if measured:
                 axis.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=DPI)
-    finally:
-        plt.close(fig)
     return path
 
 
 def plot_failures(cells: Sequence[CellRecord], max_failure_ratio: float, path: Path) -> Path:
     """Failure rate of all requests per cell, against the objective's failure bound."""
     fig, ax = plt.subplots(figsize=FIGURE_SIZE)
-    try:
+    with _saved(fig, path):
         names = [c.cell_id for c in cells]
         ratios = [100.0 * (c.failure_ratio or 0.0) for c in cells]
         bars = ax.bar(range(len(names)), ratios, color="tab:orange")
@@ -125,8 +131,4 @@ def plot_failures(cells: Sequence[CellRecord], max_failure_ratio: float, path: P
         ax.set_title("Failure rate per cell, every step incl. those past the knee "
                      "(dashed: objective)")
         ax.grid(axis="y", alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(path, dpi=DPI)
-    finally:
-        plt.close(fig)
     return path
