@@ -25,6 +25,7 @@ import logging
 import math
 import random
 import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,8 @@ from locust import LoadTestShape, User, events, task
 
 logger = logging.getLogger("penguin-loadtest")
 HERE = Path(__file__).resolve().parent
-DEFAULT_MODEL_MIX = "lr=0.5,rf=0.3,svm=0.2"
+# Empty: every model the API serves (GET /models, the service's registry), in equal shares.
+DEFAULT_MODEL_MIX = ""
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 # How long the master waits for the generators' step reports beyond the request timeout.
 REPORT_GRACE_S = 5.0
@@ -87,7 +89,8 @@ def add_arguments(parser: Any) -> None:
                        env_var="LOCUST_LOAD_PROFILE",
                        help="load profile: plain (-u/-r/-t), workshop, staircase or search")
     group.add_argument("--model-mix", default=DEFAULT_MODEL_MIX, env_var="LOCUST_MODEL_MIX",
-                       help="share of requests per model, e.g. lr=0.5,rf=0.3,svm=0.2")
+                       help="share of requests per model, e.g. lr=0.5,rf=0.3 (default: every "
+                            "model the API lists at /models, equal shares)")
     group.add_argument("--data-file", default="", env_var="LOCUST_DATA_FILE",
                        help="penguins_size.csv (default: next to the locustfile or ../data/)")
     group.add_argument("--noise", type=float, default=0.02, env_var="LOCUST_NOISE",
@@ -171,17 +174,32 @@ class _Workload:
     def configure(self, options: Any) -> None:
         rows = load_rows(find_data_file(options.data_file or None, HERE))
         self.sampler = BodySampler(rows, noise=options.noise)
-        self._set_mix(options.model_mix)
+        if options.model_mix:
+            self._set_mix(options.model_mix)
 
     def _set_mix(self, text: str) -> None:
         mix = parse_model_mix(text)
         self.models, self.weights = list(mix), list(mix.values())
         self._mix_text = text
 
+    def use_served_models(self, host: str) -> None:
+        """Equal shares over the models the API at `host` serves (its registry)."""
+        try:
+            with urllib.request.urlopen(f"{host.rstrip('/')}/models", timeout=10) as response:
+                names = [str(m["name"]) for m in json.loads(response.read())["models"]]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            logger.error("penguin load test: no --model-mix given and %s/models did not list "
+                         "the served models: %s", host, error)
+            return
+        self.models, self.weights, self._mix_text = names, [1.0] * len(names), ""
+
     def pick_model(self, options: Any, rng: random.Random) -> str:
         # Workers get the master's options with each spawn message, so follow changes here.
-        if options.model_mix != self._mix_text:
+        if options.model_mix and options.model_mix != self._mix_text:
             self._set_mix(options.model_mix)
+        if not self.models:
+            raise RuntimeError("no model mix: --model-mix is empty and the API's /models "
+                               "could not be read (see the log)")
         return rng.choices(self.models, self.weights)[0]
 
     def body(self, rng: random.Random) -> dict[str, object]:
@@ -570,6 +588,9 @@ def _log(options: Any, record: dict[str, Any]) -> None:
 
 @events.test_start.add_listener
 def on_test_start(environment: Environment, **_kwargs: Any) -> None:
+    options = environment.parsed_options
     if isinstance(environment.runner, MasterRunner):
-        logger.info("penguin load test: profile %s, model mix %s",
-                    environment.parsed_options.load_profile, environment.parsed_options.model_mix)
+        logger.info("penguin load test: profile %s, model mix %s", options.load_profile,
+                    options.model_mix or "every model the API serves, equal shares")
+    elif not options.model_mix and environment.host:
+        WORKLOAD.use_served_models(environment.host)

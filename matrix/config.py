@@ -17,12 +17,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MATRIX_FILE = PROJECT_ROOT / "matrix" / "matrix.yaml"
+MODEL_MANIFEST = PROJECT_ROOT / "models" / "manifest.json"
 QUICK_MATRIX_FILE = PROJECT_ROOT / "matrix" / "matrix-quick.yaml"
 
 _MEMORY_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?$", re.IGNORECASE)
 _MEMORY_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 # Docker refuses containers below 6 MiB; anything under 64 MiB cannot hold the API anyway.
 MIN_MEMORY_BYTES = 64 * 1024**2
+
+
+def trained_models() -> list[str]:
+    """The model names of the trained manifest (training and the service's registry write and
+    read it); empty before the first training."""
+    try:
+        manifest = json.loads(MODEL_MANIFEST.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(name) for name in manifest.get("models", {})]
 
 
 class MatrixFileError(ValueError):
@@ -186,12 +197,15 @@ class LoadGenerator(_Strict):
     max_late_ratio: Annotated[float, Field(ge=0, le=1)] = 0.01
     # Requests each generator process keeps waiting for at most; further arrivals are dropped.
     max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 1000
-    model_mix: str = "lr=0.5,rf=0.3,svm=0.2"
+    # Share per model, e.g. lr=0.5,rf=0.3; empty: every model the API serves, equal shares.
+    model_mix: str = ""
     batch_weight: Annotated[int, Field(ge=0)] = 0
 
     @field_validator("model_mix")
     @classmethod
     def _mix(cls, value: str) -> str:
+        if not value.strip():
+            return ""
         weights: dict[str, float] = {}
         for part in value.split(","):
             name, sep, weight = part.partition("=")
@@ -203,9 +217,11 @@ class LoadGenerator(_Strict):
                 raise ValueError(f"model_mix entry {part!r}: weight is not a number") from None
         if min(weights.values()) < 0 or sum(weights.values()) <= 0:
             raise ValueError("model_mix weights must be >= 0 with a positive sum")
-        unknown = set(weights) - {"lr", "rf", "svm"}
+        known = trained_models()
+        unknown = set(weights) - set(known) if known else set()
         if unknown:
-            raise ValueError(f"model_mix names unknown models {sorted(unknown)}; use lr, rf, svm")
+            raise ValueError(f"model_mix names unknown models {sorted(unknown)}; the trained "
+                             f"models are {', '.join(known)} ({MODEL_MANIFEST})")
         return value
 
 

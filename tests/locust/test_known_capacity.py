@@ -61,6 +61,7 @@ def test_search_finds_a_known_capacity_and_measures_latency_like_the_server(
              "--load-profile", "search", "--start-rate", f"{CAPACITY_RPS / 4:g}",
              "--growth", "2", "--precision", "0.03", "--step-seconds", f"{STEP_S:g}",
              "--settle-seconds", f"{SETTLE_S:g}", "--p95-ms", "100", "--request-timeout", "2",
+             "--model-mix", "lr=1",
              "--step-log", str(step_log), "--only-summary", "-t", "240s"],
             cwd=tmp_path, capture_output=True, text=True, timeout=270, check=False)
     finally:

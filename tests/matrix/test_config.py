@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from matrix import config
 from matrix.__main__ import main
 from matrix.config import (
     DEFAULT_MATRIX_FILE,
@@ -86,7 +87,7 @@ def test_fingerprint_follows_the_plan_not_the_formatting(tmp_path: Path) -> None
     (MINIMAL.replace("max_rate: 50", "max_rate: 5"), ["profile.staircase", "max_rate"]),
     (MINIMAL.replace("target_rps: 30", "target_rps: -1"), ["target_rps"]),
     (MINIMAL + "objective: {p95: 3}\n", ["objective.p95", "Extra inputs"]),
-    (MINIMAL + "load_generator: {model_mix: 'lr=1,knn=1'}\n", ["model_mix", "knn"]),
+    (MINIMAL + "load_generator: {model_mix: 'lr=1,rf'}\n", ["model_mix", "not name=weight"]),
     (MINIMAL.replace("memory: [256M]", "memory: [256M], max_total_cpus: 0.1"),
      ["no cell to measure"]),
     (SEARCH.replace("trials: 2", "trials: 0"), ["trials", "greater than or equal to 1"]),
@@ -109,6 +110,21 @@ def test_invalid_files_name_file_field_and_fault(tmp_path: Path, text: str,
     assert str(path) in message
     for fragment in fragments:
         assert fragment in message
+
+
+def test_model_mix_names_the_trained_models(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"models": {"lr": {}, "rf": {}, "knn": {}}}')
+    monkeypatch.setattr(config, "MODEL_MANIFEST", manifest)
+    path = write(tmp_path, MINIMAL + "load_generator: {model_mix: 'lr=1,svm=1'}\n")
+    with pytest.raises(MatrixFileError, match=r"unknown models \['svm'\]; the trained models "
+                                              r"are lr, rf, knn"):
+        load_matrix_file(path)
+    # A model added to the registry and trained is accepted without touching the matrix code.
+    load_matrix_file(write(tmp_path, MINIMAL + "load_generator: {model_mix: 'knn=1'}\n"))
+    # The default mix is every model the API serves.
+    assert load_matrix_file(write(tmp_path, MINIMAL)).load_generator.model_mix == ""
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
