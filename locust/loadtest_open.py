@@ -427,6 +427,20 @@ def staircase_rates(start: float, step: float, top: float) -> list[float]:
     return [start + i * step for i in range(count)]
 
 
+# How long the master waits at most after an overloaded step for the service to catch up.
+MAX_DRAIN_S = 60.0
+
+
+def drain_seconds(step: StepResult, request_timeout_s: float) -> float:
+    """The pause after a failing step: the requests it left unanswered (timed out, or never
+    answered before the step was reported), at the rate the service served, at least one
+    request timeout and at most MAX_DRAIN_S. The settle seconds are counted in proportion."""
+    unanswered = step.failures.get("timeout", 0) + max(0, step.sent - step.ok - step.failed)
+    whole_step = unanswered * step.duration_s / step.window_s
+    served = max(step.throughput_rps, 1.0)
+    return min(MAX_DRAIN_S, max(request_timeout_s, whole_step / served))
+
+
 def knee_step(steps: Sequence[StepResult]) -> StepResult | None:
     """The step that stands for the cell's limit: the highest-rate passing step below every
     failing step (a pass above a failure is noise, not capacity). Generator-limited steps say

@@ -53,6 +53,7 @@ from loadtest_open import (
     StepPlan,
     StepRecorder,
     arrival_offsets,
+    drain_seconds,
     judge,
     knee_step,
     merge_reports,
@@ -564,9 +565,9 @@ class _OpenDriver:
         result.started, result.ended = self.started_wall, time.time()
         judge(result, self.objective)
         if not result.passed:
-            # An overloaded service still works off the requests it queued (its clients gave up
-            # on them): let that backlog drain, or the next step would measure it too.
-            self.resume_at = time.monotonic() + self.options.request_timeout
+            # An overloaded service still works off the requests it queued, also those whose
+            # clients gave up: let that backlog drain, or the next step would measure it too.
+            self.resume_at = time.monotonic() + drain_seconds(result, self.options.request_timeout)
         self.search.record(self.plan.rate, result.passed, result.generator_limited)
         self.results.append(result)
         figures = result.percentiles_ms()

@@ -16,8 +16,8 @@ Usage: scripts/test.sh [--no-swarm] [--unit-only] [-- PYTEST_ARGS...]
 Runs ruff, mypy (strict, on the parts pyproject.toml lists), shellcheck, then pytest over
 tests/: unit, then integration, then Swarm tests, then the multi-node cluster tests.
 
-  --no-swarm    do not install or start Docker; the Swarm and cluster tests are skipped (fail
-                when CI=true)
+  --no-swarm    do not install or start Docker, and leave out the Swarm and cluster tests (even
+                where a Swarm is already running: they would deploy on it)
   --unit-only   run only the fast unit tests (no real processes, no Docker)
   -h, --help    show this help
 
@@ -26,11 +26,12 @@ USAGE
 }
 
 with_docker=1
+markers=""
 pytest_args=()
 while [ "$#" -gt 0 ]; do
   case "$1" in
-    --no-swarm) with_docker=0 ;;
-    --unit-only) with_docker=0; pytest_args+=(-m "not integration and not swarm and not cluster") ;;
+    --no-swarm) with_docker=0; markers="${markers:-not swarm and not cluster}" ;;
+    --unit-only) with_docker=0; markers="not integration and not swarm and not cluster" ;;
     -h|--help) usage; exit 0 ;;
     --) shift; pytest_args+=("$@"); break ;;
     *) usage >&2; die "unknown option: $1" ;;
@@ -66,6 +67,8 @@ fi
 
 log "pytest"
 status=0
+# A marker expression after -- comes later on the command line, and pytest keeps the last one.
+[ -n "$markers" ] && pytest_args=(-m "$markers" "${pytest_args[@]}")
 "$VENV_PYTHON" -m pytest "${pytest_args[@]}" || status=$?
 # Exit code 5 means no test was collected, which must not pass as green.
 [ "$status" -eq 5 ] && die "pytest collected no tests"

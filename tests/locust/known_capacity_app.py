@@ -1,31 +1,29 @@
-"""A test server whose capacity is known by construction: every request spends a fixed amount
-of CPU time (KNOWN_CAPACITY_CPU_MS, default 20 ms) in one Gunicorn worker with one event loop,
-so it serves at most 1000 / 20 = 50 requests/s. It answers like the penguin API (so the load
-test's checks pass) and appends its own timing of every request to KNOWN_CAPACITY_LOG: the wall
-time the request reached the app, and how long the app took until the answer was sent."""
+"""A test server whose capacity is known by construction: every request holds one lock for a
+fixed time (KNOWN_CAPACITY_SERVICE_MS, default 20 ms), so it serves at most 1000 / 20 = 50
+requests/s, one after the other. It waits rather than burning CPU so that the capacity holds on
+a busy machine too (a CPU-bound server has it only on a core of its own), and the event loop
+stays free, so a request reaches the app as soon as it arrives: the queue forms at the lock,
+inside the app's own timing. It answers like the penguin API (so the load test's checks pass)
+and appends its own timing of every request to KNOWN_CAPACITY_LOG: the wall time the request
+reached the app, and how long until its answer was sent, queueing included."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-CPU_SECONDS = float(os.environ.get("KNOWN_CAPACITY_CPU_MS", "20")) / 1000.0
+SERVICE_SECONDS = float(os.environ.get("KNOWN_CAPACITY_SERVICE_MS", "20")) / 1000.0
 LOG_PATH = os.environ.get("KNOWN_CAPACITY_LOG", "")
 SPECIES = ("Adelie", "Chinstrap", "Gentoo")
+_SERVER: asyncio.Lock | None = None
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-def _burn(seconds: float) -> None:
-    """Busy-loops until this thread has used `seconds` of CPU (not wall) time."""
-    start = time.thread_time()
-    while time.thread_time() - start < seconds:
-        pass
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -40,7 +38,11 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     query = scope.get("query_string", b"").decode()
     model = query.partition("model=")[2].partition("&")[0] or "lr"
     if scope["path"] == "/predict":
-        _burn(CPU_SECONDS)
+        global _SERVER
+        if _SERVER is None:  # created on the worker's own event loop
+            _SERVER = asyncio.Lock()
+        async with _SERVER:  # one request at a time
+            await asyncio.sleep(SERVICE_SECONDS)
         body = json.dumps({"model": model, "model_version": "known-capacity",
                            "species": "Adelie",
                            "probabilities": {"Adelie": 0.5, "Chinstrap": 0.25,

@@ -1,6 +1,6 @@
 """The whole open-model search, proven against a known answer: real Locust processes (a master
-and two workers) search the limit of a test server that can serve 50 requests/s by construction
-(one worker, 20 ms of CPU per request; tests/locust/known_capacity_app.py).
+and two workers) search the limit of a test server that can serve 20 requests/s by construction
+(one worker whose only event loop each request holds for 50 ms; tests/locust/known_capacity_app.py).
 
 - The served knee must land within 10 % of that capacity.
 - The p95 the load test reports for the step at half the capacity must match, within 10 %, the
@@ -25,10 +25,12 @@ open_model = load_helper("loadtest_open")
 LOCUST = str(Path(sys.executable).with_name("locust"))
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 LOCUSTFILE = PROJECT_ROOT / "locust" / "locustfile.py"
-CPU_MS = 20.0
-CAPACITY_RPS = 1000.0 / CPU_MS
+# Long enough that the load test's own share of a request's time (its event loop, the loopback
+# hop: 1-4 ms here, more on a busy machine) stays well inside the 10 % the comparison allows.
+SERVICE_MS = 50.0
+CAPACITY_RPS = 1000.0 / SERVICE_MS
 SETTLE_S = 1.0
-STEP_S = 5.0
+STEP_S = 6.0
 
 
 def _percentile(values: list[float], percentile: float) -> float:
@@ -42,7 +44,7 @@ def test_search_finds_a_known_capacity_and_measures_latency_like_the_server(
         tmp_path: Path) -> None:
     port = free_port()
     timings = tmp_path / "server-timings.log"
-    env = {**os.environ, "KNOWN_CAPACITY_CPU_MS": f"{CPU_MS:g}",
+    env = {**os.environ, "KNOWN_CAPACITY_SERVICE_MS": f"{SERVICE_MS:g}",
            "KNOWN_CAPACITY_LOG": str(timings)}
     with (tmp_path / "server.log").open("wb") as server_log:
         server = subprocess.Popen(
@@ -59,8 +61,8 @@ def test_search_finds_a_known_capacity_and_measures_latency_like_the_server(
              "--processes", "2", "--master-bind-host", "127.0.0.1", "--master-bind-port",
              master_port, "--master-host", "127.0.0.1", "--master-port", master_port,
              "--load-profile", "search", "--start-rate", f"{CAPACITY_RPS / 4:g}",
-             "--growth", "2", "--precision", "0.03", "--step-seconds", f"{STEP_S:g}",
-             "--settle-seconds", f"{SETTLE_S:g}", "--p95-ms", "100", "--request-timeout", "2",
+             "--growth", "2", "--precision", "0.05", "--step-seconds", f"{STEP_S:g}",
+             "--settle-seconds", f"{SETTLE_S:g}", "--p95-ms", "250", "--request-timeout", "2",
              "--model-mix", "lr=1",
              "--step-log", str(step_log), "--only-summary", "-t", "240s"],
             cwd=tmp_path, capture_output=True, text=True, timeout=270, check=False)
@@ -91,7 +93,8 @@ def test_search_finds_a_known_capacity_and_measures_latency_like_the_server(
     client_p95 = half.percentiles_ms()["p95"]
     server_p95 = 1000.0 * _percentile(server_seconds, 95)
     print(f"step at {half.rate:g} req/s: {half.ok} answers measured by the load test, "
-          f"{len(server_seconds)} by the server; p95 {client_p95:.2f} ms (load test) against "
-          f"{server_p95:.2f} ms (server)")
+          f"{len(server_seconds)} by the server; p95 {client_p95:.2f} ms (load test, from the "
+          f"intended send; {half.percentiles_ms(service=True)['p95']:.2f} from the actual send) "
+          f"against {server_p95:.2f} ms (server)")
     assert len(server_seconds) == pytest.approx(half.ok, abs=3)
     assert client_p95 == pytest.approx(server_p95, rel=0.10)

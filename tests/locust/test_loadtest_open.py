@@ -207,3 +207,17 @@ def test_knee_is_the_highest_pass_below_every_failure() -> None:
     assert open_model.knee_step(steps).rate == 300
     assert open_model.knee_step([_step(100, True), _step(200, False, limited=True)]).rate == 100
     assert open_model.knee_step([_step(100, False)]) is None
+
+
+def test_drain_pause_covers_the_backlog_an_overloaded_step_left() -> None:
+    # 9 s measured of a 10 s step: 450 requests timed out, 100 were still unanswered when the
+    # step was reported, and the service served 50 req/s: (550 x 10/9) / 50 = 12.2 s.
+    step = open_model.merge_reports(plan(), [_report(0, [30.0] * 10)], 1)
+    step.sent, step.ok, step.failed, step.served = 1000, 300, 600, 450
+    step.failures = {"timeout": 450, "HTTP 503": 150}
+    assert open_model.drain_seconds(step, 2.0) == pytest.approx(550 * 10 / 9 / 50)
+    # Never shorter than a request timeout, never longer than the cap.
+    step.failures, step.sent, step.ok, step.failed = {}, 10, 10, 0
+    assert open_model.drain_seconds(step, 2.0) == 2.0
+    step.failures = {"timeout": 10**6}
+    assert open_model.drain_seconds(step, 2.0) == open_model.MAX_DRAIN_S
