@@ -237,38 +237,49 @@ for line in open(path):
 
 CEILING = "bare-asgi"
 ceiling_rounds = [float(r[0]) for r in runs[CEILING]]
+
+
+def cpu_us_per_request(rows: list[list[str]]) -> float:
+    requests = sum(int(r[5]) for r in rows)
+    return sum(int(r[6]) for r in rows) / clk_tck * 1e6 / max(requests, 1)
+
+
+ceiling_cpu_us = cpu_us_per_request(runs[CEILING])
 failed = False
-share = {}
-print(f"{'endpoint':<16} {'req/s':>9} {'of bare':>8} {'p50 ms':>8} {'p99 ms':>8} "
-      f"{'CPU us/req':>11} {'non-2xx':>8}  socket errors")
+cpu_share = {}
+print(f"{'endpoint':<16} {'req/s':>8} {'of bare':>8} {'CPU us/req':>11} {'of bare':>8} "
+      f"{'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8}  socket errors")
 for name, rows in runs.items():
     rps = statistics.median(float(r[0]) for r in rows)
-    # Each round's figure against the ceiling's in the same round, then the median of those:
-    # load from elsewhere on the machine hits both alike within a round.
-    share[name] = statistics.median(
+    # Each round's req/s against the ceiling's in the same round, then the median of those.
+    rps_share = statistics.median(
         float(r[0]) / c if c else 0.0 for r, c in zip(rows, ceiling_rounds, strict=True)
     )
+    cpu_us = cpu_us_per_request(rows)
+    cpu_share[name] = ceiling_cpu_us / cpu_us if cpu_us else 0.0
     p50 = statistics.median(float(r[1]) for r in rows)
     p99 = statistics.median(float(r[2]) for r in rows)
     non2xx = sum(int(r[3]) for r in rows)
     errors = ",".join(sorted({r[4] for r in rows}))
-    requests = sum(int(r[5]) for r in rows)
-    cpu_us = sum(int(r[6]) for r in rows) / clk_tck * 1e6 / max(requests, 1)
-    print(f"{name:<16} {rps:>9.0f} {share[name]:>8.0%} {p50:>8.2f} {p99:>8.2f} {cpu_us:>11.0f} "
-          f"{non2xx:>8}  {errors}")
+    print(f"{name:<16} {rps:>8.0f} {rps_share:>8.0%} {cpu_us:>11.1f} {cpu_share[name]:>8.0%} "
+          f"{p50:>7.2f} {p99:>7.2f} {non2xx:>8}  {errors}")
     if non2xx:
         print(f"FAIL {name}: {non2xx} non-2xx responses")
         failed = True
-print("(req/s and latency: median over rounds; 'of bare': median over rounds of the endpoint's\n"
-      " req/s over the bare ASGI app's in the same round; CPU us/req: the server's CPU time per\n"
-      " request, master and worker)")
+print("""
+req/s, p50, p99: median over rounds. First 'of bare': median over rounds of req/s over the bare
+ASGI app's req/s in the same round (shifts with other load on the machine). CPU us/req: the
+server's CPU time (master and worker) per request over all rounds; second 'of bare': the bare
+app's CPU per request over the endpoint's, i.e. the endpoint's requests per CPU-second as a
+share of the ceiling's. Capacity is CPU per request, and this share barely moves with other
+load, so the targets are judged on it.""")
 print()
 for model in models.split():
-    ratio = share[f"predict-{model}"]
+    ratio = cpu_share[f"predict-{model}"]
     verdict = "PASS" if ratio >= ratio_target else "FAIL"
     failed |= verdict == "FAIL"
-    print(f"{verdict} predict-{model}: {ratio:.0%} of the bare ASGI ceiling; target >= "
-          f"{ratio_target:.0%}")
+    print(f"{verdict} predict-{model}: {ratio:.0%} of the bare ASGI ceiling per CPU-second; "
+          f"target >= {ratio_target:.0%}")
 pss_mb, rss_mb = pss_kb * 1024 / 1e6, rss_kb * 1024 / 1e6
 verdict = "PASS" if 0 < pss_mb < float(pss_limit_mb) else "FAIL"
 failed |= verdict == "FAIL"

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import Receive, Scope, Send
 
 from service.errors import ApiError, error_body, validation_api_error
-from service.metrics import IN_FLIGHT, request_metrics
+from service.metrics import IN_FLIGHT, UPDATES, request_metrics
 
 logger = logging.getLogger("service.api")
 
@@ -45,6 +46,15 @@ class QueryParameter:
     schema: dict[str, Any]
 
 
+@lru_cache(maxsize=1024)
+def _parse_query(query_string: bytes) -> dict[str, str]:
+    # Clients send the same few query strings again and again (?model=rf): parse each once.
+    parsed: dict[str, str] = {}
+    for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        parsed.setdefault(key, value)
+    return parsed
+
+
 class Call:
     """One request as a handler sees it: the ASGI scope and the whole (size-checked) body."""
 
@@ -59,10 +69,7 @@ class Call:
         query_string: bytes = self.scope["query_string"]
         if not query_string:
             return None
-        for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-            if key == name:
-                return value
-        return None
+        return _parse_query(query_string).get(name)
 
     def header(self, name: bytes) -> str | None:
         """The first value of header `name` (lower case, as ASGI gives them), or None."""
@@ -269,7 +276,7 @@ class Api:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
-        IN_FLIGHT.inc()
+        UPDATES.add(IN_FLIGHT, 1.0)
         route = UNMATCHED_ROUTE
         status = _CLIENT_GONE
         try:
@@ -305,10 +312,10 @@ class Api:
                 status, payload = 500, _INTERNAL_ERROR
             await _respond(send, status, content_type, payload, headers)
         finally:
-            IN_FLIGHT.dec()
+            UPDATES.add(IN_FLIGHT, -1.0)
             counter, latency = request_metrics(scope["method"], route, str(status))
-            counter.inc()
-            latency.observe(time.perf_counter() - start)
+            UPDATES.add(counter, 1.0)
+            UPDATES.observe(latency, time.perf_counter() - start)
 
 
 def dumps(payload: object) -> bytes:

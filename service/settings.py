@@ -48,7 +48,6 @@ class ServiceSettings(BaseSettings):
     access_log: bool = False
     log_level: LogLevel = "info"
 
-
     @field_validator("default_model")
     @classmethod
     def _registered_model(cls, value: str) -> str:
