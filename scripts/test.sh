@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: lint, unit tests, integration tests on loopback, then Swarm tests.
-# Installs what it needs first: .venv with pinned requirements, trained models, Debian's nginx,
-# and (as root) the Docker engine with a single-node Swarm.
+# Installs what it needs first: .venv with pinned requirements, trained models, Debian's nginx and
+# chromium (the offline /docs test), and (as root) the Docker engine with a single-node Swarm.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -40,19 +40,21 @@ ensure_venv
 
 # Tools the integration tests drive for real. Without root they may be missing: those tests skip.
 if is_root || command -v sudo >/dev/null 2>&1; then
-  apt_install nginx shellcheck
+  apt_install nginx shellcheck chromium
   if [ "$with_docker" -eq 1 ]; then
     ensure_docker_engine
     ensure_swarm
   fi
 else
-  log "not root: nginx, shellcheck and Docker are used only if already installed"
+  log "not root: nginx, shellcheck, chromium and Docker are used only if already installed"
 fi
 
 ensure_models
 
 log "ruff"
 "$VENV_DIR/bin/ruff" check .
+log "mypy"
+"$VENV_DIR/bin/mypy" --strict service
 if command -v shellcheck >/dev/null 2>&1; then
   log "shellcheck"
   shellcheck -x scripts/*.sh scripts/lib/*.sh

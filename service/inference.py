@@ -210,9 +210,7 @@ class LogisticModel(CompiledModel):
     def _proba_of_one(self, values: list[float]) -> np.ndarray:
         # A 3 x 9 product and a softmax: plain Python is several numpy calls' overhead cheaper.
         # Summation order differs from BLAS by rounding only (~1e-16).
-        decision = [
-            sum(map(float.__mul__, values, row)) + bias for row, bias in self._class_rows
-        ]
+        decision = [sum(map(float.__mul__, values, row)) + bias for row, bias in self._class_rows]
         top = max(decision)
         exps = [math.exp(value - top) for value in decision]
         total = sum(exps)
@@ -332,14 +330,16 @@ class ForestModel(CompiledModel):
         # sklearn trees compare float32 features (see the class docstring).
         if features.shape[0] == 1:
             leaves = self._leaves_of_one_row(features[0].astype(np.float32))
-            return np.add.reduce(self._leaf_proba_t.take(leaves, axis=1), axis=1)[None, :]
+            one: np.ndarray = np.add.reduce(self._leaf_proba_t.take(leaves, axis=1), axis=1)
+            return one[None, :]
         features = features.astype(np.float32)
         if features.shape[0] <= self.table_max_rows:
             leaves = self._leaves_by_table(features)
         else:
             leaves = self._leaves_by_walk(features)
         # (take/add.reduce: the same work as fancy indexing/sum with less per-call overhead.)
-        return np.add.reduce(self._leaf_proba_t.take(leaves, axis=1), axis=2).T
+        summed: np.ndarray = np.add.reduce(self._leaf_proba_t.take(leaves, axis=1), axis=2)
+        return summed.T
 
     def _leaves_of_one_row(self, row: np.ndarray) -> np.ndarray:
         """The single-row request path: the table strategy with nothing per-row to offset."""
@@ -446,7 +446,8 @@ class SvmModel(CompiledModel):
         scores = kernel @ self._kernel_weights + self._kernel_bias
         ovo, confidences = scores[:, : self._n_pairs], scores[:, self._n_pairs :]
         votes = self._vote_base + (ovo < 0) @ self._vote_swing
-        return votes + confidences / (3.0 * np.abs(confidences) + 3.0)
+        decision: np.ndarray = votes + confidences / (3.0 * np.abs(confidences) + 3.0)
+        return decision
 
     def _proba_of_one_row(self, row: np.ndarray) -> np.ndarray:
         """The single-row request path: the same arithmetic as _decision_ovr and _proba."""
@@ -478,13 +479,14 @@ class SvmModel(CompiledModel):
         # by the row sum, falling back to uniform when every calibrator says 0.
         decision *= self._a
         decision += self._b
-        proba = 1.0 / (1.0 + np.exp(decision))
+        proba: np.ndarray = 1.0 / (1.0 + np.exp(decision))
         total = proba.sum(axis=1, keepdims=True)
         if total.all():
             proba /= total
             return proba
         uniform = np.full_like(proba, 1.0 / proba.shape[1])
-        return np.divide(proba, total, out=uniform, where=total != 0)
+        normalised: np.ndarray = np.divide(proba, total, out=uniform, where=total != 0)
+        return normalised
 
 
 # Keyed by the artifact's "kind", which is the ModelSpec.compiler that wrote it.

@@ -52,13 +52,6 @@ ERROR_DESCRIPTIONS = {
 _REF = "#/components/schemas/{model}"
 
 
-def _ref(model: type[BaseModel], names: dict[tuple[type[BaseModel], str], Any]) -> dict[str, Any]:
-    for (candidate, _mode), schema in names.items():
-        if candidate is model:
-            return dict(schema)
-    raise KeyError(model.__name__)
-
-
 def openapi_document(
     endpoints: Iterable[Endpoint], title: str, version: str, description: str
 ) -> dict[str, Any]:
@@ -70,8 +63,10 @@ def openapi_document(
             models.append((endpoint.body, "validation"))
         if endpoint.response is not None:
             models.append((endpoint.response, "serialization"))
-    refs, top = models_json_schema(models, ref_template=_REF)
-    error_ref = _ref(ErrorResponse, refs)
+    schemas, top = models_json_schema(models, ref_template=_REF)
+    # model -> {"$ref": ...}; no model is used both as a body and as a response.
+    refs: dict[Any, dict[str, Any]] = {model: dict(ref) for (model, _), ref in schemas.items()}
+    error_ref = refs[ErrorResponse]
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in documented:
         operation: dict[str, Any] = {
@@ -94,11 +89,11 @@ def openapi_document(
         if endpoint.body is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {JSON: {"schema": _ref(endpoint.body, refs)}},
+                "content": {JSON: {"schema": refs[endpoint.body]}},
             }
         media_type = endpoint.media_type.split(";", 1)[0]
         success_schema = (
-            _ref(endpoint.response, refs) if endpoint.response is not None else {"type": "string"}
+            refs[endpoint.response] if endpoint.response is not None else {"type": "string"}
         )
         responses: dict[str, Any] = {
             "200": {
