@@ -326,6 +326,12 @@ class ForestModel(CompiledModel):
                 depth += 1
         return np.array(order, dtype=np.intp)
 
+    def _proba_of_one(self, values: list[float]) -> np.ndarray:
+        # Straight to float32 (the same rounding as astype), without a 2-D float64 detour.
+        leaves = self._leaves_of_one_row(np.array(values, dtype=np.float32))
+        one: np.ndarray = np.add.reduce(self._leaf_proba_t.take(leaves, axis=1), axis=1)
+        return one[None, :]
+
     def _proba(self, features: np.ndarray) -> np.ndarray:
         # sklearn trees compare float32 features (see the class docstring).
         if features.shape[0] == 1:
@@ -470,6 +476,9 @@ class SvmModel(CompiledModel):
         if total == 0.0:
             return np.full((1, len(proba)), 1.0 / len(proba))
         return np.array([[value / total for value in proba]])
+
+    def _proba_of_one(self, values: list[float]) -> np.ndarray:
+        return self._proba_of_one_row(np.array(values, dtype=np.float64))
 
     def _proba(self, features: np.ndarray) -> np.ndarray:
         if features.shape[0] == 1:
