@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: lint, unit tests, integration tests on loopback, Swarm tests, then
 # the multi-node cluster tests (engines in network namespaces, as root).
-# Installs what it needs first: .venv with pinned requirements, trained models, Debian's nginx,
-# and (as root) the Docker engine with a single-node Swarm.
+# Installs what it needs first: .venv with pinned requirements, trained models, Debian's nginx and
+# chromium (the offline /docs test), and (as root) the Docker engine with a single-node Swarm.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -44,14 +44,15 @@ ensure_venv
 
 # Tools the integration tests drive for real. Without root they may be missing: those tests skip.
 if is_root || command -v sudo >/dev/null 2>&1; then
-  # gettext-base: envsubst, with which nginx/entrypoint.sh renders its template.
-  apt_install nginx shellcheck gettext-base
+  # gettext-base: envsubst, with which nginx/entrypoint.sh renders its template; chromium: the
+  # offline /docs test.
+  apt_install nginx shellcheck gettext-base chromium
   if [ "$with_docker" -eq 1 ]; then
     ensure_docker_engine
     ensure_swarm
   fi
 else
-  log "not root: nginx, shellcheck and Docker are used only if already installed"
+  log "not root: nginx, shellcheck, chromium and Docker are used only if already installed"
 fi
 
 ensure_models

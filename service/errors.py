@@ -6,17 +6,10 @@ Each item names the offending field, so a client can fix its request without rea
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
-
-logger = logging.getLogger("service.errors")
 
 # Pydantic reports syntax problems (invalid JSON, bad UTF-8, too deep) with these types.
 _SYNTAX_ERROR_TYPES = frozenset({"json_invalid", "json_type"})
@@ -24,7 +17,7 @@ _LOCATION_ROOTS = frozenset({"body", "query", "path", "header", "cookie"})
 
 
 class ApiError(Exception):
-    """A refusal the handlers turn into a JSON response with `status`."""
+    """A refusal that the app answers with `status` and the JSON error body."""
 
     def __init__(
         self,
@@ -39,7 +32,10 @@ class ApiError(Exception):
         self.error = error
         self.message = message
         self.detail = list(detail)
-        self.headers = headers
+        self.headers = headers or {}
+
+    def body(self) -> bytes:
+        return error_body(self.error, self.message, self.detail)
 
 
 def error_body(error: str, message: str, detail: Iterable[dict[str, str]] = ()) -> bytes:
@@ -48,19 +44,8 @@ def error_body(error: str, message: str, detail: Iterable[dict[str, str]] = ()) 
     ).encode()
 
 
-def error_response(
-    status: int,
-    error: str,
-    message: str,
-    detail: Iterable[dict[str, str]] = (),
-    headers: dict[str, str] | None = None,
-) -> Response:
-    return Response(
-        error_body(error, message, detail),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
+def not_ready() -> ApiError:
+    return ApiError(503, "not_ready", "models are not loaded yet", headers={"Retry-After": "1"})
 
 
 def field_name(loc: Sequence[Any]) -> str:
@@ -77,7 +62,7 @@ def field_name(loc: Sequence[Any]) -> str:
     return name or "body"
 
 
-def _items(errors: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+def _items(errors: Iterable[Any]) -> list[dict[str, str]]:
     return [
         {
             "field": field_name(e.get("loc", ())),
@@ -98,33 +83,3 @@ def validation_api_error(exc: ValidationError) -> ApiError:
     return ApiError(
         422, "validation_error", f"invalid input in: {', '.join(fields)}", _items(errors)
     )
-
-
-async def _api_error_handler(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.error, exc.message, exc.detail, exc.headers)
-
-
-async def _request_validation_handler(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    items = _items(exc.errors())
-    fields = sorted({item["field"] for item in items})
-    return error_response(422, "validation_error", f"invalid input in: {', '.join(fields)}", items)
-
-
-async def _http_exception_handler(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
-
-
-async def _unexpected_handler(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal_error", "internal server error")
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error_handler)
-    app.add_exception_handler(RequestValidationError, _request_validation_handler)
-    app.add_exception_handler(StarletteHTTPException, _http_exception_handler)
-    app.add_exception_handler(Exception, _unexpected_handler)

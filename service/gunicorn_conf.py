@@ -72,7 +72,7 @@ def child_exit(server: Any, worker: Any) -> None:
     # A dead worker's live gauges (in-flight requests) must stop counting.
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid, str(_METRICS_DIR))
+    multiprocess.mark_process_dead(worker.pid, str(_METRICS_DIR))  # type: ignore[no-untyped-call]
 
 
 def on_exit(server: Any) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from gunicorn.glogging import Logger
+from gunicorn.glogging import Logger  # type: ignore[import-untyped]
 
 from service.logging_config import use_json_formatter
 
 
-class JsonGunicornLogger(Logger):
+class JsonGunicornLogger(Logger):  # type: ignore[misc]  # Gunicorn ships no type hints
     """Gunicorn sets up its handlers (stderr errors, optional stdout access log); we reformat.
 
     The Uvicorn worker reuses these handlers for `uvicorn.error` and `uvicorn.access`, so its

@@ -23,7 +23,7 @@ import hashlib
 import json
 import math
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ FEATURES = (
 )
 MANIFEST_FILE = "manifest.json"
 ARTIFACT_FORMAT = 1
-MODEL_NAMES = ("lr", "rf", "svm")
 # Above this, math.exp overflows (np.exp would return inf).
 _EXP_MAX = math.log(np.finfo(np.float64).max)
 
@@ -105,46 +104,47 @@ class _Preprocessor:
 
     def transform(self, rows: Sequence[Mapping[str, object]]) -> np.ndarray:
         # Plain Python floats, one numpy conversion at the end: for a single-row request the
-        # per-call overhead of numpy would cost more than the arithmetic. IEEE float64 makes
-        # (value - mean) / scale here bit-identical to StandardScaler's two in-place steps.
-        numeric = self._numeric_params
-        encoded: list[list[float]] = []
-        for row in rows:
-            values = [0.0] * self.n_output
-            for j, (name, fill, mean, scale) in enumerate(numeric):
-                value = row.get(name)
-                if value is None or value != value:  # None or NaN: impute
-                    measured = fill
-                else:
-                    try:
-                        measured = float(value)  # type: ignore[arg-type]
-                    except (TypeError, ValueError):
-                        raise ValueError(f"{name}={value!r} is not a number") from None
-                    if not math.isfinite(measured):
-                        if measured != measured:
-                            measured = fill
-                        else:
-                            # scikit-learn's imputer rejects infinity too.
-                            raise ValueError(f"{name}={value!r} is not finite")
-                values[j] = (measured - mean) / scale
-            for k, name in enumerate(self.categorical_features):
-                value = row.get(name)
-                if _is_missing(value):
-                    values[self._fill_column[k]] = 1.0
-                    continue
-                try:
-                    column = self._columns[k].get(value)  # type: ignore[call-overload]
-                except TypeError:  # unhashable, e.g. a list
-                    column = None
-                if column is None and isinstance(value, str):
-                    # A str-based Enum hashes by member name, not by its value: look up the text.
-                    column = self._columns[k].get(str.__str__(value))
-                if column is None:
-                    known = ", ".join(sorted(self._columns[k]))
-                    raise ValueError(f"{name}={value!r} is not one of: {known}")
-                values[column] = 1.0
-            encoded.append(values)
+        # per-call overhead of numpy would cost more than the arithmetic.
+        encoded = [self.transform_row(row) for row in rows]
         return np.array(encoded, dtype=np.float64).reshape(len(rows), self.n_output)
+
+    def transform_row(self, row: Mapping[str, object]) -> list[float]:
+        """One row's encoded features as plain floats. IEEE float64 makes (value - mean) / scale
+        here bit-identical to StandardScaler's two in-place steps."""
+        values = [0.0] * self.n_output
+        for j, (name, fill, mean, scale) in enumerate(self._numeric_params):
+            value = row.get(name)
+            if value is None or value != value:  # None or NaN: impute
+                measured = fill
+            else:
+                try:
+                    measured = float(value)  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    raise ValueError(f"{name}={value!r} is not a number") from None
+                if not math.isfinite(measured):
+                    if measured != measured:
+                        measured = fill
+                    else:
+                        # scikit-learn's imputer rejects infinity too.
+                        raise ValueError(f"{name}={value!r} is not finite")
+            values[j] = (measured - mean) / scale
+        for k, name in enumerate(self.categorical_features):
+            value = row.get(name)
+            if _is_missing(value):
+                values[self._fill_column[k]] = 1.0
+                continue
+            try:
+                column = self._columns[k].get(value)  # type: ignore[call-overload]
+            except TypeError:  # unhashable, e.g. a list
+                column = None
+            if column is None and isinstance(value, str):
+                # A str-based Enum hashes by member name, not by its value: look up the text.
+                column = self._columns[k].get(str.__str__(value))
+            if column is None:
+                known = ", ".join(sorted(self._columns[k]))
+                raise ValueError(f"{name}={value!r} is not one of: {known}")
+            values[column] = 1.0
+        return values
 
 
 class CompiledModel:
@@ -169,6 +169,8 @@ class CompiledModel:
         """
         if len(rows) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float64)
+        if len(rows) == 1:
+            return self._proba_of_one(self._pre.transform_row(rows[0]))
         return self._proba(self._pre.transform(rows))
 
     def predict(self, rows: Sequence[Mapping[str, object]]) -> list[str]:
@@ -177,6 +179,10 @@ class CompiledModel:
 
     def _proba(self, features: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def _proba_of_one(self, values: list[float]) -> np.ndarray:
+        """The single-row request path; models override it where plain Python is faster."""
+        return self._proba(np.array([values], dtype=np.float64))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, version={self.version!r})"
@@ -195,6 +201,20 @@ class LogisticModel(CompiledModel):
         self._intercept = np.asarray(arrays["intercept"], dtype=np.float64)
         if self._coef_t.shape != (self._pre.n_output, len(self.classes)):
             raise ValueError(f"coef has shape {self._coef_t.T.shape}")
+        # For the single-row path: one (coefficients, intercept) pair per class, as floats.
+        self._class_rows = tuple(
+            (tuple(row), float(bias))
+            for row, bias in zip(self._coef_t.T.tolist(), self._intercept.tolist(), strict=True)
+        )
+
+    def _proba_of_one(self, values: list[float]) -> np.ndarray:
+        # A 3 x 9 product and a softmax: plain Python is several numpy calls' overhead cheaper.
+        # Summation order differs from BLAS by rounding only (~1e-16).
+        decision = [sum(map(float.__mul__, values, row)) + bias for row, bias in self._class_rows]
+        top = max(decision)
+        exps = [math.exp(value - top) for value in decision]
+        total = sum(exps)
+        return np.array([[value / total for value in exps]])
 
     def _proba(self, features: np.ndarray) -> np.ndarray:
         decision = features @ self._coef_t + self._intercept
@@ -306,18 +326,26 @@ class ForestModel(CompiledModel):
                 depth += 1
         return np.array(order, dtype=np.intp)
 
+    def _proba_of_one(self, values: list[float]) -> np.ndarray:
+        # Straight to float32 (the same rounding as astype), without a 2-D float64 detour.
+        leaves = self._leaves_of_one_row(np.array(values, dtype=np.float32))
+        one: np.ndarray = np.add.reduce(self._leaf_proba_t.take(leaves, axis=1), axis=1)
+        return one[None, :]
+
     def _proba(self, features: np.ndarray) -> np.ndarray:
         # sklearn trees compare float32 features (see the class docstring).
         if features.shape[0] == 1:
             leaves = self._leaves_of_one_row(features[0].astype(np.float32))
-            return np.add.reduce(self._leaf_proba_t.take(leaves, axis=1), axis=1)[None, :]
+            one: np.ndarray = np.add.reduce(self._leaf_proba_t.take(leaves, axis=1), axis=1)
+            return one[None, :]
         features = features.astype(np.float32)
         if features.shape[0] <= self.table_max_rows:
             leaves = self._leaves_by_table(features)
         else:
             leaves = self._leaves_by_walk(features)
         # (take/add.reduce: the same work as fancy indexing/sum with less per-call overhead.)
-        return np.add.reduce(self._leaf_proba_t.take(leaves, axis=1), axis=2).T
+        summed: np.ndarray = np.add.reduce(self._leaf_proba_t.take(leaves, axis=1), axis=2)
+        return summed.T
 
     def _leaves_of_one_row(self, row: np.ndarray) -> np.ndarray:
         """The single-row request path: the table strategy with nothing per-row to offset."""
@@ -424,7 +452,8 @@ class SvmModel(CompiledModel):
         scores = kernel @ self._kernel_weights + self._kernel_bias
         ovo, confidences = scores[:, : self._n_pairs], scores[:, self._n_pairs :]
         votes = self._vote_base + (ovo < 0) @ self._vote_swing
-        return votes + confidences / (3.0 * np.abs(confidences) + 3.0)
+        decision: np.ndarray = votes + confidences / (3.0 * np.abs(confidences) + 3.0)
+        return decision
 
     def _proba_of_one_row(self, row: np.ndarray) -> np.ndarray:
         """The single-row request path: the same arithmetic as _decision_ovr and _proba."""
@@ -448,6 +477,9 @@ class SvmModel(CompiledModel):
             return np.full((1, len(proba)), 1.0 / len(proba))
         return np.array([[value / total for value in proba]])
 
+    def _proba_of_one(self, values: list[float]) -> np.ndarray:
+        return self._proba_of_one_row(np.array(values, dtype=np.float64))
+
     def _proba(self, features: np.ndarray) -> np.ndarray:
         if features.shape[0] == 1:
             return self._proba_of_one_row(features[0])
@@ -456,16 +488,18 @@ class SvmModel(CompiledModel):
         # by the row sum, falling back to uniform when every calibrator says 0.
         decision *= self._a
         decision += self._b
-        proba = 1.0 / (1.0 + np.exp(decision))
+        proba: np.ndarray = 1.0 / (1.0 + np.exp(decision))
         total = proba.sum(axis=1, keepdims=True)
         if total.all():
             proba /= total
             return proba
         uniform = np.full_like(proba, 1.0 / proba.shape[1])
-        return np.divide(proba, total, out=uniform, where=total != 0)
+        normalised: np.ndarray = np.divide(proba, total, out=uniform, where=total != 0)
+        return normalised
 
 
-_KINDS: dict[str, type[CompiledModel]] = {
+# Keyed by the artifact's "kind", which is the ModelSpec.compiler that wrote it.
+EVALUATOR_KINDS: dict[str, type[CompiledModel]] = {
     cls.kind: cls for cls in (LogisticModel, ForestModel, SvmModel)
 }
 
@@ -516,9 +550,9 @@ def load_model(models_dir: Path, name: str, entry: Mapping[str, Any]) -> Compile
         if int(arrays["format"]) != ARTIFACT_FORMAT:
             raise ValueError(f"format {int(arrays['format'])}, expected {ARTIFACT_FORMAT}")
         kind = str(arrays["kind"])
-        if kind not in _KINDS:
+        if kind not in EVALUATOR_KINDS:
             raise ValueError(f"unknown model kind {kind!r}")
-        model = _KINDS[kind](name, title, version, arrays)
+        model = EVALUATOR_KINDS[kind](name, title, version, arrays)
         if list(model.classes) != list(entry.get("classes", model.classes)):
             raise ValueError(f"classes {list(model.classes)} differ from the manifest's")
     except (KeyError, ValueError, TypeError, IndexError) as error:
@@ -526,13 +560,14 @@ def load_model(models_dir: Path, name: str, entry: Mapping[str, Any]) -> Compile
     return model
 
 
-def load_models(models_dir: Path) -> dict[str, CompiledModel]:
-    """Loads every model the manifest lists (keys "lr", "rf", "svm") from models_dir."""
+def load_models(models_dir: Path, required: Iterable[str] = ()) -> dict[str, CompiledModel]:
+    """Loads every model the manifest lists; ModelLoadError when one of `required` is absent."""
     manifest = load_manifest(models_dir)
     entries = manifest["models"]
-    missing = [name for name in MODEL_NAMES if name not in entries]
+    missing = [name for name in required if name not in entries]
     if missing:
         raise ModelLoadError(
-            f"{Path(models_dir) / MANIFEST_FILE} lists no model {', '.join(missing)}"
+            f"{Path(models_dir) / MANIFEST_FILE} lists no model {', '.join(missing)}; "
+            "retrain: python -m training"
         )
     return {name: load_model(models_dir, name, entries[name]) for name in entries}

@@ -8,7 +8,9 @@ a single process) the default registry is used.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import (
@@ -83,10 +85,79 @@ def inference_metrics(model: str, kind: str) -> tuple[Any, Any]:
     return children
 
 
+class _Updates:
+    """Metric updates, written to the shared files once per event-loop pass in multiprocess mode.
+
+    There, every update is a locked write to a memory-mapped file plus a getpid() system call,
+    about 0.7 us, and a prediction makes eight: as much CPU as the model. Updates made while the
+    event loop runs its ready callbacks are summed and written once, by a callback the first
+    update schedules for right after them (loop.call_soon). Other workers' scrapes therefore lag
+    by at most the requests being processed at that instant; a scrape of this worker writes the
+    pending updates first. Without multiprocess mode (tests, one process) or outside an event
+    loop, updates are applied at once.
+    """
+
+    def __init__(self, deferred: bool) -> None:
+        self.deferred = deferred
+        self._deltas: dict[Any, float] = {}
+        self._observations: dict[Any, list[float]] = {}
+        self._scheduled = False
+
+    def add(self, child: Any, amount: float) -> None:
+        """Counter.inc or Gauge.inc/dec by `amount`."""
+        if self.deferred and self._schedule():
+            self._deltas[child] = self._deltas.get(child, 0.0) + amount
+        else:
+            child.inc(amount)
+
+    def observe(self, child: Any, value: float) -> None:
+        if self.deferred and self._schedule():
+            observations = self._observations.get(child)
+            if observations is None:
+                self._observations[child] = [value]
+            else:
+                observations.append(value)
+        else:
+            child.observe(value)
+
+    def _schedule(self) -> bool:
+        if self._scheduled:
+            return True
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:  # no event loop: write at once
+            return False
+        self._scheduled = True
+        return True
+
+    def flush(self) -> None:
+        """Write every pending update."""
+        self._scheduled = False
+        deltas, self._deltas = self._deltas, {}
+        observations, self._observations = self._observations, {}
+        for child, amount in deltas.items():
+            if amount:
+                child.inc(amount)
+        for child, values in observations.items():
+            # Histogram.observe, for many values: one write for the sum, one per bucket hit.
+            child._sum.inc(sum(values))
+            bounds = child._upper_bounds
+            hits: dict[int, int] = {}
+            for value in values:
+                index = bisect_left(bounds, value)  # the first bound >= value, as observe()
+                hits[index] = hits.get(index, 0) + 1
+            for index, count in hits.items():
+                child._buckets[index].inc(count)
+
+
+UPDATES = _Updates(deferred=bool(os.environ.get(MULTIPROC_ENV)))
+
+
 def render_metrics() -> tuple[bytes, str]:
     """The exposition text and its content type, aggregated over workers when multiprocess."""
+    UPDATES.flush()
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
-        prometheus_multiprocess.MultiProcessCollector(registry)
+        prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

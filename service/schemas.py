@@ -3,7 +3,7 @@ NaN/Infinity and implausible measurements are refused, each error naming the fie
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -54,7 +54,12 @@ class PenguinFeatures(BaseModel):
 
     island: Annotated[
         str,
-        Field(strict=True, description="Biscoe, Dream or Torgersen (any case)", max_length=32),
+        Field(
+            strict=True,
+            description="Biscoe, Dream or Torgersen (any case, surrounding spaces ignored)",
+            max_length=32,
+            json_schema_extra={"enum": list(ISLANDS)},
+        ),
     ]
     culmen_length_mm: Annotated[
         float, _measurement(CULMEN_LENGTH_MM, "Culmen (bill) length in mm", 50.0)
@@ -70,7 +75,10 @@ class PenguinFeatures(BaseModel):
     sex: Annotated[
         str | None,
         Field(
-            strict=True, description="MALE or FEMALE (any case); null when unknown", max_length=32
+            strict=True,
+            description="MALE or FEMALE (any case); null when unknown",
+            max_length=32,
+            json_schema_extra={"enum": [*SEXES, None]},
         ),
     ] = None
 
@@ -140,3 +148,12 @@ class ModelInfo(BaseModel):
 class ModelsResponse(BaseModel):
     default_model: str
     models: list[ModelInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    models: list[str]

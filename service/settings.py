@@ -6,12 +6,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.registry import MODELS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-ModelName = Literal["lr", "rf", "svm"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
@@ -25,10 +26,14 @@ class ServiceSettings(BaseSettings):
 
     # App.
     models_dir: Path = PROJECT_ROOT / "models"
-    default_model: ModelName = "lr"
+    default_model: str = MODELS.default
     max_batch_size: int = Field(default=1000, ge=1, le=100_000)
     # 1000 instances of ~200 bytes each fit with room for pretty-printed JSON.
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # A refused body up to this size is read and discarded before the 413 goes out: a client
+    # that writes its whole body before reading (urllib, requests) then gets the 413 instead of
+    # a connection reset. Beyond it the connection is closed at once.
+    max_drain_bytes: int = Field(default=64 * 1_048_576, ge=0, le=1024 * 1_048_576)
 
     # Gunicorn.
     bind: str = "127.0.0.1:8000"
@@ -42,6 +47,13 @@ class ServiceSettings(BaseSettings):
     keepalive: int = Field(default=75, ge=1)
     access_log: bool = False
     log_level: LogLevel = "info"
+
+    @field_validator("default_model")
+    @classmethod
+    def _registered_model(cls, value: str) -> str:
+        if value not in MODELS:
+            raise ValueError(f"must be one of {', '.join(MODELS.names)} (service/registry.py)")
+        return value
 
 
 @lru_cache(maxsize=1)

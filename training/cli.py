@@ -13,9 +13,9 @@ from training.settings import TrainingSettings, settings_from_env
 def build_parser(defaults: TrainingSettings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
-        description="Train the lr, rf and svm penguin classifiers and export them to a models "
-        "directory (joblib pipelines, compiled .npz artifacts, manifest.json). The directory is "
-        "replaced atomically, only after every model passed its checks.",
+        description="Train the penguin classifiers of service/registry.py and export them to a "
+        "models directory (joblib pipelines, compiled .npz artifacts, manifest.json). The "
+        "directory is replaced atomically, only after every model passed its checks.",
         epilog="Environment defaults: PENGUIN_TRAINING_DATA, PENGUIN_TRAINING_OUTPUT, "
         "PENGUIN_TRAINING_SEED, PENGUIN_TRAINING_TEST_SIZE, PENGUIN_TRAINING_CV_FOLDS, "
         "PENGUIN_TRAINING_FOREST_TREES.",

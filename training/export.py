@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
@@ -18,6 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from service.inference import ARTIFACT_FORMAT
+from service.registry import ModelSpec
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -50,7 +54,6 @@ def _logistic_arrays(model: LogisticRegression) -> dict[str, np.ndarray]:
     if model.coef_.shape[0] < 3:
         raise ValueError("only the multinomial (3+ classes) logistic regression is compiled")
     return {
-        "kind": np.array("logistic"),
         "coef": np.asarray(model.coef_, dtype=np.float64),
         "intercept": np.asarray(model.intercept_, dtype=np.float64),
     }
@@ -78,7 +81,6 @@ def _forest_arrays(model: RandomForestClassifier) -> dict[str, np.ndarray]:
         max_depth = max(max_depth, int(tree.max_depth))
         offset += n
     return {
-        "kind": np.array("forest"),
         "node_feature": np.concatenate(features).astype(np.int32),
         "node_threshold": np.concatenate(thresholds).astype(np.float64),
         "node_children": np.concatenate(children).astype(np.int32),
@@ -109,7 +111,6 @@ def _svm_arrays(model: CalibratedClassifierCV) -> dict[str, np.ndarray]:
         pair_coef[starts[i] : starts[i + 1], p] = dual[j - 1, starts[i] : starts[i + 1]]
         pair_coef[starts[j] : starts[j + 1], p] = dual[i, starts[j] : starts[j + 1]]
     return {
-        "kind": np.array("svm"),
         "support_vectors": np.asarray(svc.support_vectors_, dtype=np.float64),
         "pair_coef": pair_coef,
         "intercept": np.asarray(svc.intercept_, dtype=np.float64),
@@ -119,17 +120,48 @@ def _svm_arrays(model: CalibratedClassifierCV) -> dict[str, np.ndarray]:
     }
 
 
-def compile_pipeline(pipeline: Pipeline) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class Compiler:
+    """Turns one fitted estimator type into the arrays of one service/inference.py evaluator."""
+
+    estimator_type: type
+    arrays: Callable[[Any], dict[str, np.ndarray]]
+
+
+# Keyed by ModelSpec.compiler; each key is also an evaluator kind in service/inference.py.
+COMPILERS: dict[str, Compiler] = {
+    "logistic": Compiler(LogisticRegression, _logistic_arrays),
+    "forest": Compiler(RandomForestClassifier, _forest_arrays),
+    "svm": Compiler(CalibratedClassifierCV, _svm_arrays),
+}
+
+
+def check_compilable(spec: ModelSpec, estimator: object) -> None:
+    """TypeError naming the model, its estimator and the fix, unless `spec.compiler` fits it."""
+    compiler = COMPILERS.get(spec.compiler)
+    estimator_name = type(estimator).__name__
+    known = ", ".join(f"{kind} ({c.estimator_type.__name__})" for kind, c in COMPILERS.items())
+    if compiler is None:
+        raise TypeError(
+            f"model {spec.name!r} ({estimator_name}): no numpy compiler named "
+            f"{spec.compiler!r}; use one of {known} in service/registry.py, or add a compiler "
+            "to training/export.py and an evaluator to service/inference.py"
+        )
+    if not isinstance(estimator, compiler.estimator_type):
+        raise TypeError(
+            f"model {spec.name!r}: the numpy compiler {spec.compiler!r} compiles "
+            f"{compiler.estimator_type.__name__}, not {estimator_name}; pick the compiler that "
+            f"fits in service/registry.py ({known}), or add a compiler for {estimator_name} "
+            "to training/export.py and an evaluator to service/inference.py"
+        )
+
+
+def compile_pipeline(pipeline: Pipeline, spec: ModelSpec) -> dict[str, np.ndarray]:
     """Arrays describing the fitted pipeline (see the layout in service/inference.py)."""
     model = pipeline.named_steps["model"]
-    if isinstance(model, LogisticRegression):
-        arrays = _logistic_arrays(model)
-    elif isinstance(model, RandomForestClassifier):
-        arrays = _forest_arrays(model)
-    elif isinstance(model, CalibratedClassifierCV):
-        arrays = _svm_arrays(model)
-    else:
-        raise TypeError(f"no compiler for {type(model).__name__}")
+    check_compilable(spec, model)
+    arrays = COMPILERS[spec.compiler].arrays(model)
+    arrays["kind"] = np.array(spec.compiler)
     arrays.update(_preprocessing_arrays(pipeline))
     arrays["classes"] = np.array([str(c) for c in model.classes_])
     arrays["format"] = np.array(ARTIFACT_FORMAT, dtype=np.int64)

@@ -1,30 +1,21 @@
-"""The three scikit-learn pipelines: shared preprocessing, then one classifier each.
+"""The scikit-learn pipelines: shared preprocessing, then each registered model's estimator.
 
-The compiled evaluator in service/inference.py mirrors exactly these steps, so a change here
-needs a matching change in training/export.py and service/inference.py (the parity check in
+The model set itself (names, titles, estimator factories, compilers) is service/registry.py. The
+compiled evaluator in service/inference.py mirrors exactly these steps, so a change here needs a
+matching change in training/export.py and service/inference.py (the parity check in
 training/train.py fails the run otherwise).
 """
 
 from __future__ import annotations
 
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from sklearn.svm import SVC
 
+from service.registry import MODELS, EstimatorOptions, ModelRegistry
 from training.dataset import CATEGORICAL_FEATURES, CATEGORIES, NUMERIC_FEATURES
-
-MODEL_TITLES = {
-    "lr": "Logistic regression",
-    "rf": "Random forest",
-    "svm": "Support vector machine (RBF, sigmoid-calibrated)",
-}
-DEFAULT_MODEL = "lr"
+from training.export import check_compilable
 
 
 def build_preprocessor() -> ColumnTransformer:
@@ -54,27 +45,18 @@ def build_preprocessor() -> ColumnTransformer:
     )
 
 
-def build_pipelines(seed: int, forest_trees: int, cv_folds: int) -> dict[str, Pipeline]:
-    """Unfitted pipelines keyed by model name ("lr", "rf", "svm")."""
-    # SVC(probability=True) is deprecated in scikit-learn 1.9. Sigmoid calibration over
-    # cross-validated decision values gives the probabilities instead; ensemble=False keeps a
-    # single SVC fitted on all training rows, so there is one SVC to export.
-    # The calibrators read SVC.decision_function, so decision_function_shape matters: "ovr" (the
-    # default) gives one column per class, as calibration assumes. With three classes "ovo" also
-    # has three columns (one per pair) and would calibrate silently wrong, so training/export.py
-    # refuses it. break_ties only changes SVC.predict, never decision_function: irrelevant here.
-    svm = CalibratedClassifierCV(
-        SVC(kernel="rbf", C=1.0, gamma="scale", random_state=seed),
-        method="sigmoid",
-        cv=StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=seed),
-        ensemble=False,
-    )
-    models = {
-        "lr": LogisticRegression(C=1.0, max_iter=2000, random_state=seed),
-        "rf": RandomForestClassifier(n_estimators=forest_trees, random_state=seed, n_jobs=1),
-        "svm": svm,
-    }
-    return {
-        name: Pipeline([("preprocess", build_preprocessor()), ("model", model)])
-        for name, model in models.items()
-    }
+def build_pipelines(
+    options: EstimatorOptions, registry: ModelRegistry = MODELS
+) -> dict[str, Pipeline]:
+    """Unfitted pipelines keyed by model name, in registry order.
+
+    Raises TypeError before anything is fitted when a model's estimator has no numpy compiler.
+    """
+    pipelines = {}
+    for spec in registry:
+        estimator = spec.build_estimator(options)
+        check_compilable(spec, estimator)
+        pipelines[spec.name] = Pipeline(
+            [("preprocess", build_preprocessor()), ("model", estimator)]
+        )
+    return pipelines

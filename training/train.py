@@ -20,6 +20,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 
 from service.inference import FEATURES, MANIFEST_FILE, load_models
+from service.registry import MODELS, EstimatorOptions, ModelRegistry
 from training.dataset import (
     CATEGORIES,
     CLASSES,
@@ -31,7 +32,7 @@ from training.dataset import (
 )
 from training.errors import OutputError, ParityError
 from training.export import compile_pipeline, write_artifact
-from training.pipelines import DEFAULT_MODEL, MODEL_TITLES, build_pipelines
+from training.pipelines import build_pipelines
 from training.settings import PROJECT_ROOT, TrainingSettings
 
 METRIC_DIGITS = 6
@@ -120,16 +121,22 @@ def _swap_into_place(staging: Path, output: Path) -> None:
     raise OutputError(f"could not move the new models into {output}")
 
 
-def train(settings: TrainingSettings, log: Any = print) -> TrainingResult:
-    """Runs the whole training; on any failure models/ is left exactly as it was."""
+def train(
+    settings: TrainingSettings, log: Any = print, registry: ModelRegistry = MODELS
+) -> TrainingResult:
+    """Trains every model of `registry`; on any failure models/ is left exactly as it was."""
     output = check_output(settings.output)
+    options = EstimatorOptions(
+        seed=settings.seed, forest_trees=settings.forest_trees, cv_folds=settings.cv_folds
+    )
+    # Before any data is read: a model without a numpy compiler fails here, naming the fix.
+    pipelines = build_pipelines(options, registry)
     full = load_dataset(settings.data)
     usable = full.trainable()
     x_all, y_all = usable.features, usable.target
     x_train, x_test, y_train, y_test = train_test_split(
         x_all, y_all, test_size=settings.test_size, stratify=y_all, random_state=settings.seed
     )
-    pipelines = build_pipelines(settings.seed, settings.forest_trees, settings.cv_folds)
     folds = StratifiedKFold(n_splits=settings.cv_folds, shuffle=True, random_state=settings.seed)
 
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
@@ -149,7 +156,7 @@ def train(settings: TrainingSettings, log: Any = print) -> TrainingResult:
             classes = [str(c) for c in pipeline.classes_]
             if tuple(classes) != CLASSES:
                 raise ValueError(f"{name}: unexpected classes {classes}")
-            arrays = compile_pipeline(pipeline)
+            arrays = compile_pipeline(pipeline, registry[name])
             joblib.dump(pipeline, staging / f"{name}.joblib")
             sha = write_artifact(staging / f"{name}.npz", arrays)
             fills.update(
@@ -168,7 +175,7 @@ def train(settings: TrainingSettings, log: Any = print) -> TrainingResult:
             )
             entries[name] = {
                 "name": name,
-                "title": MODEL_TITLES[name],
+                "title": registry[name].title,
                 "version": f"{name}-{sha[:12]}",
                 "artifact": f"{name}.npz",
                 "artifact_sha256": sha,
@@ -195,7 +202,7 @@ def train(settings: TrainingSettings, log: Any = print) -> TrainingResult:
             )
 
         manifest: dict[str, Any] = {
-            "default_model": DEFAULT_MODEL,
+            "default_model": registry.default,
             "models": entries,
             "feature_schema": _feature_schema(full, fills),
             "data": {
@@ -226,7 +233,7 @@ def train(settings: TrainingSettings, log: Any = print) -> TrainingResult:
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
 
         # Prove the artifacts as the service will load them, on every row of the file.
-        compiled = load_models(staging)
+        compiled = load_models(staging, registry.names)
         parity: dict[str, float] = {}
         for name, pipeline in pipelines.items():
             parity[name] = _max_parity_gap(compiled[name], pipeline, full)

@@ -21,12 +21,13 @@ from service.inference import (
     load_manifest,
     load_models,
 )
+from service.registry import MODELS
 from tests.support import PROJECT_ROOT
 from training.dataset import load_dataset
 from training.export import write_artifact
 
 TOLERANCE = 1e-5
-MODEL_NAMES = ("lr", "rf", "svm")
+MODEL_NAMES = MODELS.names
 TYPICAL = {
     "Adelie": {
         "island": "Torgersen",
@@ -254,7 +255,7 @@ def test_manifest_without_a_model_is_rejected(models_dir: Path, tmp_path: Path) 
     target = _copy_models(models_dir, tmp_path)
     _rewrite_manifest(target, lambda m: m["models"].pop("svm"))
     with pytest.raises(ModelLoadError, match="lists no model svm"):
-        load_models(target)
+        load_models(target, MODELS.names)
 
 
 def test_missing_artifact_names_the_file(models_dir: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.registry import MODELS
 from tests.support import PROJECT_ROOT, require
 
 CLASSES = ("Adelie", "Chinstrap", "Gentoo")
@@ -52,4 +53,4 @@ class FakeModel:
 
 @pytest.fixture
 def fake_models() -> dict[str, FakeModel]:
-    return {name: FakeModel(name) for name in ("lr", "rf", "svm")}
+    return {name: FakeModel(name) for name in MODELS.names}

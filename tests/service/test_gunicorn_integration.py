@@ -172,6 +172,25 @@ def test_chunked_body_over_the_limit_is_refused(server: Server) -> None:
     assert server.worker_pids() == workers_before
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/predict", b" " * 10_000_000),
+        ("/predict/batch", json.dumps({"instances": [SEED_BODY] * 100_001}).encode()),
+    ],
+    ids=["10MB-body", "batch-of-100001-rows"],
+)
+def test_oversized_body_from_a_write_then_read_client_gets_413(
+    server: Server, path: str, body: bytes
+) -> None:
+    # urllib writes the whole body before it reads anything, like requests does: if the server
+    # answered and closed early, the client would see "connection reset by peer" instead.
+    status, answer = _request(f"{server.url}{path}", body, {"Content-Type": "application/json"})
+    assert status == 413, answer[:300]
+    assert json.loads(answer)["error"] == "body_too_large"
+    assert _request(f"{server.url}/health")[0] == 200
+
+
 def test_no_5xx_was_ever_counted(server: Server) -> None:
     _request(f"{server.url}/predict", b"{", {"Content-Type": "application/json"})
     status, metrics = _request(f"{server.url}/metrics")

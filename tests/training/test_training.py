@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from service.inference import FEATURES
+from service.registry import MODELS, EstimatorOptions
 from tests.support import PROJECT_ROOT
 from training.dataset import load_dataset
 from training.errors import DatasetError, OutputError, ParityError
@@ -266,9 +267,9 @@ def test_malformed_data_gives_a_clear_error(tmp_path: Path, content: str, messag
 
 
 def test_settings_validate_their_values() -> None:
-    with pytest.raises(ValueError, match="test size"):
+    with pytest.raises(ValueError, match="test_size"):
         TrainingSettings(test_size=0.9)
-    with pytest.raises(ValueError, match="folds"):
+    with pytest.raises(ValueError, match="cv_folds"):
         TrainingSettings(cv_folds=1)
 
 
@@ -281,11 +282,12 @@ def test_export_refuses_an_svc_whose_decision_columns_are_pairs() -> None:
     from training.export import compile_pipeline
     from training.pipelines import build_pipelines
 
-    pipeline = build_pipelines(seed=0, forest_trees=1, cv_folds=3)["svm"]
+    options = EstimatorOptions(seed=0, forest_trees=1, cv_folds=3)
+    pipeline = build_pipelines(options)["svm"]
     pipeline.set_params(
         model=CalibratedClassifierCV(SVC(decision_function_shape="ovo"), cv=3, ensemble=False)
     )
     data = load_dataset(DATA).trainable()
     pipeline.fit(data.features, data.target)
     with pytest.raises(ValueError, match="ovr"):
-        compile_pipeline(pipeline)
+        compile_pipeline(pipeline, MODELS["svm"])

@@ -1,0 +1,318 @@
+"""The endpoints: predictions, model listing, probes, metrics, and the documentation.
+
+Each handler is declared once, with what the OpenAPI document says about it (service/api.py).
+The request path never builds a DataFrame or touches scikit-learn: service/inference.py holds
+numpy-only compiled models.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from service import openapi
+from service.api import Call, Endpoint, QueryParameter, dumps
+from service.errors import ApiError, not_ready
+from service.metrics import UPDATES, inference_metrics, render_metrics
+from service.registry import ModelRegistry
+from service.schemas import (
+    BatchPrediction,
+    BatchRequest,
+    Health,
+    ModelsResponse,
+    PenguinFeatures,
+    Prediction,
+    Readiness,
+)
+from service.settings import ServiceSettings
+
+_PREDICT_ERRORS = (400, 413, 415, 422, 503)
+
+
+class ServingModel(Protocol):
+    """What the API needs from service.inference.CompiledModel."""
+
+    name: str
+    title: str
+    version: str
+    classes: tuple[str, ...]
+
+    def predict_proba(self, rows: Sequence[Mapping[str, object]]) -> np.ndarray: ...
+
+
+@dataclass
+class ServiceState:
+    """Everything loaded at start-up; `models` stays empty until loading succeeded."""
+
+    settings: ServiceSettings
+    registry: ModelRegistry
+    models: dict[str, ServingModel] = field(default_factory=dict)
+    models_body: bytes = b""
+    ready_body: bytes = b""
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.models)
+
+    def install(self, models: Mapping[str, ServingModel], manifest: Mapping[str, Any]) -> None:
+        missing = set(self.registry.names) - set(models)
+        if missing:
+            raise RuntimeError(f"models missing from {self.settings.models_dir}: {sorted(missing)}")
+        default = self.settings.default_model
+        self.models_body = dumps(_models_listing(models, manifest, default))
+        self.ready_body = dumps({"status": "ready", "models": sorted(models)})
+        # Last: /ready turns 200 only once everything above is in place.
+        self.models = dict(models)
+
+    def model(self, name: str | None) -> ServingModel:
+        if not self.models:
+            raise not_ready()
+        chosen = self.settings.default_model if name is None else name
+        model = self.models.get(chosen)
+        if model is None:
+            valid = ", ".join(sorted(self.models))
+            raise ApiError(
+                422,
+                "unknown_model",
+                f"unknown model {chosen[:64]!r}; valid models: {valid}",
+                [{"field": "model", "message": f"must be one of {valid}", "type": "enum"}],
+            )
+        return model
+
+
+def _models_listing(
+    models: Mapping[str, ServingModel], manifest: Mapping[str, Any], default_model: str
+) -> dict[str, Any]:
+    entries = manifest.get("models", {})
+    listing = []
+    for name in sorted(models):
+        model = models[name]
+        entry = entries.get(name, {}) if isinstance(entries, Mapping) else {}
+        metrics = entry.get("metrics", {}) if isinstance(entry, Mapping) else {}
+        listing.append(
+            {
+                "name": name,
+                "title": model.title,
+                "version": model.version,
+                "classes": list(model.classes),
+                "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)},
+                "default": name == default_model,
+            }
+        )
+    return {"default_model": default_model, "models": listing}
+
+
+class _PredictionWriter:
+    """Writes one model's prediction objects as JSON text from a template made at load time.
+
+    json.dumps over a fresh dict per row cost more than the model itself; the template holds
+    the JSON-escaped class names, model name and version, and floats are written with repr(),
+    which is what json.dumps writes for them too.
+    """
+
+    def __init__(self, model: ServingModel) -> None:
+        def literal(text: str) -> str:
+            return json.dumps(text).replace("%", "%%")
+
+        self.classes = model.classes
+        self.species = [literal(label) for label in model.classes]
+        probabilities = ",".join(f"{literal(label)}:%r" for label in model.classes)
+        self.template = (
+            '{"species":%s,"probabilities":{' + probabilities + '},"model":'
+            f'{literal(model.name)},"model_version":{literal(model.version)}}}'
+        )
+
+    def write(self, row: list[float]) -> str:
+        return self.template % (self.species[row.index(max(row))], *row)
+
+
+def _predictions(model: ServingModel, rows: list[dict[str, Any]], kind: str) -> list[str]:
+    """Each row's prediction object as JSON text, in order; records the inference metrics."""
+    start = time.perf_counter()
+    proba = model.predict_proba(rows)
+    latency, rows_counter = inference_metrics(model.name, kind)
+    UPDATES.observe(latency, time.perf_counter() - start)
+    UPDATES.add(rows_counter, len(rows))
+    write = _writer(model).write
+    # Plain Python over .tolist(): for the typical one-row request, numpy calls per row would
+    # cost more than they save.
+    return [write(row) for row in proba.tolist()]
+
+
+_writers: dict[tuple[str, str], _PredictionWriter] = {}
+
+
+def _writer(model: ServingModel) -> _PredictionWriter:
+    key = (model.name, model.version)
+    writer = _writers.get(key)
+    if writer is None or writer.classes != model.classes:
+        writer = _writers[key] = _PredictionWriter(model)
+    return writer
+
+
+def endpoints(state: ServiceState, title: str) -> list[Endpoint]:
+    """Every endpoint of the API, bound to `state`."""
+    settings = state.settings
+    model_parameter = QueryParameter(
+        "model",
+        "Model to use (default: PENGUIN_DEFAULT_MODEL, here "
+        f"{settings.default_model}); see GET /models",
+        {"type": "string", "enum": list(state.registry.names)},
+    )
+    max_batch = settings.max_batch_size
+
+    def predict(call: Call) -> bytes:
+        model = state.model(call.query("model"))
+        features = call.json_body(PenguinFeatures)
+        # The validated fields as they are (a flat model: the same as model_dump(), cheaper).
+        return _predictions(model, [features.__dict__], "single")[0].encode()
+
+    def predict_batch(call: Call) -> bytes:
+        model = state.model(call.query("model"))
+        batch = call.json_body(BatchRequest)
+        if len(batch.instances) > max_batch:
+            raise ApiError(
+                422,
+                "batch_too_large",
+                f"at most {max_batch} instances per request (PENGUIN_MAX_BATCH_SIZE)",
+                [
+                    {
+                        "field": "instances",
+                        "message": f"at most {max_batch} items",
+                        "type": "too_long",
+                    }
+                ],
+            )
+        rows = [features.model_dump() for features in batch.instances]
+        predictions = ",".join(_predictions(model, rows, "batch"))
+        tail = dumps({"model": model.name, "model_version": model.version})[1:]
+        return f'{{"predictions":[{predictions}],'.encode() + tail
+
+    def list_models(_call: Call) -> bytes:
+        if not state.ready:
+            raise not_ready()
+        return state.models_body
+
+    health_body = dumps({"status": "ok"})
+
+    def health(_call: Call) -> bytes:
+        return health_body
+
+    def ready(_call: Call) -> bytes:
+        if not state.ready:
+            raise not_ready()
+        return state.ready_body
+
+    def metrics(_call: Call) -> bytes:
+        return render_metrics()[0]
+
+    declared = [
+        Endpoint(
+            "POST",
+            "/predict",
+            predict,
+            "Predict one penguin's species",
+            body=PenguinFeatures,
+            response=Prediction,
+            query=(model_parameter,),
+            errors=_PREDICT_ERRORS,
+        ),
+        Endpoint(
+            "POST",
+            "/predict/batch",
+            predict_batch,
+            "Predict several penguins' species, in order",
+            description=f"1 to {max_batch} instances (PENGUIN_MAX_BATCH_SIZE).",
+            body=BatchRequest,
+            response=BatchPrediction,
+            query=(model_parameter,),
+            errors=_PREDICT_ERRORS,
+        ),
+        Endpoint(
+            "GET",
+            "/models",
+            list_models,
+            "Loaded models with versions and metrics",
+            response=ModelsResponse,
+            errors=(503,),
+        ),
+        Endpoint("GET", "/health", health, "Liveness: the process answers", response=Health),
+        Endpoint(
+            "GET",
+            "/ready",
+            ready,
+            "Readiness: 200 once the models are loaded, 503 before",
+            response=Readiness,
+            errors=(503,),
+        ),
+        Endpoint(
+            "GET",
+            "/metrics",
+            metrics,
+            "Prometheus metrics (text exposition format, summed over Gunicorn workers)",
+            media_type=render_metrics()[1],
+        ),
+    ]
+    return declared + _documentation(declared, title, max_batch)
+
+
+def _documentation(documented: list[Endpoint], title: str, max_batch: int) -> list[Endpoint]:
+    description = "Predicts the species of a Palmer penguin from its measurements."
+    document = openapi.openapi_document(documented, title, "1.0.0", description)
+    # The batch limit is a setting, so the static pydantic model cannot carry it.
+    instances = document["components"]["schemas"]["BatchRequest"]["properties"]["instances"]
+    instances["maxItems"] = max_batch
+    document_body = dumps(document)
+    swagger_page = openapi.swagger_ui_page(title)
+    redoc_page = openapi.redoc_page(title)
+
+    def openapi_json(_call: Call) -> bytes:
+        return document_body
+
+    def swagger_ui(_call: Call) -> bytes:
+        return swagger_page
+
+    def redoc(_call: Call) -> bytes:
+        return redoc_page
+
+    pages = [
+        Endpoint("GET", openapi.OPENAPI_PATH, openapi_json, "OpenAPI document", in_schema=False),
+        Endpoint(
+            "GET",
+            openapi.DOCS_PATH,
+            swagger_ui,
+            "Swagger UI",
+            media_type="text/html; charset=utf-8",
+            in_schema=False,
+        ),
+        Endpoint(
+            "GET",
+            openapi.REDOC_PATH,
+            redoc,
+            "ReDoc",
+            media_type="text/html; charset=utf-8",
+            in_schema=False,
+        ),
+    ]
+    for name, media_type in openapi.ASSETS.items():
+        content = openapi.asset(name)
+
+        def serve_asset(_call: Call, content: bytes = content) -> bytes:
+            return content
+
+        pages.append(
+            Endpoint(
+                "GET",
+                f"{openapi.ASSETS_PATH}/{name}",
+                serve_asset,
+                name,
+                media_type=media_type,
+                in_schema=False,
+            )
+        )
+    return pages
