@@ -139,9 +139,6 @@ def main(argv: list[str] | None = None) -> int:
         run_dir, info = prepare_run_dir(matrix, matrix_path.resolve(), settings, args.resume,
                                         args.fresh)
         print(f"results: {run_dir}", flush=True)
-        if cluster is not None:
-            info["cluster"] = {"nginx_url": cluster.nginx_url,
-                               "nodes": sorted(cluster.node_cgroups)}
         MatrixRunner(matrix, settings, run_dir, info, DockerEngine.from_env(), cluster).run()
     except KeyboardInterrupt:
         print("interrupted: the api service was restored; measured cells are kept. "

@@ -234,6 +234,7 @@ class MatrixRunner:
 
     def run(self) -> Path:
         """Measures the remaining cells, restores the service, writes the report."""
+        self._same_target()
         try:
             original = self.engine.service_resources(self.api_service)
         except DockerError as error:
@@ -273,6 +274,21 @@ class MatrixRunner:
         _write_json(self.run_dir / RUN_FILE, self.run_info)
         self.progress.note(f"report: {report} (and report.html, summary.csv, plots/)")
         return report
+
+    def _same_target(self) -> None:
+        """A resumed run goes on where it started, the host's Swarm or the cluster: one report
+        never mixes the two, nor restores one's service settings onto the other."""
+        on_cluster = self.cluster is not None
+        started_on_cluster = "cluster" in self.run_info
+        if on_cluster != started_on_cluster and (
+                "original_service" in self.run_info
+                or any(self.cell_done(cell) for cell in self.matrix.cell_list())):
+            where = "the local cluster (--cluster)" if started_on_cluster else "the host's Swarm"
+            raise MatrixRunError(f"{self.run_dir} was started on {where}; resume it there, or "
+                                 "start a new run with --fresh")
+        if self.cluster is not None:
+            self.run_info["cluster"] = {"nginx_url": self.cluster.nginx_url,
+                                        "nodes": sorted(self.cluster.node_cgroups)}
 
     def _restore(self, original: ServiceResources) -> None:
         self.progress.note(f"restoring {self.api_service} to {original.replicas} replica(s), "

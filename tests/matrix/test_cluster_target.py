@@ -208,7 +208,6 @@ def test_cluster_run_records_where_each_task_ran_and_each_nodes_cpu(
     locust = replay_locust(monkeypatch, engine)
     monkeypatch.setattr("matrix.trial.run_locust", SlowReplay(locust))
     run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
-    info["cluster"] = {"nginx_url": "http://10.213.0.11:8000", "nodes": ["pclab-node1", *WORKERS]}
     MatrixRunner(matrix, settings, run_dir, info, engine, fake_cluster(ticking_cgroups)).run()
     one, two = (json.loads((run_dir / "cells" / c.cell_id / "cell.json").read_text())
                 for c in matrix.cell_list()[::2])
@@ -224,6 +223,8 @@ def test_cluster_run_records_where_each_task_ran_and_each_nodes_cpu(
                      r"pclab-node2: 0\.\d+, pclab-node3: 0\.\d+ \|", report)
     assert "Locust) ran on the host" in report
     assert "engines in network namespaces on one host" in report
+    assert json.loads((run_dir / "run.json").read_text())["cluster"]["nodes"] == [
+        "pclab-node1", *WORKERS]
 
 
 def test_a_single_host_run_reports_no_placement(
@@ -252,3 +253,17 @@ def test_a_cluster_without_its_link_gets_no_request_and_no_update(
     assert locust.runs == 0
     # No cell was deployed: the one update puts back what was there.
     assert engine.updates == [ORIGINAL]
+
+
+def test_a_run_started_on_the_host_is_not_resumed_on_the_cluster(
+        cluster_run: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    matrix, path, settings, engine = cluster_run
+    locust = replay_locust(monkeypatch, engine, interrupt_on_run=3)
+    run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
+    with pytest.raises(KeyboardInterrupt):
+        MatrixRunner(matrix, settings, run_dir, info, engine).run()
+    updates = len(engine.updates)
+    run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
+    with pytest.raises(MatrixRunError, match="started on the host's Swarm.*--fresh"):
+        MatrixRunner(matrix, settings, run_dir, info, engine, fake_cluster(tmp_path)).run()
+    assert len(engine.updates) == updates and locust.runs == 3
