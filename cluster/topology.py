@@ -147,7 +147,7 @@ class Topology:
 
 
 def plan(settings: ClusterSettings) -> Topology:
-    subnet = ipaddress.ip_network(settings.subnet)
+    subnet = ipaddress.IPv4Network(settings.subnet)  # settings accept IPv4 only
     links, gwbridges = list(subnet.subnets(new_prefix=24))[:2]
     overlays = list(subnet.subnets(new_prefix=17))[1]
     hosts = list(links.hosts())

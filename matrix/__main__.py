@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from matrix.cluster_target import ClusterTarget, ClusterTargetError, load_cluster_target
 from matrix.config import (
     DEFAULT_MATRIX_FILE,
     PROJECT_ROOT,
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Swarm stack to measure (env STACK_NAME, default penguins)")
     parser.add_argument("--nginx-port", type=int, default=None,
                         help="Nginx's published port on 127.0.0.1 (env NGINX_PORT, default 8000)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="measure the local multi-node Swarm of scripts/cluster_up.sh (its "
+                             "engine, stack and Nginx; it deployed the stack, so no stack_up)")
     parser.add_argument("--no-stack-up", action="store_true",
                         help="do not run scripts/stack_up.sh first (the stack is already up)")
     parser.add_argument("--stack-down", action="store_true",
@@ -81,8 +85,22 @@ def _stack_script(name: str, settings: MatrixSettings) -> None:
         raise MatrixRunError(f"scripts/{name} failed with exit code {result.returncode}")
 
 
+def _target_cluster() -> ClusterTarget:
+    """Points the engine client, the stack name and the base URL at the running cluster."""
+    cluster = load_cluster_target()
+    cluster.check_route()
+    os.environ["DOCKER_HOST"] = cluster.docker_host
+    os.environ["STACK_NAME"] = cluster.stack_name
+    os.environ["MATRIX_BASE_URL"] = cluster.nginx_url
+    return cluster
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.cluster and (args.stack_name or args.nginx_port):
+        parser.error("--cluster takes the stack and Nginx's address from the cluster's env file; "
+                     "leave out --stack-name and --nginx-port")
     # Started in the background by a non-interactive shell, SIGINT arrives ignored; the restore
     # path must still run on Ctrl-C / kill -INT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -91,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["STACK_NAME"] = args.stack_name
     if args.nginx_port:
         os.environ["NGINX_PORT"] = str(args.nginx_port)
+    cluster = None
+    if args.cluster and not (args.validate_only or args.report_only):
+        try:
+            cluster = _target_cluster()
+        except ClusterTargetError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     settings = MatrixSettings()
     matrix_path = (QUICK_MATRIX_FILE if args.quick else args.matrix or DEFAULT_MATRIX_FILE)
     if args.report_only:
@@ -109,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(describe_plan(matrix), flush=True)
     try:
-        if not args.no_stack_up:
+        if not args.no_stack_up and cluster is None:
             _stack_script("stack_up.sh", settings)
         run_dir, info = prepare_run_dir(matrix, matrix_path.resolve(), settings, args.resume,
                                         args.fresh)
         print(f"results: {run_dir}", flush=True)
-        MatrixRunner(matrix, settings, run_dir, info, DockerEngine.from_env()).run()
+        MatrixRunner(matrix, settings, run_dir, info, DockerEngine.from_env(), cluster).run()
     except KeyboardInterrupt:
         print("interrupted: the api service was restored; measured cells are kept. "
               "Run the same command again to resume.", file=sys.stderr)

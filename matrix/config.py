@@ -318,3 +318,10 @@ class MatrixSettings(BaseSettings):
     results_dir: Path = Field(PROJECT_ROOT / "results", validation_alias="MATRIX_RESULTS_DIR")
     docker_stats_interval: float = Field(2.0, validation_alias="MATRIX_DOCKER_STATS_INTERVAL")
     loadgen_sample_interval: float = Field(1.0, validation_alias="MATRIX_LOADGEN_SAMPLE_INTERVAL")
+    # Where Nginx answers; unset: its published port on this host. `--cluster` sets it to the
+    # cluster's edge node.
+    base_url_override: str | None = Field(None, validation_alias="MATRIX_BASE_URL")
+
+    @property
+    def base_url(self) -> str:
+        return (self.base_url_override or f"http://127.0.0.1:{self.nginx_port}").rstrip("/")

@@ -79,6 +79,14 @@ class ServiceState:
     pending_tasks: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class TaskPlacement:
+    """Where one running task of a service is: its Swarm task id and its node's hostname."""
+
+    task: str
+    node: str
+
+
 class Engine(Protocol):
     """The engine calls the matrix makes; `DockerEngine` is the real one."""
 
@@ -107,6 +115,9 @@ class Engine(Protocol):
 
     def task_ids(self, service: str) -> set[str]:
         """Every task Swarm keeps for the service (a new id means a task was replaced)."""
+
+    def task_nodes(self, service: str) -> list[TaskPlacement]:
+        """Each running task of the service with the hostname of the node it runs on."""
 
     def containers(self, service: str, *, running_only: bool = True) -> list[str]:
         """Full ids of the service's containers on this node."""
@@ -289,9 +300,14 @@ class DockerEngine:
             raise DockerError(f"update of {service} did not finish within {timeout:g} s: "
                               f"{timeout_error}") from None
 
+    def _node_id(self) -> str:
+        with _engine_errors("reading this engine's Swarm node"):
+            node_id: str = self._api.info()["Swarm"]["NodeID"]
+        return node_id
+
     def node_capacity(self) -> tuple[int, int]:
+        node_id = self._node_id()
         with _engine_errors("inspecting this Swarm node"):
-            node_id = self._api.info()["Swarm"]["NodeID"]
             resources = self._api.inspect_node(node_id)["Description"]["Resources"]
         return int(resources["NanoCPUs"]), int(resources["MemoryBytes"])
 
@@ -316,14 +332,29 @@ class DockerEngine:
         running = [t for t in tasks if t["Status"]["State"] == "running"]
         if len(running) != replicas or len(tasks) != replicas:
             return False, f"{len(running)}/{replicas} tasks running"
+        # Only this node's containers can be asked for their health; on other nodes Swarm
+        # reports a task running once its container's health check passed.
+        here = [t for t in running if t.get("NodeID") == self._node_id()]
         statuses = [c["Status"] for c in self._container_list(service, running_only=True)]
         waiting = [s for s in statuses if "health: starting" in s or "unhealthy" in s]
-        if waiting or len(statuses) != replicas:
-            return False, f"{len(statuses) - len(waiting)}/{replicas} containers healthy"
+        if waiting or len(statuses) != len(here):
+            return False, (f"{len(statuses) - len(waiting)}/{len(here)} containers on this node "
+                           "healthy")
         return True, f"{replicas}/{replicas} tasks running and healthy"
 
     def task_ids(self, service: str) -> set[str]:
         return {t["ID"] for t in self._tasks(service)}
+
+    def task_nodes(self, service: str) -> list[TaskPlacement]:
+        tasks = [t for t in self._tasks(service, **{"desired-state": "running"})
+                 if t["Status"]["State"] == "running"]
+        hostnames: dict[str, str] = {}
+        for node_id in {str(t.get("NodeID", "")) for t in tasks} - {""}:
+            with _engine_errors(f"inspecting node {node_id}"):
+                node: dict[str, Any] = self._api.inspect_node(node_id)
+            hostnames[node_id] = str((node.get("Description") or {}).get("Hostname") or node_id)
+        return sorted((TaskPlacement(str(t["ID"]), hostnames.get(str(t.get("NodeID", "")), "?"))
+                       for t in tasks), key=lambda placement: (placement.node, placement.task))
 
     def containers(self, service: str, *, running_only: bool = True) -> list[str]:
         return [c["Id"] for c in self._container_list(service, running_only)]

@@ -112,6 +112,10 @@ class CellRecord(_Record):
     api_cpu_peak_cores: float | None = None
     api_mem_peak_mb: float | None = None
     nginx_requests: int | None = None
+    # api tasks per node hostname once the cell converged; on the local cluster (`--cluster`)
+    # also each node's mean CPU (cores, its whole cgroup) over the cell's trials.
+    placement: dict[str, int] = {}
+    node_cpu_mean_cores: dict[str, float] = {}
 
     @property
     def knees(self) -> list[float]:

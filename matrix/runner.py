@@ -20,6 +20,8 @@ from types import FrameType
 from typing import Any
 
 from matrix.analysis import docker_stats_summary
+from matrix.cgroups import CgroupSampler, read_samples, window_cpu
+from matrix.cluster_target import ClusterTarget, ClusterTargetError, RouteGuard
 from matrix.config import Cell, MatrixFile, MatrixSettings, memory_bytes
 from matrix.docker_stats import DockerStatsSampler
 from matrix.engine import NANO, DockerError, Engine, ServiceResources
@@ -36,6 +38,8 @@ from matrix.waits import (
 )
 
 RUN_FILE = "run.json"
+NODE_CPU_FILE = "node_cpu.csv"
+NODE_CPU_SAMPLE_INTERVAL_S = 1.0
 READY_TIMEOUT_S = 90.0
 # Estimated fixed cost of a cell besides the profile: update, convergence, warm-up, teardown.
 CELL_OVERHEAD_S = 30.0
@@ -206,17 +210,31 @@ def warm_up(base_url: str, seconds: float) -> int:
     return count[0]
 
 
+def _per_node_cores(samples_file: Path, start: float, end: float) -> dict[str, float]:
+    """Mean cores each node's cgroup used between `start` and `end`."""
+    cores = {}
+    for node, series in read_samples(samples_file).items():
+        window = window_cpu({node: series}, start, end)
+        if window is not None:
+            cores[node] = round(window.cpu_cores, 3)
+    return cores
+
+
 class MatrixRunner:
     def __init__(self, matrix: MatrixFile, settings: MatrixSettings, run_dir: Path,
-                 run_info: dict[str, Any], engine: Engine) -> None:
+                 run_info: dict[str, Any], engine: Engine,
+                 cluster: ClusterTarget | None = None) -> None:
         self.matrix = matrix
+        # A multi-node Swarm: its route is checked before and watched during every cell, and
+        # each node's CPU is sampled from its cgroup.
+        self.cluster = cluster
         self.engine = engine
         self.settings = settings
         self.run_dir = run_dir
         self.run_info = run_info
         self.api_service = f"{settings.stack_name}_api"
         self.nginx_service = f"{settings.stack_name}_nginx"
-        self.base_url = f"http://127.0.0.1:{settings.nginx_port}"
+        self.base_url = settings.base_url
         per_cell = (matrix.trials * matrix.profile.expected_seconds() + matrix.warmup_seconds
                     + CELL_OVERHEAD_S)
         self.progress = Progress(len(matrix.cell_list()), per_cell)
@@ -226,6 +244,7 @@ class MatrixRunner:
 
     def run(self) -> Path:
         """Measures the remaining cells, restores the service, writes the report."""
+        self._same_target()
         try:
             original = self.engine.service_resources(self.api_service)
         except DockerError as error:
@@ -266,6 +285,21 @@ class MatrixRunner:
         self.progress.note(f"report: {report} (and report.html, summary.csv, plots/)")
         return report
 
+    def _same_target(self) -> None:
+        """A resumed run goes on where it started, the host's Swarm or the cluster: one report
+        never mixes the two, nor restores one's service settings onto the other."""
+        on_cluster = self.cluster is not None
+        started_on_cluster = "cluster" in self.run_info
+        if on_cluster != started_on_cluster and (
+                "original_service" in self.run_info
+                or any(self.cell_done(cell) for cell in self.matrix.cell_list())):
+            where = "the local cluster (--cluster)" if started_on_cluster else "the host's Swarm"
+            raise MatrixRunError(f"{self.run_dir} was started on {where}; resume it there, or "
+                                 "start a new run with --fresh")
+        if self.cluster is not None:
+            self.run_info["cluster"] = {"nginx_url": self.cluster.nginx_url,
+                                        "nodes": sorted(self.cluster.node_cgroups)}
+
     def _restore(self, original: ServiceResources) -> None:
         self.progress.note(f"restoring {self.api_service} to {original.replicas} replica(s), "
                            f"limits {original.limit_nano_cpus / NANO:g} CPU / "
@@ -304,14 +338,28 @@ class MatrixRunner:
             cell_id=cell.cell_id, replicas=cell.replicas, cpus=cell.cpus, memory=cell.memory,
             memory_bytes=memory_bytes(cell.memory), total_cpus=cell.total_cpus,
             started=datetime.now(UTC).isoformat(timespec="seconds"))
+        guard = None
         try:
+            if self.cluster is not None:
+                self.cluster.check_route()
+                guard = RouteGuard(self.cluster.check_route)
+                guard.start()
             self._deploy(cell, record)
             self._load(cell, partial, record)
             record.status = "measured"
+        except ClusterTargetError as error:
+            raise MatrixRunError(str(error)) from None
+        except KeyboardInterrupt:
+            if guard is not None and guard.failure:
+                raise MatrixRunError(f"stopped: {guard.failure}") from None
+            raise
         except (DockerError, MatrixRunError, TimeoutError, TrialError) as error:
             # The cell stays on record as not measurable (e.g. it does not fit the node).
             record.error = str(error)
             self.progress.line(cell.cell_id, f"FAILED: {error}")
+        finally:
+            if guard is not None:
+                guard.stop()
         record.finished = datetime.now(UTC).isoformat(timespec="seconds")
         (partial / CELL_FILE).write_text(record.model_dump_json(indent=2), encoding="utf-8")
         shutil.rmtree(final, ignore_errors=True)
@@ -337,7 +385,13 @@ class MatrixRunner:
         except WaitTimeout as error:
             raise MatrixRunError(f"{self.api_service} did not converge within {timeout:g} s: "
                                  f"{error}") from None
-        self.progress.line(cell.cell_id, f"converged ({state}); waiting for /ready via Nginx")
+        placement: dict[str, int] = {}
+        for task in self.engine.task_nodes(self.api_service):
+            placement[task.node] = placement.get(task.node, 0) + 1
+        record.placement = placement
+        where = ", ".join(f"{node}: {count}" for node, count in sorted(placement.items()))
+        self.progress.line(cell.cell_id, f"converged ({state}; api tasks per node: {where}); "
+                           "waiting for /ready via Nginx")
         url = f"{self.base_url}/ready"
         try:
             wait_until(api_ready(self.engine, self.settings.stack_name, url), READY_TIMEOUT_S,
@@ -360,8 +414,15 @@ class MatrixRunner:
         nginx_before = self.engine.nginx_status(self.nginx_service)
         sampler = DockerStatsSampler(self.engine, self.api_service, out / "docker_stats.csv",
                                      self.settings.docker_stats_interval)
+        nodes = None
+        if self.cluster is not None:
+            node_dirs = self.cluster.node_cpu_dirs()
+            nodes = CgroupSampler(lambda: node_dirs, out / NODE_CPU_FILE,
+                                  NODE_CPU_SAMPLE_INTERVAL_S)
         started = time.time()
         sampler.start()
+        if nodes is not None:
+            nodes.start()
         try:
             for trial in range(1, self.matrix.trials + 1):
                 self.progress.line(cell.cell_id, f"trial {trial}/{self.matrix.trials}: "
@@ -374,7 +435,11 @@ class MatrixRunner:
                     partial(self._trial_line, cell.cell_id, trial)))
         finally:
             sampler.stop()
+            if nodes is not None:
+                nodes.stop()
         finished = time.time()
+        if nodes is not None:
+            record.node_cpu_mean_cores = _per_node_cores(out / NODE_CPU_FILE, started, finished)
         containers = self.engine.containers(self.api_service, running_only=False)
         record.restarts = len(self.engine.task_ids(self.api_service) - tasks_before)
         record.oom_kills = len(self.engine.oom_killed(containers))

@@ -12,6 +12,7 @@ usage() {
   cat <<USAGE
 Usage: scripts/run_matrix.sh [--quick | --matrix FILE] [--resume RUN_DIR] [--fresh]
                              [--stack-name NAME] [--nginx-port N] [--no-stack-up] [--stack-down]
+                             [--cluster]
                              [--validate-only] [--report-only RUN_DIR]
 
 Deploys the stack (scripts/stack_up.sh), then measures every cell of the matrix file and writes
@@ -25,6 +26,9 @@ results/<timestamp>/{summary.csv,report.md,report.html,plots/,cells/}.
   --stack-name NAME    stack to measure (env STACK_NAME, default penguins)
   --nginx-port N       Nginx's published port on this host (env NGINX_PORT, default 8000)
   --no-stack-up        the stack is already deployed: do not run scripts/stack_up.sh
+  --cluster            measure the local multi-node Swarm of scripts/cluster_up.sh: its engine,
+                       stack and Nginx (from /run/penguins-cluster/env), without stack_up.sh;
+                       Locust runs here and the report says where each api task ran
   --stack-down         remove the stack (scripts/stack_down.sh) when done
   --validate-only      check the matrix file and print the cells, change nothing
   --report-only DIR    rebuild summary, plots and report of a run from its recorded cells
@@ -39,6 +43,8 @@ needs_docker=1
 for arg in "$@"; do
   case "$arg" in
     -h|--help) usage; exit 0 ;;
+    # cluster_up.sh installed the engine and made the Swarm; the host's Swarm is not needed.
+    --cluster) needs_docker=0 ;;
     --validate-only|--report-only|--report-only=*) needs_docker=0 ;;
   esac
 done

@@ -8,6 +8,7 @@ edge node's namespace. Each scenario prints its figures (stack/README.md quotes 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -189,6 +190,58 @@ def test_placement_puts_the_entry_on_the_edge_and_the_api_on_the_workers(
     assert response.status_code == 200, response.text
 
 
+# A search short enough for the suite: three steps of 3 s, 100 to 400 req/s.
+CLUSTER_MATRIX = """
+name: cluster-test
+cells: {replicas: [2], cpus: [0.25], memory: [256M]}
+profile: {kind: search, start_rate: 100, growth: 2, ceiling: 400, max_steps: 3,
+          step_seconds: 3, settle_seconds: 1, request_timeout_seconds: 2}
+trials: 1
+target_rps: 100
+warmup_seconds: 2
+load_generator: {processes: 1}
+converge_timeout_seconds: 120
+"""
+
+
+def test_the_matrix_runs_on_the_cluster_and_reports_where_and_per_node_cpu(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    matrix_file = tmp_path / "matrix-cluster-test.yaml"
+    matrix_file.write_text(CLUSTER_MATRIX)
+    started = time.monotonic()
+    run_checked(
+        [str(PROJECT_ROOT / "scripts" / "run_matrix.sh"), "--cluster", "--matrix",
+         str(matrix_file)],
+        timeout=300,
+        env={**os.environ, "MATRIX_RESULTS_DIR": str(tmp_path / "results")},
+    )
+    seconds = time.monotonic() - started
+    (run_dir,) = (tmp_path / "results").iterdir()
+    cell = json.loads((run_dir / "cells" / "r2-c0.25-m256M" / "cell.json").read_text())
+    assert cell["status"] == "measured", cell.get("error")
+    # One api task on each worker, none on the edge.
+    assert cell["placement"] == {WORKER_A: 1, WORKER_B: 1}
+    cores = cell["node_cpu_mean_cores"]
+    assert set(cores) == {EDGE, WORKER_A, WORKER_B}
+    # Each worker served requests with its replica; the edge ran Nginx in front of them.
+    assert all(cores[node] > 0.005 for node in cores), cores
+    report_text = (run_dir / "report.md").read_text()
+    assert "## Where it ran" in report_text
+    assert f"{WORKER_A}: 1, {WORKER_B}: 1" in report_text
+    _figure(
+        capsys,
+        f"[cluster: matrix] {seconds:.0f}s; api tasks per node {cell['placement']}; "
+        f"mean cores per node {cores}; served req/s per step "
+        f"{[round(step['served_rps']) for step in cell['trials'][0]['steps']]}",
+    )
+    # The api service is put back as the fixture deployed it (0.5 CPU) for the next scenarios.
+    limit = cluster.docker(
+        "service", "inspect", "--format", "{{.Spec.TaskTemplate.Resources.Limits.NanoCPUs}}", API
+    )
+    assert limit.strip() == "500000000"
+
+
 def test_draining_a_worker_moves_the_api_with_no_failed_request(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -294,6 +347,12 @@ def test_cluster_down_leaves_nothing_behind(
     assert not Path(TOPOLOGY.settings.data_dir).exists()
     # No request is sent to the cluster's addresses now: without our link they are not local.
     assert not _routed_through_our_link(TOPOLOGY.manager.address)
+    # And the matrix refuses to target a cluster that is gone.
+    refused = subprocess.run(
+        [sys.executable, "-m", "matrix", "--cluster", "--quick"],
+        capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT,
+    )
+    assert refused.returncode == 1 and "run scripts/cluster_up.sh first" in refused.stderr
 
 
 def _leftovers() -> str:

@@ -7,7 +7,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from matrix.engine import NANO, ContainerStats, DockerError, ServiceResources, ServiceState
+from matrix.engine import (
+    NANO,
+    ContainerStats,
+    DockerError,
+    ServiceResources,
+    ServiceState,
+    TaskPlacement,
+)
 
 NODE = (2 * NANO, 8 * 1024**3)
 
@@ -33,6 +40,8 @@ class FakeEngine:
         self.upstreams = nginx_upstreams
         # Where cgroup_dirs puts each container's directory; a test may point it at tmp_path.
         self.cgroup_root = Path("/sys/fs/cgroup/docker")
+        # Node hostnames the replicas are dealt to in turn; one node, as on a single host.
+        self.nodes = ["fake-node"]
 
     def serve(self, requests: int, *, replace_task: bool = False, oom_kill: bool = False) -> None:
         """What a load run does to the fake: Nginx counts requests, a task may be replaced and
@@ -75,6 +84,10 @@ class FakeEngine:
 
     def task_ids(self, service: str) -> set[str]:
         return set(self.tasks)
+
+    def task_nodes(self, service: str) -> list[TaskPlacement]:
+        return [TaskPlacement(f"task-{slot + 1}", self.nodes[slot % len(self.nodes)])
+                for slot in range(self.resources.replicas)]
 
     def containers(self, service: str, *, running_only: bool = True) -> list[str]:
         return self.container_ids[-1:] if running_only else list(self.container_ids)

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from matrix.engine import cgroup_candidates, cpu_percent, memory_used, parse_stub_status
+from matrix.engine import (
+    DockerEngine,
+    TaskPlacement,
+    cgroup_candidates,
+    cpu_percent,
+    memory_used,
+    parse_stub_status,
+)
 
 CONTAINER = "8e4211dd293929a67183037e3f9632608609b8c740355bdcb9408ab1bfec7028"
 
@@ -51,3 +58,45 @@ def test_cgroup_candidates_follow_driver_and_version(tmp_path: Path) -> None:
     v1 = cgroup_candidates(CONTAINER, "cgroupfs", "1", tmp_path)
     assert v1[0] == tmp_path / "cpu,cpuacct" / "docker" / CONTAINER
     assert tmp_path / "cpu" / "docker" / CONTAINER in v1
+
+
+class _SwarmApi:
+    """The low-level client's answers for a manager (node-a) whose service has one task here and
+    one on a worker (node-b), like the local cluster's edge and workers."""
+
+    def __init__(self, local_status: str = "Up 5 seconds (healthy)") -> None:
+        self.local_status = local_status
+
+    def info(self) -> dict:
+        return {"Swarm": {"NodeID": "id-a"}}
+
+    def tasks(self, filters: dict) -> list[dict]:
+        return [{"ID": "t2", "NodeID": "id-b", "Status": {"State": "running"}},
+                {"ID": "t1", "NodeID": "id-a", "Status": {"State": "running"}}]
+
+    def inspect_node(self, node_id: str) -> dict:
+        return {"Description": {"Hostname": {"id-a": "node-a", "id-b": "node-b"}[node_id]}}
+
+    def containers(self, all: bool, filters: dict) -> list[dict]:
+        # Only this engine's own container: the worker's is not listed here.
+        return [{"Id": "c1", "Status": self.local_status}]
+
+
+class _Client:
+    def __init__(self, api: _SwarmApi) -> None:
+        self.api = api
+
+
+def test_task_nodes_name_the_node_of_every_running_task() -> None:
+    engine = DockerEngine(_Client(_SwarmApi()))  # type: ignore[arg-type]
+    assert engine.task_nodes("s_api") == [TaskPlacement("t1", "node-a"),
+                                          TaskPlacement("t2", "node-b")]
+
+
+def test_convergence_over_several_nodes_asks_health_of_this_nodes_containers_only() -> None:
+    assert DockerEngine(_Client(_SwarmApi())).tasks_converged(  # type: ignore[arg-type]
+        "s_api", 2) == (True, "2/2 tasks running and healthy")
+    starting = _SwarmApi("Up 1 second (health: starting)")
+    converged, state = DockerEngine(_Client(starting)).tasks_converged(  # type: ignore[arg-type]
+        "s_api", 2)
+    assert not converged and state == "0/1 containers on this node healthy"
