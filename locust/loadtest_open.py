@@ -270,19 +270,25 @@ class Objective:
     max_late_ratio: float = 0.01
 
 
-def _service_reasons(step: StepResult, objective: Objective, service: bool) -> list[str]:
-    figures = step.percentiles_ms(service=service)
-    p95, p99 = figures["p95"], figures["p99"]
-    basis = " (from the actual send)" if service else ""
+def objective_reasons(objective: Objective, p95: float | None, p99: float | None,
+                      failure_ratio: float, basis: str = "") -> list[str]:
+    """Why latency or failures miss the objective (empty: they meet it). Shared by the open-model
+    judge and the matrix's record of a closed-model run."""
     reasons: list[str] = []
-    if step.scheduled == 0:
-        reasons.append("no request scheduled in the measured window")
     if p95 is None or p95 > objective.p95_ms:
         reasons.append(f"p95 {p95} ms > {objective.p95_ms:g} ms{basis}")
     if objective.p99_ms is not None and (p99 is None or p99 > objective.p99_ms):
         reasons.append(f"p99 {p99} ms > {objective.p99_ms:g} ms{basis}")
-    if step.failure_ratio > objective.max_failure_ratio:
-        reasons.append(f"failures {step.failure_ratio:.2%} > {objective.max_failure_ratio:.2%}")
+    if failure_ratio > objective.max_failure_ratio:
+        reasons.append(f"failures {failure_ratio:.2%} > {objective.max_failure_ratio:.2%}")
+    return reasons
+
+
+def _service_reasons(step: StepResult, objective: Objective, service: bool) -> list[str]:
+    figures = step.percentiles_ms(service=service)
+    reasons = ["no request scheduled in the measured window"] if step.scheduled == 0 else []
+    reasons += objective_reasons(objective, figures["p95"], figures["p99"], step.failure_ratio,
+                                 " (from the actual send)" if service else "")
     if step.completion_ratio < objective.min_completion_ratio:
         reasons.append(f"completed {step.completion_ratio:.1%} of scheduled requests "
                        f"(< {objective.min_completion_ratio:.0%})")

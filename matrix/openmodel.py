@@ -24,7 +24,8 @@ from loadtest_open import (  # noqa: E402
     StepResult,
     judge,
     knee_step,
+    objective_reasons,
 )
 
 __all__ = ["CEILING", "CONVERGED", "GENERATOR_LIMITED", "NO_PASS", "Objective", "StepResult",
-           "judge", "knee_step"]
+           "judge", "knee_step", "objective_reasons"]

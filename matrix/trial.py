@@ -45,18 +45,18 @@ class StepWatcher:
     def __init__(self, path: Path, say: Callable[[str], None]) -> None:
         self.path = path
         self.say = say
-        self.seen = 0
+        self.offset = 0  # bytes already read: the log only grows
 
     def poll(self) -> None:
         if not self.path.is_file():
             return
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        for line in lines[self.seen:]:
-            try:
-                event = json.loads(line)
-            except ValueError:  # a line still being written
-                return
-            self.seen += 1
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        complete = chunk[:chunk.rfind(b"\n") + 1]  # a last line still being written waits
+        self.offset += len(complete)
+        for line in complete.decode("utf-8").splitlines():
+            event = json.loads(line)
             if event.get("event") == "step" and "histogram" in event:
                 verdict = "pass" if event.get("passed") else "; ".join(event.get("reasons", []))
                 self.say(f"step {event['index']}: offered {event['rate']:g} req/s, served "
