@@ -20,6 +20,13 @@ NUMERIC_FEATURES = ("culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", 
 # Probabilities come back as JSON floats; their sum is only ~1 after rounding.
 PROBABILITY_SUM_TOLERANCE = 1e-3
 MODEL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
+# --model-mix value for the workshop's requests: POST /predict without ?model=, so the service
+# answers with its default model.
+DEFAULT_MODEL = "default"
+# The workshop's request body (the API's documented example): --body seed sends it every time.
+SEED_BODY: dict[str, object] = {"island": "Biscoe", "culmen_length_mm": 50.0,
+                                "culmen_depth_mm": 18.5, "flipper_length_mm": 200.0,
+                                "body_mass_g": 4000.0, "sex": "MALE"}
 
 
 def find_data_file(explicit: str | None, locustfile_dir: Path) -> Path:
@@ -125,8 +132,9 @@ def parse_model_mix(text: str) -> dict[str, float]:
     return {name: weight / total for name, weight in mix.items() if weight > 0}
 
 
-def check_prediction(payload: object, model: str) -> str | None:
-    """Returns why a /predict answer is wrong, or None when it is a valid answer from `model`."""
+def check_prediction(payload: object, model: str | None) -> str | None:
+    """Returns why a /predict answer is wrong, or None when it is a valid answer from `model`
+    (any model when None: the service's default)."""
     if not isinstance(payload, dict):
         return "response is not a JSON object"
     species = payload.get("species")
@@ -142,7 +150,7 @@ def check_prediction(payload: object, model: str) -> str | None:
         return f"probabilities sum to {sum(values):.4f}, not 1"
     if probabilities[species] < max(values):
         return f"species {species} is not the most probable class in {probabilities}"
-    if payload.get("model") != model:
+    if model is not None and payload.get("model") != model:
         return f"answered by model {payload.get('model')!r}, asked for {model!r}"
     version = payload.get("model_version")
     if not isinstance(version, str) or not version:

@@ -13,7 +13,9 @@ Profiles (--load-profile, env LOCUST_LOAD_PROFILE; Locust itself owns --profile)
 - `staircase` (open model): fixed rates --start-rate, + --step-rate ... up to --max-rate,
   stopping after the first step that fails.
 - `workshop` (closed model): ramps to --workshop-users at --workshop-spawn-rate users/s and holds
-  --hold-seconds (the original 10 000-user experiment); each user paced at --user-rate.
+  --hold-seconds (the original 10 000-user experiment); each user waits a think time uniform in
+  [--think-min, --think-max] s after each answer (the course's `between(1, 2.5)`). Outcomes are
+  recorded per second and per kind (loadtest_closed.py) for the matrix.
 - `plain` (closed model): honours -u/-r/-t.
 Every custom option also has a LOCUST_* environment variable (`locust -f locustfile.py --help`).
 """
@@ -34,8 +36,12 @@ import gevent
 import gevent.event
 import gevent.pool
 import locust.runners
+from flask import Response, request
 from geventhttpclient import HTTPClient
+from loadtest_closed import WINDOW_MESSAGE, WindowRecorder, outcome_kind
 from loadtest_data import (
+    DEFAULT_MODEL,
+    SEED_BODY,
     BodySampler,
     check_batch,
     check_prediction,
@@ -62,10 +68,13 @@ from loadtest_open import (
 from loadtest_profiles import (
     PROFILES,
     WORKSHOP_SPAWN_RATE,
+    WORKSHOP_THINK_TIME,
     WORKSHOP_USERS,
     Step,
+    check_think_time,
     plain_steps,
     step_at,
+    think_time,
     workshop_steps,
 )
 from locust.contrib.fasthttp import FastHttpUser
@@ -91,7 +100,11 @@ def add_arguments(parser: Any) -> None:
                        help="load profile: plain (-u/-r/-t), workshop, staircase or search")
     group.add_argument("--model-mix", default=DEFAULT_MODEL_MIX, env_var="LOCUST_MODEL_MIX",
                        help="share of requests per model, e.g. lr=0.5,rf=0.3 (default: every "
-                            "model the API lists at /models, equal shares)")
+                            f"model the API lists at /models, equal shares; '{DEFAULT_MODEL}': "
+                            "POST /predict without a model, the service's default)")
+    group.add_argument("--body", choices=("sampled", "seed"), default="sampled",
+                       env_var="LOCUST_BODY",
+                       help="request bodies: real rows with noise, or the workshop's one body")
     group.add_argument("--data-file", default="", env_var="LOCUST_DATA_FILE",
                        help="penguins_size.csv (default: next to the locustfile or ../data/)")
     group.add_argument("--noise", type=float, default=0.02, env_var="LOCUST_NOISE",
@@ -131,7 +144,7 @@ def add_arguments(parser: Any) -> None:
                        help="search/staircase: evenly spaced or Poisson arrivals")
     group.add_argument("--request-timeout", type=float, default=5.0,
                        env_var="LOCUST_REQUEST_TIMEOUT",
-                       help="search/staircase: seconds before a request counts as timed out")
+                       help="seconds before a request counts as timed out")
     group.add_argument("--late-ms", type=float, default=10.0, env_var="LOCUST_LATE_MS",
                        help="search/staircase: a request sent later than this after its "
                             "intended time counts as late")
@@ -161,6 +174,12 @@ def add_arguments(parser: Any) -> None:
                        help="workshop: users started per second")
     group.add_argument("--hold-seconds", type=float, default=300.0, env_var="LOCUST_HOLD_SECONDS",
                        help="workshop: how long to hold the full user count")
+    group.add_argument("--think-min", type=float, default=WORKSHOP_THINK_TIME[0],
+                       env_var="LOCUST_THINK_MIN",
+                       help="workshop: shortest wait after an answer, seconds")
+    group.add_argument("--think-max", type=float, default=WORKSHOP_THINK_TIME[1],
+                       env_var="LOCUST_THINK_MAX",
+                       help="workshop: longest wait after an answer, seconds")
 
 
 class _Workload:
@@ -179,7 +198,7 @@ class _Workload:
             self._set_mix(options.model_mix)
 
     def _set_mix(self, text: str) -> None:
-        mix = parse_model_mix(text)
+        mix = {DEFAULT_MODEL: 1.0} if text.strip() == DEFAULT_MODEL else parse_model_mix(text)
         self.models, self.weights = list(mix), list(mix.values())
         self._mix_text = text
 
@@ -203,7 +222,9 @@ class _Workload:
                                "could not be read (see the log)")
         return rng.choices(self.models, self.weights)[0]
 
-    def body(self, rng: random.Random) -> dict[str, object]:
+    def body(self, options: Any, rng: random.Random) -> dict[str, object]:
+        if options.body == "seed":
+            return SEED_BODY
         if self.sampler is None:
             raise RuntimeError("workload not configured (the init event did not run)")
         return self.sampler.sample(rng)
@@ -212,13 +233,16 @@ class _Workload:
         """(url, body, check) of one request: a single prediction, or a batch with probability
         batch_weight / (batch_weight + 1). The url doubles as the name Locust groups it by."""
         model = self.pick_model(options, rng)
+        if model == DEFAULT_MODEL:
+            return ("/predict", self.body(options, rng),
+                    lambda payload: check_prediction(payload, None))
         weight = options.batch_weight
         if weight > 0 and rng.random() < weight / (weight + 1.0):
             size = options.batch_size
-            body: object = {"instances": [self.body(rng) for _ in range(size)]}
+            body: object = {"instances": [self.body(options, rng) for _ in range(size)]}
             return (f"/predict/batch?model={model}", body,
                     lambda payload: check_batch(payload, model, size))
-        return (f"/predict?model={model}", self.body(rng),
+        return (f"/predict?model={model}", self.body(options, rng),
                 lambda payload: check_prediction(payload, model))
 
 
@@ -256,6 +280,68 @@ def _on_stats_message(environment: Environment, msg: Any, **_kwargs: Any) -> Non
         shape.add_report(msg.data)
 
 
+class _ClosedWindows:
+    """Generator side of the closed model: outcomes per second, sent to the master each second
+    (loadtest_closed.py says why Locust's own statistics are not enough)."""
+
+    def __init__(self) -> None:
+        self.recorder = WindowRecorder()
+        self._sender: gevent.Greenlet | None = None
+
+    def start(self, environment: Environment) -> None:
+        self.recorder = WindowRecorder(started=time.time())
+        if self._sender is None:
+            self._sender = gevent.spawn(self._send_loop, environment)
+
+    def _send_loop(self, environment: Environment) -> None:
+        while True:
+            gevent.sleep(1.0)
+            self.send(environment, final=False)
+
+    def send(self, environment: Environment, final: bool) -> None:
+        runner = environment.runner
+        if runner is None:
+            return
+        windows = self.recorder.flush(time.time(), runner.user_count, final=final)
+        if windows:
+            runner.send_message(WINDOW_MESSAGE, {"worker": _generator_id(runner),
+                                                 "windows": windows})
+
+    def stop(self, environment: Environment) -> None:
+        if self._sender is not None:
+            self._sender.kill(block=False)
+            self._sender = None
+        self.send(environment, final=True)
+
+
+CLOSED_WINDOWS = _ClosedWindows()
+
+
+def _generator_id(runner: Any) -> str:
+    return str(getattr(runner, "client_id", "local"))
+
+
+def _on_windows_message(environment: Environment, msg: Any, **_kwargs: Any) -> None:
+    for window in msg.data["windows"]:
+        _log(environment.parsed_options, {"event": "window", "worker": msg.data["worker"],
+                                          **window})
+
+
+# The master's step log, also kept in memory for GET /penguin/steps: a run driven through the
+# web UI's HTTP API (the matrix's stack mode) reads the same lines the --step-log file gets.
+STEP_EVENTS: list[str] = []
+
+
+def _steps_route() -> Response:
+    try:
+        offset = max(0, int(request.args.get("offset", "0")))
+    except ValueError:
+        return Response("offset must be a whole number\n", status=400, mimetype="text/plain")
+    lines = STEP_EVENTS[offset:]
+    return Response("".join(line + "\n" for line in lines), mimetype="application/x-ndjson",
+                    headers={"X-Step-Log-Next-Offset": str(offset + len(lines))})
+
+
 @events.init.add_listener
 def on_init(environment: Environment, **_kwargs: Any) -> None:
     options = environment.parsed_options
@@ -277,6 +363,11 @@ def on_init(environment: Environment, **_kwargs: Any) -> None:
         runner.register_message(STEP_MESSAGE, _on_step_message)
     if not isinstance(runner, WorkerRunner):
         runner.register_message(STATS_MESSAGE, _on_stats_message)
+        runner.register_message(WINDOW_MESSAGE, _on_windows_message)
+    web_ui = environment.web_ui
+    if web_ui is not None:
+        web_ui.app.add_url_rule("/penguin/steps", "penguin_steps",
+                                web_ui.auth_required_if_enabled(_steps_route))
 
 
 def _check_options(options: Any) -> None:
@@ -295,6 +386,7 @@ def _check_options(options: Any) -> None:
         (options.max_in_flight > 0, "--max-in-flight must be > 0"),
         (options.p95_ms > 0, "--p95-ms must be > 0"),
     ]
+    check_think_time(options.think_min, options.think_max)
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
@@ -435,6 +527,47 @@ class PredictUser(_PacedUser):
         self._post_checked(*WORKLOAD.request(self.environment.parsed_options, self.rng))
 
 
+class WorkshopUser(FastHttpUser):
+    """Closed model, the course's user: POST /predict, then a think time uniform in
+    [--think-min, --think-max] s. Each outcome also goes to the per-second windows, with
+    successful answers and 503 refusals timed apart."""
+
+    weight = 1
+
+    def __init__(self, environment: Environment) -> None:
+        options = environment.parsed_options
+        # FastHttpUser builds its client from these in __init__.
+        self.connection_timeout = options.request_timeout
+        self.network_timeout = options.request_timeout
+        super().__init__(environment)
+        self.rng = random.Random()
+
+    def wait_time(self) -> float:
+        options = self.environment.parsed_options
+        return think_time(self.rng, options.think_min, options.think_max)
+
+    @task
+    def predict(self) -> None:
+        url, body, check = WORKLOAD.request(self.environment.parsed_options, self.rng)
+        started = time.monotonic()
+        with self.client.post(url, json=body, name=url, catch_response=True) as response:
+            problem: str | None = None
+            status = response.status_code or 0
+            error = getattr(response, "error", None)  # set only when the request failed
+            timed_out = isinstance(error, TimeoutError | gevent.Timeout)
+            if status == 200:
+                try:
+                    problem = check(response.json())
+                except ValueError:
+                    problem = "response is not JSON"
+            kind = outcome_kind(status, timed_out, problem)
+            CLOSED_WINDOWS.recorder.record(time.time(), time.monotonic() - started, kind)
+            if kind == "ok":
+                response.success()
+            else:
+                response.failure(problem or kind)
+
+
 class PenguinShape(LoadTestShape):
     """Dispatches on --load-profile. Reads -u/-r/-t itself (use_common_options) for `plain`.
 
@@ -476,7 +609,8 @@ class PenguinShape(LoadTestShape):
             _log(options, {"event": "step", **step.as_dict(),
                            "end_s": None if math.isinf(step.end_s) else step.end_s}
                  if step else {"event": "end"})
-        return None if step is None else (step.users, step.spawn_rate, [PredictUser])
+        users = WorkshopUser if options.load_profile == "workshop" else PredictUser
+        return None if step is None else (step.users, step.spawn_rate, [users])
 
     @staticmethod
     def _closed_steps(options: Any) -> list[Step]:
@@ -580,18 +714,29 @@ class _OpenDriver:
 
 def _log(options: Any, record: dict[str, Any]) -> None:
     """Appends one JSON line to --step-log (the matrix reads the steps from it)."""
+    line = json.dumps({"time": time.time(), **record})
+    STEP_EVENTS.append(line)
     if not options.step_log:
         return
-    record = {"time": time.time(), **record}
     with open(options.step_log, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+        handle.write(line + "\n")
 
 
 @events.test_start.add_listener
 def on_test_start(environment: Environment, **_kwargs: Any) -> None:
     options = environment.parsed_options
+    if not isinstance(environment.runner, WorkerRunner):
+        STEP_EVENTS.clear()
+    if not isinstance(environment.runner, MasterRunner):
+        CLOSED_WINDOWS.start(environment)
     if isinstance(environment.runner, MasterRunner):
         logger.info("penguin load test: profile %s, model mix %s", options.load_profile,
                     options.model_mix or "every model the API serves, equal shares")
     elif not options.model_mix and environment.host:
         WORKLOAD.use_served_models(environment.host)
+
+
+@events.test_stop.add_listener
+def on_test_stop(environment: Environment, **_kwargs: Any) -> None:
+    if not isinstance(environment.runner, MasterRunner):
+        CLOSED_WINDOWS.stop(environment)

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +33,9 @@ _MEMORY_PATTERN = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?$", re.IGNOREC
 _MEMORY_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 # Docker refuses containers below 6 MiB; anything under 64 MiB cannot hold the API anyway.
 MIN_MEMORY_BYTES = 64 * 1024**2
+# load_generator.model_mix for the workshop: POST /predict without a model (the service's
+# default); the same word the locustfile takes.
+DEFAULT_MODEL = "default"
 
 
 def trained_models() -> list[str]:
@@ -152,11 +164,28 @@ class PlainProfile(_Strict):
 
 
 class WorkshopProfile(_Strict):
+    """The course's closed-model load: `users` users started at `spawn_rate` per second, each
+    posting and then thinking uniform(think_time) seconds, held `hold_seconds` after the ramp."""
+
     kind: Literal["workshop"]
-    users: Annotated[int, Field(gt=0)] = 10_000
+    users: Annotated[int, Field(gt=0, le=100_000)] = 10_000
     spawn_rate: Annotated[float, Field(gt=0)] = 500.0
-    hold_seconds: Annotated[float, Field(gt=0)] = 300.0
-    user_rate: Annotated[float, Field(gt=0)] = 1.0
+    hold_seconds: Annotated[float, Field(gt=0)] = 60.0
+    think_time: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]] = (1.0, 2.5)
+    # A request unanswered after this long counts as a timeout (Nginx gives up after 30 s).
+    request_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 30.0
+
+    @field_validator("think_time")
+    @classmethod
+    def _think(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[1] < value[0]:
+            raise ValueError(f"think_time [{value[0]:g}, {value[1]:g}]: the first bound (min) "
+                             "must not exceed the second (max)")
+        return value
+
+    @property
+    def ramp_seconds(self) -> float:
+        return self.users / self.spawn_rate
 
     def duration_seconds(self) -> float:
         return self.users / self.spawn_rate + self.hold_seconds
@@ -188,6 +217,11 @@ class Cells(_Strict):
 
 
 class LoadGenerator(_Strict):
+    # Where Locust runs: Locust from the host virtualenv with `processes` processes, or the
+    # deployed stack's locust-master with `workers` locust-worker tasks, driven through the
+    # master's HTTP API (the run shows live in its web UI).
+    where: Literal["host", "stack"] = "host"
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
     processes: Annotated[int, Field(ge=1, le=256)] = 2
     # Average CPU share of its cores above which the load generator, not the service, is blamed.
     saturation: Annotated[float, Field(gt=0, le=1)] = 0.9
@@ -200,12 +234,16 @@ class LoadGenerator(_Strict):
     # Share per model, e.g. lr=0.5,rf=0.3; empty: every model the API serves, equal shares.
     model_mix: str = ""
     batch_weight: Annotated[int, Field(ge=0)] = 0
+    # Request bodies: real rows with noise ('sampled'), or the workshop's one body ('seed').
+    body: Literal["sampled", "seed"] = "sampled"
 
     @field_validator("model_mix")
     @classmethod
     def _mix(cls, value: str) -> str:
         if not value.strip():
             return ""
+        if value.strip() == DEFAULT_MODEL:
+            return DEFAULT_MODEL
         weights: dict[str, float] = {}
         for part in value.split(","):
             name, sep, weight = part.partition("=")
@@ -225,14 +263,53 @@ class LoadGenerator(_Strict):
         return value
 
 
+class ExplicitCell(_Strict):
+    """One configuration listed by hand, optionally with what someone else observed on it."""
+
+    replicas: Annotated[int, Field(ge=1, le=64)]
+    cpus: Annotated[float, Field(gt=0, le=64)]
+    memory: str
+    # Printed beside ours in the report (e.g. the workshop's figures for this configuration).
+    observation: str = ""
+    # Before the profile's load, search this cell's knee with `reference_search` (host Locust,
+    # open model), so the report can say what share of its capacity the cell served.
+    search_first: bool = False
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if memory_bytes(str(value)) < MIN_MEMORY_BYTES:
+            raise ValueError(f"{value!r} is below the 64M an API replica needs")
+        return str(value)
+
+
+# Admission control per cell: 'stack' leaves Nginx as deployed, 'on' applies the stack file's
+# default in-flight limit per replica, 'off' disables it, a number sets that limit.
+Admission = Literal["stack", "on", "off"] | Annotated[int, Field(ge=1, le=100_000)]
+
+
+# The two forms of `cells`; pydantic puts the tag in error locations, _describe drops it.
+_PRODUCT, _LIST = "<product>", "<list>"
+
+
 class Cell(_Strict):
     replicas: int
     cpus: float
     memory: str
+    admission: Admission = "stack"
+    observation: str = ""
+    search_first: bool = False
+
+    @property
+    def config_id(self) -> str:
+        """The configuration alone: the same for a cell measured with admission on and off."""
+        return f"r{self.replicas}-c{self.cpus:g}-m{self.memory}"
 
     @property
     def cell_id(self) -> str:
-        return f"r{self.replicas}-c{self.cpus:g}-m{self.memory}"
+        if self.admission == "stack":
+            return self.config_id
+        return f"{self.config_id}-adm{self.admission}"
 
     @property
     def total_cpus(self) -> float:
@@ -246,8 +323,15 @@ class Cell(_Strict):
 class MatrixFile(_Strict):
     name: str = "matrix"
     description: str = ""
-    cells: Cells
+    # A cross product (replicas x cpus x memory), or a list of explicit cells.
+    cells: Annotated[
+        Annotated[Cells, Tag(_PRODUCT)] | Annotated[list[ExplicitCell], Tag(_LIST),
+                                                    Field(min_length=1)],
+        Discriminator(lambda value: _LIST if isinstance(value, list) else _PRODUCT)]
+    # Each cell is measured once per entry (see Admission); ['stack']: as deployed.
+    admission: Annotated[list[Admission], Field(min_length=1)] = ["stack"]
     profile: Profile
+    reference_search: SearchProfile | None = None
     objective: Objective = Objective()
     target_rps: Annotated[float, Field(gt=0)]
     # Each cell is measured this many times; the report shows the spread and recommends on the
@@ -261,14 +345,19 @@ class MatrixFile(_Strict):
     converge_timeout_seconds: Annotated[float, Field(gt=0)] = 180.0
 
     def cell_list(self) -> list[Cell]:
-        cells = [
-            Cell(replicas=r, cpus=c, memory=m)
-            for r, c, m in itertools.product(
-                self.cells.replicas, self.cells.cpus, self.cells.memory)
-        ]
-        if self.cells.max_total_cpus is not None:
-            cells = [c for c in cells if c.total_cpus <= self.cells.max_total_cpus + 1e-9]
-        return cells
+        if isinstance(self.cells, Cells):
+            configs = [
+                ExplicitCell(replicas=r, cpus=c, memory=m)
+                for r, c, m in itertools.product(
+                    self.cells.replicas, self.cells.cpus, self.cells.memory)
+            ]
+            if self.cells.max_total_cpus is not None:
+                limit = self.cells.max_total_cpus + 1e-9
+                configs = [c for c in configs if c.replicas * c.cpus <= limit]
+        else:
+            configs = list(self.cells)
+        return [Cell(admission=admission, **config.model_dump())
+                for config in configs for admission in self.admission]
 
     def fingerprint(self) -> str:
         """Identifies the measurement plan, so a resumed run only continues the same matrix."""
@@ -277,15 +366,27 @@ class MatrixFile(_Strict):
 
     @model_validator(mode="after")
     def _non_empty(self) -> MatrixFile:
-        if not self.cell_list():
+        cells = self.cell_list()
+        if not cells:
             raise ValueError("cells: max_total_cpus leaves no cell to measure")
+        ids = [c.cell_id for c in cells]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"cells: {', '.join(repeated)} listed more than once")
+        if any(c.search_first for c in cells) and self.reference_search is None:
+            raise ValueError("cells: search_first needs a reference_search profile")
+        if (self.load_generator.where == "stack"
+                and not isinstance(self.profile, WorkshopProfile | PlainProfile)):
+            raise ValueError("load_generator.where: 'stack' runs the closed-model profiles "
+                             "(workshop, plain); search and staircase run from the host")
         return self
 
 
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        where = ".".join(str(part) for part in item["loc"]
+                         if part not in (_PRODUCT, _LIST)) or "(top level)"
         lines.append(f"  {where}: {item['msg']}")
     return "\n".join(lines)
 
@@ -321,6 +422,14 @@ class MatrixSettings(BaseSettings):
     # Where Nginx answers; unset: its published port on this host. `--cluster` sets it to the
     # cluster's edge node.
     base_url_override: str | None = Field(None, validation_alias="MATRIX_BASE_URL")
+    # The stack's Locust master (load_generator.where: stack): its web UI / HTTP API.
+    locust_web_port: int = Field(8089, validation_alias="LOCUST_WEB_PORT")
+    # How the stack's Locust workers reach Nginx over the stack's network.
+    stack_target_url: str = Field("http://nginx:8000", validation_alias="MATRIX_STACK_TARGET_URL")
+
+    @property
+    def locust_url(self) -> str:
+        return f"http://127.0.0.1:{self.locust_web_port}"
 
     @property
     def base_url(self) -> str:

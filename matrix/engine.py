@@ -144,6 +144,16 @@ class Engine(Protocol):
         """How many api servers the local Nginx container balances over; None when there is no
         Nginx container on this node or it cannot be asked."""
 
+    def service_env(self, service: str) -> dict[str, str]:
+        """The environment of the service's containers as its spec sets it."""
+
+    def set_service_env(self, service: str, changes: Mapping[str, str], timeout: float) -> None:
+        """Sets (adds or replaces) environment variables and waits until every replica runs the
+        new spec."""
+
+    def scale_service(self, service: str, replicas: int, timeout: float) -> None:
+        """Sets the replica count and waits until that many tasks run."""
+
 
 def parse_stub_status(text: str) -> dict[str, int]:
     """Nginx stub_status text -> counters (active, accepts, handled, requests, reading, ...)."""
@@ -278,6 +288,31 @@ class DockerEngine:
         if applied != wanted:
             raise DockerError(f"{service} did not take the new settings (Swarm rolled back?): "
                               f"wanted {wanted.as_dict()}, has {applied.as_dict()}")
+
+    def service_env(self, service: str) -> dict[str, str]:
+        spec = self._service(service)["Spec"]
+        env = (spec["TaskTemplate"].get("ContainerSpec") or {}).get("Env") or []
+        return dict(item.partition("=")[::2] for item in env)
+
+    def _replicas(self, service: str) -> int:
+        return self.service_resources(service).replicas
+
+    def set_service_env(self, service: str, changes: Mapping[str, str], timeout: float) -> None:
+        def change(spec: dict[str, Any]) -> None:
+            container = spec["TaskTemplate"].setdefault("ContainerSpec", {})
+            env = dict(item.partition("=")[::2] for item in container.get("Env") or [])
+            env.update(changes)
+            container["Env"] = [f"{key}={value}" for key, value in env.items()]
+
+        self._update(service, change)
+        self._wait_for_update(service, self._replicas(service), timeout)
+
+    def scale_service(self, service: str, replicas: int, timeout: float) -> None:
+        def change(spec: dict[str, Any]) -> None:
+            spec["Mode"] = {"Replicated": {"Replicas": replicas}}
+
+        self._update(service, change)
+        self._wait_for_update(service, replicas, timeout)
 
     def _wait_for_update(self, service: str, replicas: int, timeout: float) -> None:
         """Until every replica runs a task of the current spec (what `docker service update

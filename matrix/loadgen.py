@@ -61,13 +61,16 @@ def profile_arguments(matrix: MatrixFile) -> list[str]:
             args += ["--step-rate", f"{profile.step_rate:g}",
                      "--max-rate", f"{profile.max_rate:g}"]
         return args
-    args = ["--user-rate", f"{profile.user_rate:g}"]
     if isinstance(profile, WorkshopProfileModel):
-        return args + ["--load-profile", "workshop", "--workshop-users", str(profile.users),
-                       "--workshop-spawn-rate", f"{profile.spawn_rate:g}",
-                       "--hold-seconds", f"{profile.hold_seconds:g}"]
-    return args + ["--load-profile", "plain", "-u", str(profile.users), "-r",
-                   f"{profile.spawn_rate:g}", "-t", f"{int(profile.duration_seconds())}s"]
+        return ["--load-profile", "workshop", "--workshop-users", str(profile.users),
+                "--workshop-spawn-rate", f"{profile.spawn_rate:g}",
+                "--hold-seconds", f"{profile.hold_seconds:g}",
+                "--think-min", f"{profile.think_time[0]:g}",
+                "--think-max", f"{profile.think_time[1]:g}",
+                "--request-timeout", f"{profile.request_timeout_seconds:g}"]
+    return ["--user-rate", f"{profile.user_rate:g}", "--load-profile", "plain", "-u",
+            str(profile.users), "-r", f"{profile.spawn_rate:g}", "-t",
+            f"{int(profile.duration_seconds())}s"]
 
 
 def locust_command(host: str, output_dir: Path, profile_args: list[str],
@@ -77,6 +80,7 @@ def locust_command(host: str, output_dir: Path, profile_args: list[str],
         "--csv", str(output_dir / CSV_PREFIX), "--csv-full-history",
         "--step-log", str(output_dir / STEP_LOG),
         "--model-mix", generator.model_mix, "--batch-weight", str(generator.batch_weight),
+        "--body", generator.body,
         "--only-summary", "--loglevel", "INFO",
         # A safety net only: the shape ends the test; -t stops a shape that never does.
         "--run-time", f"{int(run_seconds + 10)}s", "--stop-timeout", "5",

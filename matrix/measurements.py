@@ -18,8 +18,19 @@ from typing import Any
 
 from matrix.cgroups import CpuCounters, window_cpu
 from matrix.config import MatrixFile
-from matrix.openmodel import Objective, StepResult, judge, knee_step, objective_reasons
-from matrix.records import StepRecord
+from matrix.openmodel import (
+    OK,
+    REFUSED,
+    Objective,
+    StepResult,
+    Window,
+    judge,
+    knee_step,
+    merge_windows,
+    objective_reasons,
+    summarise,
+)
+from matrix.records import StepRecord, TimelinePoint
 
 
 @dataclass(frozen=True)
@@ -193,3 +204,59 @@ def closed_step(history: Sequence[HistoryRow], events: Sequence[dict[str, Any]],
                                 record.failure_ratio)
     record.reasons, record.passed = reasons, not reasons
     return host.annotate(record, first.timestamp, last.timestamp)
+
+
+@dataclass(frozen=True)
+class ClosedTrial:
+    step: StepRecord
+    timeline: list[TimelinePoint]
+    ramp_complete: bool
+
+
+def _timeline(windows: Sequence[Window]) -> list[TimelinePoint]:
+    points = []
+    for window in windows:
+        ok = window.counts.get(OK, 0)
+        refused = window.counts.get(REFUSED, 0)
+        p95 = window.ok.get_value_at_percentile(95.0) / 1000.0 if ok else None
+        points.append(TimelinePoint(second=window.second, users=window.users, ok=ok,
+                                    refused=refused, other_failures=window.answered - ok - refused,
+                                    ok_p95_ms=round(p95, 3) if p95 is not None else None))
+    return points
+
+
+def workshop_trial(events: Sequence[dict[str, Any]], objective: Objective,
+                   host: HostWindows) -> ClosedTrial | None:
+    """A workshop (closed-model) trial from the generators' per-second windows: one record over
+    the hold, from the first second every user was running to the end of the schedule. Latency is
+    from the actual send (a closed loop cannot say when a request was wanted); the p50-max are of
+    successful answers, 503 refusals are timed apart, failures are counted by kind."""
+    windows = merge_windows(e for e in events if e.get("event") == "window")
+    if not windows:
+        return None
+    step = next((e for e in events if e.get("event") == "step"), None)
+    end_event = next((e for e in events if e.get("event") == "end"), None)
+    target = int(step["users"]) if step else max(w.users for w in windows)
+    full = next((w.second for w in windows if w.users >= target), None)
+    ramp_complete = full is not None
+    if full is not None:
+        start = float(full)
+    elif step is not None and step.get("spawn_rate"):
+        start = float(step["time"]) + float(step["users"]) / float(step["spawn_rate"])
+    else:
+        start = float(windows[0].second)
+    end = float(end_event["time"]) if end_event else float(windows[-1].second + 1)
+    summary = summarise(windows, start, end)
+    failures = {kind: count for kind, count in sorted(summary.counts.items()) if kind != OK}
+    record = StepRecord(
+        index=0, offered_rps=None, served_rps=round(summary.served_rps, 3), ok=summary.ok,
+        failed=summary.answered - summary.ok, failures=failures, p50_ms=summary.ok_p50_ms,
+        p95_ms=summary.ok_p95_ms, p99_ms=summary.ok_p99_ms, max_ms=summary.ok_max_ms,
+        refused_p95_ms=summary.refused_p95_ms, answered_rps=round(summary.answered_rps, 3),
+        users=summary.users, started=start, ended=end)
+    reasons = objective_reasons(replace(objective, p99_ms=None), record.p95_ms, None,
+                                record.failure_ratio)
+    if not ramp_complete:
+        reasons.append(f"the generators never ran all {target} users")
+    record.reasons, record.passed = reasons, not reasons
+    return ClosedTrial(host.annotate(record, start, end), _timeline(windows), ramp_complete)

@@ -1,4 +1,5 @@
-"""The open-model pieces the load test and the matrix share: locust/loadtest_open.py.
+"""The pieces the load test and the matrix share: locust/loadtest_open.py (open model) and
+locust/loadtest_closed.py (the workshop's per-second outcomes).
 
 locust/ must stay a plain folder (a package there would shadow the real `locust`), so its
 directory goes on the import path instead; the locust image carries the same file, so the master
@@ -15,6 +16,14 @@ _LOCUST_DIR = str(PROJECT_ROOT / "locust")
 if _LOCUST_DIR not in sys.path:
     sys.path.append(_LOCUST_DIR)
 
+from loadtest_closed import (  # noqa: E402
+    OK,
+    REFUSED,
+    ClosedSummary,
+    Window,
+    merge_windows,
+    summarise,
+)
 from loadtest_open import (  # noqa: E402
     CEILING,
     CONVERGED,
@@ -27,5 +36,6 @@ from loadtest_open import (  # noqa: E402
     objective_reasons,
 )
 
-__all__ = ["CEILING", "CONVERGED", "GENERATOR_LIMITED", "NO_PASS", "Objective", "StepResult",
-           "judge", "knee_step", "objective_reasons"]
+__all__ = ["CEILING", "CONVERGED", "GENERATOR_LIMITED", "NO_PASS", "OK", "REFUSED",
+           "ClosedSummary", "Objective", "StepResult", "Window", "judge", "knee_step",
+           "merge_windows", "objective_reasons", "summarise"]

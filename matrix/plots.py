@@ -132,3 +132,48 @@ def plot_failures(cells: Sequence[CellRecord], max_failure_ratio: float, path: P
                      "(dashed: objective)")
         ax.grid(axis="y", alpha=0.3)
     return path
+
+
+def plot_workshop_timeline(cells: Sequence[CellRecord], p95_objective_ms: float,
+                           path: Path) -> Path:
+    """The workshop load over time, one row per configuration: successful answers per second
+    (solid) and 503 refusals (dotted) with admission control on and off, users ramp on a second
+    axis; and the p95 of each second's successful answers against the objective."""
+    configs: dict[str, list[CellRecord]] = {}
+    for cell in cells:
+        if cell.trials and cell.trials[0].timeline:
+            configs.setdefault(cell.config_id or cell.cell_id, []).append(cell)
+    rows = max(1, len(configs))
+    fig, axes = plt.subplots(rows, 2, figsize=(FIGURE_SIZE[0] * 1.3, 2.6 * rows), squeeze=False)
+    with _saved(fig, path):
+        for (config, group), (ax_rate, ax_p95) in zip(configs.items(), axes, strict=False):
+            users_axis = ax_rate.twinx()
+            for cell in group:
+                timeline = cell.trials[0].timeline
+                start = timeline[0].second
+                xs = [p.second - start for p in timeline]
+                off = cell.admission_limit == 0
+                colour = "tab:orange" if off else "tab:blue"
+                label = "admission off" if off else "admission on"
+                ax_rate.plot(xs, [p.ok for p in timeline], color=colour, label=f"served, {label}")
+                if any(p.refused for p in timeline):
+                    ax_rate.plot(xs, [p.refused for p in timeline], color=colour, linestyle=":",
+                                 label=f"503 refused, {label}")
+                if any(p.other_failures for p in timeline):
+                    ax_rate.plot(xs, [p.other_failures for p in timeline], color=colour,
+                                 linestyle="--", label=f"other failures, {label}")
+                ax_p95.plot(xs, [p.ok_p95_ms if p.ok_p95_ms is not None else float("nan")
+                                 for p in timeline], color=colour, label=label)
+                users_axis.plot(xs, [p.users for p in timeline], color="tab:grey",
+                                linewidth=0.8, alpha=0.6)
+            ax_rate.set_title(f"{config}: answers per second", fontsize=9)
+            ax_rate.set_ylabel("req/s")
+            users_axis.set_ylabel("users (grey)")
+            ax_rate.legend(fontsize=7, loc="upper left")
+            ax_p95.axhline(p95_objective_ms, color="black", linestyle="dashed", linewidth=0.8)
+            ax_p95.set_yscale("log")
+            ax_p95.set_title(f"{config}: p95 of successful answers, ms", fontsize=9)
+            ax_p95.legend(fontsize=7, loc="upper left")
+        for ax in axes[-1]:
+            ax.set_xlabel("seconds since the first answer")
+    return path

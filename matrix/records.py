@@ -45,6 +45,10 @@ class StepRecord(_Record):
     api_cpu_cores: float | None = None  # all api containers, from their cgroups
     throttled_share: float | None = None  # of CFS periods, all api containers
     throttled_ms_per_s: float | None = None  # per api container
+    # Closed model (workshop): p50-max above are of successful answers only; refusals apart.
+    refused_p95_ms: float | None = None
+    answered_rps: float | None = None  # every answer, refusals and errors included
+    users: int | None = None
 
     @property
     def late_ratio(self) -> float:
@@ -56,6 +60,17 @@ class StepRecord(_Record):
         return self.failed / done if done else 0.0
 
 
+class TimelinePoint(_Record):
+    """One second of a closed-model trial, every generator together."""
+
+    second: int
+    users: int
+    ok: int
+    refused: int
+    other_failures: int
+    ok_p95_ms: float | None = None
+
+
 class TrialRecord(_Record):
     trial: int
     model: Literal["open", "closed"] = "open"
@@ -65,6 +80,9 @@ class TrialRecord(_Record):
     locust_exit_code: int | None = None
     requests: int = 0
     failures: int = 0
+    # Closed model: the whole run second by second (ramp, hold, end), for the plots.
+    timeline: list[TimelinePoint] = []
+    where: Literal["host", "stack"] = "host"
 
     @property
     def knee(self) -> StepRecord | None:
@@ -116,6 +134,12 @@ class CellRecord(_Record):
     # also each node's mean CPU (cores, its whole cgroup) over the cell's trials.
     placement: dict[str, int] = {}
     node_cpu_mean_cores: dict[str, float] = {}
+    config_id: str = ""
+    admission: str = "stack"
+    admission_limit: int | None = None  # in-flight per replica applied to Nginx; 0: off
+    observation: str = ""
+    # The open-model search run before the cell's own load (search_first), or a sibling's.
+    reference: TrialRecord | None = None
 
     @property
     def knees(self) -> list[float]:
@@ -157,6 +181,10 @@ class CellRecord(_Record):
     @property
     def failure_ratio(self) -> float | None:
         return self.failures / self.requests if self.requests else None
+
+    @property
+    def reference_knee(self) -> float | None:
+        return self.reference.knee_rps if self.reference is not None else None
 
     def overlaps(self, other: CellRecord) -> bool:
         """Whether the two cells' trial ranges of the knee overlap: no measurable difference."""

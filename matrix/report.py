@@ -11,6 +11,7 @@ from typing import Any
 import jinja2
 import markdown
 
+from matrix import workshop
 from matrix.analysis import (
     HOST_SATURATION,
     meets_target,
@@ -18,8 +19,14 @@ from matrix.analysis import (
     scaling_comparisons,
     write_summary,
 )
-from matrix.config import OPEN_PROFILE_TYPES, MatrixFile, SearchProfile
-from matrix.plots import plot_across_cells, plot_cell_steps, plot_failures
+from matrix.config import OPEN_PROFILE_TYPES, MatrixFile, SearchProfile, WorkshopProfile
+from matrix.openmodel import OK, REFUSED
+from matrix.plots import (
+    plot_across_cells,
+    plot_cell_steps,
+    plot_failures,
+    plot_workshop_timeline,
+)
 from matrix.records import CellRecord
 
 CELLS_DIR = "cells"
@@ -30,13 +37,17 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 SMALL_HOST_CORES = 4
 
 
+def load_cell(path: Path) -> CellRecord:
+    return CellRecord.model_validate_json(path.read_text(encoding="utf-8"))
+
+
 def load_cells(run_dir: Path, matrix: MatrixFile) -> list[CellRecord]:
     """The finished cells of a run, in matrix order."""
     cells = []
     for cell in matrix.cell_list():
         path = run_dir / CELLS_DIR / cell.cell_id / CELL_FILE
         if path.is_file():
-            cells.append(CellRecord.model_validate_json(path.read_text(encoding="utf-8")))
+            cells.append(load_cell(path))
     return cells
 
 
@@ -98,6 +109,17 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
             step_plots[cell.cell_id] = name
     plot_across_cells(cells, matrix.target_rps, objective.p95_ms, plots / "capacity-vs-cpu.png")
     plot_failures(cells, objective.max_failure_ratio, plots / "failures.png")
+    workshop_context: dict[str, Any] | None = None
+    if isinstance(matrix.profile, WorkshopProfile):
+        plot_workshop_timeline(cells, objective.p95_ms, plots / "workshop-timeline.png")
+        table = workshop.rows(cells)
+        checked = [r for r in table if r.on is not None and r.knee is not None]
+        workshop_context = {
+            "rows": table, "conclusions": workshop.conclusions(table),
+            "checks": [(r, workshop.target_checks(r.on)) for r in checked if r.on is not None],
+            "OK": OK, "REFUSED": REFUSED, "TIMEOUT": workshop.TIMEOUT,
+            "CONNECTION_ERROR": workshop.CONNECTION_ERROR,
+        }
     host_cores = run_info.get("host_cores")
     context = {
         "matrix": matrix, "run": run_info, "cells": cells, "objective": objective,
@@ -113,6 +135,7 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
         "measured": sum(c.status == "measured" for c in cells),
         "planned": len(matrix.cell_list()),
         "any_generator_limited": any(c.generator_limited for c in cells),
+        "workshop": workshop_context,
     }
     env = _environment()
     text = env.get_template("report.md.j2").render(context)

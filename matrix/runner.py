@@ -19,15 +19,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from matrix.admission import AdmissionError, AdmissionKnob, limit_for, stack_knob
 from matrix.analysis import docker_stats_summary
 from matrix.cgroups import CgroupSampler, read_samples, window_cpu
 from matrix.cluster_target import ClusterTarget, ClusterTargetError, RouteGuard
 from matrix.config import Cell, MatrixFile, MatrixSettings, memory_bytes
 from matrix.docker_stats import DockerStatsSampler
 from matrix.engine import NANO, DockerError, Engine, ServiceResources
-from matrix.records import CellRecord
-from matrix.report import CELL_FILE, CELLS_DIR, write_report
-from matrix.trial import TrialError, run_trial
+from matrix.records import CellRecord, TrialRecord
+from matrix.report import CELL_FILE, CELLS_DIR, load_cell, write_report
+from matrix.stack_locust import LocustMaster, StackLocustError, run_stack_trial
+from matrix.trial import StepWatcher, TrialError, analyse_trial, run_trial
 from matrix.waits import (
     CONVERGE_INTERVAL_S,
     READY_INTERVAL_S,
@@ -210,6 +212,11 @@ def warm_up(base_url: str, seconds: float) -> int:
     return count[0]
 
 
+def locust_auth(settings: MatrixSettings) -> tuple[str, str] | None:
+    """The stack's Locust login, when the stack has one."""
+    return None
+
+
 def _per_node_cores(samples_file: Path, start: float, end: float) -> dict[str, float]:
     """Mean cores each node's cgroup used between `start` and `end`."""
     cores = {}
@@ -235,6 +242,8 @@ class MatrixRunner:
         self.api_service = f"{settings.stack_name}_api"
         self.nginx_service = f"{settings.stack_name}_nginx"
         self.base_url = settings.base_url
+        self.locust_master = LocustMaster(settings.locust_url, locust_auth(settings))
+        self._knob: AdmissionKnob | None = None
         per_cell = (matrix.trials * matrix.profile.expected_seconds() + matrix.warmup_seconds
                     + CELL_OVERHEAD_S)
         self.progress = Progress(len(matrix.cell_list()), per_cell)
@@ -256,6 +265,11 @@ class MatrixRunner:
         self.run_info["original_service"] = restore_to.as_dict()
         if "original_update_config" not in self.run_info:
             self.run_info["original_update_config"] = self.engine.update_config(self.api_service)
+        if any(c.admission != "stack" for c in self.matrix.cell_list()):
+            knob = self._admission_knob()
+            if "original_admission" not in self.run_info:
+                current = self.engine.service_env(self.nginx_service).get(knob.env)
+                self.run_info["original_admission"] = current
         _write_json(self.run_dir / RUN_FILE, self.run_info)
         cells = self.matrix.cell_list()
         done = [c.cell_id for c in cells if self.cell_done(c)]
@@ -278,6 +292,7 @@ class MatrixRunner:
         finally:
             if changed:
                 self._restore(restore_to)
+                self._restore_admission()
         self.run_info["status"] = "complete"
         self.run_info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         report = write_report(self.run_dir, self.matrix, self.run_info)
@@ -314,6 +329,45 @@ class MatrixRunner:
                   f"docker service update --replicas {original.replicas} ... "
                   f"{self.api_service}", file=sys.stderr)
 
+    def _admission_knob(self) -> AdmissionKnob:
+        if self._knob is None:
+            try:
+                self._knob = stack_knob()
+            except AdmissionError as error:
+                raise MatrixRunError(str(error)) from None
+        return self._knob
+
+    def _set_admission(self, cell: Cell, record: CellRecord) -> None:
+        """Applies the cell's in-flight limit to Nginx (a rolling update of the nginx service)
+        when it differs from what runs."""
+        knob = self._admission_knob()
+        wanted = limit_for(cell.admission, knob)
+        current = self.engine.service_env(self.nginx_service).get(knob.env)
+        if wanted is None:
+            record.admission_limit = int(current) if current and current.isdigit() else None
+            return
+        record.admission_limit = wanted
+        if current == str(wanted):
+            return
+        self.progress.line(cell.cell_id, f"admission control: {knob.env}={wanted} on "
+                           f"{self.nginx_service}" + (" (off)" if wanted == 0 else ""))
+        self.engine.set_service_env(self.nginx_service, {knob.env: str(wanted)},
+                                    self.matrix.converge_timeout_seconds)
+
+    def _restore_admission(self) -> None:
+        original = self.run_info.get("original_admission")
+        if original is None or self._knob is None:
+            return
+        try:
+            if self.engine.service_env(self.nginx_service).get(self._knob.env) != original:
+                self.progress.note(f"restoring {self.nginx_service}: {self._knob.env}={original}")
+                self.engine.set_service_env(self.nginx_service, {self._knob.env: original},
+                                            self.matrix.converge_timeout_seconds)
+        except (DockerError, KeyboardInterrupt) as error:
+            print(f"warning: could not restore {self.nginx_service}: {error}; restore it with "
+                  f"docker service update --env-add {self._knob.env}={original} "
+                  f"{self.nginx_service}", file=sys.stderr)
+
     def _wanted(self, cell: Cell) -> tuple[ServiceResources, bool]:
         limit_cpu = round(cell.cpus * NANO)
         limit_mem = memory_bytes(cell.memory)
@@ -337,14 +391,19 @@ class MatrixRunner:
         record = CellRecord(
             cell_id=cell.cell_id, replicas=cell.replicas, cpus=cell.cpus, memory=cell.memory,
             memory_bytes=memory_bytes(cell.memory), total_cpus=cell.total_cpus,
-            started=datetime.now(UTC).isoformat(timespec="seconds"))
+            started=datetime.now(UTC).isoformat(timespec="seconds"), config_id=cell.config_id,
+            admission=str(cell.admission), observation=cell.observation)
         guard = None
         try:
             if self.cluster is not None:
                 self.cluster.check_route()
                 guard = RouteGuard(self.cluster.check_route)
                 guard.start()
+            if cell.admission != "stack":
+                self._set_admission(cell, record)
             self._deploy(cell, record)
+            if cell.search_first:
+                record.reference = self._reference(cell, partial)
             self._load(cell, partial, record)
             record.status = "measured"
         except ClusterTargetError as error:
@@ -353,7 +412,8 @@ class MatrixRunner:
             if guard is not None and guard.failure:
                 raise MatrixRunError(f"stopped: {guard.failure}") from None
             raise
-        except (DockerError, MatrixRunError, TimeoutError, TrialError) as error:
+        except (DockerError, MatrixRunError, StackLocustError, TimeoutError,
+                TrialError) as error:
             # The cell stays on record as not measurable (e.g. it does not fit the node).
             record.error = str(error)
             self.progress.line(cell.cell_id, f"FAILED: {error}")
@@ -403,6 +463,35 @@ class MatrixRunner:
             self.progress.line(cell.cell_id, f"warming up for {self.matrix.warmup_seconds:g} s")
             record.warmup_requests = warm_up(self.base_url, self.matrix.warmup_seconds)
 
+    def _reference(self, cell: Cell, out: Path) -> TrialRecord:
+        """The cell's knee from an open-model search (host Locust), or the one a cell of the same
+        configuration already measured in this run."""
+        for other in self.matrix.cell_list():
+            if other.config_id == cell.config_id and other is not cell and self.cell_done(other):
+                done = load_cell(self.run_dir / CELLS_DIR / other.cell_id / CELL_FILE)
+                if done.reference is not None:
+                    self.progress.line(cell.cell_id, f"reference knee from {other.cell_id}")
+                    return done.reference
+        search = self.matrix.reference_search
+        assert search is not None  # the matrix file's validation requires it
+        generator = self.matrix.load_generator.model_copy(update={"where": "host"})
+        matrix = self.matrix.model_copy(update={"profile": search, "load_generator": generator})
+        self.progress.line(cell.cell_id, f"reference: open-model search for this cell's knee, "
+                           f"about {search.expected_seconds():.0f} s")
+        return run_trial(matrix, self.settings, self.base_url, out / "reference", 0,
+                         partial(self.engine.cgroup_dirs, self.api_service),
+                         partial(self._trial_line, cell.cell_id, 0))
+
+    def _trial(self, cell: Cell, out: Path, trial: int) -> TrialRecord:
+        say = partial(self._trial_line, cell.cell_id, trial)
+        cgroup_dirs = partial(self.engine.cgroup_dirs, self.api_service)
+        if self.matrix.load_generator.where == "host":
+            return run_trial(self.matrix, self.settings, self.base_url, out, trial, cgroup_dirs,
+                             say)
+        watcher = StepWatcher(out / "steps.jsonl", say)
+        return run_stack_trial(self.matrix, self.settings, self.engine, self.locust_master,
+                               out, trial, cgroup_dirs, say, watcher.poll, analyse_trial)
+
     def _trial_line(self, cell_id: str, trial: int, message: str) -> None:
         self.progress.line(cell_id, f"trial {trial}: {message}")
 
@@ -425,14 +514,13 @@ class MatrixRunner:
             nodes.start()
         try:
             for trial in range(1, self.matrix.trials + 1):
+                where = (f"{generator.workers} Locust workers of the stack"
+                         if generator.where == "stack"
+                         else f"{generator.processes} Locust processes")
                 self.progress.line(cell.cell_id, f"trial {trial}/{self.matrix.trials}: "
                                    f"{profile.kind} load, about "
-                                   f"{profile.expected_seconds():.0f} s "
-                                   f"({generator.processes} Locust processes)")
-                record.trials.append(run_trial(
-                    self.matrix, self.settings, self.base_url, out / f"trial-{trial}", trial,
-                    partial(self.engine.cgroup_dirs, self.api_service),
-                    partial(self._trial_line, cell.cell_id, trial)))
+                                   f"{profile.expected_seconds():.0f} s ({where})")
+                record.trials.append(self._trial(cell, out / f"trial-{trial}", trial))
         finally:
             sampler.stop()
             if nodes is not None:

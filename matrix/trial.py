@@ -28,6 +28,7 @@ from matrix.measurements import (
     read_history,
     read_request_counts,
     read_step_events,
+    workshop_trial,
 )
 from matrix.records import TrialRecord
 
@@ -89,8 +90,9 @@ def analyse_trial(matrix: MatrixFile, out: Path, trial: int,
                   exit_code: int | None) -> TrialRecord:
     """The trial's record from its raw files."""
     generator = matrix.load_generator
+    processes = generator.workers if generator.where == "stack" else generator.processes
     host = HostWindows(read_cpu_samples(out / LOADGEN_CPU_FILE), read_samples(out / CGROUP_FILE),
-                       float(min(generator.processes, os.cpu_count() or 1)), generator.saturation)
+                       float(min(processes, os.cpu_count() or 1)), generator.saturation)
     events = read_step_events(out / STEP_LOG)
     stats_path = out / f"{CSV_PREFIX}_stats.csv"
     counts = read_request_counts(stats_path) if stats_path.is_file() else {}
@@ -103,11 +105,19 @@ def analyse_trial(matrix: MatrixFile, out: Path, trial: int,
         return TrialRecord(trial=trial, model="open", outcome=outcome, steps=steps,
                            knee_index=knee, locust_exit_code=exit_code, requests=requests,
                            failures=failures)
+    workshop = workshop_trial(events, objective, host)
+    if workshop is not None:
+        step = workshop.step
+        return TrialRecord(trial=trial, model="closed",
+                           outcome="held" if workshop.ramp_complete else "ramp incomplete",
+                           steps=[step], knee_index=0 if step.passed else None,
+                           locust_exit_code=exit_code, requests=requests, failures=failures,
+                           timeline=workshop.timeline, where=generator.where)
     history_path = out / f"{CSV_PREFIX}_stats_history.csv"
-    step = closed_step(read_history(history_path) if history_path.is_file() else [], events,
-                       objective, host)
-    if step is None:
+    closed = closed_step(read_history(history_path) if history_path.is_file() else [], events,
+                         objective, host)
+    if closed is None:
         raise TrialError(f"locust wrote no statistics; see {out / 'locust.log'}")
-    return TrialRecord(trial=trial, model="closed", outcome="held", steps=[step],
-                       knee_index=0 if step.passed else None, locust_exit_code=exit_code,
-                       requests=requests, failures=failures)
+    return TrialRecord(trial=trial, model="closed", outcome="held", steps=[closed],
+                       knee_index=0 if closed.passed else None, locust_exit_code=exit_code,
+                       requests=requests, failures=failures, where=generator.where)

@@ -42,6 +42,10 @@ class FakeEngine:
         self.cgroup_root = Path("/sys/fs/cgroup/docker")
         # Node hostnames the replicas are dealt to in turn; one node, as on a single host.
         self.nodes = ["fake-node"]
+        # Environment and replicas of the other services (Nginx, Locust workers).
+        self.env: dict[str, dict[str, str]] = {}
+        self.env_updates: list[tuple[str, dict[str, str]]] = []
+        self.scaled: dict[str, int] = {}
 
     def serve(self, requests: int, *, replace_task: bool = False, oom_kill: bool = False) -> None:
         """What a load run does to the fake: Nginx counts requests, a task may be replaced and
@@ -119,3 +123,13 @@ class FakeEngine:
 
     def nginx_upstreams(self, service: str) -> int | None:
         return self.resources.replicas if self.upstreams is None else self.upstreams
+
+    def service_env(self, service: str) -> dict[str, str]:
+        return dict(self.env.get(service, {}))
+
+    def set_service_env(self, service: str, changes: Mapping[str, str], timeout: float) -> None:
+        self.env.setdefault(service, {}).update(changes)
+        self.env_updates.append((service, dict(changes)))
+
+    def scale_service(self, service: str, replicas: int, timeout: float) -> None:
+        self.scaled[service] = replicas

@@ -144,3 +144,77 @@ def test_memory_sizes() -> None:
     assert memory_bytes("1g") == 1024**3
     assert memory_bytes("256MiB") == 256 * 1024**2
     assert memory_bytes("1048576") == 1048576
+
+
+EXPLICIT = """
+name: explicit
+cells:
+  - {replicas: 1, cpus: 0.2, memory: 256M, observation: "1-4 req/s", search_first: true}
+  - {replicas: 3, cpus: 0.15, memory: 256M}
+admission: ["on", "off", 32]
+profile: {kind: workshop, users: 2000, spawn_rate: 500, hold_seconds: 20, think_time: [1, 2.5]}
+reference_search: {kind: search, start_rate: 100}
+target_rps: 100
+load_generator: {where: stack, workers: 3, model_mix: default, body: seed}
+"""
+
+
+def test_explicit_cells_times_admission_settings(tmp_path: Path) -> None:
+    matrix = load_matrix_file(write(tmp_path, EXPLICIT))
+    cells = matrix.cell_list()
+    assert [c.cell_id for c in cells] == [
+        "r1-c0.2-m256M-admon", "r1-c0.2-m256M-admoff", "r1-c0.2-m256M-adm32",
+        "r3-c0.15-m256M-admon", "r3-c0.15-m256M-admoff", "r3-c0.15-m256M-adm32"]
+    assert {c.config_id for c in cells} == {"r1-c0.2-m256M", "r3-c0.15-m256M"}
+    assert [c.observation for c in cells[:3]] == ["1-4 req/s"] * 3
+    assert [c.search_first for c in cells] == [True] * 3 + [False] * 3
+    assert matrix.profile.think_time == (1.0, 2.5)
+    assert matrix.profile.duration_seconds() == pytest.approx(4 + 20)
+    generator = matrix.load_generator
+    assert (generator.where, generator.workers, generator.model_mix, generator.body) == (
+        "stack", 3, "default", "seed")
+
+
+def test_a_cross_product_keeps_its_cell_ids_without_admission(tmp_path: Path) -> None:
+    matrix = load_matrix_file(write(tmp_path, MINIMAL))
+    assert all(c.admission == "stack" and c.cell_id == c.config_id for c in matrix.cell_list())
+
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    (("reference_search: {kind: search, start_rate: 100}\n", ""),
+     "search_first needs a reference_search"),
+    (("think_time: [1, 2.5]", "think_time: [2.5, 1]"), "think_time [2.5, 1]: the first bound"),
+    (("admission: [\"on\", \"off\", 32]", "admission: [maybe]"), "admission"),
+    (("admission: [\"on\", \"off\", 32]", "admission: [\"on\", \"on\"]"),
+     "listed more than once"),
+    (("{replicas: 3, cpus: 0.15, memory: 256M}", "{replicas: 3, cpus: 0.15, memory: 16M}"),
+     "cells.1.memory"),
+    (("{replicas: 3, cpus: 0.15, memory: 256M}", "{replicas: 3, cpus: 0.15, memory: 256M, x: 1}"),
+     "cells.1.x"),
+    (("profile: {kind: workshop, users: 2000, spawn_rate: 500, hold_seconds: 20, "
+      "think_time: [1, 2.5]}", "profile: {kind: search, start_rate: 10}"),
+     "load_generator.where: 'stack' runs the closed-model profiles"),
+])
+def test_bad_explicit_files_say_what_is_wrong(tmp_path: Path, change: tuple[str, str],
+                                              fragment: str) -> None:
+    old, new = change
+    assert old in EXPLICIT
+    text = EXPLICIT.replace(old, new)
+    with pytest.raises(MatrixFileError) as caught:
+        load_matrix_file(write(tmp_path, text))
+    assert fragment in str(caught.value)
+
+
+def test_the_workshop_matrix_is_the_workshops_experiment() -> None:
+    matrix = load_matrix_file(config.PROJECT_ROOT / "matrix" / "matrix-workshop.yaml")
+    profile = matrix.profile
+    assert (profile.kind, profile.users, profile.spawn_rate, profile.think_time) == (
+        "workshop", 10_000, 500, (1.0, 2.5))
+    assert profile.hold_seconds >= 60
+    configs = [(c.replicas, c.cpus, c.memory) for c in matrix.cell_list()]
+    assert sorted(set(configs)) == [(1, 0.1, "128M"), (1, 0.2, "256M"), (2, 0.15, "256M"),
+                                    (3, 0.15, "256M")]
+    assert all(c.observation for c in matrix.cell_list())
+    assert {c.admission for c in matrix.cell_list()} == {"on", "off"}
+    assert matrix.load_generator.where == "stack" and matrix.load_generator.workers >= 2
+    assert matrix.load_generator.model_mix == "default" and matrix.load_generator.body == "seed"
