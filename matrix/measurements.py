@@ -242,10 +242,14 @@ def workshop_trial(events: Sequence[dict[str, Any]], objective: Objective,
     if full is not None:
         start = float(full)
     elif step is not None and step.get("spawn_rate"):
-        start = float(step["time"]) + float(step["users"]) / float(step["spawn_rate"])
+        # The ramp never completed: take its nominal end. (The step event itself may be logged
+        # after the ramp, as Locust starts the users before the shape's next tick.)
+        start = windows[0].second + float(step["users"]) / float(step["spawn_rate"])
     else:
         start = float(windows[0].second)
     end = float(end_event["time"]) if end_event else float(windows[-1].second + 1)
+    # Whole seconds only: the record's window is exactly the one its figures cover.
+    start, end = float(math.ceil(start)), float(math.floor(end))
     summary = summarise(windows, start, end)
     failures = {kind: count for kind, count in sorted(summary.counts.items()) if kind != OK}
     record = StepRecord(

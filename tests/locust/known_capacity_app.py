@@ -5,7 +5,11 @@ a busy machine too (a CPU-bound server has it only on a core of its own), and th
 stays free, so a request reaches the app as soon as it arrives: the queue forms at the lock,
 inside the app's own timing. It answers like the penguin API (so the load test's checks pass)
 and appends its own timing of every request to KNOWN_CAPACITY_LOG: the wall time the request
-reached the app, and how long until its answer was sent, queueing included."""
+reached the app, and how long until its answer was sent, queueing included.
+
+With KNOWN_CAPACITY_MAX_WAITING=N it also sheds load like the stack's admission control: a
+request that finds N others already waiting gets 503 with Retry-After at once (logged with a
+third column, 503), so accepted requests wait at most N service times."""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from typing import Any
 
 SERVICE_SECONDS = float(os.environ.get("KNOWN_CAPACITY_SERVICE_MS", "20")) / 1000.0
 LOG_PATH = os.environ.get("KNOWN_CAPACITY_LOG", "")
+MAX_WAITING = int(os.environ.get("KNOWN_CAPACITY_MAX_WAITING", "0"))  # 0: no limit
+_WAITING = 0
 SPECIES = ("Adelie", "Chinstrap", "Gentoo")
 _SERVER: asyncio.Lock | None = None
 
@@ -27,6 +33,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    global _SERVER, _WAITING
     if scope["type"] != "http":
         return
     arrived = time.time()
@@ -37,21 +44,29 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         more = message.get("more_body", False)
     query = scope.get("query_string", b"").decode()
     model = query.partition("model=")[2].partition("&")[0] or "lr"
-    if scope["path"] == "/predict":
-        global _SERVER
+    status = 200
+    if scope["path"] == "/predict" and MAX_WAITING and _WAITING >= MAX_WAITING:
+        status, body = 503, b'{"detail": "overloaded"}'
+    elif scope["path"] == "/predict":
         if _SERVER is None:  # created on the worker's own event loop
             _SERVER = asyncio.Lock()
-        async with _SERVER:  # one request at a time
-            await asyncio.sleep(SERVICE_SECONDS)
+        _WAITING += 1
+        try:
+            async with _SERVER:  # one request at a time
+                await asyncio.sleep(SERVICE_SECONDS)
+        finally:
+            _WAITING -= 1
         body = json.dumps({"model": model, "model_version": "known-capacity",
                            "species": "Adelie",
                            "probabilities": {"Adelie": 0.5, "Chinstrap": 0.25,
                                              "Gentoo": 0.25}}).encode()
     else:
         body = b'{"status": "ok"}'
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json")]})
+    headers = [(b"content-type", b"application/json")]
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     if LOG_PATH and scope["path"] == "/predict":
         with open(LOG_PATH, "a", encoding="ascii") as log:
-            log.write(f"{arrived:.6f} {time.perf_counter() - started:.6f}\n")
+            log.write(f"{arrived:.6f} {time.perf_counter() - started:.6f} {status}\n")

@@ -1,0 +1,117 @@
+"""The workshop (closed-model) measurement, proven against a known answer: real Locust processes
+(a master and two workers) run the workshop profile, users posting and thinking 1-2.5 s, against
+a test server that serves 20 requests/s by construction and refuses with 503 + Retry-After any
+request that finds 4 others already waiting (tests/locust/known_capacity_app.py). The users offer
+about twice what it serves, so it is overloaded the way the workshop's configurations are.
+
+- Successful answers per second over the hold must match the server's capacity and its own
+  count of the requests it served.
+- The p95 of successful answers must match the server's own p95 of the same requests, untouched
+  by the refusals, which the load test must time apart (and find fast).
+- Every generator reports every second, so the per-second series is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from matrix.measurements import HostWindows, workshop_trial
+from matrix.openmodel import REFUSED, Objective
+from tests.support import PROJECT_ROOT, free_port, wait_for_http
+
+LOCUST = str(Path(sys.executable).with_name("locust"))
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+LOCUSTFILE = PROJECT_ROOT / "locust" / "locustfile.py"
+SERVICE_MS = 50.0
+CAPACITY_RPS = 1000.0 / SERVICE_MS
+MAX_WAITING = 4
+USERS = 60  # thinking 1.75 s on average: ~34 req/s offered while answers are fast
+HOLD_S = 12
+
+
+def _percentile(values: list[float], percentile: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(percentile / 100.0 * len(ordered) + 0.5)) - 1)]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_workshop_load_measures_a_known_capacity_and_times_refusals_apart(
+        tmp_path: Path) -> None:
+    port = free_port()
+    timings = tmp_path / "server-timings.log"
+    env = {**os.environ, "KNOWN_CAPACITY_SERVICE_MS": f"{SERVICE_MS:g}",
+           "KNOWN_CAPACITY_LOG": str(timings), "KNOWN_CAPACITY_MAX_WAITING": str(MAX_WAITING)}
+    with (tmp_path / "server.log").open("wb") as server_log:
+        server = subprocess.Popen(
+            [GUNICORN, "-k", "uvicorn_worker.UvicornWorker", "-w", "1", "-b",
+             f"127.0.0.1:{port}", "--backlog", "2048", "tests.locust.known_capacity_app:app"],
+            cwd=PROJECT_ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", timeout=30)
+        step_log = tmp_path / "steps.jsonl"
+        master_port = str(free_port())
+        result = subprocess.run(
+            [LOCUST, "-f", str(LOCUSTFILE), "--headless", "--host", f"http://127.0.0.1:{port}",
+             "--processes", "2", "--master-bind-host", "127.0.0.1", "--master-bind-port",
+             master_port, "--master-host", "127.0.0.1", "--master-port", master_port,
+             "--load-profile", "workshop", "--workshop-users", str(USERS),
+             "--workshop-spawn-rate", "30", "--hold-seconds", str(HOLD_S),
+             "--think-min", "1", "--think-max", "2.5", "--request-timeout", "10",
+             "--model-mix", "default", "--body", "seed",
+             "--step-log", str(step_log), "--only-summary", "-t", "120s"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=150, check=False)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    events = [json.loads(line) for line in step_log.read_text().splitlines()]
+    trial = workshop_trial(events, Objective(p95_ms=500.0), HostWindows())
+    assert trial is not None, result.stderr[-3000:]
+    step = trial.step
+    print(f"known capacity {CAPACITY_RPS:g} req/s; hold {step.ended - step.started:.1f} s: "
+          f"served {step.served_rps:.1f} req/s, answered {step.answered_rps:.1f}, failures "
+          f"{step.failures}, ok p50/p95 {step.p50_ms}/{step.p95_ms} ms, refused p95 "
+          f"{step.refused_p95_ms} ms, users {step.users}")
+    assert trial.ramp_complete and step.users == USERS
+
+    # Every generator sent every second from its start to its end.
+    seconds: dict[str, list[int]] = defaultdict(list)
+    for event in events:
+        if event["event"] == "window":
+            seconds[event["worker"]].append(event["second"])
+    assert len(seconds) == 2
+    for series in seconds.values():
+        assert series == list(range(series[0], series[0] + len(series)))
+
+    # Served: the capacity, and what the server itself counted over the same seconds.
+    assert step.served_rps == pytest.approx(CAPACITY_RPS, rel=0.10)
+    served, refused_by_server = [], 0
+    for line in timings.read_text().splitlines():
+        arrived, took, status = line.split()
+        answered = float(arrived) + float(took)
+        if step.started <= answered < step.ended:
+            if status == "200":
+                served.append(float(took))
+            else:
+                refused_by_server += 1
+    print(f"server: {len(served)} served and {refused_by_server} refused in the hold; "
+          f"load test: {step.ok} ok and {step.failures.get(REFUSED, 0)} refused")
+    assert step.ok == pytest.approx(len(served), rel=0.03)
+    assert step.failures.get(REFUSED, 0) == pytest.approx(refused_by_server, rel=0.05)
+    assert set(step.failures) == {REFUSED}  # no timeout, no connection error
+    # Overloaded: the excess is refused, the accepted wait at most MAX_WAITING service times.
+    assert refused_by_server > 0.2 * len(served)
+    server_p95 = 1000.0 * _percentile(served, 95)
+    assert step.p95_ms is not None and step.refused_p95_ms is not None
+    assert server_p95 <= (MAX_WAITING + 1) * SERVICE_MS * 1.1
+    assert step.p95_ms == pytest.approx(server_p95, rel=0.20, abs=5.0)
+    assert step.refused_p95_ms < step.p95_ms / 2
