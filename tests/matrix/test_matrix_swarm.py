@@ -7,10 +7,13 @@ import csv
 import json
 import os
 import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from matrix.admission import stack_knob
 from matrix.engine import DockerEngine
 from tests.support import PROJECT_ROOT, docker_engine_available, free_port, require
 
@@ -25,6 +28,23 @@ warmup_seconds: 2
 load_generator: {processes: 2}
 converge_timeout_seconds: 150
 """
+# The workshop's shape, reduced: 400 users at 200/s thinking 0.2-0.6 s offer ~1000 req/s, far
+# above what 0.1 CPU serves, so admission control has to refuse.
+REDUCED_WORKSHOP = """
+name: workshop-test
+cells:
+  - {replicas: 1, cpus: 0.1, memory: 128M, observation: a test observation, search_first: true}
+admission: ["on", "off"]
+profile: {kind: workshop, users: 400, spawn_rate: 200, hold_seconds: 20, think_time: [0.2, 0.6],
+          request_timeout_seconds: 10}
+reference_search: {kind: search, start_rate: 200, growth: 2, precision: 0.2, step_seconds: 2,
+                   settle_seconds: 0.5, ceiling: 3000, request_timeout_seconds: 2}
+objective: {p95_ms: 500, max_failure_ratio: 0.01}
+target_rps: 100
+warmup_seconds: 2
+load_generator: {where: stack, workers: 2, processes: 2, model_mix: default, body: seed}
+converge_timeout_seconds: 150
+"""
 
 
 def _swarm_active() -> bool:
@@ -35,70 +55,143 @@ def _swarm_active() -> bool:
     return state.stdout.strip() == "active"
 
 
+def _service_env(service: str) -> dict[str, str]:
+    env = _service_spec(service)["TaskTemplate"]["ContainerSpec"].get("Env") or []
+    return dict(item.partition("=")[::2] for item in env)
+
+
 def _service_spec(service: str) -> dict:
     out = subprocess.run(["docker", "service", "inspect", service, "--format", "{{json .Spec}}"],
                          capture_output=True, text=True, timeout=30, check=True).stdout
     return json.loads(out)
 
 
-@pytest.mark.swarm
-@pytest.mark.timeout(900)
-def test_two_cell_matrix_end_to_end(tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack for the module, on its own name and free ports, removed whatever happens."""
     require(_swarm_active(), "no Docker engine in an active Swarm (scripts/test.sh sets one up "
                              "as root)")
     require((PROJECT_ROOT / "scripts" / "stack_up.sh").is_file(), "scripts/stack_up.sh missing")
-    stack = f"lmxtest{os.getpid()}"
-    env = {**os.environ, "STACK_NAME": stack, "NGINX_PORT": str(free_port()),
-           "LOCUST_WEB_PORT": str(free_port()), "MATRIX_RESULTS_DIR": str(tmp_path / "results")}
-    matrix_file = tmp_path / "tiny.yaml"
-    matrix_file.write_text(TINY_MATRIX)
+    name = f"lmxtest{os.getpid()}"
+    env = {**os.environ, "STACK_NAME": name, "NGINX_PORT": str(free_port()),
+           "LOCUST_WEB_PORT": str(free_port()), "LOCUST_WORKERS": "2"}
     try:
-        result = subprocess.run(
-            [str(PROJECT_ROOT / "scripts" / "run_matrix.sh"), "--matrix", str(matrix_file)],
-            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=840, check=False)
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, output[-4000:]
-        assert "cell 2/2" in output and "left]" in output  # progress lines with an estimate
-
-        (run_dir,) = (tmp_path / "results").iterdir()
-        rows = list(csv.DictReader((run_dir / "summary.csv").open()))
-        assert [r["cell"] for r in rows] == ["r1-c0.5-m256M", "r2-c0.5-m256M"]
-        for row in rows:
-            assert row["status"] == "measured", row
-            assert int(row["requests"]) > 0 and int(row["failures"]) == 0
-            assert int(row["nginx_requests"]) >= int(row["requests"])
-            assert row["restarts"] == "0" and row["oom_kills"] == "0"
-            assert float(row["api_mem_peak_mb"]) > 0
-        report = (run_dir / "report.md").read_text()
-        assert "## Recommendation" in report and "Horizontal against vertical" in report
-        assert (run_dir / "report.html").is_file()
-        assert (run_dir / "plots" / "capacity-vs-cpu.png").stat().st_size > 0
-        for row in rows:
-            cell_dir = run_dir / "cells" / row["cell"]
-            assert (cell_dir / "docker_stats.csv").read_text().count("\n") > 1
-            for trial in ("trial-1", "trial-2"):
-                assert (cell_dir / trial / "locust_stats_history.csv").is_file()
-                # The api containers' cgroup counters were read on the host during the trial.
-                assert (cell_dir / trial / "cgroup_cpu.csv").read_text().count("\n") > 2
-            record = json.loads((cell_dir / "cell.json").read_text())
-            assert [len(t["steps"]) for t in record["trials"]] == [2, 2]
-            assert all(s["throttled_share"] is not None for t in record["trials"]
-                       for s in t["steps"])
-
-        # The api service is back as the stack deployed it (stack_up's defaults).
-        spec = _service_spec(f"{stack}_api")
-        assert spec["Mode"]["Replicated"]["Replicas"] == 2
-        assert spec["TaskTemplate"]["Resources"]["Limits"]["NanoCPUs"] == 10**9
-        assert spec["UpdateConfig"]["Order"] == "start-first"
-
-        # Each api container's host cgroup, with the CPU throttling counters of its quota.
-        cgroups = DockerEngine.from_env().cgroup_dirs(f"{stack}_api")
-        assert len(cgroups) == 2
-        for directory in cgroups.values():
-            assert "nr_throttled" in (directory / "cpu.stat").read_text()
+        up = subprocess.run([str(PROJECT_ROOT / "scripts" / "stack_up.sh")], cwd=PROJECT_ROOT,
+                            env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert up.returncode == 0, (up.stdout + up.stderr)[-4000:]
+        yield Stack(name, env)
     finally:
         subprocess.run([str(PROJECT_ROOT / "scripts" / "stack_down.sh")], cwd=PROJECT_ROOT,
                        env=env, capture_output=True, timeout=300, check=False)
     gone = subprocess.run(["docker", "stack", "ls", "--format", "{{.Name}}"],
                           capture_output=True, text=True, timeout=30, check=False).stdout
-    assert stack not in gone.split()
+    assert name not in gone.split()
+
+
+def _run_matrix(stack: Stack, matrix_text: str, tmp_path: Path,
+                timeout: float) -> tuple[Path, str]:
+    matrix_file = tmp_path / "matrix.yaml"
+    matrix_file.write_text(matrix_text)
+    results = tmp_path / "results"
+    result = subprocess.run(
+        [str(PROJECT_ROOT / "scripts" / "run_matrix.sh"), "--matrix", str(matrix_file),
+         "--no-stack-up"], cwd=PROJECT_ROOT, env={**stack.env, "MATRIX_RESULTS_DIR": str(results)},
+        capture_output=True, text=True, timeout=timeout, check=False)
+    output = result.stdout + result.stderr
+    print(output[-3000:])
+    assert result.returncode == 0, output[-4000:]
+    (run_dir,) = results.iterdir()
+    return run_dir, output
+
+
+@pytest.mark.swarm
+@pytest.mark.timeout(900)
+def test_two_cell_matrix_end_to_end(stack: Stack, tmp_path: Path) -> None:
+    run_dir, output = _run_matrix(stack, TINY_MATRIX, tmp_path, 840)
+    assert "cell 2/2" in output and "left]" in output  # progress lines with an estimate
+    rows = list(csv.DictReader((run_dir / "summary.csv").open()))
+    assert [r["cell"] for r in rows] == ["r1-c0.5-m256M", "r2-c0.5-m256M"]
+    for row in rows:
+        assert row["status"] == "measured", row
+        assert int(row["requests"]) > 0 and int(row["failures"]) == 0
+        assert int(row["nginx_requests"]) >= int(row["requests"])
+        assert row["restarts"] == "0" and row["oom_kills"] == "0"
+        assert float(row["api_mem_peak_mb"]) > 0
+    report = (run_dir / "report.md").read_text()
+    assert "## Recommendation" in report and "Horizontal against vertical" in report
+    assert (run_dir / "report.html").is_file()
+    assert (run_dir / "plots" / "capacity-vs-cpu.png").stat().st_size > 0
+    for row in rows:
+        cell_dir = run_dir / "cells" / row["cell"]
+        assert (cell_dir / "docker_stats.csv").read_text().count("\n") > 1
+        for trial in ("trial-1", "trial-2"):
+            assert (cell_dir / trial / "locust_stats_history.csv").is_file()
+            # The api containers' cgroup counters were read on the host during the trial.
+            assert (cell_dir / trial / "cgroup_cpu.csv").read_text().count("\n") > 2
+        record = json.loads((cell_dir / "cell.json").read_text())
+        assert [len(t["steps"]) for t in record["trials"]] == [2, 2]
+        assert all(s["throttled_share"] is not None for t in record["trials"]
+                   for s in t["steps"])
+
+    # The api service is back as the stack deployed it (stack_up's defaults).
+    spec = _service_spec(f"{stack.name}_api")
+    assert spec["Mode"]["Replicated"]["Replicas"] == 2
+    assert spec["TaskTemplate"]["Resources"]["Limits"]["NanoCPUs"] == 10**9
+    assert spec["UpdateConfig"]["Order"] == "start-first"
+
+    # Each api container's host cgroup, with the CPU throttling counters of its quota.
+    cgroups = DockerEngine.from_env().cgroup_dirs(f"{stack.name}_api")
+    assert len(cgroups) == 2
+    for directory in cgroups.values():
+        assert "nr_throttled" in (directory / "cpu.stat").read_text()
+
+
+@pytest.mark.swarm
+@pytest.mark.timeout(900)
+def test_reduced_workshop_on_the_stacks_own_locust(stack: Stack, tmp_path: Path) -> None:
+    """Two cells (one configuration with admission control on and off) under a reduced workshop
+    load from the stack's Locust master and 2 workers, collected and reported."""
+    knob = stack_knob()
+    before = _service_env(f"{stack.name}_nginx").get(knob.env)
+    run_dir, _ = _run_matrix(stack, REDUCED_WORKSHOP, tmp_path, 840)
+    cells = {}
+    for cell_id in ("r1-c0.1-m128M-admon", "r1-c0.1-m128M-admoff"):
+        cell_dir = run_dir / "cells" / cell_id
+        cells[cell_id] = record = json.loads((cell_dir / "cell.json").read_text())
+        assert record["status"] == "measured", record.get("error")
+        (trial,) = record["trials"]
+        assert trial["where"] == "stack" and trial["outcome"] == "held"
+        (step,) = trial["steps"]
+        assert step["users"] == 400 and step["ok"] > 0
+        assert record["restarts"] == 0 and record["oom_kills"] == 0
+        # What a host run leaves, collected from the master: CSVs, history, step log.
+        trial_dir = cell_dir / "trial-1"
+        stats = list(csv.DictReader((trial_dir / "locust_stats.csv").open()))
+        aggregated = next(r for r in stats if r["Name"] == "Aggregated")
+        assert int(aggregated["Request Count"]) >= step["ok"]
+        assert (trial_dir / "locust_stats_history.csv").read_text().count("\n") > 10
+        assert (trial_dir / "locust_failures.csv").is_file()
+        assert len(trial["timeline"]) >= 20
+        assert "connection error" not in step["failures"] and "timeout" not in step["failures"]
+    on, off = cells["r1-c0.1-m128M-admon"], cells["r1-c0.1-m128M-admoff"]
+    assert on["admission_limit"] == knob.default and off["admission_limit"] == 0
+    # The reference search ran once and the sibling cell reused it.
+    assert on["reference"]["steps"] and off["reference"] == on["reference"]
+    # Overloaded (the users offer several times the knee): refusals with admission control
+    # only, and fast.
+    on_step, off_step = on["trials"][0]["steps"][0], off["trials"][0]["steps"][0]
+    assert on_step["failures"].get("refused (503)", 0) > 0
+    assert on_step["refused_p95_ms"] < 200
+    assert "refused (503)" not in off_step["failures"]
+    report = (run_dir / "report.md").read_text()
+    assert "## The workshop, side by side" in report and "a test observation" in report
+    assert "### What holds of the workshop's conclusions" in report
+    assert (run_dir / "plots" / "workshop-timeline.png").stat().st_size > 0
+    # Nginx is back to the limit it had before the matrix.
+    assert _service_env(f"{stack.name}_nginx").get(knob.env) == before
