@@ -15,7 +15,9 @@ The settings:
 - "default-ulimits" nofile for every container (Swarm services in Docker 20.10 cannot set
   ulimits): Nginx, Locust and Gunicorn each hold one descriptor per connection, and a non-root
   process cannot raise its hard limit. The dockerd process itself gets the same limit from the
-  script (ulimit -n before starting it), since the containers' shims inherit it.
+  script (ulimit -n before starting it), since the containers' shims inherit it. The script
+  passes the most the machine allows (a sandbox without CAP_SYS_RESOURCE cannot go above its
+  own hard limit, and neither could runc when it sets a container's).
 """
 
 from __future__ import annotations
@@ -191,9 +193,11 @@ def engine_problems(engine: RunningEngine, config: dict[str, Any], config_mtime:
         # --default-ulimit nofile=SOFT[:HARD] overrides the file.
         values = [int(value) for value in flag.split("=", 1)[1].split(":")]
         limits = (values[0], values[-1])
-    if limits is None or min(limits) < nofile:
-        have = "unset" if limits is None else f"{min(limits)}"
-        problems.append(f"containers' default nofile limit is {have}, below {nofile}")
+    # Unset, containers inherit the engine's own limit (through containerd and its shims).
+    if limits is None and engine.nofile < nofile:
+        problems.append(f"containers' default nofile limit is unset, below {nofile}")
+    elif limits is not None and min(limits) < nofile:
+        problems.append(f"containers' default nofile limit is {min(limits)}, below {nofile}")
     if engine.nofile < nofile:
         problems.append(f"dockerd's own open-file limit is {engine.nofile}, below {nofile}")
     return problems

@@ -15,11 +15,24 @@ docker_engine_up() { docker info >/dev/null 2>&1; }
 
 daemon_config() { (cd "$PROJECT_ROOT" && "$VENV_PYTHON" -m matrix.daemon_config "$@"); }
 
+# engine_nofile: ENGINE_NOFILE, or the most this machine allows: without CAP_SYS_RESOURCE (a
+# sandbox, a container) no process can go above its hard limit, nor can runc for a container.
+engine_nofile() {
+  if (ulimit -n "$ENGINE_NOFILE") 2>/dev/null; then
+    printf '%s\n' "$ENGINE_NOFILE"
+  else
+    ulimit -Hn
+  fi
+}
+
 # apply_engine_settings: merges the lab's settings into daemon.json (other settings kept), before
 # the engine starts: neither setting can be changed in a running engine.
 apply_engine_settings() {
-  local changes
-  changes="$(daemon_config apply --file "$DOCKER_DAEMON_JSON" --nofile "$ENGINE_NOFILE")" \
+  local changes nofile
+  nofile="$(engine_nofile)"
+  [ "$nofile" = "$ENGINE_NOFILE" ] \
+    || log "open-file limit for the engine: $nofile, the most this machine allows (not $ENGINE_NOFILE)"
+  changes="$(daemon_config apply --file "$DOCKER_DAEMON_JSON" --nofile "$nofile")" \
     || die "cannot update $DOCKER_DAEMON_JSON (see above)"
   [ -z "$changes" ] || log "engine settings: $changes"
 }
@@ -35,7 +48,7 @@ start_dockerd() {
     # No systemd (containers, CI sandboxes): run dockerd detached so it outlives this script,
     # with the open-file limit its docker.service would give it.
     log "starting dockerd in the background (log: $DOCKERD_LOG)"
-    (ulimit -n "$ENGINE_NOFILE" && exec setsid nohup dockerd >"$DOCKERD_LOG" 2>&1 < /dev/null) &
+    (ulimit -n "$(engine_nofile)" && exec setsid nohup dockerd >"$DOCKERD_LOG" 2>&1 < /dev/null) &
     background=1
   fi
   until docker_engine_up; do
@@ -59,7 +72,7 @@ check_engine_settings() {
   esac
   pid="$(cat "$DOCKERD_PIDFILE" 2>/dev/null || true)"
   [ -n "$pid" ] && [ -r "/proc/$pid/limits" ] || return 0  # not visible from here
-  problems="$(daemon_config check --pid "$pid" --nofile "$ENGINE_NOFILE")" && return 0
+  problems="$(daemon_config check --pid "$pid" --nofile "$(engine_nofile)")" && return 0
   [ -n "$problems" ] || return 0  # the check itself failed and said why: not a reason to stop
   if is_root && [ "$(cat "$DOCKERD_OURS" 2>/dev/null || true)" = "$pid" ] \
       && [ -z "$(docker ps --quiet)" ]; then

@@ -125,6 +125,11 @@ def test_an_engine_without_them_gets_one_line_per_problem() -> None:
     ]
 
 
+def test_unset_container_limits_are_inherited_from_the_engine() -> None:
+    config = {"userland-proxy": False}
+    assert engine_problems(_engine(), config, config_mtime=None, nofile=NOFILE) == []
+
+
 def test_a_file_written_after_the_start_does_not_count_yet() -> None:
     problems = engine_problems(_engine(), GOOD, config_mtime=3000.0, nofile=NOFILE)
     assert problems == ["/etc/docker/daemon.json changed after the engine started"]
