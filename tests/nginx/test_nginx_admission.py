@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.nginx.burst import burst
-from tests.nginx.nginx_runner import RunningNginx, nginx_env, start_nginx
+from tests.nginx.nginx_runner import RunningNginx, nginx_env, serving_nginx
 from tests.support import PROJECT_ROOT, SEED_BODY, free_port, require, start_gunicorn, wait_for_http
 
 pytestmark = pytest.mark.integration
@@ -52,22 +52,16 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _nginx(tmp_path: Path, servers: list[str], limit: int) -> Iterator[RunningNginx]:
-    # Two workers, so the test shows the limit holds across workers (the shared zone).
+    # Two workers, so the test shows the limit holds across workers (the shared zone). Ready
+    # when its own status port answers: some tests have no live api behind it.
     env = nginx_env(
         tmp_path / f"nginx-{limit}",
         servers,
         NGINX_UPSTREAM_MAX_CONNS=str(limit),
         NGINX_WORKER_PROCESSES="2",
     )
-    nginx = start_nginx(env)
-    try:
-        try:
-            wait_for_http(f"{nginx.status_url}/healthz", timeout=30)
-        except TimeoutError as error:
-            raise AssertionError(f"{error}\n{nginx.output()[-2000:]}") from None
+    with serving_nginx(env, lambda nginx: f"{nginx.status_url}/healthz") as nginx:
         yield nginx
-    finally:
-        nginx.stop()
 
 
 @pytest.fixture
