@@ -7,7 +7,7 @@ SWARM_ADVERTISE_ADDR="${SWARM_ADVERTISE_ADDR:-127.0.0.1}"
 # clients take a descriptor each in Locust and twice in Nginx (matrix/daemon_config.py says why).
 DOCKER_DAEMON_JSON="${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}"
 ENGINE_NOFILE="${ENGINE_NOFILE:-1048576}"
-DOCKERD_PIDFILE=/var/run/docker.pid
+DOCKERD_PIDFILE="${DOCKERD_PIDFILE:-/var/run/docker.pid}"
 # The pid of a dockerd this project started in the background: only that one may be restarted.
 DOCKERD_OURS="${DOCKERD_OURS:-/run/capacity-lab-dockerd.pid}"
 
@@ -72,7 +72,8 @@ check_engine_settings() {
   esac
   pid="$(cat "$DOCKERD_PIDFILE" 2>/dev/null || true)"
   [ -n "$pid" ] && [ -r "/proc/$pid/limits" ] || return 0  # not visible from here
-  problems="$(daemon_config check --pid "$pid" --nofile "$(engine_nofile)")" && return 0
+  problems="$(daemon_config check --pid "$pid" --file "$DOCKER_DAEMON_JSON" \
+    --nofile "$(engine_nofile)")" && return 0
   [ -n "$problems" ] || return 0  # the check itself failed and said why: not a reason to stop
   if is_root && [ "$(cat "$DOCKERD_OURS" 2>/dev/null || true)" = "$pid" ] \
       && [ -z "$(docker ps --quiet)" ]; then
