@@ -50,7 +50,10 @@ def _check(
         "DOCKER_DAEMON_JSON": str(tmp_path / "daemon.json"),
     }
     env.pop("DOCKER_HOST", None)
-    script = "source scripts/lib/common.sh && source scripts/lib/docker.sh && ensure_docker_engine"
+    script = (
+        "set -euo pipefail; source scripts/lib/common.sh && source scripts/lib/docker.sh"
+        " && ensure_docker_engine"
+    )
     return subprocess.run(["bash", "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True,
                           text=True, timeout=60, check=False)
 
