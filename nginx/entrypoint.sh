@@ -27,6 +27,9 @@ Environment (defaults in brackets):
   NGINX_UPSTREAM_SERVERS_FILE  file of "host:port" lines, re-read like DNS (tests, plain hosts)
   NGINX_RESOLVE_INTERVAL [$NGINX_RESOLVE_INTERVAL] seconds
   NGINX_MAX_FAILS [$NGINX_MAX_FAILS], NGINX_FAIL_TIMEOUT [$NGINX_FAIL_TIMEOUT]
+  NGINX_UPSTREAM_MAX_CONNS [$NGINX_UPSTREAM_MAX_CONNS]   admission limit: requests in flight per
+                   api server (max_conns); beyond it on every server, 503 + Retry-After; 0 = off
+  NGINX_WORKER_RLIMIT_NOFILE [2 x NGINX_WORKER_CONNECTIONS, capped at the hard limit]
   NGINX_GLOBAL_DIRECTIVES [$NGINX_GLOBAL_DIRECTIVES]
   and every \${NGINX_*} placeholder of the template (see TEMPLATE_DEFAULTS in this script).
 USAGE
@@ -46,11 +49,18 @@ die() { printf '[%s] entrypoint: error: %s\n' "$(date +%H:%M:%S)" "$*" >&2; exit
 : "${NGINX_MAX_FAILS:=1}"
 : "${NGINX_FAIL_TIMEOUT:=5s}"
 : "${NGINX_GLOBAL_DIRECTIVES:=daemon off;}"
+# Admission control: at most this many requests in flight per api server, across all workers
+# (the template's upstream zone). The stack sets it from API_MAX_INFLIGHT; 0 means no limit.
+: "${NGINX_UPSTREAM_MAX_CONNS:=0}"
 
 # Placeholders of the template and their defaults; the environment overrides each one.
 TEMPLATE_DEFAULTS=(
   NGINX_WORKER_PROCESSES=auto
-  NGINX_WORKER_CONNECTIONS=4096
+  # Per worker. 10 000 clients, each with a request in flight, take 10 000 client and up to as
+  # many upstream connections; accepting is not evenly spread over workers, so one worker alone
+  # must be able to hold every client with room to spare.
+  NGINX_WORKER_CONNECTIONS=16384
+  NGINX_LISTEN_BACKLOG=16384
   NGINX_ERROR_LOG_LEVEL=warn
   NGINX_ACCESS_LOG=/dev/stdout
   NGINX_LISTEN_PORT=8000
@@ -62,7 +72,14 @@ TEMPLATE_DEFAULTS=(
   NGINX_PROXY_READ_TIMEOUT=30s
   NGINX_UPSTREAM_KEEPALIVE=64
   NGINX_UPSTREAM_KEEPALIVE_TIMEOUT=30s
+  # Shared state of the upstream servers (max_conns counts, failures): a few hundred bytes each.
+  NGINX_UPSTREAM_ZONE_SIZE=256k
+  # Seconds a refused client is told to wait (503 + Retry-After) before it tries again.
+  NGINX_RETRY_AFTER=1
 )
+
+[[ "$NGINX_UPSTREAM_MAX_CONNS" =~ ^[0-9]+$ ]] \
+  || die "NGINX_UPSTREAM_MAX_CONNS must be a whole number (0 = no limit), not '$NGINX_UPSTREAM_MAX_CONNS'"
 
 conf_file() { printf '%s/nginx.conf\n' "$NGINX_RUNTIME_DIR"; }
 upstream_file() { printf '%s/upstream-servers.conf\n' "$NGINX_RUNTIME_DIR"; }
@@ -71,16 +88,32 @@ prepare_runtime_dir() {
   mkdir -p "$NGINX_RUNTIME_DIR"/{client_body,proxy,fastcgi,uwsgi,scgi}
 }
 
+# default_rlimit_nofile: one descriptor per connection, twice worker_connections for log files,
+# listeners and slack; capped at the hard limit, which a non-root master cannot raise (it comes
+# from the engine: default-ulimits in daemon.json, set by scripts/lib/docker.sh).
+default_rlimit_nofile() {
+  local want hard
+  want=$((2 * NGINX_WORKER_CONNECTIONS))
+  hard="$(ulimit -Hn)"
+  if [ "$hard" != unlimited ] && [ "$want" -gt "$hard" ]; then
+    log "warning: open-file hard limit $hard < $want wanted for $NGINX_WORKER_CONNECTIONS" \
+      "worker_connections; raise the engine's default-ulimits (nofile)"
+    want="$hard"
+  fi
+  printf '%s\n' "$want"
+}
+
 render() {
   [ -r "$NGINX_TEMPLATE" ] || die "cannot read the template $NGINX_TEMPLATE"
   prepare_runtime_dir
-  local entry name names=(NGINX_RUNTIME_DIR)
+  local entry name names=(NGINX_RUNTIME_DIR NGINX_WORKER_RLIMIT_NOFILE)
   for entry in "${TEMPLATE_DEFAULTS[@]}"; do
     name="${entry%%=*}"
     export "$name=${!name:-${entry#*=}}"
     names+=("$name")
   done
-  export NGINX_RUNTIME_DIR
+  : "${NGINX_WORKER_RLIMIT_NOFILE:=$(default_rlimit_nofile)}"
+  export NGINX_RUNTIME_DIR NGINX_WORKER_RLIMIT_NOFILE
   # envsubst replaces only the variables named here, so nginx's own ($host, $status, ...) stay.
   # shellcheck disable=SC2016  # the single quotes are meant: envsubst wants literal ${NAME}s
   envsubst "$(printf '${%s} ' "${names[@]}")" <"$NGINX_TEMPLATE" >"$(conf_file).tmp"
@@ -121,8 +154,10 @@ write_upstreams() {
     if [ -z "$servers" ]; then
       echo "server 127.0.0.1:1 down;  # no api task resolved yet"
     else
+      local limit=""
+      [ "$NGINX_UPSTREAM_MAX_CONNS" -gt 0 ] && limit=" max_conns=$NGINX_UPSTREAM_MAX_CONNS"
       while IFS= read -r server; do
-        echo "server $server max_fails=$NGINX_MAX_FAILS fail_timeout=$NGINX_FAIL_TIMEOUT;"
+        echo "server $server max_fails=$NGINX_MAX_FAILS fail_timeout=$NGINX_FAIL_TIMEOUT$limit;"
       done <<<"$servers"
     fi
   } >"$tmp"

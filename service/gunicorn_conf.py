@@ -42,6 +42,7 @@ workers = _settings.workers or default_worker_count()
 timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
 keepalive = _settings.keepalive
+backlog = _settings.backlog
 loglevel = _settings.log_level
 errorlog = "-"
 accesslog = "-" if _settings.access_log else None

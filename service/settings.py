@@ -45,6 +45,10 @@ class ServiceSettings(BaseSettings):
     # Gunicorn, closes idle upstream connections; otherwise Nginx may reuse a socket that the
     # worker is closing and answer 502.
     keepalive: int = Field(default=75, ge=1)
+    # Connections the kernel holds for a worker that is not accepting (a CPU quota's throttled
+    # 80 ms of every 100 at 0.2 CPU). Without Nginx's admission limit an overload can open
+    # thousands; the kernel caps it at net.core.somaxconn, which the stack raises to match.
+    backlog: int = Field(default=4096, ge=16, le=65535)
     access_log: bool = False
     log_level: LogLevel = "info"
 

@@ -3,32 +3,112 @@
 
 DOCKERD_LOG="${DOCKERD_LOG:-/var/log/capacity-lab-dockerd.log}"
 SWARM_ADVERTISE_ADDR="${SWARM_ADVERTISE_ADDR:-127.0.0.1}"
+# The engine's settings file, and the open-file limit for dockerd and every container: 10 000
+# clients take a descriptor each in Locust and twice in Nginx (matrix/daemon_config.py says why).
+DOCKER_DAEMON_JSON="${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}"
+ENGINE_NOFILE="${ENGINE_NOFILE:-1048576}"
+DOCKERD_PIDFILE="${DOCKERD_PIDFILE:-/var/run/docker.pid}"
+# The pid of a dockerd this project started in the background: only that one may be restarted.
+DOCKERD_OURS="${DOCKERD_OURS:-/run/capacity-lab-dockerd.pid}"
 
 docker_engine_up() { docker info >/dev/null 2>&1; }
 
-# ensure_docker_engine: installs Debian's docker.io when there is no engine, starts it when stopped.
-ensure_docker_engine() {
-  docker_engine_up && return 0
-  if ! command -v dockerd >/dev/null 2>&1; then
-    apt_install docker.io
+daemon_config() { (cd "$PROJECT_ROOT" && "$VENV_PYTHON" -m matrix.daemon_config "$@"); }
+
+# engine_nofile: ENGINE_NOFILE, or the most this machine allows: without CAP_SYS_RESOURCE (a
+# sandbox, a container) no process can go above its hard limit, nor can runc for a container.
+engine_nofile() {
+  if (ulimit -n "$ENGINE_NOFILE") 2>/dev/null; then
+    printf '%s\n' "$ENGINE_NOFILE"
+  else
+    ulimit -Hn
   fi
-  docker_engine_up && return 0
-  is_root || die "the Docker engine is not running; start it (sudo systemctl start docker) or run as root"
+}
+
+# apply_engine_settings: merges the lab's settings into daemon.json (other settings kept), before
+# the engine starts: neither setting can be changed in a running engine.
+apply_engine_settings() {
+  local changes nofile
+  nofile="$(engine_nofile)"
+  [ "$nofile" = "$ENGINE_NOFILE" ] \
+    || log "open-file limit for the engine: $nofile, the most this machine allows (not $ENGINE_NOFILE)"
+  changes="$(daemon_config apply --file "$DOCKER_DAEMON_JSON" --nofile "$nofile")" \
+    || die "cannot update $DOCKER_DAEMON_JSON (see above)"
+  [ -z "$changes" ] || log "engine settings: $changes"
+}
+
+# start_dockerd: starts the stopped engine and waits until it answers.
+start_dockerd() {
+  local background=0 waited=0
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    # Debian's docker.service already gives dockerd LimitNOFILE=infinity.
     log "starting the Docker engine with systemctl"
     systemctl start docker
   else
-    # No systemd (containers, CI sandboxes): run dockerd detached so it outlives this script.
+    # No systemd (containers, CI sandboxes): run dockerd detached so it outlives this script,
+    # with the open-file limit its docker.service would give it.
     log "starting dockerd in the background (log: $DOCKERD_LOG)"
-    setsid nohup dockerd >"$DOCKERD_LOG" 2>&1 < /dev/null &
+    (ulimit -n "$(engine_nofile)" && exec setsid nohup dockerd >"$DOCKERD_LOG" 2>&1 < /dev/null) &
+    background=1
   fi
-  local waited=0
   until docker_engine_up; do
     sleep 1
     waited=$((waited + 1))
     [ "$waited" -lt 60 ] || die "the Docker engine did not come up within 60 s; see $DOCKERD_LOG"
   done
+  # Remember which dockerd is ours: check_engine_settings may restart that one, no other.
+  [ "$background" -eq 0 ] || cp "$DOCKERD_PIDFILE" "$DOCKERD_OURS"
   log "Docker engine $(docker version --format '{{.Server.Version}}') is up"
+}
+
+# check_engine_settings: a running local engine without the lab's settings is restarted only if
+# this project started it and no container runs on it; any other engine (a user's, a shared one)
+# is left alone, with a warning that says how to apply them.
+check_engine_settings() {
+  local pid problems problem
+  case "${DOCKER_HOST:-unix:///var/run/docker.sock}" in
+    unix:///var/run/docker.sock) ;;
+    *) return 0 ;;  # a remote engine or the local cluster's: not ours to configure
+  esac
+  pid="$(cat "$DOCKERD_PIDFILE" 2>/dev/null || true)"
+  [ -n "$pid" ] && [ -r "/proc/$pid/limits" ] || return 0  # not visible from here
+  problems="$(daemon_config check --pid "$pid" --file "$DOCKER_DAEMON_JSON" \
+    --nofile "$(engine_nofile)")" && return 0
+  [ -n "$problems" ] || return 0  # the check itself failed and said why: not a reason to stop
+  if is_root && [ "$(cat "$DOCKERD_OURS" 2>/dev/null || true)" = "$pid" ] \
+      && [ -z "$(docker ps --quiet)" ]; then
+    log "restarting the idle dockerd this project started: $(paste -sd ';' <<<"$problems")"
+    kill "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.5; done
+    apply_engine_settings
+    start_dockerd
+    return 0
+  fi
+  log "warning: the running Docker engine lacks what 10 000 connections need:"
+  while IFS= read -r problem; do log "  - $problem"; done <<<"$problems"
+  log "  Stop it and run this script again, which merges the settings into $DOCKER_DAEMON_JSON"
+  log "  and starts it (its containers stop too): sudo systemctl stop docker.socket docker"
+  log "  (without systemd: sudo kill \$(cat $DOCKERD_PIDFILE))"
+}
+
+# ensure_docker_engine: installs Debian's docker.io when there is no engine, starts it when
+# stopped, with the lab's settings (no userland proxy, raised open-file limits).
+ensure_docker_engine() {
+  if docker_engine_up; then
+    check_engine_settings
+    return 0
+  fi
+  # Settings first: the package's own start of the engine then has them.
+  is_root && apply_engine_settings
+  if ! command -v dockerd >/dev/null 2>&1; then
+    apt_install docker.io
+  fi
+  if docker_engine_up; then
+    check_engine_settings
+    return 0
+  fi
+  is_root || die "the Docker engine is not running; start it (sudo systemctl start docker) or run as root"
+  start_dockerd
 }
 
 # ensure_swarm: makes this engine a single-node Swarm manager when it is in no Swarm yet.

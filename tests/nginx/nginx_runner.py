@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import PROJECT_ROOT, free_port, require_command
+from tests.support import PROJECT_ROOT, free_port, require_command, wait_for_http
 
 ENTRYPOINT = PROJECT_ROOT / "nginx" / "entrypoint.sh"
 TEMPLATE = PROJECT_ROOT / "nginx" / "nginx.conf.template"
@@ -91,3 +93,20 @@ def start_nginx(env: dict[str, str]) -> RunningNginx:
             ["bash", str(ENTRYPOINT), "run"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
     return RunningNginx(process, env, log_path)
+
+
+@contextmanager
+def serving_nginx(
+    env: dict[str, str], ready_url: Callable[[RunningNginx], str]
+) -> Iterator[RunningNginx]:
+    """Nginx started, answering 200 at ready_url(nginx) (its output in the error otherwise),
+    and stopped afterwards."""
+    nginx = start_nginx(env)
+    try:
+        try:
+            wait_for_http(ready_url(nginx), timeout=30)
+        except TimeoutError as error:
+            raise AssertionError(f"{error}\n{nginx.output()[-2000:]}") from None
+        yield nginx
+    finally:
+        nginx.stop()

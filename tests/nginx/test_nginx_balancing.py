@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.nginx.load import LoadGenerator, report
-from tests.nginx.nginx_runner import RunningNginx, nginx_env, start_nginx
+from tests.nginx.nginx_runner import RunningNginx, nginx_env, serving_nginx, start_nginx
 from tests.support import PROJECT_ROOT, free_port, require, start_gunicorn, wait_for_http
 
 pytestmark = pytest.mark.integration
@@ -69,15 +69,8 @@ def backends(tmp_path: Path) -> Iterator[list[Backend]]:
 @pytest.fixture
 def balancer(tmp_path: Path, backends: list[Backend]) -> Iterator[RunningNginx]:
     env = nginx_env(tmp_path / "nginx", [backend.address for backend in backends])
-    nginx = start_nginx(env)
-    try:
-        try:
-            wait_for_http(f"{nginx.url}/ready", timeout=30)
-        except TimeoutError as error:
-            raise AssertionError(f"{error}\n{nginx.output()[-2000:]}") from None
+    with serving_nginx(env, lambda nginx: f"{nginx.url}/ready") as nginx:
         yield nginx
-    finally:
-        nginx.stop()
 
 
 def _access_log(nginx: RunningNginx) -> list[dict[str, object]]:

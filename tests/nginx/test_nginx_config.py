@@ -42,6 +42,55 @@ def test_rendered_configuration_passes_nginx_t(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stderr
 
 
+def test_admission_limit_is_per_server_shared_by_workers(tmp_path: Path) -> None:
+    env = nginx_env(
+        tmp_path / "run", ["127.0.0.1:18001", "127.0.0.1:18002"], NGINX_UPSTREAM_MAX_CONNS="160"
+    )
+    assert run_entrypoint("render", env).returncode == 0
+    assert run_entrypoint("write-upstreams", env).returncode == 0
+    upstreams = (tmp_path / "run" / "upstream-servers.conf").read_text()
+    assert "server 127.0.0.1:18001 max_fails=1 fail_timeout=5s max_conns=160;" in upstreams
+    assert "server 127.0.0.1:18002 max_fails=1 fail_timeout=5s max_conns=160;" in upstreams
+    conf = (tmp_path / "run" / "nginx.conf").read_text()
+    # Without a zone each worker would count on its own: N per worker, not per replica.
+    assert "zone api_upstreams 256k;" in conf
+    assert "error_page 502 = @unavailable;" in conf
+    assert "add_header Retry-After $api_retry_after always;" in conf
+    checked = nginx_test(env)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_admission_off_writes_no_limit(tmp_path: Path) -> None:
+    env = nginx_env(tmp_path / "run", ["127.0.0.1:18001"], NGINX_UPSTREAM_MAX_CONNS="0")
+    assert run_entrypoint("write-upstreams", env).returncode == 0
+    upstreams = (tmp_path / "run" / "upstream-servers.conf").read_text()
+    assert "server 127.0.0.1:18001 max_fails=1 fail_timeout=5s;" in upstreams
+    assert "max_conns" not in upstreams
+
+
+def test_admission_limit_must_be_a_whole_number(tmp_path: Path) -> None:
+    env = nginx_env(tmp_path / "run", ["127.0.0.1:18001"], NGINX_UPSTREAM_MAX_CONNS="lots")
+    result = run_entrypoint("write-upstreams", env)
+    assert result.returncode != 0
+    assert "NGINX_UPSTREAM_MAX_CONNS must be a whole number" in result.stderr
+
+
+def test_open_file_limit_follows_worker_connections_within_the_hard_limit(
+    tmp_path: Path,
+) -> None:
+    env = nginx_env(tmp_path / "run", ["127.0.0.1:18001"], NGINX_WORKER_CONNECTIONS="1000")
+    assert run_entrypoint("render", env).returncode == 0
+    assert "worker_rlimit_nofile 2000;" in (tmp_path / "run" / "nginx.conf").read_text()
+    # Above the hard limit a non-root master could not raise it: capped, with a warning.
+    capped = subprocess.run(
+        ["bash", "-c", f'ulimit -n 1500 && exec bash "{ENTRYPOINT}" render'],
+        env=env, capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert capped.returncode == 0, capped.stderr
+    assert "worker_rlimit_nofile 1500;" in (tmp_path / "run" / "nginx.conf").read_text()
+    assert "open-file hard limit 1500" in capped.stderr
+
+
 def test_no_upstream_yet_keeps_a_valid_configuration(tmp_path: Path) -> None:
     # Nginx starts before any api task exists: the placeholder must keep `nginx -t` green.
     env = nginx_env(tmp_path / "run", [], NGINX_UPSTREAM_HOST="no-such-host.invalid")

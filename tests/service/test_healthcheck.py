@@ -1,11 +1,14 @@
 """The api container's health check (service/healthcheck.sh) against a real Gunicorn: healthy
-when /ready answers 200, unhealthy when nothing listens, and cheap (no Python start-up)."""
+when /ready answers 200, unhealthy when nothing listens or /ready says no, healthy-but-busy when
+an overloaded server does not answer in time, and cheap (no Python start-up)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +19,38 @@ from tests.support import PROJECT_ROOT, free_port, require, start_gunicorn, wait
 PROBE = PROJECT_ROOT / "service" / "healthcheck.sh"
 
 
-def probe(port: int) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(PROBE)], env={**os.environ, "PENGUIN_BIND": f"0.0.0.0:{port}"},
-                          capture_output=True, text=True, timeout=10, check=False)
+def probe(port: int, wait: float = 3) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PENGUIN_BIND": f"0.0.0.0:{port}", "PENGUIN_HEALTH_WAIT": str(wait)}
+    return subprocess.run([str(PROBE)], env=env, capture_output=True, text=True, timeout=10,
+                          check=False)
+
+
+def _fake_server(answer: bytes | None) -> tuple[socket.socket, threading.Event]:
+    """Listens on loopback; answers each connection with `answer`, or holds it silently (None):
+    what an overloaded worker looks like from the probe, its request queued behind others."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            if answer is None:
+                held.append(conn)
+            else:
+                conn.recv(4096)
+                conn.sendall(answer)
+                conn.close()
+        for conn in held:
+            conn.close()
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, done
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +75,26 @@ def test_ready_service_is_healthy(server: int) -> None:
 @pytest.mark.integration
 def test_nothing_listening_is_unhealthy() -> None:
     assert probe(free_port()).returncode != 0
+
+
+def test_a_server_that_is_not_ready_is_unhealthy() -> None:
+    listener, done = _fake_server(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+    try:
+        result = probe(listener.getsockname()[1])
+    finally:
+        done.set()
+    assert result.returncode == 1
+    assert "503" in result.stdout
+
+
+def test_an_overloaded_server_that_answers_late_is_healthy_and_says_busy() -> None:
+    listener, done = _fake_server(None)
+    try:
+        result = probe(listener.getsockname()[1], wait=0.5)
+    finally:
+        done.set()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "busy" in result.stdout
 
 
 def test_the_probe_starts_no_python() -> None:

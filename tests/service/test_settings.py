@@ -11,7 +11,8 @@ from service.settings import PROJECT_ROOT, ServiceSettings
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MODELS_DIR", "DEFAULT_MODEL", "MAX_BATCH_SIZE", "BIND", "WORKERS", "ACCESS_LOG"):
+    for name in ("MODELS_DIR", "DEFAULT_MODEL", "MAX_BATCH_SIZE", "BIND", "WORKERS", "ACCESS_LOG",
+                 "BACKLOG"):
         monkeypatch.delenv(f"PENGUIN_{name}", raising=False)
     settings = ServiceSettings()
     assert settings.models_dir == PROJECT_ROOT / "models"
@@ -22,6 +23,8 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.access_log is False
     # Nginx's upstream keepalive_timeout defaults to 60 s; ours must be longer.
     assert settings.keepalive > 60
+    # The stack's somaxconn for the api container matches (stack/docker-stack.yml).
+    assert settings.backlog == 4096
 
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -51,6 +54,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         ("WORKERS", "0"),
         ("LOG_LEVEL", "chatty"),
         ("MAX_BODY_BYTES", "10"),
+        ("BACKLOG", "0"),
     ],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

@@ -174,3 +174,25 @@ def test_api_and_load_spread_over_zones(stack: dict) -> None:
     api = stack["services"]["api"]["deploy"]["placement"]
     # 0 is Swarm's "no limit": the default never leaves a replica unscheduled on few nodes.
     assert api["max_replicas_per_node"] == "${API_MAX_REPLICAS_PER_NODE:-0}"
+
+
+def test_admission_control_is_a_knob_with_an_off_value(stack: dict) -> None:
+    env = stack["services"]["nginx"]["environment"]
+    # Per replica, sized in nginx/README.md; API_MAX_INFLIGHT=0 turns it off.
+    assert env["NGINX_UPSTREAM_MAX_CONNS"] == "${API_MAX_INFLIGHT:-160}"
+    assert env["NGINX_RETRY_AFTER"] == "${NGINX_RETRY_AFTER:-1}"
+    entrypoint = (PROJECT_ROOT / "nginx" / "entrypoint.sh").read_text()
+    assert ': "${NGINX_UPSTREAM_MAX_CONNS:=0}"' in entrypoint
+
+
+def test_every_listener_is_sized_for_ten_thousand_connections(stack: dict) -> None:
+    nginx, api = stack["services"]["nginx"], stack["services"]["api"]
+    assert nginx["environment"]["NGINX_WORKER_CONNECTIONS"] == "${NGINX_WORKER_CONNECTIONS:-16384}"
+    # Each listen backlog is capped by its container's somaxconn, so they move together.
+    assert nginx["sysctls"]["net.core.somaxconn"] == "${NGINX_SOMAXCONN:-16384}"
+    assert nginx["environment"]["NGINX_LISTEN_BACKLOG"] == "${NGINX_SOMAXCONN:-16384}"
+    assert api["sysctls"]["net.core.somaxconn"] == "${API_SOMAXCONN:-4096}"
+    assert api["environment"]["PENGUIN_BACKLOG"] == "${PENGUIN_BACKLOG:-4096}"
+    # Docker 20.10 ignores ulimits in a stack file: open-file limits come from the engine.
+    for service in stack["services"].values():
+        assert "ulimits" not in service
