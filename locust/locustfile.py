@@ -308,9 +308,10 @@ class _ClosedWindows:
                                                  "windows": windows})
 
     def stop(self, environment: Environment) -> None:
-        if self._sender is not None:
-            self._sender.kill(block=False)
-            self._sender = None
+        if self._sender is None:  # not a workshop run
+            return
+        self._sender.kill(block=False)
+        self._sender = None
         self.send(environment, final=True)
 
 
@@ -727,7 +728,7 @@ def on_test_start(environment: Environment, **_kwargs: Any) -> None:
     options = environment.parsed_options
     if not isinstance(environment.runner, WorkerRunner):
         STEP_EVENTS.clear()
-    if not isinstance(environment.runner, MasterRunner):
+    if not isinstance(environment.runner, MasterRunner) and options.load_profile == "workshop":
         CLOSED_WINDOWS.start(environment)
     if isinstance(environment.runner, MasterRunner):
         logger.info("penguin load test: profile %s, model mix %s", options.load_profile,
