@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from bisect import bisect_left
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -23,6 +24,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
+
+from service.cpu import CGROUP_ROOT
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -153,11 +156,55 @@ class _Updates:
 UPDATES = _Updates(deferred=bool(os.environ.get(MULTIPROC_ENV)))
 
 
+def _read_number(path: Path) -> float | None:
+    try:
+        return float(path.read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def container_usage(root: Path = CGROUP_ROOT) -> tuple[float | None, float | None]:
+    """(CPU seconds used, memory bytes in use) of this container's cgroup (v2, else v1).
+
+    The replica as a whole (every worker and the master), which is what its CPU quota and memory
+    limit apply to; a worker's own process figures would miss the others.
+    """
+    cpu = memory = None
+    try:
+        for line in (root / "cpu.stat").read_text(encoding="ascii").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                cpu = int(value) / 1e6
+    except (OSError, ValueError):
+        usage_ns = _read_number(root / "cpuacct" / "cpuacct.usage")
+        cpu = usage_ns / 1e9 if usage_ns is not None else None
+    memory = _read_number(root / "memory.current")
+    if memory is None:
+        memory = _read_number(root / "memory" / "memory.usage_in_bytes")
+    return cpu, memory
+
+
+def container_usage_text(root: Path = CGROUP_ROOT) -> bytes:
+    """Exposition lines for container_usage(); nothing for a figure the cgroup does not show."""
+    cpu, memory = container_usage(root)
+    lines = []
+    if cpu is not None:
+        lines += ["# HELP penguin_container_cpu_seconds_total CPU time of the whole replica "
+                  "(its cgroup: every worker and the master).",
+                  "# TYPE penguin_container_cpu_seconds_total counter",
+                  f"penguin_container_cpu_seconds_total {cpu!r}"]
+    if memory is not None:
+        lines += ["# HELP penguin_container_memory_bytes Memory of the whole replica (its cgroup).",
+                  "# TYPE penguin_container_memory_bytes gauge",
+                  f"penguin_container_memory_bytes {memory!r}"]
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
 def render_metrics() -> tuple[bytes, str]:
     """The exposition text and its content type, aggregated over workers when multiprocess."""
     UPDATES.flush()
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        return generate_latest(registry) + container_usage_text(), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY) + container_usage_text(), CONTENT_TYPE_LATEST
