@@ -12,17 +12,24 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from matrix.credentials import UiCredentials
+from matrix.credentials import UiCredentials, lab_ui_credentials
 
+if TYPE_CHECKING:
+    from matrix.records import TrialRecord
+
+# How long after a step's end the last scrape that covers it may take: one interval and a margin.
+SCRAPE_SETTLE_S = 2.5
 # Traffic routes only: probes (/ready, /health) and scrapes (/metrics) are not the load.
 TRAFFIC = 'route!~"/metrics|/ready|/health"'
 QUERY_TIMEOUT_S = 5.0
@@ -177,15 +184,83 @@ def figures_or_none(query: QueryFn, started: float, ended: float) -> ServerFigur
         return None
 
 
+def recording_key(expr: str, at: float) -> str:
+    return f"{at:.3f} {expr}"
+
+
+class RecordingClient:
+    """Wraps a query function and keeps every raw answer, to record a real Prometheus."""
+
+    def __init__(self, client: PrometheusClient) -> None:
+        self.client = client
+        self.answers: dict[str, Any] = {}
+
+    def __call__(self, expr: str, at: float) -> list[Sample]:
+        params = urllib.parse.urlencode({"query": expr, "time": f"{at:.3f}"})
+        request = urllib.request.Request(f"{self.client.base_url}/api/v1/query?{params}")
+        if self.client.credentials is not None:
+            request.add_header("Authorization", self.client.credentials.header())
+        with urllib.request.urlopen(request, timeout=self.client.timeout) as response:
+            answer = json.load(response)
+        self.answers[recording_key(expr, at)] = answer
+        return parse_vector(answer)
+
+
 class RecordedQueries:
-    """Answers recorded from a real Prometheus, replayed by expression (tests, --report-only)."""
+    """Answers recorded from a real Prometheus (RecordingClient), replayed by time and query."""
 
     def __init__(self, answers: Mapping[str, Mapping[str, Any]]) -> None:
         self.answers = answers
         self.asked: list[str] = []
 
     def __call__(self, expr: str, at: float) -> list[Sample]:
-        self.asked.append(expr)
-        if expr not in self.answers:
-            raise PrometheusUnavailable(f"no recorded answer for {expr}")
-        return parse_vector(self.answers[expr])
+        key = recording_key(expr, at)
+        self.asked.append(key)
+        if key not in self.answers:
+            raise PrometheusUnavailable(f"no recorded answer for {key}")
+        return parse_vector(self.answers[key])
+
+
+class PrometheusSettings(BaseSettings):
+    """Where the stack's Prometheus answers (same variables as the stack scripts)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    stack_name: str = Field("penguins", validation_alias="STACK_NAME")
+    port: int = Field(9090, validation_alias="PROMETHEUS_PORT")
+    # Unset: the published port on this host. A multi-node cluster sets its edge node's address.
+    url_override: str | None = Field(None, validation_alias="MATRIX_PROMETHEUS_URL")
+
+    @property
+    def url(self) -> str:
+        return (self.url_override or f"http://127.0.0.1:{self.port}").rstrip("/")
+
+
+def stack_client(settings: PrometheusSettings | None = None) -> PrometheusClient:
+    """A client for the stack's Prometheus with the stack's UI login (matrix/credentials.py)."""
+    settings = settings or PrometheusSettings()
+    return PrometheusClient(settings.url, lab_ui_credentials(settings.stack_name))
+
+
+def attach_server_figures(trials: Iterable[TrialRecord], query: QueryFn | None = None,
+                          log: Callable[[str], None] = lambda _message: None) -> int:
+    """Fills each step's `server` figures from Prometheus; returns how many steps got them.
+    Leaves them None (the report says n/a) when Prometheus cannot be asked."""
+    query = query or stack_client().query
+    steps = [step for trial in trials for step in trial.steps if step.ended > step.started > 0]
+    if not steps:
+        return 0
+    # The scrape after the last step's end must have landed before it is asked about.
+    wait = max(step.ended for step in steps) + SCRAPE_SETTLE_S - time.time()
+    if wait > 0:
+        time.sleep(wait)
+    filled = 0
+    for step in steps:
+        try:
+            step.server = step_figures(query, step.started, step.ended)
+        except PrometheusUnavailable as error:
+            # Absent or down: one refusal is enough, the others would only wait for timeouts.
+            log(f"server-side figures: n/a ({error})")
+            break
+        filled += 1
+    return filled

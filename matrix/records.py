@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from matrix.prometheus import ServerFigures
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -45,6 +47,9 @@ class StepRecord(_Record):
     api_cpu_cores: float | None = None  # all api containers, from their cgroups
     throttled_share: float | None = None  # of CFS periods, all api containers
     throttled_ms_per_s: float | None = None  # per api container
+    # The replicas' own view of the same window, from the stack's Prometheus (matrix/prometheus.py);
+    # None when there was none to ask.
+    server: ServerFigures | None = None
 
     @property
     def late_ratio(self) -> float:

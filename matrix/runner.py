@@ -25,6 +25,7 @@ from matrix.cluster_target import ClusterTarget, ClusterTargetError, RouteGuard
 from matrix.config import Cell, MatrixFile, MatrixSettings, memory_bytes
 from matrix.docker_stats import DockerStatsSampler
 from matrix.engine import NANO, DockerError, Engine, ServiceResources
+from matrix.prometheus import attach_server_figures
 from matrix.records import CellRecord
 from matrix.report import CELL_FILE, CELLS_DIR, write_report
 from matrix.trial import TrialError, run_trial
@@ -438,6 +439,8 @@ class MatrixRunner:
             if nodes is not None:
                 nodes.stop()
         finished = time.time()
+        # The replicas' own figures per step, from the stack's Prometheus (n/a without one).
+        attach_server_figures(record.trials, log=partial(self.progress.line, cell.cell_id))
         if nodes is not None:
             record.node_cpu_mean_cores = _per_node_cores(out / NODE_CPU_FILE, started, finished)
         containers = self.engine.containers(self.api_service, running_only=False)
