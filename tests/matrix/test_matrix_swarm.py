@@ -49,7 +49,8 @@ def test_two_cell_matrix_end_to_end(tmp_path: Path) -> None:
     require((PROJECT_ROOT / "scripts" / "stack_up.sh").is_file(), "scripts/stack_up.sh missing")
     stack = f"lmxtest{os.getpid()}"
     env = {**os.environ, "STACK_NAME": stack, "NGINX_PORT": str(free_port()),
-           "LOCUST_WEB_PORT": str(free_port()), "MATRIX_RESULTS_DIR": str(tmp_path / "results")}
+           "LOCUST_WEB_PORT": str(free_port()), "PROMETHEUS_PORT": str(free_port()),
+           "MATRIX_RESULTS_DIR": str(tmp_path / "results")}
     matrix_file = tmp_path / "tiny.yaml"
     matrix_file.write_text(TINY_MATRIX)
     try:
