@@ -36,7 +36,7 @@ from cluster.topology import (
     swarm_join_args,
 )
 
-IMAGES = ("api", "nginx", "locust")
+IMAGES = ("api", "nginx", "locust", "prometheus")
 ENGINE_START_TIMEOUT = 60
 
 

@@ -83,6 +83,10 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from locust import LoadTestShape, User, events, task
 
+# Imported for their init listeners: the web UI's login and its Prometheus /metrics route.
+import prometheus_export  # noqa: F401, E402  # isort: skip
+import web_login  # noqa: F401, E402  # isort: skip
+
 logger = logging.getLogger("penguin-loadtest")
 HERE = Path(__file__).resolve().parent
 # Empty: every model the API serves (GET /models, the service's registry), in equal shares.

@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from matrix.prometheus import ServerFigures
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -49,6 +51,9 @@ class StepRecord(_Record):
     refused_p95_ms: float | None = None
     answered_rps: float | None = None  # every answer, refusals and errors included
     users: int | None = None
+    # The replicas' own view of the same window, from the stack's Prometheus (matrix/prometheus.py);
+    # None when there was none to ask.
+    server: ServerFigures | None = None
 
     @property
     def late_ratio(self) -> float:

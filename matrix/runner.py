@@ -24,8 +24,10 @@ from matrix.analysis import docker_stats_summary
 from matrix.cgroups import CgroupSampler, read_samples, window_cpu
 from matrix.cluster_target import ClusterTarget, ClusterTargetError, RouteGuard
 from matrix.config import Cell, MatrixFile, MatrixSettings, memory_bytes
+from matrix.credentials import lab_ui_credentials
 from matrix.docker_stats import DockerStatsSampler
 from matrix.engine import NANO, DockerError, Engine, ServiceResources
+from matrix.prometheus import attach_server_figures
 from matrix.records import CellRecord, TrialRecord
 from matrix.report import CELL_FILE, CELLS_DIR, load_cell, write_report
 from matrix.stack_locust import LocustMaster, StackLocustError, run_stack_trial
@@ -213,8 +215,9 @@ def warm_up(base_url: str, seconds: float) -> int:
 
 
 def locust_auth(settings: MatrixSettings) -> tuple[str, str] | None:
-    """The stack's Locust login, when the stack has one."""
-    return None
+    """The stack's Locust login (the file stack_up.sh wrote), when the stack has one."""
+    credentials = lab_ui_credentials(settings.stack_name)
+    return credentials.auth if credentials is not None else None
 
 
 def _per_node_cores(samples_file: Path, start: float, end: float) -> dict[str, float]:
@@ -526,6 +529,8 @@ class MatrixRunner:
             if nodes is not None:
                 nodes.stop()
         finished = time.time()
+        # The replicas' own figures per step, from the stack's Prometheus (n/a without one).
+        attach_server_figures(record.trials, log=partial(self.progress.line, cell.cell_id))
         if nodes is not None:
             record.node_cpu_mean_cores = _per_node_cores(out / NODE_CPU_FILE, started, finished)
         containers = self.engine.containers(self.api_service, running_only=False)

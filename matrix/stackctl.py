@@ -4,6 +4,8 @@
   wait-converged STACK TIMEOUT    every service of STACK runs all its replicas
   wait-ready STACK URL TIMEOUT    URL answers through Nginx, which balances over every api replica
   memory-bytes SIZE               prints SIZE (512M, 1G, 256MiB, bytes) in bytes
+  ui-credentials STACK            the stack's UI login (matrix/credentials.py), created when
+                                  missing: prints user, password, fingerprint and 1 if created
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 import time
 
 from matrix.config import memory_bytes
+from matrix.credentials import credentials_file, ensure_lab_ui_credentials
 from matrix.engine import DockerEngine, DockerError, Engine
 from matrix.waits import (
     CONVERGE_INTERVAL_S,
@@ -70,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     ready.add_argument("timeout", type=_seconds)
     size = commands.add_parser("memory-bytes", help="print a memory size in bytes")
     size.add_argument("size")
+    login = commands.add_parser("ui-credentials", help="print (creating) the stack's UI login")
+    login.add_argument("stack")
     return parser
 
 
@@ -95,6 +100,20 @@ def wait_ready(engine: Engine, stack: str, url: str, timeout: float) -> None:
     log(f"ready: {state}")
 
 
+def _ui_credentials(stack: str) -> int:
+    """Four lines for the shell: user, password, fingerprint, 1 when just created else 0."""
+    try:
+        credentials, created = ensure_lab_ui_credentials(stack)
+    except (OSError, ValueError) as error:
+        print(f"error: the UI login of {stack}: {error}", file=sys.stderr)
+        return 1
+    if created:
+        log(f"created the UI login of stack {stack} in {credentials_file(stack)} (mode 0600)")
+    print(credentials.user, credentials.password, credentials.fingerprint(), int(created),
+          sep="\n")
+    return 0
+
+
 def main(argv: list[str] | None = None, engine: Engine | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "memory-bytes":
@@ -104,6 +123,8 @@ def main(argv: list[str] | None = None, engine: Engine | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_USAGE
         return 0
+    if args.command == "ui-credentials":
+        return _ui_credentials(args.stack)
     try:
         engine = engine or DockerEngine.from_env()
         if args.command == "wait-converged":

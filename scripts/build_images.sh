@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the three images of the stack (penguin-lab/api, penguin-lab/nginx, penguin-lab/locust).
+# Builds the images of the stack (penguin-lab/api, nginx, locust and prometheus).
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -13,7 +13,8 @@ usage() {
 Usage: scripts/build_images.sh [--tag TAG] [--prefix PREFIX] [--only NAME]... [--local-base]
                                [--no-cache] [--wheels-only]
 
-Builds \${IMAGE_PREFIX}penguin-lab/{api,nginx,locust}:\${IMAGE_TAG} from the repository root.
+Builds \${IMAGE_PREFIX}penguin-lab/{api,nginx,locust,prometheus}:\${IMAGE_TAG} from the repository
+root.
 Re-running is cheap: wheels, models, the base image and Docker's layer cache are reused.
 
 Steps: trains the models when models/manifest.json is missing; downloads the pinned wheels for
@@ -25,7 +26,7 @@ when present or pullable, otherwise a local Debian bookworm base built once with
 
   --tag TAG        image tag (default: \$IMAGE_TAG or latest)
   --prefix PREFIX  registry prefix, e.g. registry.example.com:5000/ (default: \$IMAGE_PREFIX)
-  --only NAME      build only api, nginx or locust (repeatable)
+  --only NAME      build only api, nginx, locust or prometheus (repeatable)
   --local-base     skip pulling; always use the local debootstrap base
   --no-cache       rebuild every layer
   --wheels-only    only prepare build/wheels/ (for a plain \`docker build\` afterwards)
@@ -48,7 +49,10 @@ while [ "$#" -gt 0 ]; do
     --prefix) [ "$#" -ge 2 ] || die "--prefix needs a value"; IMAGE_PREFIX="$2"; shift ;;
     --only)
       [ "$#" -ge 2 ] || die "--only needs a value"
-      case "$2" in api|nginx|locust) only+=("$2") ;; *) die "--only takes api, nginx or locust, not '$2'" ;; esac
+      case "$2" in
+        api|nginx|locust|prometheus) only+=("$2") ;;
+        *) die "--only takes api, nginx, locust or prometheus, not '$2'" ;;
+      esac
       shift ;;
     --local-base) export USE_LOCAL_BASE=1 ;;
     --no-cache) no_cache=(--no-cache) ;;
@@ -58,7 +62,7 @@ while [ "$#" -gt 0 ]; do
   esac
   shift
 done
-[ "${#only[@]}" -gt 0 ] || only=(api nginx locust)
+[ "${#only[@]}" -gt 0 ] || only=(api nginx locust prometheus)
 
 # prepare_wheels PART: pinned wheels for requirements/PART.txt, downloaded again only when the
 # requirements change. The platform flags make this work from any host Python or OS.
@@ -118,11 +122,13 @@ fi
 if wants api || wants locust; then
   python_base="${PYTHON_BASE_IMAGE:-$(resolve_base "$PYTHON_BASE_DEFAULT")}"
 fi
-if wants nginx; then
+if wants nginx || wants prometheus; then
   nginx_base="${NGINX_BASE_IMAGE:-$(resolve_base "$DEBIAN_BASE_DEFAULT")}"
 fi
 
 wants api && build_image api service/Dockerfile "$python_base"
 wants nginx && build_image nginx nginx/Dockerfile "$nginx_base"
 wants locust && build_image locust locust/Dockerfile "$python_base"
+# Debian's Prometheus and exporters: the same plain bookworm base as Nginx.
+wants prometheus && build_image prometheus prometheus/Dockerfile "$nginx_base"
 log "images ready: $(for name in "${only[@]}"; do printf '%spenguin-lab/%s:%s ' "$IMAGE_PREFIX" "$name" "$IMAGE_TAG"; done)"

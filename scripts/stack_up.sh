@@ -29,8 +29,12 @@ again applies changed settings as a rolling update.
 
 Knobs (environment, defaults in brackets): API_REPLICAS [2], API_CPUS [1.0], API_MEMORY [512M],
 API_CPUS_RESERVATION [0.1], API_MEMORY_RESERVATION [64M], NGINX_PORT [8000],
-LOCUST_WEB_PORT [8089], LOCUST_WORKERS [1], IMAGE_TAG [latest], IMAGE_PREFIX [], and the rest
-listed in stack/README.md.
+LOCUST_WEB_PORT [8089], PROMETHEUS_PORT [9090], LOCUST_WORKERS [1], IMAGE_TAG [latest],
+IMAGE_PREFIX [], and the rest listed in stack/README.md.
+
+Logins: the Locust web UI and Prometheus want the stack's UI login. The first deploy of a stack
+makes a random one, prints it once and keeps it in ~/.config/penguin-lab/STACK.login (mode 0600;
+PENGUIN_LAB_CREDENTIALS_DIR moves it). LAB_UI_USER / LAB_UI_PASSWORD bring your own.
 USAGE
 }
 
@@ -62,6 +66,7 @@ ensure_swarm
 
 export STACK_NAME
 export NGINX_PORT="${NGINX_PORT:-8000}" LOCUST_WEB_PORT="${LOCUST_WEB_PORT:-8089}"
+export PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
 export API_REPLICAS="${API_REPLICAS:-2}"
 # Swarm rejects a reservation above its limit: with a tiny limit (say API_CPUS=0.05), the default
 # reservation follows the limit down instead of failing the deploy.
@@ -79,15 +84,21 @@ if [ -z "${API_MEMORY_RESERVATION:-}" ]; then
 fi
 # Swarm configs are immutable; a content hash in the name turns an edit into a new config.
 NGINX_TEMPLATE_VERSION="$(sha256sum nginx/nginx.conf.template | cut -c1-12)"
-export NGINX_TEMPLATE_VERSION
+PROMETHEUS_TEMPLATE_VERSION="$(sha256sum prometheus/prometheus.yml.template | cut -c1-12)"
+PROMETHEUS_CONSOLE_VERSION="$(sha256sum prometheus/consoles/penguins.html | cut -c1-12)"
+export NGINX_TEMPLATE_VERSION PROMETHEUS_TEMPLATE_VERSION PROMETHEUS_CONSOLE_VERSION
 
 # Locally built images keep their tag across rebuilds and Swarm does not look at what a tag points
 # to: with each image's ID in a container label, a rebuilt image rolls the services that use it.
-for name in api nginx locust; do
+for name in api nginx locust prometheus; do
   image_id="$(docker image inspect --format '{{.Id}}' \
     "${IMAGE_PREFIX:-}penguin-lab/$name:${IMAGE_TAG:-latest}" 2>/dev/null || true)"
   export "${name^^}_IMAGE_ID=${image_id#sha256:}"
 done
+
+# The UI login as Swarm secrets (scripts/lib/stack.sh): exports LAB_UI_USER,
+# LAB_UI_PASSWORD_SECRET and PROMETHEUS_WEB_CONFIG_SECRET for the stack file.
+ensure_ui_login_secrets "$STACK_NAME" "${IMAGE_PREFIX:-}penguin-lab/prometheus:${IMAGE_TAG:-latest}"
 
 deploy_args=(--compose-file stack/docker-stack.yml --prune)
 if [ "$registry" -eq 1 ]; then
@@ -112,7 +123,10 @@ cat <<URLS
 Stack $STACK_NAME is up:
   API (through Nginx)  http://$url_host:$NGINX_PORT/predict
   API docs             http://$url_host:$NGINX_PORT/docs
-  Locust web UI        http://$url_host:$LOCUST_WEB_PORT
+  Locust web UI        http://$url_host:$LOCUST_WEB_PORT  (login below)
+  Live console         http://$url_host:$PROMETHEUS_PORT/consoles/penguins.html  (login below)
+  Prometheus           http://$url_host:$PROMETHEUS_PORT
+  Login                user $LAB_UI_USER, password in $UI_LOGIN_FILE
   Scale                docker service scale ${STACK_NAME}_api=N
   Remove               scripts/stack_down.sh --stack-name $STACK_NAME
 URLS

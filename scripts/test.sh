@@ -45,8 +45,8 @@ ensure_venv
 # Tools the integration tests drive for real. Without root they may be missing: those tests skip.
 if is_root || command -v sudo >/dev/null 2>&1; then
   # gettext-base: envsubst, with which nginx/entrypoint.sh renders its template; chromium: the
-  # offline /docs test.
-  apt_install nginx shellcheck gettext-base chromium
+  # offline /docs test; prometheus and its Nginx exporter: the loopback scrape test.
+  apt_install nginx shellcheck gettext-base chromium prometheus prometheus-nginx-exporter
   if [ "$with_docker" -eq 1 ]; then
     ensure_docker_engine
     ensure_swarm
@@ -63,7 +63,7 @@ log "mypy"
 "$VENV_PYTHON" -m mypy
 if command -v shellcheck >/dev/null 2>&1; then
   log "shellcheck"
-  shellcheck -x scripts/*.sh scripts/lib/*.sh service/*.sh nginx/*.sh
+  shellcheck -x scripts/*.sh scripts/lib/*.sh service/*.sh nginx/*.sh prometheus/*.sh
 fi
 
 log "pytest"

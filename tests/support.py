@@ -86,6 +86,8 @@ def wait_for_http(url: str, timeout: float = 30.0, expect_status: int = 200) -> 
                     return
                 last_error = f"status {response.status}"
         except urllib.error.HTTPError as error:
+            if error.code == expect_status:  # e.g. 401 from a UI that wants a login
+                return
             last_error = f"status {error.code}"
         except (OSError, urllib.error.URLError) as error:
             last_error = error

@@ -80,7 +80,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require((PROJECT_ROOT / "scripts" / "stack_up.sh").is_file(), "scripts/stack_up.sh missing")
     name = f"lmxtest{os.getpid()}"
     env = {**os.environ, "STACK_NAME": name, "NGINX_PORT": str(free_port()),
-           "LOCUST_WEB_PORT": str(free_port()), "LOCUST_WORKERS": "2"}
+           "LOCUST_WEB_PORT": str(free_port()), "PROMETHEUS_PORT": str(free_port()),
+           "LOCUST_WORKERS": "2"}
     try:
         up = subprocess.run([str(PROJECT_ROOT / "scripts" / "stack_up.sh")], cwd=PROJECT_ROOT,
                             env=env, capture_output=True, text=True, timeout=600, check=False)
@@ -125,6 +126,8 @@ def test_two_cell_matrix_end_to_end(stack: Stack, tmp_path: Path) -> None:
         assert float(row["api_mem_peak_mb"]) > 0
     report = (run_dir / "report.md").read_text()
     assert "## Recommendation" in report and "Horizontal against vertical" in report
+    # The replicas' own p95 per step, from the stack's Prometheus.
+    assert "## Server side" in report and "no Prometheus answered" not in report
     assert (run_dir / "report.html").is_file()
     assert (run_dir / "plots" / "capacity-vs-cpu.png").stat().st_size > 0
     for row in rows:
@@ -137,6 +140,8 @@ def test_two_cell_matrix_end_to_end(stack: Stack, tmp_path: Path) -> None:
         record = json.loads((cell_dir / "cell.json").read_text())
         assert [len(t["steps"]) for t in record["trials"]] == [2, 2]
         assert all(s["throttled_share"] is not None for t in record["trials"]
+                   for s in t["steps"])
+        assert all(s["server"] and s["server"]["p95_ms"] > 0 for t in record["trials"]
                    for s in t["steps"])
 
     # The api service is back as the stack deployed it (stack_up's defaults).

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from matrix.credentials import lab_ui_credentials
 from tests.nginx.load import LoadGenerator, report
 from tests.stack.held_connections import hold_connections, raise_open_file_limit
 from tests.support import (
@@ -64,6 +65,7 @@ def stack() -> Iterator[Stack]:
         **os.environ,
         "NGINX_PORT": str(deployed.nginx_port),
         "LOCUST_WEB_PORT": str(deployed.locust_port),
+        "PROMETHEUS_PORT": str(free_port()),
         "API_REPLICAS": "2",
         "API_CPUS": API_CPUS,
         "API_MEMORY": API_MEMORY,
@@ -79,6 +81,13 @@ def stack() -> Iterator[Stack]:
         yield deployed
     finally:
         _stack_down()
+
+
+def _login() -> tuple[str, str]:
+    """The Locust UI's login that stack_up.sh created for the test stack."""
+    credentials = lab_ui_credentials(STACK)
+    assert credentials is not None, f"stack_up.sh made no UI login for {STACK}"
+    return credentials.auth
 
 
 def _api_containers() -> list[str]:
@@ -169,7 +178,8 @@ def test_predict_docs_and_locust_ui_answer(stack: Stack) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["species"] in {"Adelie", "Chinstrap", "Gentoo"}
     wait_for_http(f"{stack.url}/docs", timeout=10)
-    wait_for_http(f"http://127.0.0.1:{stack.locust_port}/", timeout=60)
+    # The UI wants the stack's login (stack_up.sh made it): any answer, 401 included, is up.
+    wait_for_http(f"http://127.0.0.1:{stack.locust_port}/", timeout=60, expect_status=401)
     # stub_status stays internal: reachable inside the Nginx container only.
     status = run_checked(
         ["docker", "exec", _nginx_container(), "curl", "-fsS", "http://127.0.0.1:8081/nginx_status"]
@@ -183,7 +193,8 @@ def test_locust_worker_joins_the_master_over_the_overlay(stack: Stack) -> None:
     workers: list[object] = []
     while time.monotonic() < deadline:
         try:
-            stats = httpx.get(f"http://127.0.0.1:{stack.locust_port}/stats/requests", timeout=5)
+            stats = httpx.get(f"http://127.0.0.1:{stack.locust_port}/stats/requests",
+                              auth=_login(), timeout=5)
             workers = stats.json().get("workers", [])
         except (httpx.HTTPError, ValueError):
             workers = []
@@ -199,19 +210,20 @@ def test_locust_web_ui_drives_load_through_nginx(
     # The user's path: start a test in the web UI (its form posts to /swarm); the master hands
     # the users to the worker task, whose requests go through Nginx to the api replicas.
     base = f"http://127.0.0.1:{stack.locust_port}"
-    started = httpx.post(f"{base}/swarm", data={"user_count": 4, "spawn_rate": 4}, timeout=10)
+    started = httpx.post(f"{base}/swarm", data={"user_count": 4, "spawn_rate": 4},
+                         auth=_login(), timeout=10)
     assert started.json().get("success"), started.text
     total: dict[str, object] = {}
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             time.sleep(1)
-            stats = httpx.get(f"{base}/stats/requests", timeout=5).json()
+            stats = httpx.get(f"{base}/stats/requests", auth=_login(), timeout=5).json()
             total = next(s for s in stats["stats"] if s["name"] == "Aggregated")
             if int(total["num_requests"]) >= 20:
                 break
     finally:
-        httpx.post(f"{base}/stop", timeout=10)
+        httpx.post(f"{base}/stop", auth=_login(), timeout=10)
     _figure(
         capsys,
         f"[swarm: Locust web UI, 4 users] requests={total.get('num_requests')} "

@@ -16,6 +16,7 @@ DOCKERFILES = {
     "api": PROJECT_ROOT / "service" / "Dockerfile",
     "nginx": PROJECT_ROOT / "nginx" / "Dockerfile",
     "locust": PROJECT_ROOT / "locust" / "Dockerfile",
+    "prometheus": PROJECT_ROOT / "prometheus" / "Dockerfile",
 }
 SCRIPTS = ["build_images.sh", "stack_up.sh", "stack_down.sh"]
 
@@ -75,7 +76,8 @@ def test_a_rebuilt_image_rolls_its_services(stack: dict) -> None:
         image = service["image"].rsplit("/", 1)[1].split(":")[0]
         variable = f"{image.upper()}_IMAGE_ID"
         assert service["labels"]["com.penguin-lab.image-id"] == f"${{{variable}:-}}", name
-    assert '"${name^^}_IMAGE_ID=' in script and "for name in api nginx locust" in script
+    assert '"${name^^}_IMAGE_ID=' in script
+    assert "for name in api nginx locust prometheus" in script
 
 
 def test_nginx_config_comes_from_a_swarm_config(stack: dict) -> None:
@@ -97,7 +99,7 @@ def test_dockerfiles_are_pinned_non_root_and_offline(image: str) -> None:
     assert re.fullmatch(r"(python:3\.11\.\d+-slim-bookworm|debian:12\.\d+-slim)", base.group(1))
     users = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
     assert users and users[-1] != "root"
-    if image != "nginx":
+    if image not in ("nginx", "prometheus"):
         # Python packages come from the host's wheelhouse: no network, no proxy CA in the build.
         assert "--no-index --find-links" in text
     assert "ca-certificates.crt" not in text  # never bake a host CA into an image
@@ -164,6 +166,10 @@ def test_placement_pins_the_edge_and_keeps_a_plain_swarm_working(stack: dict) ->
         "locust-master": ["edge"],
         "api": ["worker"],
         "locust-worker": ["worker"],
+        # Monitoring beside the other control surfaces; the node exporter on every node.
+        "prometheus": ["edge"],
+        "nginx-exporter": ["edge"],
+        "node-exporter": ["edge", "worker"],
     }
 
 
@@ -196,3 +202,34 @@ def test_every_listener_is_sized_for_ten_thousand_connections(stack: dict) -> No
     # Docker 20.10 ignores ulimits in a stack file: open-file limits come from the engine.
     for service in stack["services"].values():
         assert "ulimits" not in service
+
+
+def test_monitoring_is_published_only_on_its_knob_and_behind_the_login(stack: dict) -> None:
+    services = stack["services"]
+    published = {name: [p["published"] for p in s.get("ports", [])] for name, s in services.items()}
+    assert published["prometheus"] == ["${PROMETHEUS_PORT:-9090}"]
+    assert published["nginx-exporter"] == [] and published["node-exporter"] == []
+    prometheus = services["prometheus"]
+    assert prometheus["environment"]["PROMETHEUS_WEB_CONFIG_FILE"].startswith("/run/secrets/")
+    assert prometheus["environment"]["PROMETHEUS_RETENTION"] == "${PROMETHEUS_RETENTION:-6h}"
+    assert prometheus["volumes"] == ["prometheus_data:/prometheus"]
+    master = services["locust-master"]["environment"]
+    assert master["LOCUST_WEB_PASSWORD_FILE"] == "/run/secrets/lab_ui_password"
+    # The secrets come from stack_up.sh: external, named by a variable, never a file or a value.
+    for secret in stack["secrets"].values():
+        assert secret["external"] is True and secret["name"].startswith("${")
+    for name in ("prometheus", "locust-master"):
+        for secret in services[name]["secrets"]:
+            assert secret["mode"] == 0o400 and secret["uid"] != "0"
+
+
+def test_no_password_is_in_the_stack_file_or_an_image() -> None:
+    stack = yaml.safe_load(STACK_FILE.read_text())
+    values = [str(v) for s in stack["services"].values() for v in s.get("environment", {}).values()]
+    # Only files under /run/secrets and variables: no literal password, no bcrypt hash.
+    assert not any("$2" in v or "basic_auth_users" in v for v in values)
+    assert "basic_auth_users" not in STACK_FILE.read_text()
+    for dockerfile in DOCKERFILES.values():
+        instructions = [line for line in dockerfile.read_text().lower().splitlines()
+                        if not line.lstrip().startswith("#")]
+        assert not any("password" in line or "/run/secrets" in line for line in instructions)
