@@ -4,8 +4,8 @@ a test server that serves 20 requests/s by construction and refuses with 503 + R
 request that finds 4 others already waiting (tests/locust/known_capacity_app.py). The users offer
 about twice what it serves, so it is overloaded the way the workshop's configurations are.
 
-- Successful answers per second over the hold must match the server's capacity and its own
-  count of the requests it served.
+- Successful answers per second over the hold must come near (never above) the server's
+  capacity and match its own count of the requests it served.
 - The p95 of successful answers must match the server's own p95 of the same requests, untouched
   by the refusals, which the load test must time apart (and find fast).
 - Every generator reports every second, so the per-second series is complete.
@@ -93,7 +93,9 @@ def test_workshop_load_measures_a_known_capacity_and_times_refusals_apart(
         assert series == list(range(series[0], series[0] + len(series)))
 
     # Served: the capacity, and what the server itself counted over the same seconds.
-    assert step.served_rps == pytest.approx(CAPACITY_RPS, rel=0.10)
+    # At most the capacity; a little under it, as the test server's own event loop (and on a
+    # busy machine, the wait for a core) adds to each 50 ms.
+    assert 0.8 * CAPACITY_RPS <= step.served_rps <= 1.02 * CAPACITY_RPS
     served, refused_by_server = [], 0
     for line in timings.read_text().splitlines():
         arrived, took, status = line.split()
