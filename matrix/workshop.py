@@ -141,12 +141,13 @@ def conclusions(table: list[Row]) -> list[str]:
         return ["No configuration was measured, so nothing can be said."]
     said = []
     served = [s.step.served_rps for s in both]
-    said.append(
-        f"**Throughput.** The workshop saw 1-8 req/s on three of the four configurations; under "
-        f"the same load ours served {_range(served)} successful req/s on the same limits. So "
-        "those figures were not what the configurations can serve: a load test that reports "
-        "1-8 req/s from 10 000 users measured its own path (generator, port proxy, timeouts), "
-        "not the model.")
+    if any(r.observation for r in table):
+        said.append(
+            f"**Throughput.** The workshop saw as little as 1-8 req/s on these limits; under the "
+            f"same load ours served {_range(served)} successful req/s. So those figures were not "
+            "what the configurations can serve: a load test that reports a few req/s from "
+            "thousands of users measured its own path (generator, port proxy, timeouts), not the "
+            "model.")
     if off:
         failing = [s for s in off if 1.0 - s.share(OK) > 0.01]
         worst = max(off, key=lambda s: 1.0 - s.share(OK))
@@ -174,10 +175,13 @@ def conclusions(table: list[Row]) -> list[str]:
     mem = [s.cell.api_mem_peak_mb for s in both if s.cell.api_mem_peak_mb is not None]
     small = next((r for r in table if r.replicas == 1 and r.on is not None), None)
     if small is not None and small.on is not None:
+        within = small.on.step.p95_ms is not None and small.on.step.p95_ms <= OK_P95_MS
         said.append(
-            f"**\"About 0.5 CPU and 512 MB per container\" does not hold.** One replica with "
-            f"{small.cpus:g} CPU and {small.memory} served {small.on.step.served_rps:.0f} req/s "
-            f"within the {OK_P95_MS:g} ms objective for the requests it accepted"
+            f"**\"About 0.5 CPU and 512 MB per container\"{' does not hold' if within else ''}.** "
+            f"One replica with {small.cpus:g} CPU and {small.memory} served "
+            f"{small.on.step.served_rps:.0f} req/s, its successful answers at p95 "
+            f"{_ms(small.on.step.p95_ms)} ({'within' if within else 'over'} the "
+            f"{OK_P95_MS:g} ms objective)"
             + (f", and no replica used more than {max(mem):.0f} MB" if mem else "")
             + ". The size follows from the target rate: divide it by a replica's knee.")
     scaled = [r for r in table if r.replicas > 1 and r.on is not None]
