@@ -92,6 +92,7 @@ HERE = Path(__file__).resolve().parent
 # Empty: every model the API serves (GET /models, the service's registry), in equal shares.
 DEFAULT_MODEL_MIX = ""
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+ANY_STATUS = frozenset(range(100, 600))
 # How long the master waits for the generators' step reports beyond the request timeout.
 REPORT_GRACE_S = 5.0
 
@@ -545,6 +546,12 @@ class WorkshopUser(FastHttpUser):
         self.connection_timeout = options.request_timeout
         self.network_timeout = options.request_timeout
         super().__init__(environment)
+        # Every HTTP status is an answer to read to its end: by default the client treats a 503
+        # as an error and drops the connection unread, so under load shedding each refusal cost
+        # a new connection, and the churn of thousands of connections a second lost packets and
+        # left requests waiting seconds for TCP retransmissions. The checks below judge the
+        # status, as before.
+        self.client.client.valid_response_codes = ANY_STATUS
         self.rng = random.Random()
 
     def wait_time(self) -> float:
