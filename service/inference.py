@@ -7,14 +7,15 @@ DataFrame. Each fitted scikit-learn pipeline is exported as plain float64/int ar
 refuses to write models whose compiled probabilities drift more than 1e-5 from `predict_proba`.
 
 Artifact layout (keys of each `.npz`, written by training/export.py):
-  format, kind, classes                      format version, "logistic" | "forest" | "svm", labels
+  format, kind, classes                      format version, evaluator kind (EVALUATOR_KINDS),
+                                             class labels
   numeric_features, numeric_fill,            SimpleImputer(median) then StandardScaler
   numeric_mean, numeric_scale
   categorical_features, categorical_fill,    SimpleImputer(most_frequent) then OneHotEncoder;
   categorical_categories                     categories padded with "" to one 2-D array
   logistic: coef, intercept
   forest:   node_feature, node_threshold, node_children, leaf_proba, roots, max_depth
-  svm:      support_vectors, pair_coef, intercept, gamma, calibration_a, calibration_b
+  rbf_svc:  support_vectors, pair_coef, intercept, gamma, calibration_a, calibration_b
 """
 
 from __future__ import annotations
@@ -393,7 +394,7 @@ class SvmModel(CompiledModel):
     squashed into (-1/3, 1/3)), one sigmoid per class, and the normalisation of the result.
     """
 
-    kind = "svm"
+    kind = "rbf_svc"
 
     def __init__(
         self, name: str, title: str, version: str, arrays: Mapping[str, np.ndarray]
@@ -416,7 +417,7 @@ class SvmModel(CompiledModel):
             and self._intercept.shape == (n_pairs,)
             and self._a.shape == self._b.shape == (n_classes,)
         ):
-            raise ValueError("svm arrays have inconsistent shapes")
+            raise ValueError("rbf_svc arrays have inconsistent shapes")
         pairs = [(i, j) for i in range(n_classes) for j in range(i + 1, n_classes)]
         first = np.zeros((n_pairs, n_classes))
         second = np.zeros((n_pairs, n_classes))
@@ -551,7 +552,10 @@ def load_model(models_dir: Path, name: str, entry: Mapping[str, Any]) -> Compile
             raise ValueError(f"format {int(arrays['format'])}, expected {ARTIFACT_FORMAT}")
         kind = str(arrays["kind"])
         if kind not in EVALUATOR_KINDS:
-            raise ValueError(f"unknown model kind {kind!r}")
+            raise ValueError(
+                f"unknown model kind {kind!r}, not one of {', '.join(EVALUATOR_KINDS)} "
+                "(written by older code?); retrain: python -m training"
+            )
         model = EVALUATOR_KINDS[kind](name, title, version, arrays)
         if list(model.classes) != list(entry.get("classes", model.classes)):
             raise ValueError(f"classes {list(model.classes)} differ from the manifest's")
