@@ -120,6 +120,10 @@ class _Preprocessor:
         values = [0.0] * self.n_output
         for j, (name, fill, mean, scale) in enumerate(self._numeric_params):
             value = row.get(name)
+            if type(value) is float and value - value == 0.0:
+                # The usual case, a finite float (x - x is NaN for inf and NaN): no conversion.
+                values[j] = (value - mean) / scale
+                continue
             if value is None or value != value:  # None or NaN: impute
                 measured = fill
             else:
@@ -136,6 +140,11 @@ class _Preprocessor:
             values[j] = (measured - mean) / scale
         for k, name in enumerate(self.categorical_features):
             value = row.get(name)
+            if type(value) is str:  # the usual case, a known category
+                column = self._columns[k].get(value)
+                if column is not None:
+                    values[column] = 1.0
+                    continue
             if _is_missing(value):
                 values[self._fill_column[k]] = 1.0
                 continue
