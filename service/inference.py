@@ -381,7 +381,8 @@ class ForestModel(CompiledModel):
             self._possible_leaves.append(sets)
         self._n_leaves = len(leaves)
         self._leaf_bytes = (len(leaves) + 7) // 8
-        self._leaf_proba_by_leaf = np.ascontiguousarray((leaf_proba[leaves] / roots.size).T)
+        self._leaf_proba_by_leaf = np.ascontiguousarray(leaf_proba[leaves].T)
+        self._n_trees = float(roots.size)
 
     def _breadth_first(self, roots: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """Node ids in the new order: each tree breadth-first, a node's children side by side.
@@ -438,9 +439,11 @@ class ForestModel(CompiledModel):
             count=self._n_leaves,
             bitorder="little",
         )
-        # Pre-divided by the number of trees; sklearn sums then divides (rounding only, ~1e-16).
-        proba: list[float] = self._leaf_proba_by_leaf.dot(hit).tolist()
-        return proba
+        # Summed, then divided by the number of trees, as sklearn does: where every tree says
+        # 1.0 the sum is exactly the number of trees and the probability exactly 1 (summing
+        # pre-divided 0.01s can give 1.0000000000000004).
+        summed: list[float] = self._leaf_proba_by_leaf.dot(hit).tolist()
+        return [value / self._n_trees for value in summed]
 
     def _proba(self, features: np.ndarray) -> np.ndarray:
         # sklearn trees compare float32 features (see the class docstring).

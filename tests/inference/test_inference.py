@@ -136,6 +136,16 @@ def test_matches_predict_proba_in_batches(
     assert np.max(np.abs(actual - expected[name])) <= TOLERANCE
 
 
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_one_row_probabilities_lie_in_zero_to_one(
+    name: str, models: dict[str, CompiledModel], dataset
+) -> None:
+    # Rounding must not push a certain prediction past 1 (clients check the range).
+    for row in dataset.records():
+        proba = models[name].predict_proba_one(row)
+        assert all(0.0 <= value <= 1.0 for value in proba), (row, proba)
+
+
 def test_the_data_set_exercises_the_imputers(dataset) -> None:
     # Parity on every row only proves imputation if rows with missing values are among them.
     records = dataset.records()
