@@ -81,7 +81,7 @@ class Call:
     def json_body(self, schema: type[BaseModelT]) -> BaseModelT:
         """The body parsed and validated as `schema`; ApiError 400/415/422 otherwise."""
         _check_json_content_type(self.header(b"content-type"))
-        if not self.body.strip():
+        if not self.body or self.body.isspace():
             raise ApiError(
                 400,
                 "empty_body",
@@ -89,7 +89,10 @@ class Call:
                 [{"field": "body", "message": "required", "type": "missing"}],
             )
         try:
-            return schema.model_validate_json(self.body)
+            # The validator model_validate_json calls, without its keyword handling (a third
+            # of the cost for a small body); the same result and the same ValidationError.
+            validated: BaseModelT = schema.__pydantic_validator__.validate_json(self.body)
+            return validated
         except ValidationError as exc:
             raise validation_api_error(exc) from None
 
@@ -122,14 +125,23 @@ class Endpoint:
         object.__setattr__(self, "_content_type", self.media_type.encode("latin-1"))
 
 
-def _check_json_content_type(content_type: str | None) -> None:
-    if content_type is None:
-        return  # lenient: a bare body is taken as JSON
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type == JSON or (
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+@lru_cache(maxsize=256)
+def _is_json(content_type: str) -> bool:
+    # Clients send the same Content-Type again and again: judge each once.
+    media_type = _media_type(content_type)
+    return media_type == JSON or (
         media_type.startswith("application/") and media_type.endswith("+json")
-    ):
-        return
+    )
+
+
+def _check_json_content_type(content_type: str | None) -> None:
+    if content_type is None or _is_json(content_type):
+        return  # no Content-Type is lenient: a bare body is taken as JSON
+    media_type = _media_type(content_type)
     raise ApiError(
         415,
         "unsupported_media_type",

@@ -7,14 +7,15 @@ DataFrame. Each fitted scikit-learn pipeline is exported as plain float64/int ar
 refuses to write models whose compiled probabilities drift more than 1e-5 from `predict_proba`.
 
 Artifact layout (keys of each `.npz`, written by training/export.py):
-  format, kind, classes                      format version, "logistic" | "forest" | "svm", labels
+  format, kind, classes                      format version, evaluator kind (EVALUATOR_KINDS),
+                                             class labels
   numeric_features, numeric_fill,            SimpleImputer(median) then StandardScaler
   numeric_mean, numeric_scale
   categorical_features, categorical_fill,    SimpleImputer(most_frequent) then OneHotEncoder;
   categorical_categories                     categories padded with "" to one 2-D array
   logistic: coef, intercept
   forest:   node_feature, node_threshold, node_children, leaf_proba, roots, max_depth
-  svm:      support_vectors, pair_coef, intercept, gamma, calibration_a, calibration_b
+  rbf_svc:  support_vectors, pair_coef, intercept, gamma, calibration_a, calibration_b
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator
 import zipfile
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,9 @@ MANIFEST_FILE = "manifest.json"
 ARTIFACT_FORMAT = 1
 # Above this, math.exp overflows (np.exp would return inf).
 _EXP_MAX = math.log(np.finfo(np.float64).max)
+# Below this, ||x||^2 and each x.s of the SVM's expanded distance are finite; above it, no
+# kernel value exp(-gamma ||x - s||^2) is distinguishable from 0.
+_SQUARE_LIMIT = 1e300
 
 
 class ModelLoadError(RuntimeError):
@@ -114,6 +120,10 @@ class _Preprocessor:
         values = [0.0] * self.n_output
         for j, (name, fill, mean, scale) in enumerate(self._numeric_params):
             value = row.get(name)
+            if type(value) is float and value - value == 0.0:
+                # The usual case, a finite float (x - x is NaN for inf and NaN): no conversion.
+                values[j] = (value - mean) / scale
+                continue
             if value is None or value != value:  # None or NaN: impute
                 measured = fill
             else:
@@ -130,6 +140,11 @@ class _Preprocessor:
             values[j] = (measured - mean) / scale
         for k, name in enumerate(self.categorical_features):
             value = row.get(name)
+            if type(value) is str:  # the usual case, a known category
+                column = self._columns[k].get(value)
+                if column is not None:
+                    values[column] = 1.0
+                    continue
             if _is_missing(value):
                 values[self._fill_column[k]] = 1.0
                 continue
@@ -170,8 +185,15 @@ class CompiledModel:
         if len(rows) == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float64)
         if len(rows) == 1:
-            return self._proba_of_one(self._pre.transform_row(rows[0]))
+            return np.array([self.predict_proba_one(rows[0])], dtype=np.float64)
         return self._proba(self._pre.transform(rows))
+
+    def predict_proba_one(self, row: Mapping[str, object]) -> list[float]:
+        """One row's class probabilities as plain floats in `classes` order: predict_proba's
+        first row, without the array. This is the /predict path, where a few numpy calls on a
+        one-row input cost more than the arithmetic (numpy's per-call overhead, and more so
+        with the caches cold between requests), so each model keeps them to a minimum."""
+        return self._proba_of_one(self._pre.transform_row(row))
 
     def predict(self, rows: Sequence[Mapping[str, object]]) -> list[str]:
         """Most probable class label per row."""
@@ -180,9 +202,11 @@ class CompiledModel:
     def _proba(self, features: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _proba_of_one(self, values: list[float]) -> np.ndarray:
-        """The single-row request path; models override it where plain Python is faster."""
-        return self._proba(np.array([values], dtype=np.float64))
+    def _proba_of_one(self, values: list[float]) -> list[float]:
+        """The single-row path over the encoded features; models override it where fewer numpy
+        calls are cheaper."""
+        one: list[float] = self._proba(np.array([values], dtype=np.float64))[0].tolist()
+        return one
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, version={self.version!r})"
@@ -207,14 +231,15 @@ class LogisticModel(CompiledModel):
             for row, bias in zip(self._coef_t.T.tolist(), self._intercept.tolist(), strict=True)
         )
 
-    def _proba_of_one(self, values: list[float]) -> np.ndarray:
-        # A 3 x 9 product and a softmax: plain Python is several numpy calls' overhead cheaper.
+    def _proba_of_one(self, values: list[float]) -> list[float]:
+        # A 3 x 9 product and a softmax: plain Python, no numpy call at all (operator.mul is
+        # a C function; float.__mul__, a slot wrapper, costs twice as much per element).
         # Summation order differs from BLAS by rounding only (~1e-16).
-        decision = [sum(map(float.__mul__, values, row)) + bias for row, bias in self._class_rows]
+        decision = [sum(map(operator.mul, values, row)) + bias for row, bias in self._class_rows]
         top = max(decision)
         exps = [math.exp(value - top) for value in decision]
         total = sum(exps)
-        return np.array([[value / total for value in exps]])
+        return [value / total for value in exps]
 
     def _proba(self, features: np.ndarray) -> np.ndarray:
         decision = features @ self._coef_t + self._intercept
@@ -237,6 +262,9 @@ class ForestModel(CompiledModel):
     sklearn compares float32 features against float64 thresholds (`x <= t` goes left). For a
     float32 x that is exactly `x <= floor32(t)`, floor32(t) being the largest float32 not above
     t, so thresholds are stored rounded down to float32 and the comparison stays in float32.
+
+    A single row takes another way, with bit vectors over all leaves (QuickScorer, Lucchese et
+    al., 2015) held in Python ints; see _proba_of_one.
     """
 
     kind = "forest"
@@ -274,6 +302,11 @@ class ForestModel(CompiledModel):
             or roots.max() >= n_nodes
         ):
             raise ValueError("forest node indices are out of range")
+        # sklearn's thresholds lie between float32 feature values; the float32 rounding bounds
+        # of the single-row path rely on that.
+        split = children[0::2] != np.arange(n_nodes)
+        if not (np.abs(threshold[split]) < np.finfo(np.float32).max).all():
+            raise ValueError("forest thresholds lie outside the float32 range")
         order = self._breadth_first(roots, children[0::2], children[1::2])
         position = np.empty(n_nodes, dtype=np.intp)
         position[order] = np.arange(order.size)
@@ -292,6 +325,64 @@ class ForestModel(CompiledModel):
         # Pre-divided by the number of trees, class-major so one gather serves every class;
         # sklearn sums then divides, which differs by rounding only (~1e-16).
         self._leaf_proba_t = np.ascontiguousarray((leaf_proba[order] / roots.size).T)
+        self._prepare_one_row(feature, threshold, children, leaf_proba, roots)
+
+    def _prepare_one_row(
+        self,
+        feature: np.ndarray,
+        threshold: np.ndarray,
+        children: np.ndarray,
+        leaf_proba: np.ndarray,
+        roots: np.ndarray,
+    ) -> None:
+        """The single-row path's tables (the node arrays are already proven to be trees).
+
+        Leaves are numbered left to right within each tree, tree after tree, and a set of
+        leaves is a Python int with one bit per leaf. A row that goes right at a split rules
+        out the leaves under the split's left child. For each feature, the splits on it are
+        sorted by threshold, and entry k of its list is the set of leaves still possible once
+        the row has gone right at the first k of them.
+
+        sklearn goes right when float32(x) > t. Rounding is monotone, so that is x > b(t), b(t)
+        being the largest float64 that still rounds to at most t: the splits hold b(t), and a
+        row's values need no float32 conversion.
+        """
+        left, right = children[0::2].tolist(), children[1::2].tolist()
+        features, thresholds = feature.tolist(), _largest_rounding_to_at_most(threshold).tolist()
+        leaves: list[int] = []
+        splits: list[list[tuple[float, int]]] = [[] for _ in range(self._pre.n_output)]
+        tree_starts = 0
+        for root in roots.tolist():
+            tree_starts |= 1 << len(leaves)
+            # Depth first, left before right. (node, first leaf) marks a node whose left
+            # subtree has just been numbered: its leaves run from that first leaf up to here.
+            pending: list[tuple[int, int]] = [(root, -1)]
+            while pending:
+                node, first = pending.pop()
+                if first >= 0:
+                    left_leaves = (1 << len(leaves)) - (1 << first)
+                    splits[features[node]].append((thresholds[node], left_leaves))
+                elif left[node] == node:
+                    leaves.append(node)
+                else:
+                    pending += [(right[node], -1), (node, len(leaves)), (left[node], -1)]
+        self._all_leaves = (1 << len(leaves)) - 1
+        self._tree_starts = tree_starts
+        self._split_bounds: list[list[float]] = []
+        self._possible_leaves: list[list[int]] = []
+        for feature_splits in splits:
+            feature_splits.sort(key=lambda split: split[0])
+            possible = self._all_leaves
+            sets = [possible]
+            for _, left_leaves in feature_splits:
+                possible &= ~left_leaves
+                sets.append(possible)
+            self._split_bounds.append([bound for bound, _ in feature_splits])
+            self._possible_leaves.append(sets)
+        self._n_leaves = len(leaves)
+        self._leaf_bytes = (len(leaves) + 7) // 8
+        self._leaf_proba_by_leaf = np.ascontiguousarray(leaf_proba[leaves].T)
+        self._n_trees = float(roots.size)
 
     def _breadth_first(self, roots: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """Node ids in the new order: each tree breadth-first, a node's children side by side.
@@ -326,18 +417,36 @@ class ForestModel(CompiledModel):
                 depth += 1
         return np.array(order, dtype=np.intp)
 
-    def _proba_of_one(self, values: list[float]) -> np.ndarray:
-        # Straight to float32 (the same rounding as astype), without a 2-D float64 detour.
-        leaves = self._leaves_of_one_row(np.array(values, dtype=np.float32))
-        one: np.ndarray = np.add.reduce(self._leaf_proba_t.take(leaves, axis=1), axis=1)
-        return one[None, :]
+    def _proba_of_one(self, values: list[float]) -> list[float]:
+        """Bit-vector evaluation: per feature one bisect and one AND over every tree's leaves,
+        then four numpy calls to add up the reached leaves' probabilities (the breadth-first
+        walk takes a dozen small ones)."""
+        possible = self._all_leaves
+        for value, bounds, sets in zip(
+            values, self._split_bounds, self._possible_leaves, strict=True
+        ):
+            # The row goes right exactly at the splits with b(t) < x: the first
+            # bisect_left(bounds, x) of them.
+            possible &= sets[bisect_left(bounds, value)]
+        # In each tree the leaf reached is the leftmost one still possible (every leaf left
+        # of it lies under the left child of a split where the row went right). The lowest
+        # set bit of each tree's bits, all trees at once: adding 1 at every tree's first leaf
+        # to the complement carries through the ruled-out leaves and stops at the first
+        # possible one, so the carry never crosses into the next tree.
+        reached = possible & ((possible ^ self._all_leaves) + self._tree_starts)
+        hit = np.unpackbits(
+            np.frombuffer(reached.to_bytes(self._leaf_bytes, "little"), dtype=np.uint8),
+            count=self._n_leaves,
+            bitorder="little",
+        )
+        # Summed, then divided by the number of trees, as sklearn does: where every tree says
+        # 1.0 the sum is exactly the number of trees and the probability exactly 1 (summing
+        # pre-divided 0.01s can give 1.0000000000000004).
+        summed: list[float] = self._leaf_proba_by_leaf.dot(hit).tolist()
+        return [value / self._n_trees for value in summed]
 
     def _proba(self, features: np.ndarray) -> np.ndarray:
         # sklearn trees compare float32 features (see the class docstring).
-        if features.shape[0] == 1:
-            leaves = self._leaves_of_one_row(features[0].astype(np.float32))
-            one: np.ndarray = np.add.reduce(self._leaf_proba_t.take(leaves, axis=1), axis=1)
-            return one[None, :]
         features = features.astype(np.float32)
         if features.shape[0] <= self.table_max_rows:
             leaves = self._leaves_by_table(features)
@@ -347,19 +456,11 @@ class ForestModel(CompiledModel):
         summed: np.ndarray = np.add.reduce(self._leaf_proba_t.take(leaves, axis=1), axis=2)
         return summed.T
 
-    def _leaves_of_one_row(self, row: np.ndarray) -> np.ndarray:
-        """The single-row request path: the table strategy with nothing per-row to offset."""
-        step = self._first_child + (row.take(self._feature) > self._threshold32)
-        node = self._roots
-        for _ in range(self._max_depth):
-            node = step.take(node)
-        return node
-
     def _leaves_by_table(self, features: np.ndarray) -> np.ndarray:
         """Few rows: decide every node at once, then follow the resulting successor table.
 
         A handful of large numpy calls beats max_depth rounds of several small ones when the
-        per-call overhead dominates, i.e. for single-row requests.
+        per-call overhead dominates, i.e. for small batches.
         """
         n_rows = features.shape[0]
         # base[r]: where row r's copy of the successor table starts in the flattened table.
@@ -386,6 +487,20 @@ class ForestModel(CompiledModel):
         return node
 
 
+def _largest_rounding_to_at_most(threshold: np.ndarray) -> np.ndarray:
+    """Per threshold t, the largest float64 x with float32(x) <= t (round to nearest even)."""
+    below = threshold.astype(np.float32)
+    below = np.where(below > threshold, np.nextafter(below, np.float32(-np.inf)), below)
+    above = np.nextafter(below, np.float32(np.inf))
+    # Exact: the sum of two float32 values fits a float64's significand.
+    middle = (below.astype(np.float64) + above.astype(np.float64)) / 2
+    # The midpoint itself rounds to the neighbour with the even significand.
+    bound: np.ndarray = np.where(
+        middle.astype(np.float32) <= threshold, middle, np.nextafter(middle, -np.inf)
+    )
+    return bound
+
+
 class SvmModel(CompiledModel):
     """RBF SVC wrapped in CalibratedClassifierCV(method="sigmoid", ensemble=False).
 
@@ -393,7 +508,7 @@ class SvmModel(CompiledModel):
     squashed into (-1/3, 1/3)), one sigmoid per class, and the normalisation of the result.
     """
 
-    kind = "svm"
+    kind = "rbf_svc"
 
     def __init__(
         self, name: str, title: str, version: str, arrays: Mapping[str, np.ndarray]
@@ -416,7 +531,7 @@ class SvmModel(CompiledModel):
             and self._intercept.shape == (n_pairs,)
             and self._a.shape == self._b.shape == (n_classes,)
         ):
-            raise ValueError("svm arrays have inconsistent shapes")
+            raise ValueError("rbf_svc arrays have inconsistent shapes")
         pairs = [(i, j) for i in range(n_classes) for j in range(i + 1, n_classes)]
         first = np.zeros((n_pairs, n_classes))
         second = np.zeros((n_pairs, n_classes))
@@ -435,10 +550,20 @@ class SvmModel(CompiledModel):
         # ||x - s||^2 = ||x||^2 + ||s||^2 - 2 x.s, with the support-vector terms precomputed.
         self._support_t2 = np.ascontiguousarray(2.0 * self._support.T)
         self._support_sq = np.einsum("ij,ij->i", self._support, self._support)
-        # Single-row path: -gamma * ||x - s||^2 as one product of the squared differences, then
-        # the few per-class scalars in plain Python, where numpy's per-call overhead would
-        # dominate. Constants are prepared once here.
-        self._neg_gamma = np.full(self._support.shape[1], -self._gamma)
+        # Single-row path: -gamma * ||x - s||^2 = 2 gamma x.s - gamma ||x||^2 - gamma ||s||^2,
+        # so with x extended by (||x||^2, 1) one product gives every support vector's exponent:
+        # the matrix's rows are 2 gamma s, then -gamma, then -gamma ||s||^2. Its extra last
+        # column is all zeros, so that kernel value is exp(0) = 1 and the matching last row of
+        # the weights adds the bias. Three numpy calls for the kernel and the scores (np.dot:
+        # for a vector and a small matrix it has a fraction of matmul's fixed cost); the few
+        # per-class scalars after them are plain Python.
+        n_support, n_features = self._support.shape
+        exponent = np.zeros((n_features + 2, n_support + 1))
+        exponent[:n_features, :n_support] = 2.0 * self._gamma * self._support.T
+        exponent[n_features, :n_support] = -self._gamma
+        exponent[n_features + 1, :n_support] = -self._gamma * self._support_sq
+        self._exponent_of_one = exponent
+        self._weights_of_one = np.vstack([self._kernel_weights, self._kernel_bias])
         self._pairs = tuple(pairs)
         self._calibration = tuple(zip(self._a.tolist(), self._b.tolist(), strict=True))
 
@@ -455,13 +580,21 @@ class SvmModel(CompiledModel):
         decision: np.ndarray = votes + confidences / (3.0 * np.abs(confidences) + 3.0)
         return decision
 
-    def _proba_of_one_row(self, row: np.ndarray) -> np.ndarray:
-        """The single-row request path: the same arithmetic as _decision_ovr and _proba."""
-        difference = self._support - row
-        np.square(difference, out=difference)
-        kernel = difference @ self._neg_gamma
-        np.exp(kernel, out=kernel)
-        scores = (kernel @ self._kernel_weights + self._kernel_bias).tolist()
+    def _proba_of_one(self, values: list[float]) -> list[float]:
+        """The same arithmetic as _decision_ovr and _proba, for one row.
+
+        The squared distance is expanded as in _decision_ovr; unlike there, a rounding that
+        leaves an exponent slightly above 0 is not clamped, since exp then errs by the same
+        ~1e-16 as it would below 0.
+        """
+        square = sum(map(operator.mul, values, values))
+        if square < _SQUARE_LIMIT:
+            kernel = np.exp(np.dot(np.array([*values, square, 1.0]), self._exponent_of_one))
+            scores = np.dot(kernel, self._weights_of_one).tolist()
+        else:
+            # An absurd input (||x||^2 may even be inf): every exact kernel value underflows
+            # to 0, leaving the biases; the expanded form could give inf - inf instead.
+            scores = self._kernel_bias.tolist()
         n_pairs = self._n_pairs
         votes = [0.0] * len(self._calibration)
         for pair, (i, j) in enumerate(self._pairs):
@@ -474,15 +607,10 @@ class SvmModel(CompiledModel):
             proba.append(1.0 / (1.0 + math.exp(exponent)) if exponent < _EXP_MAX else 0.0)
         total = sum(proba)
         if total == 0.0:
-            return np.full((1, len(proba)), 1.0 / len(proba))
-        return np.array([[value / total for value in proba]])
-
-    def _proba_of_one(self, values: list[float]) -> np.ndarray:
-        return self._proba_of_one_row(np.array(values, dtype=np.float64))
+            return [1.0 / len(proba)] * len(proba)
+        return [value / total for value in proba]
 
     def _proba(self, features: np.ndarray) -> np.ndarray:
-        if features.shape[0] == 1:
-            return self._proba_of_one_row(features[0])
         decision = self._decision_ovr(features)
         # _SigmoidCalibration.predict: expit(-(a * f + b)), then CalibratedClassifierCV divides
         # by the row sum, falling back to uniform when every calibrator says 0.
@@ -551,7 +679,10 @@ def load_model(models_dir: Path, name: str, entry: Mapping[str, Any]) -> Compile
             raise ValueError(f"format {int(arrays['format'])}, expected {ARTIFACT_FORMAT}")
         kind = str(arrays["kind"])
         if kind not in EVALUATOR_KINDS:
-            raise ValueError(f"unknown model kind {kind!r}")
+            raise ValueError(
+                f"unknown model kind {kind!r}, not one of {', '.join(EVALUATOR_KINDS)} "
+                "(written by older code?); retrain: python -m training"
+            )
         model = EVALUATOR_KINDS[kind](name, title, version, arrays)
         if list(model.classes) != list(entry.get("classes", model.classes)):
             raise ValueError(f"classes {list(model.classes)} differ from the manifest's")

@@ -129,13 +129,14 @@ class _Updates:
 
     def add(self, child: Any, amount: float) -> None:
         """Counter.inc or Gauge.inc/dec by `amount`."""
-        if self.deferred and self._schedule():
+        # (_scheduled first: within a pass, every update after the first needs no call.)
+        if self._scheduled or (self.deferred and self._schedule()):
             self._deltas[child] = self._deltas.get(child, 0.0) + amount
         else:
             child.inc(amount)
 
     def observe(self, child: Any, value: float) -> None:
-        if self.deferred and self._schedule():
+        if self._scheduled or (self.deferred and self._schedule()):
             observations = self._observations.get(child)
             if observations is None:
                 self._observations[child] = [value]

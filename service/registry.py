@@ -114,7 +114,9 @@ MODELS = ModelRegistry(
     [
         ModelSpec("lr", "Logistic regression", "logistic", logistic_regression),
         ModelSpec("rf", "Random forest", "forest", random_forest),
-        ModelSpec("svm", "Support vector machine (RBF, sigmoid-calibrated)", "svm", calibrated_svm),
+        ModelSpec(
+            "svm", "Support vector machine (RBF, sigmoid-calibrated)", "rbf_svc", calibrated_svm
+        ),
     ],
     default="lr",
 )

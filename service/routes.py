@@ -44,6 +44,8 @@ class ServingModel(Protocol):
 
     def predict_proba(self, rows: Sequence[Mapping[str, object]]) -> np.ndarray: ...
 
+    def predict_proba_one(self, row: Mapping[str, object]) -> list[float]: ...
+
 
 @dataclass
 class ServiceState:
@@ -131,17 +133,28 @@ class _PredictionWriter:
         return self.template % (self.species[row.index(max(row))], *row)
 
 
-def _predictions(model: ServingModel, rows: list[dict[str, Any]], kind: str) -> list[str]:
+def _prediction(model: ServingModel, row: dict[str, Any]) -> str:
+    """One row's prediction object as JSON text; records the inference metrics."""
+    start = time.perf_counter()
+    proba = model.predict_proba_one(row)
+    _record_inference(model.name, "single", start, 1)
+    return _writer(model).write(proba)
+
+
+def _predictions(model: ServingModel, rows: list[dict[str, Any]]) -> list[str]:
     """Each row's prediction object as JSON text, in order; records the inference metrics."""
     start = time.perf_counter()
     proba = model.predict_proba(rows)
-    latency, rows_counter = inference_metrics(model.name, kind)
-    UPDATES.observe(latency, time.perf_counter() - start)
-    UPDATES.add(rows_counter, len(rows))
+    _record_inference(model.name, "batch", start, len(rows))
     write = _writer(model).write
-    # Plain Python over .tolist(): for the typical one-row request, numpy calls per row would
-    # cost more than they save.
+    # Plain Python over .tolist(): numpy calls per row would cost more than they save.
     return [write(row) for row in proba.tolist()]
+
+
+def _record_inference(model_name: str, kind: str, start: float, rows: int) -> None:
+    latency, rows_counter = inference_metrics(model_name, kind)
+    UPDATES.observe(latency, time.perf_counter() - start)
+    UPDATES.add(rows_counter, rows)
 
 
 _writers: dict[tuple[str, str], _PredictionWriter] = {}
@@ -170,7 +183,7 @@ def endpoints(state: ServiceState, title: str) -> list[Endpoint]:
         model = state.model(call.query("model"))
         features = call.json_body(PenguinFeatures)
         # The validated fields as they are (a flat model: the same as model_dump(), cheaper).
-        return _predictions(model, [features.__dict__], "single")[0].encode()
+        return _prediction(model, features.__dict__).encode()
 
     def predict_batch(call: Call) -> bytes:
         model = state.model(call.query("model"))
@@ -189,7 +202,7 @@ def endpoints(state: ServiceState, title: str) -> list[Endpoint]:
                 ],
             )
         rows = [features.model_dump() for features in batch.instances]
-        predictions = ",".join(_predictions(model, rows, "batch"))
+        predictions = ",".join(_predictions(model, rows))
         tail = dumps({"model": model.name, "model_version": model.version})[1:]
         return f'{{"predictions":[{predictions}],'.encode() + tail
 

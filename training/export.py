@@ -132,7 +132,7 @@ class Compiler:
 COMPILERS: dict[str, Compiler] = {
     "logistic": Compiler(LogisticRegression, _logistic_arrays),
     "forest": Compiler(RandomForestClassifier, _forest_arrays),
-    "svm": Compiler(CalibratedClassifierCV, _svm_arrays),
+    "rbf_svc": Compiler(CalibratedClassifierCV, _svm_arrays),
 }
 
 

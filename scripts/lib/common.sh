@@ -53,10 +53,18 @@ ensure_venv() {
   echo "$want" > "$stamp"
 }
 
-# ensure_models: trains and exports the models when models/manifest.json is missing.
+# ensure_models: trains and exports the models when models/manifest.json is missing, or when the
+# models there do not load with this code (trained by an older version, e.g. before a compiled
+# model kind was renamed).
 ensure_models() {
   if [ ! -f "$PROJECT_ROOT/models/manifest.json" ]; then
     log "training the models (models/manifest.json is missing)"
-    (cd "$PROJECT_ROOT" && "$VENV_PYTHON" -m training)
+  elif ! (cd "$PROJECT_ROOT" && "$VENV_PYTHON" -c \
+      'from pathlib import Path; from service.inference import load_models; load_models(Path("models"))' \
+      >/dev/null 2>&1); then
+    log "retraining the models (models/ does not load with this code)"
+  else
+    return 0
   fi
+  (cd "$PROJECT_ROOT" && "$VENV_PYTHON" -m training)
 }

@@ -18,6 +18,7 @@ from service.inference import (
     FEATURES,
     CompiledModel,
     ModelLoadError,
+    _largest_rounding_to_at_most,
     load_manifest,
     load_models,
 )
@@ -133,6 +134,16 @@ def test_matches_predict_proba_in_batches(
     ]
     actual = np.vstack(parts)
     assert np.max(np.abs(actual - expected[name])) <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_one_row_probabilities_lie_in_zero_to_one(
+    name: str, models: dict[str, CompiledModel], dataset
+) -> None:
+    # Rounding must not push a certain prediction past 1 (clients check the range).
+    for row in dataset.records():
+        proba = models[name].predict_proba_one(row)
+        assert all(0.0 <= value <= 1.0 for value in proba), (row, proba)
 
 
 def test_the_data_set_exercises_the_imputers(dataset) -> None:
@@ -385,3 +396,22 @@ def test_forest_matches_predict_proba_on_split_thresholds(
             for start in range(0, len(rows), batch)
         ]
         assert np.max(np.abs(np.vstack(parts) - expected)) <= TOLERANCE
+
+
+def test_forest_rounding_bounds_split_where_float32_rounding_does() -> None:
+    # The single-row forest path goes right when x > b(t), sklearn when float32(x) > t: the
+    # same exactly when b(t) rounds to at most t and the next float64 above it does not.
+    rng = np.random.default_rng(0)
+    below = rng.standard_normal(10_000).astype(np.float32)
+    above = np.nextafter(below, np.float32(np.inf))
+    thresholds = np.concatenate(
+        [
+            rng.standard_normal(10_000) * 10,
+            below.astype(np.float64),  # on float32 values
+            (below.astype(np.float64) + above.astype(np.float64)) / 2,  # on rounding ties
+            [0.0, -0.0, 1e-45, -1e-45, 3e38, -3e38],
+        ]
+    )
+    bounds = _largest_rounding_to_at_most(thresholds)
+    assert (bounds.astype(np.float32) <= thresholds).all()
+    assert (np.nextafter(bounds, np.inf).astype(np.float32) > thresholds).all()

@@ -50,6 +50,10 @@ class FakeModel:
         self.calls.append(list(rows))
         return np.tile(self.proba, (len(rows), 1))
 
+    def predict_proba_one(self, row: Mapping[str, object]) -> list[float]:
+        self.calls.append([row])
+        return list(self.proba.tolist())
+
 
 @pytest.fixture
 def fake_models() -> dict[str, FakeModel]:
