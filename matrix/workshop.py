@@ -48,6 +48,21 @@ class Side:
     def generator_busy(self) -> bool:
         return (self.step.loadgen_cpu_share or 0.0) > GENERATOR_BUSY or self.step.loadgen_saturated
 
+    @property
+    def host_busy(self) -> bool:
+        """The whole machine was near its limit: the generator's requests and answers then wait
+        for a core too, and client-side latency includes that wait."""
+        return (self.step.host_cpu_share or 0.0) > GENERATOR_BUSY
+
+    @property
+    def machine_limited(self) -> bool:
+        return self.generator_busy or self.host_busy
+
+    @property
+    def server_p95_ms(self) -> float | None:
+        """The replicas' own p95 of the answers they gave (Prometheus), None without it."""
+        return self.step.server.p95_ms if self.step.server is not None else None
+
 
 @dataclass(frozen=True)
 class Row:
@@ -196,10 +211,15 @@ def conclusions(table: list[Row]) -> list[str]:
             f"{best_scaled.on.step.served_rps:.0f} req/s against "
             f"{best_single.on.step.served_rps:.0f} for {best_single.config_id}; on one host, "
             "more replicas add CPU, not machines.")
-    if any(s.generator_busy for s in both):
-        busy = sorted({s.cell.config_id for s in both if s.generator_busy})
+    if any(s.machine_limited for s in both):
+        busy = sorted({s.cell.cell_id for s in both if s.machine_limited})
+        server = [s.server_p95_ms for s in both if s.machine_limited and s.server_p95_ms]
         said.append(
-            f"**The machine was part of the limit** for {', '.join(busy)}: the Locust workers "
-            f"used more than {GENERATOR_BUSY:.0%} of their CPU, so 10 000 users offered less than "
-            "they would on a bigger generator, and the figures are what this host could drive.")
+            f"**The machine was part of the limit** for {', '.join(busy)}: the host's CPU (or the "
+            f"Locust workers') was more than {GENERATOR_BUSY:.0%} busy, so the users offered less "
+            "than they would from a bigger generator, and the client-side latencies include the "
+            "time the generator's own requests and answers waited for a core"
+            + (f"; the replicas themselves answered at p95 {_ms(min(server))} to "
+               f"{_ms(max(server))} (their own histogram)" if server else "")
+            + ". These rows describe what this host could drive, not the service's limit.")
     return said
