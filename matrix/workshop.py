@@ -181,12 +181,28 @@ def conclusions(table: list[Row]) -> list[str]:
     if on:
         p95s = [s.step.p95_ms for s in on if s.step.p95_ms is not None]
         refused = [s.step.refused_p95_ms for s in on if s.step.refused_p95_ms is not None]
-        said.append(
-            f"**With admission control** every configuration kept serving: successful answers "
-            f"at p95 {_ms(min(p95s)) if p95s else '-'} to {_ms(max(p95s)) if p95s else '-'}, the "
-            f"excess refused with 503 and Retry-After"
-            + (f" in at most {_ms(max(refused))} (p95)" if refused else "")
-            + ". Overload becomes a fast, explicit refusal instead of a collapse.")
+        served_on = [s.step.served_rps for s in on]
+        clean = all(s.share(TIMEOUT) + s.share(CONNECTION_ERROR) + s.other_failure_share == 0
+                    for s in on)
+        refusals = [s.share(REFUSED) for s in on]
+        text = (f"**With admission control** every configuration kept serving "
+                f"{_range(served_on)} req/s"
+                + (", with no timeout, connection error or other failure" if clean else "")
+                + f"; the excess ({min(refusals):.1%} to {max(refusals):.1%} of the answers) was "
+                "refused with 503 and Retry-After. ")
+        if any(s.machine_limited for s in on):
+            text += ("On this machine-limited host the clients' own figures cannot show how fast "
+                     "that was: as the generator measured them, successful answers took up to "
+                     f"{_ms(max(p95s)) if p95s else '-'} and refusals up to "
+                     f"{_ms(max(refused)) if refused else '-'} (p95), time spent queueing inside "
+                     "the load generator (see below); Nginx decides a refusal without asking a "
+                     "replica.")
+        else:
+            text += (f"Successful answers took p95 {_ms(min(p95s)) if p95s else '-'} to "
+                     f"{_ms(max(p95s)) if p95s else '-'}"
+                     + (f", refusals at most {_ms(max(refused))} (p95)" if refused else "")
+                     + ": overload becomes a fast, explicit refusal instead of a collapse.")
+        said.append(text)
     mem = [s.cell.api_mem_peak_mb for s in both if s.cell.api_mem_peak_mb is not None]
     small = next((r for r in table if r.replicas == 1 and r.on is not None), None)
     if small is not None and small.on is not None:
@@ -218,7 +234,8 @@ def conclusions(table: list[Row]) -> list[str]:
             f"**The machine was part of the limit** for {', '.join(busy)}: the host's CPU (or the "
             f"Locust workers') was more than {GENERATOR_BUSY:.0%} busy, so the users offered less "
             "than they would from a bigger generator, and the client-side latencies include the "
-            "time the generator's own requests and answers waited for a core"
+            "generator's own queue (a closed-loop generator that runs out of CPU makes its users "
+            "wait, which shows as latency, not as a lower send rate)"
             + (f"; the replicas themselves answered at p95 {_ms(min(server))} to "
                f"{_ms(max(server))} (their own histogram)" if server else "")
             + ". These rows describe what this host could drive, not the service's limit.")
