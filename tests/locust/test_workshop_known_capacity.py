@@ -14,10 +14,6 @@ about twice what it serves, so it is overloaded the way the workshop's configura
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -25,11 +21,8 @@ import pytest
 
 from matrix.measurements import HostWindows, workshop_trial
 from matrix.openmodel import REFUSED, Objective
-from tests.support import PROJECT_ROOT, free_port, wait_for_http
+from tests.locust.known_capacity import known_capacity_server, percentile, run_locust
 
-LOCUST = str(Path(sys.executable).with_name("locust"))
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
-LOCUSTFILE = PROJECT_ROOT / "locust" / "locustfile.py"
 SERVICE_MS = 50.0
 CAPACITY_RPS = 1000.0 / SERVICE_MS
 MAX_WAITING = 4
@@ -37,42 +30,18 @@ USERS = 60  # thinking 1.75 s on average: ~34 req/s offered while answers are fa
 HOLD_S = 12
 
 
-def _percentile(values: list[float], percentile: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(percentile / 100.0 * len(ordered) + 0.5)) - 1)]
-
-
 @pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_workshop_load_measures_a_known_capacity_and_times_refusals_apart(
         tmp_path: Path) -> None:
-    port = free_port()
-    timings = tmp_path / "server-timings.log"
-    env = {**os.environ, "KNOWN_CAPACITY_SERVICE_MS": f"{SERVICE_MS:g}",
-           "KNOWN_CAPACITY_LOG": str(timings), "KNOWN_CAPACITY_MAX_WAITING": str(MAX_WAITING)}
-    with (tmp_path / "server.log").open("wb") as server_log:
-        server = subprocess.Popen(
-            [GUNICORN, "-k", "uvicorn_worker.UvicornWorker", "-w", "1", "-b",
-             f"127.0.0.1:{port}", "--backlog", "2048", "tests.locust.known_capacity_app:app"],
-            cwd=PROJECT_ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", timeout=30)
-        step_log = tmp_path / "steps.jsonl"
-        master_port = str(free_port())
-        result = subprocess.run(
-            [LOCUST, "-f", str(LOCUSTFILE), "--headless", "--host", f"http://127.0.0.1:{port}",
-             "--processes", "2", "--master-bind-host", "127.0.0.1", "--master-bind-port",
-             master_port, "--master-host", "127.0.0.1", "--master-port", master_port,
-             "--load-profile", "workshop", "--workshop-users", str(USERS),
-             "--workshop-spawn-rate", "30", "--hold-seconds", str(HOLD_S),
-             "--think-min", "1", "--think-max", "2.5", "--request-timeout", "10",
-             "--model-mix", "default", "--body", "seed",
-             "--step-log", str(step_log), "--only-summary", "-t", "120s"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=150, check=False)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    step_log = tmp_path / "steps.jsonl"
+    with known_capacity_server(tmp_path, SERVICE_MS, MAX_WAITING) as (url, timings):
+        result = run_locust(url, tmp_path, [
+            "--load-profile", "workshop", "--workshop-users", str(USERS),
+            "--workshop-spawn-rate", "30", "--hold-seconds", str(HOLD_S),
+            "--think-min", "1", "--think-max", "2.5", "--request-timeout", "10",
+            "--model-mix", "default", "--body", "seed", "--step-log", str(step_log),
+            "-t", "120s"], timeout=150)
     events = [json.loads(line) for line in step_log.read_text().splitlines()]
     trial = workshop_trial(events, Objective(p95_ms=500.0), HostWindows())
     assert trial is not None, result.stderr[-3000:]
@@ -112,7 +81,7 @@ def test_workshop_load_measures_a_known_capacity_and_times_refusals_apart(
     assert set(step.failures) == {REFUSED}  # no timeout, no connection error
     # Overloaded: the excess is refused, the accepted wait at most MAX_WAITING service times.
     assert refused_by_server > 0.2 * len(served)
-    server_p95 = 1000.0 * _percentile(served, 95)
+    server_p95 = 1000.0 * percentile(served, 95)
     assert step.p95_ms is not None and step.refused_p95_ms is not None
     assert server_p95 <= (MAX_WAITING + 1) * SERVICE_MS * 1.1
     assert step.p95_ms == pytest.approx(server_p95, rel=0.20, abs=5.0)
