@@ -17,8 +17,10 @@ if _LOCUST_DIR not in sys.path:
     sys.path.append(_LOCUST_DIR)
 
 from loadtest_closed import (  # noqa: E402
+    CONNECTION_ERROR,
     OK,
     REFUSED,
+    TIMEOUT,
     ClosedSummary,
     Window,
     merge_windows,
@@ -36,6 +38,7 @@ from loadtest_open import (  # noqa: E402
     objective_reasons,
 )
 
-__all__ = ["CEILING", "CONVERGED", "GENERATOR_LIMITED", "NO_PASS", "OK", "REFUSED",
+__all__ = ["CEILING", "CONNECTION_ERROR", "CONVERGED", "GENERATOR_LIMITED", "NO_PASS", "OK",
+           "REFUSED", "TIMEOUT",
            "ClosedSummary", "Objective", "StepResult", "Window", "judge", "knee_step",
            "merge_windows", "objective_reasons", "summarise"]

@@ -20,7 +20,7 @@ from matrix.analysis import (
     write_summary,
 )
 from matrix.config import OPEN_PROFILE_TYPES, MatrixFile, SearchProfile, WorkshopProfile
-from matrix.openmodel import OK, REFUSED
+from matrix.openmodel import CONNECTION_ERROR, OK, REFUSED, TIMEOUT
 from matrix.plots import (
     plot_across_cells,
     plot_cell_steps,
@@ -117,8 +117,8 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
         workshop_context = {
             "rows": table, "conclusions": workshop.conclusions(table),
             "checks": [(r, workshop.target_checks(r.on)) for r in checked if r.on is not None],
-            "OK": OK, "REFUSED": REFUSED, "TIMEOUT": workshop.TIMEOUT,
-            "CONNECTION_ERROR": workshop.CONNECTION_ERROR,
+            "OK": OK, "REFUSED": REFUSED, "TIMEOUT": TIMEOUT,
+            "CONNECTION_ERROR": CONNECTION_ERROR,
         }
     host_cores = run_info.get("host_cores")
     context = {

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from matrix.openmodel import OK, REFUSED
+from matrix.analysis import HOST_SATURATION
+from matrix.openmodel import CONNECTION_ERROR, OK, REFUSED, TIMEOUT
 from matrix.records import CellRecord, StepRecord
 
-TIMEOUT = "timeout"
-CONNECTION_ERROR = "connection error"
 # Point-4 targets (issue 8) for an overloaded replica with admission control on.
 OK_P95_MS = 500.0
 REFUSED_P95_MS = 50.0
 MIN_SHARE_OF_KNEE = 0.8
-GENERATOR_BUSY = 0.9
 
 
 @dataclass(frozen=True)
@@ -46,13 +44,13 @@ class Side:
 
     @property
     def generator_busy(self) -> bool:
-        return (self.step.loadgen_cpu_share or 0.0) > GENERATOR_BUSY or self.step.loadgen_saturated
+        return (self.step.loadgen_cpu_share or 0.0) > HOST_SATURATION or self.step.loadgen_saturated
 
     @property
     def host_busy(self) -> bool:
         """The whole machine was near its limit: the generator's requests and answers then wait
         for a core too, and client-side latency includes that wait."""
-        return (self.step.host_cpu_share or 0.0) > GENERATOR_BUSY
+        return (self.step.host_cpu_share or 0.0) > HOST_SATURATION
 
     @property
     def machine_limited(self) -> bool:
@@ -232,7 +230,7 @@ def conclusions(table: list[Row]) -> list[str]:
         server = [s.server_p95_ms for s in both if s.machine_limited and s.server_p95_ms]
         said.append(
             f"**The machine was part of the limit** for {', '.join(busy)}: the host's CPU (or the "
-            f"Locust workers') was more than {GENERATOR_BUSY:.0%} busy, so the users offered less "
+            f"Locust workers') was more than {HOST_SATURATION:.0%} busy, so the users offered less "
             "than they would from a bigger generator, and the client-side latencies include the "
             "generator's own queue (a closed-loop generator that runs out of CPU makes its users "
             "wait, which shows as latency, not as a lower send rate)"
