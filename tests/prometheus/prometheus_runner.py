@@ -100,13 +100,16 @@ def start_nginx_exporter(work_dir: Path, status_url: str) -> tuple[subprocess.Po
 
 
 def wait_for_value(prometheus: RunningPrometheus, expr: str, want: float,
-                   timeout: float = 15.0) -> float | None:
-    """Polls until `expr` equals `want` (the next scrapes catch up); returns the last value."""
+                   timeout: float = 15.0, at_least: bool = False) -> float | None:
+    """Polls until `expr` equals `want` (or reaches it, with `at_least`); returns the last value.
+
+    Every query must poll: each target is scraped at its own offset within the interval, so the
+    value at "now" can still be the one from before the last requests."""
     deadline = time.monotonic() + timeout
     value = None
     while time.monotonic() < deadline:
         value = prometheus.value(expr)
-        if value is not None and abs(value - want) < 1e-9:
+        if value is not None and (value >= want - 1e-9 if at_least else abs(value - want) < 1e-9):
             return value
         time.sleep(0.5)
     return value
