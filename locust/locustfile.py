@@ -35,6 +35,7 @@ from typing import Any
 import gevent
 import gevent.event
 import gevent.pool
+import keepalive
 import locust.runners
 from flask import Response, request
 from geventhttpclient import HTTPClient
@@ -86,6 +87,10 @@ from locust import LoadTestShape, User, events, task
 # Imported for their init listeners: the web UI's login and its Prometheus /metrics route.
 import prometheus_export  # noqa: F401, E402  # isort: skip
 import web_login  # noqa: F401, E402  # isort: skip
+
+# Every user keeps its connection: see keepalive.py (without it, users on descriptors above 1024
+# opened a new connection for each request).
+keepalive.install()
 
 logger = logging.getLogger("penguin-loadtest")
 HERE = Path(__file__).resolve().parent
@@ -225,6 +230,8 @@ class _Workload:
         if not self.models:
             raise RuntimeError("no model mix: --model-mix is empty and the API's /models "
                                "could not be read (see the log)")
+        if len(self.models) == 1:  # e.g. the workshop's "default": no draw per request
+            return self.models[0]
         return rng.choices(self.models, self.weights)[0]
 
     def body(self, options: Any, rng: random.Random) -> dict[str, object]:
