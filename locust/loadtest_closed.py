@@ -64,7 +64,9 @@ class WindowRecorder:
         second = int(answered_at)
         if self._next is None:
             self._next = second
-        window = self._seconds.setdefault(second, _Second())
+        window = self._seconds.get(second)
+        if window is None:  # not setdefault: it would build two histograms for every answer
+            window = self._seconds[second] = _Second()
         window.counts[kind] += 1
         micros = max(1, int(latency_s * 1_000_000))
         if kind == OK:
