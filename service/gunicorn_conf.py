@@ -36,7 +36,8 @@ if _metrics_dir_is_ours:
 _METRICS_DIR = Path(os.environ[_METRICS_ENV])
 
 wsgi_app = "service.app:app"
-worker_class = "uvicorn_worker.UvicornWorker"
+# Uvicorn's worker (uvloop, httptools), writing each response with one write: see service/worker.py.
+worker_class = "service.worker.UvicornWorker"
 bind = [_settings.bind]
 workers = _settings.workers or default_worker_count()
 timeout = _settings.timeout

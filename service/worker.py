@@ -1,0 +1,137 @@
+"""The Gunicorn worker: Uvicorn's, with each HTTP response written to the socket in one piece.
+
+Uvicorn's httptools protocol writes a response's status line and headers with one
+`transport.write` and its body with another. A worker killed between the two (a SIGKILL, the
+OOM killer) leaves Nginx with a header and no body; Nginx has already passed the header on to
+the client, so it can no longer retry the request on another replica (proxy_next_upstream) and
+the client gets a truncated response. With one write the response is either wholly in the
+kernel, which delivers it even if the process dies next, or not sent at all, and Nginx retries.
+
+`JoinedWrites` gives the protocol a transport that holds what it is given and writes it to the
+real transport in one piece when the response is complete (`OneWriteHttpToolsProtocol`), before a
+close, or at the latest at the end of the event-loop step, for writes that do not end a response
+(a streamed chunk, `100 Continue`). The complete-response flush happens in the step that sent the
+body, as Uvicorn's own writes do: a client that sends its request and half-closes gets its answer
+before the transport sees the end of file and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn_worker  # type: ignore[import-untyped]  # ships no type information
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+class JoinedWrites(asyncio.Transport):
+    """Wraps a transport: what is written reaches it as one write on flush(), close(), at 64 KiB
+    held, or at the end of the event-loop step, whichever comes first."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return  # Uvicorn writes b"" for an empty body; it would only schedule a flush
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(bytes(data))
+        self._held_bytes += len(data)
+        # A streamed response sent without yielding would otherwise pile up here unseen by the
+        # real transport's flow control (pause_writing), which only counts what it was given.
+        if self._held_bytes >= HIGH_WATER_LIMIT:
+            self.flush()
+
+    def writelines(self, list_of_data: Any) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def flush(self) -> None:
+        """Write what is held, in one write."""
+        if not self._held:
+            return
+        data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
+        self.discard()
+        self._transport.write(data)
+
+    def discard(self) -> None:
+        """Drop what is held (the connection is gone)."""
+        self._held = []
+        self._held_bytes = 0
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        # Abort means "drop what is not sent yet"; that includes what we hold.
+        self.discard()
+        self._transport.abort()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + self._held_bytes
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._transport.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+
+class OneWriteHttpToolsProtocol(HttpToolsProtocol):
+    """Uvicorn's httptools protocol, writing through `JoinedWrites`."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.joined_writes = JoinedWrites(transport, self.loop)
+        super().connection_made(self.joined_writes)
+
+    def on_response_complete(self) -> None:
+        # The response is whole: write it now, in the step that sent it (see the module's doc).
+        self.joined_writes.flush()
+        super().on_response_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Uvicorn stops writing to a lost connection, and a closed transport refuses writes
+        # (uvloop raises): what is still held has nobody to go to.
+        self.joined_writes.discard()
+        super().connection_lost(exc)
+
+
+class UvicornWorker(uvicorn_worker.UvicornWorker):  # type: ignore[misc]  # untyped base
+    """uvicorn_worker.UvicornWorker (uvloop, httptools) with one write per response."""
+
+    CONFIG_KWARGS = {"loop": "auto", "http": OneWriteHttpToolsProtocol}
