@@ -38,6 +38,11 @@ class Side:
         return other / self.answered if self.answered else 0.0
 
     @property
+    def unrefused_failure_share(self) -> float:
+        """Every failure but a 503 refusal: timeouts, connection errors and the rest."""
+        return self.share(TIMEOUT) + self.share(CONNECTION_ERROR) + self.other_failure_share
+
+    @property
     def served_of_knee(self) -> float | None:
         knee = self.cell.reference_knee
         return self.step.served_rps / knee if knee else None
@@ -120,7 +125,7 @@ def target_checks(side: Side) -> list[Check]:
     """Issue 8's point-4 targets for an overloaded cell with admission control on."""
     step, cell = side.step, side.cell
     share = side.served_of_knee
-    other = side.share(TIMEOUT) + side.share(CONNECTION_ERROR) + side.other_failure_share
+    other = side.unrefused_failure_share
     return [
         Check("p95 of successful answers", f"<= {OK_P95_MS:g} ms", _ms(step.p95_ms),
               step.p95_ms is not None and step.p95_ms <= OK_P95_MS),
@@ -180,8 +185,7 @@ def conclusions(table: list[Row]) -> list[str]:
         p95s = [s.step.p95_ms for s in on if s.step.p95_ms is not None]
         refused = [s.step.refused_p95_ms for s in on if s.step.refused_p95_ms is not None]
         served_on = [s.step.served_rps for s in on]
-        clean = all(s.share(TIMEOUT) + s.share(CONNECTION_ERROR) + s.other_failure_share == 0
-                    for s in on)
+        clean = all(s.unrefused_failure_share == 0 for s in on)
         refusals = [s.share(REFUSED) for s in on]
         text = (f"**With admission control** every configuration kept serving "
                 f"{_range(served_on)} req/s"
