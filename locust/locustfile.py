@@ -30,6 +30,8 @@ import random
 import time
 import urllib.request
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +263,38 @@ class _Workload:
 WORKLOAD = _Workload()
 
 
+@dataclass
+class _Answer:
+    """What one POST got: an HTTP status (0: none), the body's length, and what went wrong."""
+
+    status: int = 0
+    length: int = 0
+    timed_out: bool = False
+    problem: str | None = None  # a 200 whose body is wrong
+    error: Exception | None = None  # a timeout, a broken connection or a body that is not JSON
+
+
+def _post_checked(http: HTTPClient, url: str, body: object,
+                  check: Callable[[Any], str | None]) -> _Answer:
+    """POST `body` as JSON, read the whole answer (so the connection stays usable) and check a
+    200's body; the open-model and the workshop users send through here."""
+    answer = _Answer()
+    try:
+        with http.post(url, body=json.dumps(body), headers=JSON_HEADERS) as response:
+            content = response.read()
+            answer.status, answer.length = response.status_code, len(content)
+            if answer.status == 200:
+                try:
+                    answer.problem = check(json.loads(content))
+                except ValueError as error:
+                    answer.problem, answer.error = "response is not JSON", error
+    except (TimeoutError, gevent.Timeout) as error:
+        answer.timed_out, answer.error = True, error
+    except (OSError, ValueError) as error:  # refused, reset, closed early, or not HTTP
+        answer.error = error
+    return answer
+
+
 class _OpenSteps:
     """Worker side of the open model: the step the master asked for, handed to the users."""
 
@@ -460,35 +494,28 @@ class OpenModelUser(User):
         return recorder.to_message()
 
     def _request(self, start: float, offset: float, recorder: StepRecorder) -> None:
-        options = self.environment.parsed_options
-        url, body, check = WORKLOAD.request(options, self.rng)
-        failure: str | None = None
-        exception: Exception | None = None
-        length = 0
+        url, body, check = WORKLOAD.request(self.environment.parsed_options, self.rng)
         sent = time.monotonic()
-        try:
-            with self.http.post(url, body=json.dumps(body), headers=JSON_HEADERS) as response:
-                content = response.read()
-                length = len(content)
-                if response.status_code != 200:
-                    failure = f"HTTP {response.status_code}"
-                else:
-                    problem = check(json.loads(content))
-                    failure = "invalid answer" if problem else None
-        except (TimeoutError, gevent.Timeout) as error:
-            failure, exception = "timeout", error
-        except (OSError, ValueError) as error:
-            # Connection refused or reset, or an answer that is not JSON.
-            failure = "invalid answer" if isinstance(error, ValueError) else "connection error"
-            exception = error
+        answer = _post_checked(self.http, url, body, check)
         finished = time.monotonic()
+        if answer.timed_out:
+            failure: str | None = "timeout"
+        elif answer.status == 0:
+            # Connection refused or reset, or an answer that is not HTTP.
+            failure = ("invalid answer" if isinstance(answer.error, ValueError)
+                       else "connection error")
+        elif answer.status != 200:
+            failure = f"HTTP {answer.status}"
+        else:
+            failure = "invalid answer" if answer.problem else None
         recorder.outcome(offset, sent - start - offset, finished - sent, failure,
                          finished - start)
+        exception = answer.error
         if failure is not None and exception is None:
             exception = RuntimeError(failure)
         self.environment.events.request.fire(
             request_type="POST", name=url, response_time=(finished - start - offset) * 1000.0,
-            response_length=length, exception=exception, context={})
+            response_length=answer.length, exception=exception, context={})
 
 
 class _PacedUser(FastHttpUser):
@@ -570,30 +597,19 @@ class WorkshopUser(User):
     @task
     def predict(self) -> None:
         url, body, check = WORKLOAD.request(self.environment.parsed_options, self.rng)
-        status, length, timed_out, problem = 0, 0, False, None
-        exception: Exception | None = None
         started = time.monotonic()
-        try:
-            with self.http.post(url, body=json.dumps(body)) as response:
-                content = response.read()
-                status, length = response.status_code, len(content)
-                if status == 200:
-                    try:
-                        problem = check(json.loads(content))
-                    except ValueError:
-                        problem = "response is not JSON"
-        except (TimeoutError, gevent.Timeout) as error:
-            timed_out, exception = True, error
-        except OSError as error:  # refused, reset, or closed before the answer
-            exception = error
+        answer = _post_checked(self.http, url, body, check)
         latency = time.monotonic() - started
-        kind = outcome_kind(status, timed_out, problem)
+        kind = outcome_kind(answer.status, answer.timed_out, answer.problem)
         CLOSED_WINDOWS.recorder.record(time.time(), latency, kind)
-        if kind != "ok" and exception is None:
-            exception = RuntimeError(problem or kind)
+        exception = None
+        if kind != "ok":
+            # The transport's own error; a wrong or unreadable body is named by its problem.
+            exception = (RuntimeError(answer.problem or kind) if answer.status
+                         else answer.error or RuntimeError(kind))
         self.environment.events.request.fire(
             request_type="POST", name=url, response_time=latency * 1000.0,
-            response_length=length, exception=exception, context={})
+            response_length=answer.length, exception=exception, context={})
 
 
 class PenguinShape(LoadTestShape):
