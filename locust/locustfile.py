@@ -784,8 +784,9 @@ def on_test_start(environment: Environment, **_kwargs: Any) -> None:
 def on_spawning_complete(environment: Environment, **_kwargs: Any) -> None:
     # With every user started, a worker holds ~200 000 long-lived objects (10 000 users'
     # greenlets, clients and sockets), and each full garbage collection walked them all: 11 of
-    # them in a 50 s run (20 s ramp, 30 s hold) took up to 243 ms each, stalling every user of that process at once,
-    # which showed as latency spikes of successes and refusals alike. Frozen, they are left out.
+    # them in a 50 s run (20 s ramp, 30 s hold) took up to 243 ms each, stalling every user of
+    # that process at once, which showed as latency spikes of successes and refusals alike.
+    # Frozen, they are left out.
     # No gc.collect() first: that one pass over everything would be the very stall avoided.
     if not isinstance(environment.runner, MasterRunner):
         gc.freeze()
