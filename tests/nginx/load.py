@@ -18,7 +18,8 @@ from tests.support import SEED_BODY
 class LoadResult:
     sent: int = 0
     failed: int = 0
-    # Requests re-sent once because Nginx closed their idle keep-alive connection (see _send).
+    # Requests re-sent once because Nginx closed or reset their idle keep-alive connection
+    # (see _send).
     retried: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     # First few failures only: enough to diagnose, bounded in size.
@@ -78,8 +79,12 @@ class LoadGenerator:
         A reload of Nginx (it follows the api replica set that way) closes idle client keep-alive
         connections; a request sent on one at that instant is dropped before any response. HTTP
         clients re-send such requests on a fresh connection when they are idempotent (RFC 9112
-        section 9.3.1; predictions are), and so do we, once, and count it. Any other error, a
-        second drop, or a non-200 answer is a failure.
+        section 9.3.1; predictions are), and so do we, once, and count it. The drop shows in one
+        of two ways, depending on whether the request reached Nginx's socket before the old
+        worker closed it: a clean close (FIN) with no response, or a reset, which the kernel
+        sends when a socket is closed with unread data, or receives data after its close
+        (RFC 2525 2.17). Either way Nginx never read the request. Any other error, a second
+        drop, or a non-200 answer is a failure.
         """
         retries = 0
         while True:
@@ -87,6 +92,11 @@ class LoadGenerator:
                 response = client.post(self.url, json=self.body)
             except httpx.RemoteProtocolError as exc:
                 if retries == 0 and "without sending a response" in str(exc):
+                    retries += 1
+                    continue
+                return None, f"{type(exc).__name__}: {exc}", retries
+            except (httpx.ReadError, httpx.WriteError) as exc:
+                if retries == 0 and _reset_by_peer(exc):
                     retries += 1
                     continue
                 return None, f"{type(exc).__name__}: {exc}", retries
@@ -118,10 +128,23 @@ class LoadGenerator:
         self.stop()
 
 
+def _reset_by_peer(error: BaseException) -> bool:
+    """True when `error` was caused by the peer resetting the connection (ECONNRESET)."""
+    seen: BaseException | None = error
+    for _ in range(5):  # httpx -> httpcore -> OSError
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionResetError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "Connection reset by peer" in str(error)
+
+
 def report(capsys: pytest.CaptureFixture[str], scenario: str, result: LoadResult) -> None:
     """Prints the scenario's figures even without -s (pytest captures plain print)."""
     with capsys.disabled():
         sys.stderr.write(
             f"\n[{scenario}] requests sent={result.sent} failed={result.failed} "
-            f"re-sent after a keep-alive close={result.retried} statuses={dict(result.statuses)}\n"
+            f"re-sent after a keep-alive close or reset={result.retried} "
+            f"statuses={dict(result.statuses)}\n"
         )

@@ -1,0 +1,116 @@
+"""The test load generator re-sends a request once when its kept-alive connection is dropped
+before any answer (the Nginx reload race), whether the drop is a clean close or a reset, and
+counts anything else as a failure. Real sockets on loopback, a server that drops on purpose."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.nginx.load import LoadGenerator
+
+_OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def _read_request(conn: socket.socket) -> bool:
+    """Reads one request (head and Content-Length body); False when the client closed."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return False
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return False
+        body += chunk
+    return True
+
+
+class DroppingServer:
+    """Answers the first request of each connection with 200 and keeps it alive; the second
+    request on a connection is dropped unanswered, by a reset (SO_LINGER 0) or a clean close.
+    With `drop_every_request`, every request is dropped that way, fresh connections too."""
+
+    def __init__(self, how: str, drop_every_request: bool = False) -> None:
+        self.how = how
+        self.drop_every_request = drop_every_request
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def _connection(self, conn: socket.socket) -> None:
+        answered = 0
+        with conn:
+            while _read_request(conn):
+                if answered >= 1 or self.drop_every_request:
+                    if self.how == "reset":
+                        conn.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                    return  # the with block closes: RST with SO_LINGER 0, FIN otherwise
+                conn.sendall(_OK)
+                answered += 1
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.fixture(params=["reset", "close"])
+def dropping_server(request: pytest.FixtureRequest) -> Iterator[DroppingServer]:
+    server = DroppingServer(request.param)
+    yield server
+    server.close()
+
+
+def _send_twice(port: int) -> list[tuple[int | None, str | None, int]]:
+    generator = LoadGenerator(f"http://127.0.0.1:{port}/predict", threads=1)
+    with httpx.Client(timeout=httpx.Timeout(5.0)) as client:
+        return [generator._send(client), generator._send(client)]
+
+
+def test_a_dropped_kept_alive_request_is_sent_again_once(dropping_server: DroppingServer) -> None:
+    first, second = _send_twice(dropping_server.port)
+    assert first == (200, None, 0)
+    # The second request went out on the kept-alive connection, was dropped, and succeeded
+    # on a new connection.
+    assert second == (200, None, 1)
+    assert dropping_server.connections == 2
+
+
+@pytest.mark.parametrize("how", ["reset", "close"])
+def test_a_second_drop_is_a_failure(how: str) -> None:
+    server = DroppingServer(how, drop_every_request=True)
+    try:
+        generator = LoadGenerator(f"http://127.0.0.1:{server.port}/predict", threads=1)
+        with httpx.Client(timeout=httpx.Timeout(5.0)) as client:
+            status, error, retries = generator._send(client)
+    finally:
+        server.close()
+    assert status is None
+    assert retries == 1
+    assert error is not None
+    assert ("reset" in error.lower()) if how == "reset" else ("without sending" in error)
