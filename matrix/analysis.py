@@ -149,7 +149,11 @@ class ScalingComparison:
         if h.overlaps(v):
             line += ": their trial ranges overlap, so there is **no measurable difference**"
         elif gain is not None:
-            line += f": horizontal scaling {'bought' if gain >= 1 else 'cost'} {gain - 1:+.0%}"
+            # Said as a positive share either way: "cost -20%" would read as a saving.
+            if gain >= 1:
+                line += f": the {h.replicas} smaller replicas served {gain - 1:.0%} more"
+            else:
+                line += f": the {h.replicas} smaller replicas served {1 - gain:.0%} less"
         if h.generator_limited or v.generator_limited:
             line += " (load generator limited in one of them: treat as a lower bound)"
         return line + "."

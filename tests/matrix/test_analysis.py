@@ -81,7 +81,10 @@ def test_separate_ranges_give_the_gain() -> None:
     (comparison,) = scaling_comparisons([cell(1, 1.0, [600.0, 620.0]),
                                          cell(2, 0.5, [480.0, 500.0])])
     assert comparison.gain is not None and comparison.gain < 1
-    assert "cost -20%" in comparison.describe()
+    assert comparison.describe().endswith(": the 2 smaller replicas served 20% less.")
+    (comparison,) = scaling_comparisons([cell(1, 1.0, [400.0, 410.0]),
+                                         cell(2, 0.5, [500.0, 512.5])])
+    assert comparison.describe().endswith(": the 2 smaller replicas served 25% more.")
 
 
 def test_summary_csv_has_a_row_per_cell(tmp_path: Path) -> None:
