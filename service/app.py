@@ -29,7 +29,11 @@ def load_serving_models(
     from service.inference import load_manifest, load_models
 
     manifest = load_manifest(settings.models_dir)
-    models: dict[str, ServingModel] = dict(load_models(settings.models_dir, registry.names))
+    loaded = load_models(settings.models_dir, registry.names)
+    if not settings.native_evaluators:
+        for model in loaded.values():
+            model.native = None
+    models: dict[str, ServingModel] = dict(loaded)
     return models, manifest
 
 

@@ -1,4 +1,5 @@
-"""Numpy-only evaluators for the compiled models that `python -m training` exports.
+"""Numpy evaluators for the compiled models that `python -m training` exports, and for single
+rows the C evaluators of service/evaluate.c when they are built (service/native.py).
 
 The request path must stay light (the API worker targets ~60 MB RSS) and fast (tens of
 microseconds per row), so it never imports scikit-learn, scipy or pandas and never builds a
@@ -32,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from service import native
+
 FEATURES = (
     "island",
     "culmen_length_mm",
@@ -47,6 +50,10 @@ _EXP_MAX = math.log(np.finfo(np.float64).max)
 # Below this, ||x||^2 and each x.s of the SVM's expanded distance are finite; above it, no
 # kernel value exp(-gamma ||x - s||^2) is distinguishable from 0.
 _SQUARE_LIMIT = 1e300
+
+
+# The C one-row evaluators (service/evaluate.c), or None: then one-row predictions use numpy.
+_NATIVE = native.load()
 
 
 class ModelLoadError(RuntimeError):
@@ -175,6 +182,9 @@ class CompiledModel:
         self.version = version
         self.classes: tuple[str, ...] = tuple(str(label) for label in arrays["classes"])
         self._pre = _Preprocessor(arrays)
+        # Set by each model when the C library is loaded (see predict_proba_one), after its
+        # arrays passed the checks above: the C code trusts their shapes and indices.
+        self.native: native.NativeCall | None = None
 
     def predict_proba(self, rows: Sequence[Mapping[str, object]]) -> np.ndarray:
         """Class probabilities, shape (len(rows), len(classes)), columns in `classes` order.
@@ -192,8 +202,13 @@ class CompiledModel:
         """One row's class probabilities as plain floats in `classes` order: predict_proba's
         first row, without the array. This is the /predict path, where a few numpy calls on a
         one-row input cost more than the arithmetic (numpy's per-call overhead, and more so
-        with the caches cold between requests), so each model keeps them to a minimum."""
-        return self._proba_of_one(self._pre.transform_row(row))
+        with the caches cold between requests). So the row goes to the model's C evaluator
+        (service/evaluate.c) when the library is loaded, and otherwise to a numpy path with as
+        few calls as each model can manage (_proba_of_one)."""
+        values = self._pre.transform_row(row)
+        if self.native is not None:
+            return self.native.call(values)
+        return self._proba_of_one(values)
 
     def predict(self, rows: Sequence[Mapping[str, object]]) -> list[str]:
         """Most probable class label per row."""
@@ -225,6 +240,18 @@ class LogisticModel(CompiledModel):
         self._intercept = np.asarray(arrays["intercept"], dtype=np.float64)
         if self._coef_t.shape != (self._pre.n_output, len(self.classes)):
             raise ValueError(f"coef has shape {self._coef_t.T.shape}")
+        if _NATIVE is not None:
+            self.native = native.NativeCall(
+                _NATIVE.logistic_proba,
+                self._pre.n_output,
+                len(self.classes),
+                [
+                    self._pre.n_output,
+                    np.ascontiguousarray(self._coef_t.T),
+                    np.ascontiguousarray(self._intercept),
+                    len(self.classes),
+                ],
+            )
         # For the single-row path: one (coefficients, intercept) pair per class, as floats.
         self._class_rows = tuple(
             (tuple(row), float(bias))
@@ -326,6 +353,22 @@ class ForestModel(CompiledModel):
         # sklearn sums then divides, which differs by rounding only (~1e-16).
         self._leaf_proba_t = np.ascontiguousarray((leaf_proba[order] / roots.size).T)
         self._prepare_one_row(feature, threshold, children, leaf_proba, roots)
+        if _NATIVE is not None:
+            self.native = native.NativeCall(
+                _NATIVE.forest_proba,
+                self._pre.n_output,
+                len(self.classes),
+                [
+                    np.ascontiguousarray(feature, dtype=np.intc),
+                    np.ascontiguousarray(threshold),
+                    np.ascontiguousarray(children, dtype=np.intc),
+                    np.ascontiguousarray(leaf_proba),
+                    np.ascontiguousarray(roots, dtype=np.intc),
+                    int(roots.size),
+                    self._max_depth,
+                    len(self.classes),
+                ],
+            )
 
     def _prepare_one_row(
         self,
@@ -566,6 +609,25 @@ class SvmModel(CompiledModel):
         self._weights_of_one = np.vstack([self._kernel_weights, self._kernel_bias])
         self._pairs = tuple(pairs)
         self._calibration = tuple(zip(self._a.tolist(), self._b.tolist(), strict=True))
+        if _NATIVE is not None:
+            self.native = native.NativeCall(
+                _NATIVE.svm_proba,
+                n_features,
+                n_classes,
+                [
+                    n_features,
+                    np.ascontiguousarray(self._support),
+                    n_support,
+                    np.ascontiguousarray(self._pair_coef),
+                    np.ascontiguousarray(self._intercept),
+                    self._gamma,
+                    np.ascontiguousarray(self._a),
+                    np.ascontiguousarray(self._b),
+                    n_classes,
+                    np.zeros(n_support),  # scratch: kernel values
+                    np.zeros(n_pairs),  # scratch: one-vs-one values
+                ],
+            )
 
     def _decision_ovr(self, features: np.ndarray) -> np.ndarray:
         sq_dist = features @ self._support_t2

@@ -53,10 +53,28 @@ ensure_venv() {
   echo "$want" > "$stamp"
 }
 
+# ensure_native: builds the C one-row evaluators (service/evaluate.c -> service/_evaluate.so) when
+# missing or older than their source, installing a C compiler first if there is none (as root).
+# Without them the service still works, with numpy for single rows, at a higher CPU cost.
+ensure_native() {
+  if ! command -v cc >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
+    if is_root; then
+      apt_install gcc libc6-dev
+    else
+      log "warning: no C compiler; one-row predictions will use numpy (install gcc to build service/evaluate.c)"
+      return 0
+    fi
+  fi
+  (cd "$PROJECT_ROOT" && "$VENV_PYTHON" -m service.native >/dev/null) \
+    || log "warning: service/evaluate.c did not build (above); one-row predictions will use numpy"
+}
+
 # ensure_models: trains and exports the models when models/manifest.json is missing, or when the
 # models there do not load with this code (trained by an older version, e.g. before a compiled
 # model kind was renamed).
 ensure_models() {
+  # Whatever needs the models also serves or evaluates them.
+  ensure_native
   if [ ! -f "$PROJECT_ROOT/models/manifest.json" ]; then
     log "training the models (models/manifest.json is missing)"
   elif ! (cd "$PROJECT_ROOT" && "$VENV_PYTHON" -c \

@@ -23,7 +23,7 @@ from service.inference import (
     load_models,
 )
 from service.registry import MODELS
-from tests.support import PROJECT_ROOT
+from tests.support import PROJECT_ROOT, require
 from training.dataset import load_dataset
 from training.export import write_artifact
 
@@ -57,9 +57,20 @@ TYPICAL = {
 }
 
 
-@pytest.fixture(scope="module")
-def models(models_dir: Path) -> dict[str, CompiledModel]:
-    return load_models(models_dir)
+@pytest.fixture(scope="module", params=["native", "numpy"])
+def models(request: pytest.FixtureRequest, models_dir: Path) -> dict[str, CompiledModel]:
+    """The models, once with the C one-row evaluators (service/evaluate.c) and once without, so
+    every test here checks both one-row paths (the batch path is numpy in both)."""
+    loaded = load_models(models_dir)
+    if request.param == "numpy":
+        for model in loaded.values():
+            model.native = None
+    else:
+        require(
+            all(model.native is not None for model in loaded.values()),
+            "the C evaluators are not built or do not load (python -m service.native)",
+        )
+    return loaded
 
 
 @pytest.fixture(scope="module")

@@ -187,6 +187,14 @@ def test_predict_docs_and_locust_ui_answer(stack: Stack) -> None:
     assert "Active connections" in status
 
 
+def test_api_image_evaluates_single_rows_in_c(stack: Stack) -> None:
+    # The image carries the C evaluators the host built (service/_evaluate.so); without them a
+    # replica still answers, with numpy, at a higher CPU cost per /predict.
+    container = _api_containers()[0]
+    probe = "from service.inference import _NATIVE; print(_NATIVE is not None)"
+    assert run_checked(["docker", "exec", container, "python", "-c", probe]).strip() == "True"
+
+
 def test_locust_worker_joins_the_master_over_the_overlay(stack: Stack) -> None:
     # The master's stats endpoint lists the workers connected over ZeroMQ.
     deadline = time.monotonic() + 60
