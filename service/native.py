@@ -38,8 +38,9 @@ class NativeCall:
     """One C evaluator bound to a model's arrays: `call(values)` returns the probabilities.
 
     The C functions take (row, *arguments, output). The arguments are converted once: arrays to
-    their addresses (this object keeps the arrays alive; the model checked their shapes and
-    dtypes), ints to C ints, floats to C doubles. A call copies the row in and the result out.
+    their addresses (this object keeps the arrays alive; the model checked their shapes, this
+    checks their layout and dtype), ints to C ints, floats to C doubles. A call copies the row
+    in and the result out.
     """
 
     def __init__(
@@ -54,6 +55,11 @@ class NativeCall:
             if isinstance(argument, np.ndarray):
                 if not argument.flags["C_CONTIGUOUS"]:
                     raise ValueError("arrays passed to C must be C-contiguous")
+                # The C side reads double or int arrays: anything else would be misread.
+                if argument.dtype not in (np.dtype(np.float64), np.dtype(np.intc)):
+                    raise ValueError(
+                        f"arrays passed to C must be float64 or int, not {argument.dtype}"
+                    )
                 converted.append(_ADDRESS(argument.ctypes.data))
             elif isinstance(argument, float):
                 converted.append(_DOUBLE(argument))

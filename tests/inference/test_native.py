@@ -66,8 +66,11 @@ def test_calls_refuse_arrays_c_cannot_read(tmp_path: Path) -> None:
     lib = native.load(native.build(library=tmp_path / "lib.so"))
     assert lib is not None
     strided = np.zeros((3, 4))[:, ::2]
+    coef3 = np.zeros(3)
     with pytest.raises(ValueError, match="C-contiguous"):
         native.NativeCall(lib.logistic_proba, 2, 3, [2, strided, np.zeros(3), 3])
+    with pytest.raises(ValueError, match="float32"):
+        native.NativeCall(lib.logistic_proba, 2, 3, [2, np.zeros((3, 2), np.float32), coef3, 3])
     with pytest.raises(TypeError, match="str"):
         native.NativeCall(lib.logistic_proba, 2, 3, [2, "coef", np.zeros(3), 3])
 
