@@ -14,9 +14,15 @@ set -euo pipefail
 if [ "${1:-}" = --ask ]; then
   # The request itself; the caller bounds it in time (a full backlog can stall even the connect).
   bind="${PENGUIN_BIND:-0.0.0.0:8000}"
+  # A server that closes early must leave a reason in the health log: ignore SIGPIPE so a write
+  # to a closed socket fails with a message (Bash writes the request a line at a time).
+  trap '' PIPE
   exec 3<>"/dev/tcp/127.0.0.1/${bind##*:}"
   printf 'GET /ready HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
-  read -r status <&3
+  if ! read -r status <&3; then
+    printf 'unhealthy: /ready closed the connection without an answer\n'
+    exit 1
+  fi
   [[ "$status" == *" 200 "* ]] && exit 0
   printf 'unhealthy: /ready answered %s\n' "${status%$'\r'}"
   exit 1

@@ -42,7 +42,15 @@ def _fake_server(answer: bytes | None) -> tuple[socket.socket, threading.Event]:
             if answer is None:
                 held.append(conn)
             else:
-                conn.recv(4096)
+                # Read the whole request head first, as a real server does: Bash writes the
+                # probe's request a line at a time, and closing after the first line would make
+                # the probe's next write hit a closed socket (a silent SIGPIPE, not the answer).
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    request += chunk
                 conn.sendall(answer)
                 conn.close()
         for conn in held:
@@ -85,6 +93,23 @@ def test_a_server_that_is_not_ready_is_unhealthy() -> None:
         done.set()
     assert result.returncode == 1
     assert "503" in result.stdout
+
+
+def test_a_server_that_closes_without_answering_is_unhealthy_and_says_why() -> None:
+    """A socket closed under the probe either breaks its write (SIGPIPE, which used to kill it
+    silently) or its read (reset); both must leave a line in the health log. Ten tries because
+    which of the two happens is a race."""
+    for _ in range(10):
+        listener = socket.create_server(("127.0.0.1", 0))
+        closer = threading.Thread(target=lambda s=listener: s.accept()[0].close())
+        closer.start()
+        try:
+            result = probe(listener.getsockname()[1])
+        finally:
+            closer.join(timeout=5)
+            listener.close()
+        assert result.returncode == 1
+        assert result.stdout.strip(), "unhealthy without a reason in the health log"
 
 
 def test_an_overloaded_server_that_answers_late_is_healthy_and_says_busy() -> None:
