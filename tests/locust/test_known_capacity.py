@@ -3,8 +3,15 @@ and two workers) search the limit of a test server that can serve 20 requests/s 
 (one worker whose only event loop each request holds for 50 ms; tests/locust/known_capacity_app.py).
 
 - The served knee must land within 10 % of that capacity.
-- The p95 the load test reports for the step at half the capacity must match, within 10 %, the
-  p95 of the same requests as the server timed them itself.
+- For the step at half the capacity, the load test's p95 from each request's actual send must
+  match, within 10 %, the p95 of the same requests as the server timed them itself; its p95 from
+  the intended send (the figure the reports use) adds the generator's own lateness on top and
+  must never be below it.
+
+Why not the intended-send p95 against the server's: that figure rightly charges the generator's
+delays to latency, and on a busy 2-core machine they reach 5 ms at the p95 (a CI run: 63.0 ms
+from the intended send, 58.1 from the actual send, 54.8 at the server), which is as much as the
+whole 10 % when the step's p95 happens to be low.
 """
 
 from __future__ import annotations
@@ -58,11 +65,13 @@ def test_search_finds_a_known_capacity_and_measures_latency_like_the_server(
         arrived, took = (float(x) for x in line.split()[:2])
         if window[0] <= arrived < window[1]:
             server_seconds.append(took)
-    client_p95 = half.percentiles_ms()["p95"]
+    intended_p95 = half.percentiles_ms()["p95"]
+    sent_p95 = half.percentiles_ms(service=True)["p95"]
     server_p95 = 1000.0 * percentile(server_seconds, 95)
     print(f"step at {half.rate:g} req/s: {half.ok} answers measured by the load test, "
-          f"{len(server_seconds)} by the server; p95 {client_p95:.2f} ms (load test, from the "
-          f"intended send; {half.percentiles_ms(service=True)['p95']:.2f} from the actual send) "
-          f"against {server_p95:.2f} ms (server)")
+          f"{len(server_seconds)} by the server; p95 {intended_p95:.2f} ms (load test, from the "
+          f"intended send; {sent_p95:.2f} from the actual send) against {server_p95:.2f} ms "
+          f"(server)")
     assert len(server_seconds) == pytest.approx(half.ok, abs=3)
-    assert client_p95 == pytest.approx(server_p95, rel=0.10)
+    assert sent_p95 == pytest.approx(server_p95, rel=0.10)
+    assert intended_p95 is not None and sent_p95 is not None and intended_p95 >= sent_p95
