@@ -75,6 +75,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def read_http_request(conn: socket.socket) -> bool:
+    """Reads one HTTP request off `conn` (head and Content-Length body), as a test server must
+    before answering: closing with unread request bytes makes the kernel reset the connection.
+    False when the client closed first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return False
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return False
+        body += chunk
+    return True
+
+
 def wait_for_http(url: str, timeout: float = 30.0, expect_status: int = 200) -> None:
     """Poll `url` until it answers `expect_status`; raise with the last error on timeout."""
     deadline = time.monotonic() + timeout

@@ -13,30 +13,9 @@ import httpx
 import pytest
 
 from tests.nginx.load import LoadGenerator
+from tests.support import read_http_request
 
 _OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
-
-
-def _read_request(conn: socket.socket) -> bool:
-    """Reads one request (head and Content-Length body); False when the client closed."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return False
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return False
-        body += chunk
-    return True
 
 
 class DroppingServer:
@@ -65,7 +44,7 @@ class DroppingServer:
     def _connection(self, conn: socket.socket) -> None:
         answered = 0
         with conn:
-            while _read_request(conn):
+            while read_http_request(conn):
                 if answered >= 1 or self.drop_every_request:
                     if self.how == "reset":
                         conn.setsockopt(

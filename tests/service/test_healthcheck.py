@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import PROJECT_ROOT, free_port, require, start_gunicorn, wait_for_http
+from tests.support import (
+    PROJECT_ROOT,
+    free_port,
+    read_http_request,
+    require,
+    start_gunicorn,
+    wait_for_http,
+)
 
 PROBE = PROJECT_ROOT / "service" / "healthcheck.sh"
 
@@ -42,15 +49,10 @@ def _fake_server(answer: bytes | None) -> tuple[socket.socket, threading.Event]:
             if answer is None:
                 held.append(conn)
             else:
-                # Read the whole request head first, as a real server does: Bash writes the
-                # probe's request a line at a time, and closing after the first line would make
-                # the probe's next write hit a closed socket (a silent SIGPIPE, not the answer).
-                request = b""
-                while b"\r\n\r\n" not in request:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    request += chunk
+                # The whole request first, as a real server does: Bash writes the probe's
+                # request a line at a time, and closing after the first line would make the
+                # probe's next write hit a closed socket (a silent SIGPIPE, not the answer).
+                read_http_request(conn)
                 conn.sendall(answer)
                 conn.close()
         for conn in held:
