@@ -164,11 +164,10 @@ def _nginx_failures(cluster: Cluster, since: str) -> str:
          _nginx_container(cluster)],
         capture_output=True, text=True, timeout=60, check=False,
     )
-    access = logs.stdout.splitlines()
-    events = logs.stderr.splitlines() + [line for line in access if '"status":5' in line]
-    lines = sorted(set(access + events))
-    wanted = set(events)
-    keep = [i for i, line in enumerate(lines) if line in wanted]
+    # The access log is on stdout, everything else on stderr: merged by their timestamps.
+    errors = set(logs.stderr.splitlines())
+    lines = sorted(logs.stdout.splitlines() + list(errors))
+    keep = [i for i, line in enumerate(lines) if line in errors or '"status":5' in line]
     shown = sorted({j for i in keep for j in range(max(0, i - 2), min(len(lines), i + 3))})
     return "\n".join(lines[j] for j in shown[:150])
 
@@ -182,20 +181,20 @@ def _wait(what: str, condition: Callable[[], bool], timeout: float) -> float:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def _updating(cluster: Cluster, service: str) -> bool:
-    """A rolling update of `service` is under way: its tasks may all look right between two
-    replacements while the next one is still to come."""
-    state = cluster.docker(
+def _updating(cluster: Cluster, *services: str) -> bool:
+    """A rolling update of any of `services` is under way: its tasks may all look right between
+    two replacements while the next one is still to come. One inspect, a line per service."""
+    states = cluster.docker(
         "service", "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
-        service,
-    ).strip()
-    return state in ("updating", "rollback_started")
+        *services,
+    ).split()
+    return any(state in ("updating", "rollback_started") for state in states)
 
 
 def _balanced(cluster: Cluster, replicas: int, avoid: str = "") -> bool:
     """`replicas` api tasks run (none on `avoid`), no update of the api or Nginx is under way,
     and Nginx balances over exactly those tasks."""
-    if _updating(cluster, API) or _updating(cluster, f"{STACK}_nginx"):
+    if _updating(cluster, API, f"{STACK}_nginx"):
         return False
     tasks = _tasks(cluster, API)
     if len(tasks) != replicas or any(task.node == avoid for task in tasks):
