@@ -1,5 +1,5 @@
 /*
- * One-row evaluation of the compiled models, in C (service/native.py loads it with ctypes).
+ * One-row evaluation of the compiled models, in C (service/_native.c binds it to Python).
  *
  * Why C: on /predict the model is one row, and its cost in the server is numpy's fixed cost per
  * call, several times over, with the caches cold between requests (service/README.md,
@@ -7,7 +7,7 @@
  * exactly what service/inference.py's numpy code does for one row, over the same arrays, so the
  * numpy path stays the reference: tests/inference checks both against scikit-learn.
  *
- * Plain C99 and libm only, no Python headers: any C compiler builds it for whichever Python runs.
+ * Plain C99 and libm only, no Python headers: the arithmetic stays apart from the binding.
  */
 #include <math.h>
 

@@ -168,6 +168,18 @@ class _Preprocessor:
             values[column] = 1.0
         return values
 
+    def native_parameters(
+        self,
+    ) -> tuple[list[tuple[str, float, float, float]], list[tuple[str, dict[str, int], int]]]:
+        """What the C one-row path needs to encode a row as transform_row does: (name, fill,
+        mean, scale) per numeric column in order, and (name, {category: column}, fill column)
+        per categorical feature."""
+        categorical = [
+            (name, dict(self._columns[k]), self._fill_column[k])
+            for k, name in enumerate(self.categorical_features)
+        ]
+        return list(self._numeric_params), categorical
+
 
 class CompiledModel:
     """A fitted pipeline in compiled form: `predict_proba` over dict rows, numpy only."""
@@ -205,10 +217,26 @@ class CompiledModel:
         with the caches cold between requests). So the row goes to the model's C evaluator
         (service/evaluate.c) when the library is loaded, and otherwise to a numpy path with as
         few calls as each model can manage (_proba_of_one)."""
-        values = self._pre.transform_row(row)
-        if self.native is not None:
-            return self.native.call(values)
-        return self._proba_of_one(values)
+        native_path = self.native
+        if native_path is not None:
+            proba: list[float] | None = native_path.row(row)
+            if proba is not None:
+                return proba
+            # Not the usual validated row (an int, an Enum, a NaN...): encoded in Python, which
+            # converts, imputes or raises as documented, then evaluated in C.
+            return native_path.call(self._pre.transform_row(row))
+        return self._proba_of_one(self._pre.transform_row(row))
+
+    def _native_call(
+        self, kind: str, n_inputs: int, n_outputs: int, arguments: Sequence[object]
+    ) -> native.NativeCall | None:
+        """The model's C one-row path over `kind`'s evaluator, or None without the C module."""
+        if _NATIVE is None:
+            return None
+        numeric, categorical = self._pre.native_parameters()
+        return native.NativeCall(
+            _NATIVE, kind, n_inputs, n_outputs, arguments, numeric, categorical
+        )
 
     def predict(self, rows: Sequence[Mapping[str, object]]) -> list[str]:
         """Most probable class label per row."""
@@ -240,18 +268,17 @@ class LogisticModel(CompiledModel):
         self._intercept = np.asarray(arrays["intercept"], dtype=np.float64)
         if self._coef_t.shape != (self._pre.n_output, len(self.classes)):
             raise ValueError(f"coef has shape {self._coef_t.T.shape}")
-        if _NATIVE is not None:
-            self.native = native.NativeCall(
-                _NATIVE.logistic_proba,
+        self.native = self._native_call(
+            "logistic",
+            self._pre.n_output,
+            len(self.classes),
+            [
                 self._pre.n_output,
+                np.ascontiguousarray(self._coef_t.T),
+                np.ascontiguousarray(self._intercept),
                 len(self.classes),
-                [
-                    self._pre.n_output,
-                    np.ascontiguousarray(self._coef_t.T),
-                    np.ascontiguousarray(self._intercept),
-                    len(self.classes),
-                ],
-            )
+            ],
+        )
         # For the single-row path: one (coefficients, intercept) pair per class, as floats.
         self._class_rows = tuple(
             (tuple(row), float(bias))
@@ -353,22 +380,21 @@ class ForestModel(CompiledModel):
         # sklearn sums then divides, which differs by rounding only (~1e-16).
         self._leaf_proba_t = np.ascontiguousarray((leaf_proba[order] / roots.size).T)
         self._prepare_one_row(feature, threshold, children, leaf_proba, roots)
-        if _NATIVE is not None:
-            self.native = native.NativeCall(
-                _NATIVE.forest_proba,
-                self._pre.n_output,
+        self.native = self._native_call(
+            "forest",
+            self._pre.n_output,
+            len(self.classes),
+            [
+                np.ascontiguousarray(feature, dtype=np.intc),
+                np.ascontiguousarray(threshold),
+                np.ascontiguousarray(children, dtype=np.intc),
+                np.ascontiguousarray(leaf_proba),
+                np.ascontiguousarray(roots, dtype=np.intc),
+                int(roots.size),
+                self._max_depth,
                 len(self.classes),
-                [
-                    np.ascontiguousarray(feature, dtype=np.intc),
-                    np.ascontiguousarray(threshold),
-                    np.ascontiguousarray(children, dtype=np.intc),
-                    np.ascontiguousarray(leaf_proba),
-                    np.ascontiguousarray(roots, dtype=np.intc),
-                    int(roots.size),
-                    self._max_depth,
-                    len(self.classes),
-                ],
-            )
+            ],
+        )
 
     def _prepare_one_row(
         self,
@@ -609,25 +635,24 @@ class SvmModel(CompiledModel):
         self._weights_of_one = np.vstack([self._kernel_weights, self._kernel_bias])
         self._pairs = tuple(pairs)
         self._calibration = tuple(zip(self._a.tolist(), self._b.tolist(), strict=True))
-        if _NATIVE is not None:
-            self.native = native.NativeCall(
-                _NATIVE.svm_proba,
+        self.native = self._native_call(
+            "svm",
+            n_features,
+            n_classes,
+            [
                 n_features,
+                np.ascontiguousarray(self._support),
+                n_support,
+                np.ascontiguousarray(self._pair_coef),
+                np.ascontiguousarray(self._intercept),
+                self._gamma,
+                np.ascontiguousarray(self._a),
+                np.ascontiguousarray(self._b),
                 n_classes,
-                [
-                    n_features,
-                    np.ascontiguousarray(self._support),
-                    n_support,
-                    np.ascontiguousarray(self._pair_coef),
-                    np.ascontiguousarray(self._intercept),
-                    self._gamma,
-                    np.ascontiguousarray(self._a),
-                    np.ascontiguousarray(self._b),
-                    n_classes,
-                    np.zeros(n_support),  # scratch: kernel values
-                    np.zeros(n_pairs),  # scratch: one-vs-one values
-                ],
-            )
+                np.zeros(n_support),  # scratch: kernel values
+                np.zeros(n_pairs),  # scratch: one-vs-one values
+            ],
+        )
 
     def _decision_ovr(self, features: np.ndarray) -> np.ndarray:
         sq_dist = features @ self._support_t2

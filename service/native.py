@@ -1,54 +1,67 @@
-"""The C one-row evaluators of service/evaluate.c: building them, and loading them with ctypes.
+"""The C one-row path of /predict (service/_native.c over service/evaluate.c): building the
+extension module, loading it, and binding it to a model.
 
-service/inference.py uses them for single rows when the library is built and loads; otherwise
-it evaluates with numpy, which gives the same probabilities (tests/inference checks both against
-scikit-learn), only at a higher CPU cost per /predict. `python -m service.native` builds the
-library with the system's C compiler; the scripts do it (`ensure_native` in scripts/lib/common.sh)
-and the API image gets the library the host built, inside service/.
+service/inference.py uses it for single rows when the module is built and loads; otherwise it
+encodes and evaluates with Python and numpy, which gives the same probabilities (tests/inference
+checks both against scikit-learn), only at a higher CPU cost per /predict. `python -m
+service.native` builds it with the system's C compiler and the running Python's headers; the
+scripts do it (`ensure_native` in scripts/lib/common.sh) and the API image gets the module the
+host built, inside service/.
 
-ctypes rather than a CPython extension: the library needs no Python headers and no packaging,
-so one build serves the host's virtualenv and the image alike, whatever their Python versions.
+A CPython extension rather than ctypes: ctypes converted a dozen arguments and copied the row in
+and the result out on every call, and the row was encoded in Python first; that glue cost more
+than the arithmetic. The module uses only the stable ABI (Python 3.11 and later), so one build
+serves the host's virtualenv and the image alike, whatever their patch versions.
 """
 
 from __future__ import annotations
 
-import ctypes
+import importlib.util
 import logging
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+import sysconfig
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 logger = logging.getLogger("service.native")
 
-SOURCE = Path(__file__).with_name("evaluate.c")
-LIBRARY = Path(__file__).with_name("_evaluate.so")
-
-_ADDRESS = ctypes.c_void_p
-_INT = ctypes.c_int
-_DOUBLE = ctypes.c_double
+SOURCE = Path(__file__).with_name("_native.c")
+# The evaluators proper, plain C99 (#included by SOURCE): a newer copy also means a rebuild.
+EVALUATORS = Path(__file__).with_name("evaluate.c")
+LIBRARY = Path(__file__).with_name("_native.abi3.so")
+MODULE_NAME = "service._native"
+# The oldest Python the module's stable-ABI build must load in (the image's and the host's 3.11).
+LIMITED_API = "0x030B0000"
+KINDS = ("logistic", "forest", "svm")
 
 
 class NativeCall:
-    """One C evaluator bound to a model's arrays: `call(values)` returns the probabilities.
+    """One model's C one-row path, bound to its arrays and its preprocessing.
 
-    The C functions take (row, *arguments, output). The arguments are converted once: arrays to
-    their addresses (this object keeps the arrays alive; the model checked their shapes, this
-    checks their layout and dtype), ints to C ints, floats to C doubles. A call copies the row
-    in and the result out.
+    `kind` names the evaluator in service/evaluate.c; `arguments` are its arguments between the
+    row and the output, in order: arrays (passed as their addresses; this object keeps them
+    alive, the model checked their shapes, this checks their layout and dtype), ints and floats.
+    `numeric` is (name, fill, mean, scale) per numeric column, in column order; `categorical` is
+    (name, {category: column}, fill column) per categorical feature.
     """
 
     def __init__(
-        self, function: Any, n_inputs: int, n_outputs: int, arguments: Sequence[object]
+        self,
+        module: ModuleType,
+        kind: str,
+        n_inputs: int,
+        n_outputs: int,
+        arguments: Sequence[object],
+        numeric: Sequence[tuple[str, float, float, float]],
+        categorical: Sequence[tuple[str, Mapping[str, int], int]],
     ) -> None:
-        self._function = function
-        self._input: Any = (ctypes.c_double * n_inputs)()
-        self._output: Any = (ctypes.c_double * n_outputs)()
         self._arrays = [a for a in arguments if isinstance(a, np.ndarray)]
         converted: list[object] = []
         for argument in arguments:
@@ -60,37 +73,61 @@ class NativeCall:
                     raise ValueError(
                         f"arrays passed to C must be float64 or int, not {argument.dtype}"
                     )
-                converted.append(_ADDRESS(argument.ctypes.data))
-            elif isinstance(argument, float):
-                converted.append(_DOUBLE(argument))
-            elif isinstance(argument, int):
-                converted.append(_INT(argument))
+                converted.append(int(argument.ctypes.data))
+            elif isinstance(argument, float | int) and not isinstance(argument, bool):
+                converted.append(argument)
             else:
                 raise TypeError(f"cannot pass {type(argument).__name__} to C")
-        self._arguments = tuple(converted)
+        evaluator = module.Evaluator(
+            kind,
+            n_inputs,
+            n_outputs,
+            tuple(converted),
+            tuple((str(n), float(f), float(m), float(s)) for n, f, m, s in numeric),
+            tuple((str(n), dict(columns), int(fill)) for n, columns, fill in categorical),
+        )
+        # Bound once: these are what the request path calls.
+        self.row: Any = evaluator.row
+        self.values: Any = evaluator.values
 
     def call(self, values: list[float]) -> list[float]:
-        self._input[:] = values
-        self._function(self._input, *self._arguments, self._output)
-        result: list[float] = self._output[:]
+        """The probabilities of an encoded row."""
+        result: list[float] = self.values(values)
         return result
 
 
 class NativeError(RuntimeError):
-    """The C library could not be built."""
+    """The C module could not be built."""
+
+
+def _python_headers() -> Path:
+    include = Path(sysconfig.get_paths()["include"])
+    if not (include / "Python.h").is_file():
+        raise NativeError(
+            f"no Python headers (Python.h) in {include}: install them for {sys.executable} "
+            "(Debian: python3-dev)"
+        )
+    return include
 
 
 def build(source: Path = SOURCE, library: Path = LIBRARY) -> Path:
-    """Compiles `source` into `library` unless it is already newer; returns the library path."""
-    if library.exists() and library.stat().st_mtime >= source.stat().st_mtime:
+    """Compiles `source` into `library` unless it is already newer than `source` and the
+    evaluators; returns the library path."""
+    newest = max(source.stat().st_mtime, EVALUATORS.stat().st_mtime)
+    if library.exists() and library.stat().st_mtime >= newest:
         return library
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise NativeError("no C compiler (cc or gcc) found; install gcc, or set CC")
-    partial = library.with_suffix(".so.partial")
-    # No -ffast-math: the arithmetic must round as numpy's does. Written aside, then renamed, so
-    # a reader never loads a half-written library.
-    command = [compiler, "-O2", "-std=c99", "-shared", "-fPIC", "-o", str(partial), str(source)]
+    include = _python_headers()
+    partial = library.with_name(library.name + ".partial")
+    # No -ffast-math: the arithmetic must round as numpy's does. -I finds evaluate.c for a
+    # source built from elsewhere. Written aside, then renamed, so a reader never loads a
+    # half-written module.
+    command = [
+        compiler, "-O2", "-std=c11", "-shared", "-fPIC", f"-DPy_LIMITED_API={LIMITED_API}",
+        f"-I{include}", f"-I{EVALUATORS.parent}", "-o", str(partial), str(source),
+    ]  # fmt: skip
     try:
         result = subprocess.run([*command, "-lm"], capture_output=True, text=True, check=False)
     except OSError as error:  # CC names no runnable program
@@ -102,34 +139,27 @@ def build(source: Path = SOURCE, library: Path = LIBRARY) -> Path:
     return library
 
 
-def load(library: Path = LIBRARY) -> ctypes.CDLL | None:
-    """The loaded library with its signatures declared, or None (missing or unloadable)."""
+def load(library: Path = LIBRARY) -> ModuleType | None:
+    """The imported C module, or None (missing or not loadable)."""
     if not library.exists():
         logger.warning(
-            "%s is not built: one-row predictions use numpy (slower); "
+            "%s is not built: one-row predictions use Python and numpy (slower); "
             "build it with: python -m service.native",
             library,
         )
         return None
     try:
-        lib = ctypes.CDLL(str(library))
-    except OSError as error:
-        logger.warning("%s does not load (%s): one-row predictions use numpy", library, error)
+        spec = importlib.util.spec_from_file_location(MODULE_NAME, library)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{library} is not an extension module")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except ImportError as error:
+        logger.warning(
+            "%s does not load (%s): one-row predictions use Python and numpy", library, error
+        )
         return None
-    # Every array goes in as its address (service/inference.py keeps the arrays alive and
-    # checks their shapes and types at load time): a declared ndpointer would check each one
-    # on every call, which costs more than the evaluation.
-    lib.logistic_proba.argtypes = [_ADDRESS, _INT, _ADDRESS, _ADDRESS, _INT, _ADDRESS]
-    lib.forest_proba.argtypes = [
-        _ADDRESS, _ADDRESS, _ADDRESS, _ADDRESS, _ADDRESS, _ADDRESS, _INT, _INT, _INT, _ADDRESS,
-    ]  # fmt: skip
-    lib.svm_proba.argtypes = [
-        _ADDRESS, _INT, _ADDRESS, _INT, _ADDRESS, _ADDRESS, _DOUBLE, _ADDRESS, _ADDRESS, _INT,
-        _ADDRESS, _ADDRESS, _ADDRESS,
-    ]  # fmt: skip
-    for function in (lib.logistic_proba, lib.forest_proba, lib.svm_proba):
-        function.restype = None
-    return lib
+    return module
 
 
 def main() -> int:

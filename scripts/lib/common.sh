@@ -53,20 +53,29 @@ ensure_venv() {
   echo "$want" > "$stamp"
 }
 
-# ensure_native: builds the C one-row evaluators (service/evaluate.c -> service/_evaluate.so) when
-# missing or older than their source, installing a C compiler first if there is none (as root).
-# Without them the service still works, with numpy for single rows, at a higher CPU cost.
+# ensure_native: builds the C one-row path of /predict (service/_native.c over service/evaluate.c
+# -> service/_native.abi3.so, a CPython extension) when missing or older than its sources,
+# installing a C compiler and the Python headers first if they are missing (as root). Without it
+# the service still works, with Python and numpy for single rows, at a higher CPU cost.
 ensure_native() {
+  local missing=()
   if ! command -v cc >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
+    missing+=(gcc libc6-dev)
+  fi
+  if ! "$VENV_PYTHON" -c 'import pathlib, sys, sysconfig
+sys.exit(not (pathlib.Path(sysconfig.get_paths()["include"]) / "Python.h").is_file())'; then
+    missing+=(python3-dev)
+  fi
+  if [ "${#missing[@]}" -gt 0 ]; then
     if is_root; then
-      apt_install gcc libc6-dev
+      apt_install "${missing[@]}"
     else
-      log "warning: no C compiler; one-row predictions will use numpy (install gcc to build service/evaluate.c)"
+      log "warning: ${missing[*]} missing; one-row predictions will use numpy (install them to build service/_native.c)"
       return 0
     fi
   fi
   (cd "$PROJECT_ROOT" && "$VENV_PYTHON" -m service.native >/dev/null) \
-    || log "warning: service/evaluate.c did not build (above); one-row predictions will use numpy"
+    || log "warning: service/_native.c did not build (above); one-row predictions will use numpy"
 }
 
 # ensure_models: trains and exports the models when models/manifest.json is missing, or when the

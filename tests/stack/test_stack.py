@@ -188,8 +188,9 @@ def test_predict_docs_and_locust_ui_answer(stack: Stack) -> None:
 
 
 def test_api_image_evaluates_single_rows_in_c(stack: Stack) -> None:
-    # The image carries the C evaluators the host built (service/_evaluate.so); without them a
-    # replica still answers, with numpy, at a higher CPU cost per /predict.
+    # The image carries the C module the host built (service/_native.abi3.so, stable ABI: it
+    # loads in the image's Python too); without it a replica still answers, with Python and
+    # numpy, at a higher CPU cost per /predict.
     container = _api_containers()[0]
     probe = "from service.inference import _NATIVE; print(_NATIVE is not None)"
     assert run_checked(["docker", "exec", container, "python", "-c", probe]).strip() == "True"

@@ -1,0 +1,333 @@
+/*
+ * service._native: the C one-row path of /predict, as a CPython extension module.
+ *
+ * One call takes the validated row (a dict), encodes it as service/inference.py's
+ * _Preprocessor.transform_row does (median imputation, scaling, one-hot) and evaluates the model
+ * with service/evaluate.c, returning the class probabilities as a list of floats.
+ *
+ * Why an extension and not ctypes: for one row the arithmetic is a few hundred operations, and
+ * what /predict paid was the glue around it: encoding the row in Python, then ctypes converting a
+ * dozen arguments and copying the row in and the result out on every call (service/README.md,
+ * "Where the time went"). Here the row goes from the dict straight into a C array.
+ *
+ * Built against the stable ABI (Py_LIMITED_API, Python 3.11 and later), so one build serves the
+ * host's virtualenv and the API image alike whatever their 3.x patch versions; service/native.py
+ * builds it with the system's C compiler and the running Python's headers.
+ *
+ * Anything but the usual validated input (finite floats or None, known category strings or None,
+ * a plain dict) is left to Python: `row` returns None and the caller encodes the row in Python,
+ * which imputes, converts or raises exactly as it always has, and evaluates it with `values`.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "evaluate.c"
+
+/* Sizes the penguin models use are far below these; they bound the stack arrays. */
+#define MAX_INPUTS 256
+#define MAX_OUTPUTS 64
+#define MAX_FEATURES 16
+
+enum kind { LOGISTIC, FOREST, SVM };
+
+typedef struct {
+    PyObject_HEAD
+    enum kind kind;
+    int n_inputs;
+    int n_outputs;
+    /* The evaluator's arguments, as service/evaluate.c takes them (array addresses are kept
+     * valid by the Python owner, service/native.py's NativeCall, which holds the arrays). */
+    int i[4];
+    double d[1];
+    void *p[8];
+    /* Preprocessing: numeric features go to columns 0..n_numeric-1, in order. */
+    int n_numeric;
+    PyObject *numeric_key[MAX_FEATURES];
+    double numeric_fill[MAX_FEATURES], numeric_mean[MAX_FEATURES], numeric_scale[MAX_FEATURES];
+    int n_categorical;
+    PyObject *categorical_key[MAX_FEATURES];
+    PyObject *columns[MAX_FEATURES]; /* category text -> output column (a private copy) */
+    int fill_column[MAX_FEATURES];
+} Evaluator;
+
+static void evaluate(const Evaluator *e, const double *x, double *out)
+{
+    switch (e->kind) {
+    case LOGISTIC:
+        logistic_proba(x, e->i[0], e->p[0], e->p[1], e->i[1], out);
+        break;
+    case FOREST:
+        forest_proba(x, e->p[0], e->p[1], e->p[2], e->p[3], e->p[4], e->i[0], e->i[1], e->i[2],
+                     out);
+        break;
+    case SVM:
+        svm_proba(x, e->i[0], e->p[0], e->i[1], e->p[1], e->p[2], e->d[0], e->p[3], e->p[4],
+                  e->i[2], e->p[5], e->p[6], out);
+        break;
+    }
+}
+
+static PyObject *as_list(const double *values, int n)
+{
+    PyObject *list = PyList_New(n);
+    if (list == NULL)
+        return NULL;
+    for (int k = 0; k < n; k++) {
+        PyObject *item = PyFloat_FromDouble(values[k]);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SetItem(list, k, item); /* steals the reference */
+    }
+    return list;
+}
+
+static int column_in_range(const Evaluator *e, long column)
+{
+    return column >= e->n_numeric && column < e->n_inputs;
+}
+
+/* Evaluator.row(row: dict) -> list[float] | None (None: encode it in Python instead). */
+static PyObject *Evaluator_row(PyObject *self, PyObject *row)
+{
+    const Evaluator *e = (const Evaluator *)self;
+    double x[MAX_INPUTS];
+    double out[MAX_OUTPUTS];
+    if (!PyDict_CheckExact(row))
+        Py_RETURN_NONE;
+    for (int j = 0; j < e->n_inputs; j++)
+        x[j] = 0.0;
+    for (int j = 0; j < e->n_numeric; j++) {
+        PyObject *value = PyDict_GetItemWithError(row, e->numeric_key[j]); /* borrowed */
+        double measured;
+        if (value == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            measured = e->numeric_fill[j]; /* absent: row.get() gives None, imputed */
+        } else if (value == Py_None) {
+            measured = e->numeric_fill[j];
+        } else if (PyFloat_CheckExact(value)) {
+            measured = PyFloat_AsDouble(value);
+            if (isnan(measured))
+                measured = e->numeric_fill[j];
+            else if (isinf(measured))
+                Py_RETURN_NONE; /* Python raises the error that names the field */
+        } else {
+            Py_RETURN_NONE;
+        }
+        x[j] = (measured - e->numeric_mean[j]) / e->numeric_scale[j];
+    }
+    for (int k = 0; k < e->n_categorical; k++) {
+        PyObject *value = PyDict_GetItemWithError(row, e->categorical_key[k]);
+        if (value == NULL && PyErr_Occurred())
+            return NULL;
+        if (value == NULL || value == Py_None) {
+            x[e->fill_column[k]] = 1.0;
+            continue;
+        }
+        if (!PyUnicode_CheckExact(value))
+            Py_RETURN_NONE;
+        PyObject *column = PyDict_GetItemWithError(e->columns[k], value);
+        if (column == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            Py_RETURN_NONE; /* unknown category: Python raises the error */
+        }
+        x[PyLong_AsLong(column)] = 1.0; /* checked in range at construction */
+    }
+    evaluate(e, x, out);
+    return as_list(out, e->n_outputs);
+}
+
+/* Evaluator.values(values: list[float]) -> list[float]: an already encoded row. */
+static PyObject *Evaluator_values(PyObject *self, PyObject *values)
+{
+    const Evaluator *e = (const Evaluator *)self;
+    double x[MAX_INPUTS];
+    double out[MAX_OUTPUTS];
+    if (!PyList_Check(values) || PyList_Size(values) != e->n_inputs) {
+        PyErr_Format(PyExc_ValueError, "expected a list of %d floats", e->n_inputs);
+        return NULL;
+    }
+    for (int j = 0; j < e->n_inputs; j++) {
+        x[j] = PyFloat_AsDouble(PyList_GetItem(values, j));
+        if (x[j] == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    evaluate(e, x, out);
+    return as_list(out, e->n_outputs);
+}
+
+static int parse_arguments(Evaluator *e, const char *kind, PyObject *arguments)
+{
+    /* Addresses come as Python ints ("K": unsigned long long), as numpy's ctypes.data gives. */
+    unsigned long long p[8] = {0};
+    if (strcmp(kind, "logistic") == 0) {
+        e->kind = LOGISTIC;
+        if (!PyArg_ParseTuple(arguments, "iKKi", &e->i[0], &p[0], &p[1], &e->i[1]))
+            return -1;
+    } else if (strcmp(kind, "forest") == 0) {
+        e->kind = FOREST;
+        if (!PyArg_ParseTuple(arguments, "KKKKKiii", &p[0], &p[1], &p[2], &p[3], &p[4], &e->i[0],
+                              &e->i[1], &e->i[2]))
+            return -1;
+    } else if (strcmp(kind, "svm") == 0) {
+        e->kind = SVM;
+        if (!PyArg_ParseTuple(arguments, "iKiKKdKKiKK", &e->i[0], &p[0], &e->i[1], &p[1], &p[2],
+                              &e->d[0], &p[3], &p[4], &e->i[2], &p[5], &p[6]))
+            return -1;
+    } else {
+        PyErr_Format(PyExc_ValueError, "unknown evaluator kind %s", kind);
+        return -1;
+    }
+    for (int k = 0; k < 8; k++)
+        e->p[k] = (void *)(uintptr_t)p[k];
+    return 0;
+}
+
+static int parse_numeric(Evaluator *e, PyObject *numeric)
+{
+    Py_ssize_t n = PyTuple_Size(numeric);
+    if (n < 0 || n > MAX_FEATURES || n > e->n_inputs) {
+        PyErr_SetString(PyExc_ValueError, "numeric: a tuple of at most n_inputs features");
+        return -1;
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *key;
+        if (!PyArg_ParseTuple(PyTuple_GetItem(numeric, j), "Uddd", &key, &e->numeric_fill[j],
+                              &e->numeric_mean[j], &e->numeric_scale[j]))
+            return -1;
+        Py_INCREF(key);
+        e->numeric_key[j] = key;
+        e->n_numeric = (int)j + 1;
+    }
+    return 0;
+}
+
+static int parse_categorical(Evaluator *e, PyObject *categorical)
+{
+    Py_ssize_t n = PyTuple_Size(categorical);
+    if (n < 0 || n > MAX_FEATURES) {
+        PyErr_SetString(PyExc_ValueError, "categorical: a tuple of at most 16 features");
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *key, *columns;
+        if (!PyArg_ParseTuple(PyTuple_GetItem(categorical, k), "UO!i", &key, &PyDict_Type,
+                              &columns, &e->fill_column[k]))
+            return -1;
+        if (!column_in_range(e, e->fill_column[k])) {
+            PyErr_SetString(PyExc_ValueError, "categorical fill column out of range");
+            return -1;
+        }
+        /* A private copy: the lookups trust the columns checked here. */
+        PyObject *copy = PyDict_Copy(columns);
+        if (copy == NULL)
+            return -1;
+        Py_INCREF(key);
+        e->categorical_key[k] = key;
+        e->columns[k] = copy;
+        e->n_categorical = (int)k + 1;
+        Py_ssize_t position = 0;
+        PyObject *category, *column;
+        while (PyDict_Next(copy, &position, &category, &column)) {
+            long index = PyLong_Check(column) ? PyLong_AsLong(column) : -1;
+            if (!PyUnicode_CheckExact(category) || !column_in_range(e, index)) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_ValueError,
+                                "categorical columns must map str to an output column");
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Evaluator(kind, n_inputs, n_outputs, arguments, numeric, categorical) */
+static int Evaluator_init(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    Evaluator *e = (Evaluator *)self;
+    const char *kind;
+    PyObject *arguments, *numeric, *categorical;
+    if (kwargs != NULL && PyDict_Size(kwargs) > 0) {
+        PyErr_SetString(PyExc_TypeError, "Evaluator takes positional arguments only");
+        return -1;
+    }
+    if (e->n_inputs != 0) {
+        PyErr_SetString(PyExc_TypeError, "Evaluator is initialised once");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(args, "siiO!O!O!", &kind, &e->n_inputs, &e->n_outputs, &PyTuple_Type,
+                          &arguments, &PyTuple_Type, &numeric, &PyTuple_Type, &categorical))
+        return -1;
+    if (e->n_inputs < 1 || e->n_inputs > MAX_INPUTS || e->n_outputs < 1
+        || e->n_outputs > MAX_OUTPUTS) {
+        PyErr_Format(PyExc_ValueError, "sizes must be 1..%d inputs and 1..%d outputs", MAX_INPUTS,
+                     MAX_OUTPUTS);
+        return -1;
+    }
+    if (parse_arguments(e, kind, arguments) < 0 || parse_numeric(e, numeric) < 0
+        || parse_categorical(e, categorical) < 0)
+        return -1;
+    return 0;
+}
+
+static void Evaluator_dealloc(PyObject *self)
+{
+    Evaluator *e = (Evaluator *)self;
+    for (int j = 0; j < e->n_numeric; j++)
+        Py_XDECREF(e->numeric_key[j]);
+    for (int k = 0; k < e->n_categorical; k++) {
+        Py_XDECREF(e->categorical_key[k]);
+        Py_XDECREF(e->columns[k]);
+    }
+    PyTypeObject *type = Py_TYPE(self);
+    freefunc free_slot = (freefunc)PyType_GetSlot(type, Py_tp_free);
+    free_slot(self);
+    Py_DECREF(type); /* instances of a heap type hold a reference to it */
+}
+
+static PyMethodDef Evaluator_methods[] = {
+    {"row", Evaluator_row, METH_O,
+     "row(row: dict) -> list[float] | None: probabilities of a validated row; None when the row "
+     "needs Python's encoding (anything unusual)"},
+    {"values", Evaluator_values, METH_O,
+     "values(values: list[float]) -> list[float]: probabilities of an encoded row"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot Evaluator_slots[] = {
+    {Py_tp_doc, "One model's C one-row path: encoding and evaluation."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, Evaluator_init},
+    {Py_tp_dealloc, Evaluator_dealloc},
+    {Py_tp_methods, Evaluator_methods},
+    {0, NULL},
+};
+
+static PyType_Spec Evaluator_spec = {
+    "service._native.Evaluator", sizeof(Evaluator), 0, Py_TPFLAGS_DEFAULT, Evaluator_slots,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_native", "The C one-row path of /predict (service/native.py).", -1,
+    NULL, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__native(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    PyObject *type = PyType_FromSpec(&Evaluator_spec);
+    if (type == NULL || PyModule_AddObject(m, "Evaluator", type) < 0) {
+        Py_XDECREF(type);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
