@@ -1,9 +1,10 @@
 /*
  * service._native: the C one-row path of /predict, as a CPython extension module.
  *
- * One call takes the validated row (a dict), encodes it as service/inference.py's
+ * Evaluator: one call takes the validated row (a dict), encodes it as service/inference.py's
  * _Preprocessor.transform_row does (median imputation, scaling, one-hot) and evaluates the model
  * with service/evaluate.c, returning the class probabilities as a list of floats.
+ * Writer: the prediction's JSON text from those probabilities (service/routes.py's template).
  *
  * Why an extension and not ctypes: for one row the arithmetic is a few hundred operations, and
  * what /predict paid was the glue around it: encoding the row in Python, then ctypes converting a
@@ -276,6 +277,15 @@ static int Evaluator_init(PyObject *self, PyObject *args, PyObject *kwargs)
     return 0;
 }
 
+/* The end of a dealloc: frees the object; instances of a heap type hold a reference to it. */
+static void free_instance(PyObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    freefunc free_slot = (freefunc)PyType_GetSlot(type, Py_tp_free);
+    free_slot(self);
+    Py_DECREF(type);
+}
+
 static void Evaluator_dealloc(PyObject *self)
 {
     Evaluator *e = (Evaluator *)self;
@@ -285,10 +295,7 @@ static void Evaluator_dealloc(PyObject *self)
         Py_XDECREF(e->categorical_key[k]);
         Py_XDECREF(e->columns[k]);
     }
-    PyTypeObject *type = Py_TYPE(self);
-    freefunc free_slot = (freefunc)PyType_GetSlot(type, Py_tp_free);
-    free_slot(self);
-    Py_DECREF(type); /* instances of a heap type hold a reference to it */
+    free_instance(self);
 }
 
 static PyMethodDef Evaluator_methods[] = {
@@ -313,6 +320,168 @@ static PyType_Spec Evaluator_spec = {
     "service._native.Evaluator", sizeof(Evaluator), 0, Py_TPFLAGS_DEFAULT, Evaluator_slots,
 };
 
+/*
+ * Writer(head, species, labels, tail): a prediction's JSON text, from fragments service/routes.py
+ * makes from its template at load time. write(proba) gives
+ *   head + species[argmax] + labels[0] + repr(proba[0]) + ... + labels[n-1] + repr(proba[n-1]) + tail
+ * as bytes, the floats written as Python's repr() writes them (the shortest text that reads back
+ * as the same double), which is also what json.dumps writes. The argmax is the first largest, as
+ * list.index(max(...)) finds it.
+ */
+typedef struct {
+    PyObject_HEAD
+    int n;
+    PyObject *head, *tail;
+    PyObject *species[MAX_OUTPUTS];
+    PyObject *labels[MAX_OUTPUTS];
+} Writer;
+
+static int bytes_tuple(PyObject *tuple, PyObject **into, int n, const char *name)
+{
+    if (PyTuple_Size(tuple) != n) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %d items", name, n);
+        return -1;
+    }
+    for (int k = 0; k < n; k++) {
+        PyObject *item = PyTuple_GetItem(tuple, k);
+        if (!PyBytes_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "%s: bytes expected", name);
+            return -1;
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        into[k] = PyTuple_GetItem(tuple, k);
+        Py_INCREF(into[k]);
+    }
+    return 0;
+}
+
+static int Writer_init(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    Writer *w = (Writer *)self;
+    PyObject *head, *species, *labels, *tail;
+    if (kwargs != NULL && PyDict_Size(kwargs) > 0) {
+        PyErr_SetString(PyExc_TypeError, "Writer takes positional arguments only");
+        return -1;
+    }
+    if (w->head != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Writer is initialised once");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(args, "SO!O!S", &head, &PyTuple_Type, &species, &PyTuple_Type, &labels,
+                          &tail))
+        return -1;
+    Py_ssize_t n = PyTuple_Size(species);
+    if (n < 1 || n > MAX_OUTPUTS) {
+        PyErr_Format(PyExc_ValueError, "1 to %d classes", MAX_OUTPUTS);
+        return -1;
+    }
+    if (bytes_tuple(species, w->species, (int)n, "species") < 0)
+        return -1;
+    w->n = (int)n; /* from here on, dealloc releases the species */
+    if (bytes_tuple(labels, w->labels, (int)n, "labels") < 0) {
+        w->n = 0;
+        for (int k = 0; k < n; k++)
+            Py_DECREF(w->species[k]);
+        return -1;
+    }
+    Py_INCREF(head);
+    Py_INCREF(tail);
+    w->head = head;
+    w->tail = tail;
+    return 0;
+}
+
+/* Writer.write(proba: list[float]) -> bytes */
+static PyObject *Writer_write(PyObject *self, PyObject *proba)
+{
+    const Writer *w = (const Writer *)self;
+    char *text[MAX_OUTPUTS];
+    Py_ssize_t length[MAX_OUTPUTS];
+    PyObject *result = NULL;
+    int n = w->n, written = 0, best = 0;
+    double top = 0.0;
+    if (w->head == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Writer is not initialised");
+        return NULL;
+    }
+    if (!PyList_Check(proba) || PyList_Size(proba) != n) {
+        PyErr_Format(PyExc_ValueError, "expected a list of %d floats", n);
+        return NULL;
+    }
+    Py_ssize_t total = PyBytes_Size(w->head) + PyBytes_Size(w->tail);
+    for (; written < n; written++) {
+        double value = PyFloat_AsDouble(PyList_GetItem(proba, written));
+        if (value == -1.0 && PyErr_Occurred())
+            goto done;
+        if (written == 0 || value > top) {
+            top = value;
+            best = written;
+        }
+        text[written] = PyOS_double_to_string(value, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (text[written] == NULL)
+            goto done;
+        length[written] = (Py_ssize_t)strlen(text[written]);
+        total += PyBytes_Size(w->labels[written]) + length[written];
+    }
+    total += PyBytes_Size(w->species[best]);
+    result = PyBytes_FromStringAndSize(NULL, total);
+    if (result == NULL)
+        goto done;
+    /* A new bytes object is ours to fill until it is returned. */
+    char *out = PyBytes_AsString(result);
+#define PUT(bytes)                                                                              \
+    do {                                                                                        \
+        Py_ssize_t size = PyBytes_Size(bytes);                                                  \
+        memcpy(out, PyBytes_AsString(bytes), (size_t)size);                                     \
+        out += size;                                                                            \
+    } while (0)
+    PUT(w->head);
+    PUT(w->species[best]);
+    for (int k = 0; k < n; k++) {
+        PUT(w->labels[k]);
+        memcpy(out, text[k], (size_t)length[k]);
+        out += length[k];
+    }
+    PUT(w->tail);
+#undef PUT
+done:
+    for (int k = 0; k < written; k++)
+        PyMem_Free(text[k]);
+    return result;
+}
+
+static void Writer_dealloc(PyObject *self)
+{
+    Writer *w = (Writer *)self;
+    for (int k = 0; k < w->n; k++) {
+        Py_XDECREF(w->species[k]);
+        Py_XDECREF(w->labels[k]);
+    }
+    Py_XDECREF(w->head);
+    Py_XDECREF(w->tail);
+    free_instance(self);
+}
+
+static PyMethodDef Writer_methods[] = {
+    {"write", Writer_write, METH_O,
+     "write(proba: list[float]) -> bytes: the prediction's JSON text"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot Writer_slots[] = {
+    {Py_tp_doc, "A prediction's JSON text from fragments made at load time."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, Writer_init},
+    {Py_tp_dealloc, Writer_dealloc},
+    {Py_tp_methods, Writer_methods},
+    {0, NULL},
+};
+
+static PyType_Spec Writer_spec = {
+    "service._native.Writer", sizeof(Writer), 0, Py_TPFLAGS_DEFAULT, Writer_slots,
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_native", "The C one-row path of /predict (service/native.py).", -1,
     NULL, NULL, NULL, NULL, NULL,
@@ -323,11 +492,15 @@ PyMODINIT_FUNC PyInit__native(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    PyObject *type = PyType_FromSpec(&Evaluator_spec);
-    if (type == NULL || PyModule_AddObject(m, "Evaluator", type) < 0) {
-        Py_XDECREF(type);
-        Py_DECREF(m);
-        return NULL;
+    PyType_Spec *specs[] = {&Evaluator_spec, &Writer_spec};
+    const char *names[] = {"Evaluator", "Writer"};
+    for (int k = 0; k < 2; k++) {
+        PyObject *type = PyType_FromSpec(specs[k]);
+        if (type == NULL || PyModule_AddObject(m, names[k], type) < 0) {
+            Py_XDECREF(type);
+            Py_DECREF(m);
+            return NULL;
+        }
     }
     return m;
 }

@@ -162,6 +162,10 @@ def load(library: Path = LIBRARY) -> ModuleType | None:
     return module
 
 
+# The module, loaded once per process (None: build it, or single rows use Python and numpy).
+MODULE = load()
+
+
 def main() -> int:
     try:
         path = build()
