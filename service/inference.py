@@ -53,7 +53,7 @@ _SQUARE_LIMIT = 1e300
 
 
 # The C one-row evaluators (service/evaluate.c), or None: then one-row predictions use numpy.
-_NATIVE = native.MODULE
+_NATIVE = native.module()
 
 
 class ModelLoadError(RuntimeError):

@@ -16,6 +16,7 @@ serves the host's virtualenv and the image alike, whatever their patch versions.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -162,8 +163,12 @@ def load(library: Path = LIBRARY) -> ModuleType | None:
     return module
 
 
-# The module, loaded once per process (None: build it, or single rows use Python and numpy).
-MODULE = load()
+@functools.cache
+def module() -> ModuleType | None:
+    """The module, loaded on first use, once per process (None: not built or not loadable).
+
+    Not at import: `python -m service.native`, which builds it, imports this file first."""
+    return load()
 
 
 def main() -> int:

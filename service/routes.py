@@ -139,7 +139,7 @@ class _PredictionWriter:
             + "".join(label.replace("%", "%%") + "%r" for label in labels)
             + tail.replace("%", "%%")
         )
-        module = native.MODULE
+        module = native.module()
         self._native: Any = (
             None
             if module is None

@@ -53,10 +53,10 @@ def _expected(model: _Model, row: list[float]) -> bytes:
 @pytest.fixture(params=["C", "Python"])
 def writer_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "Python":
-        monkeypatch.setattr(native, "MODULE", None)
+        monkeypatch.setattr(native, "module", lambda: None)
     else:
         require(
-            native.MODULE is not None,
+            native.module() is not None,
             "the C module is not built or does not load (python -m service.native)",
         )
     return str(request.param)
@@ -71,7 +71,7 @@ def test_the_writer_writes_what_json_dumps_writes(writer_kind: str, model: _Mode
 
 
 def test_the_c_writer_refuses_a_row_of_the_wrong_length() -> None:
-    require(native.MODULE is not None, "the C module is not built or does not load")
+    require(native.module() is not None, "the C module is not built or does not load")
     writer = routes._PredictionWriter(MODELS[0])
     with pytest.raises(ValueError, match="3 floats"):
         writer.write([0.5, 0.5])
@@ -80,7 +80,7 @@ def test_the_c_writer_refuses_a_row_of_the_wrong_length() -> None:
 
 
 def test_the_c_writer_refuses_fragments_it_cannot_use() -> None:
-    module = native.MODULE
+    module = native.module()
     require(module is not None, "the C module is not built or does not load")
     assert module is not None
     with pytest.raises(ValueError, match="labels"):
