@@ -1,5 +1,5 @@
 """Numpy evaluators for the compiled models that `python -m training` exports, and for single
-rows the C evaluators of service/evaluate.c when they are built (service/native.py).
+rows the C module of service/_native.c when it is built (service/native.py).
 
 The request path must stay light (the API worker targets ~60 MB RSS) and fast (tens of
 microseconds per row), so it never imports scikit-learn, scipy or pandas and never builds a
@@ -214,16 +214,17 @@ class CompiledModel:
         """One row's class probabilities as plain floats in `classes` order: predict_proba's
         first row, without the array. This is the /predict path, where a few numpy calls on a
         one-row input cost more than the arithmetic (numpy's per-call overhead, and more so
-        with the caches cold between requests). So the row goes to the model's C evaluator
-        (service/evaluate.c) when the library is loaded, and otherwise to a numpy path with as
-        few calls as each model can manage (_proba_of_one)."""
+        with the caches cold between requests). So the row goes to the C module when it is
+        loaded (service/_native.c: the encoding, then the model's evaluator in
+        service/evaluate.c), and otherwise to the Python encoder and a numpy path with as few
+        calls as each model can manage (_proba_of_one)."""
         native_path = self.native
         if native_path is not None:
             proba: list[float] | None = native_path.row(row)
             if proba is not None:
                 return proba
-            # Not the usual validated row (an int, an Enum, a NaN...): encoded in Python, which
-            # converts, imputes or raises as documented, then evaluated in C.
+            # Not the usual validated row (an int, an Enum, infinity, an unknown category...):
+            # encoded in Python, which converts or raises as documented, then evaluated in C.
             return native_path.call(self._pre.transform_row(row))
         return self._proba_of_one(self._pre.transform_row(row))
 
