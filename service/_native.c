@@ -32,6 +32,7 @@
 #define MAX_OUTPUTS 64
 #define MAX_FEATURES 16
 
+/* The model kinds of service/inference.py (EVALUATOR_KINDS), one evaluator each. */
 enum kind { LOGISTIC, FOREST, SVM };
 
 typedef struct {
@@ -176,7 +177,7 @@ static int parse_arguments(Evaluator *e, const char *kind, PyObject *arguments)
         if (!PyArg_ParseTuple(arguments, "KKKKKiii", &p[0], &p[1], &p[2], &p[3], &p[4], &e->i[0],
                               &e->i[1], &e->i[2]))
             return -1;
-    } else if (strcmp(kind, "svm") == 0) {
+    } else if (strcmp(kind, "rbf_svc") == 0) {
         e->kind = SVM;
         if (!PyArg_ParseTuple(arguments, "iKiKKdKKiKK", &e->i[0], &p[0], &e->i[1], &p[1], &p[2],
                               &e->d[0], &p[3], &p[4], &e->i[2], &p[5], &p[6]))

@@ -229,14 +229,15 @@ class CompiledModel:
         return self._proba_of_one(self._pre.transform_row(row))
 
     def _native_call(
-        self, kind: str, n_inputs: int, n_outputs: int, arguments: Sequence[object]
+        self, n_inputs: int, n_outputs: int, arguments: Sequence[object]
     ) -> native.NativeCall | None:
-        """The model's C one-row path over `kind`'s evaluator, or None without the C module."""
+        """The model's C one-row path, over the evaluator of its `kind`, or None without the
+        C module."""
         if _NATIVE is None:
             return None
         numeric, categorical = self._pre.native_parameters()
         return native.NativeCall(
-            _NATIVE, kind, n_inputs, n_outputs, arguments, numeric, categorical
+            _NATIVE, self.kind, n_inputs, n_outputs, arguments, numeric, categorical
         )
 
     def predict(self, rows: Sequence[Mapping[str, object]]) -> list[str]:
@@ -270,7 +271,6 @@ class LogisticModel(CompiledModel):
         if self._coef_t.shape != (self._pre.n_output, len(self.classes)):
             raise ValueError(f"coef has shape {self._coef_t.T.shape}")
         self.native = self._native_call(
-            "logistic",
             self._pre.n_output,
             len(self.classes),
             [
@@ -382,7 +382,6 @@ class ForestModel(CompiledModel):
         self._leaf_proba_t = np.ascontiguousarray((leaf_proba[order] / roots.size).T)
         self._prepare_one_row(feature, threshold, children, leaf_proba, roots)
         self.native = self._native_call(
-            "forest",
             self._pre.n_output,
             len(self.classes),
             [
@@ -637,7 +636,6 @@ class SvmModel(CompiledModel):
         self._pairs = tuple(pairs)
         self._calibration = tuple(zip(self._a.tolist(), self._b.tolist(), strict=True))
         self.native = self._native_call(
-            "svm",
             n_features,
             n_classes,
             [

@@ -40,13 +40,14 @@ LIBRARY = Path(__file__).with_name("_native.abi3.so")
 MODULE_NAME = "service._native"
 # The oldest Python the module's stable-ABI build must load in (the image's and the host's 3.11).
 LIMITED_API = "0x030B0000"
-KINDS = ("logistic", "forest", "svm")
 
 
 class NativeCall:
     """One model's C one-row path, bound to its arrays and its preprocessing.
 
-    `kind` names the evaluator in service/evaluate.c; `arguments` are its arguments between the
+    `kind` is the model's kind (service/inference.py's EVALUATOR_KINDS: logistic, forest,
+    rbf_svc), which names its evaluator in service/evaluate.c; `arguments` are its arguments
+    between the
     row and the output, in order: arrays (passed as their addresses; this object keeps them
     alive, the model checked their shapes, this checks their layout and dtype), ints and floats.
     `numeric` is (name, fill, mean, scale) per numeric column, in column order; `categorical` is
