@@ -34,8 +34,9 @@ class ServiceSettings(BaseSettings):
     # that writes its whole body before reading (urllib, requests) then gets the 413 instead of
     # a connection reset. Beyond it the connection is closed at once.
     max_drain_bytes: int = Field(default=64 * 1_048_576, ge=0, le=1024 * 1_048_576)
-    # Single rows through the C evaluators (service/evaluate.c) when they are built; false
-    # evaluates them with numpy (same answers, more CPU: for A/B measurements).
+    # Single rows encoded and evaluated by the C module (service/_native.c) when it is built;
+    # false: by Python and numpy (same answers, more CPU: for A/B measurements). The response
+    # text is joined in C whenever the module loads, whatever this says.
     native_evaluators: bool = True
 
     # Gunicorn.
