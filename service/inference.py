@@ -170,15 +170,15 @@ class _Preprocessor:
 
     def native_parameters(
         self,
-    ) -> tuple[list[tuple[str, float, float, float]], list[tuple[str, dict[str, int], int]]]:
+    ) -> tuple[Sequence[tuple[str, float, float, float]], list[tuple[str, dict[str, int], int]]]:
         """What the C one-row path needs to encode a row as transform_row does: (name, fill,
         mean, scale) per numeric column in order, and (name, {category: column}, fill column)
-        per categorical feature."""
+        per categorical feature. Not copies: native.NativeCall converts them once."""
         categorical = [
-            (name, dict(self._columns[k]), self._fill_column[k])
+            (name, self._columns[k], self._fill_column[k])
             for k, name in enumerate(self.categorical_features)
         ]
-        return list(self._numeric_params), categorical
+        return self._numeric_params, categorical
 
 
 class CompiledModel:
@@ -220,7 +220,7 @@ class CompiledModel:
         calls as each model can manage (_proba_of_one)."""
         native_path = self.native
         if native_path is not None:
-            proba: list[float] | None = native_path.row(row)
+            proba = native_path.row(row)
             if proba is not None:
                 return proba
             # Not the usual validated row (an int, an Enum, infinity, an unknown category...):

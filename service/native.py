@@ -24,10 +24,9 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 
@@ -47,9 +46,9 @@ class NativeCall:
 
     `kind` is the model's kind (service/inference.py's EVALUATOR_KINDS: logistic, forest,
     rbf_svc), which names its evaluator in service/evaluate.c; `arguments` are its arguments
-    between the
-    row and the output, in order: arrays (passed as their addresses; this object keeps them
-    alive, the model checked their shapes, this checks their layout and dtype), ints and floats.
+    between the row and the output, in order: arrays (passed as their addresses; this object
+    keeps them alive, the model checked their shapes, this checks their layout and dtype), ints
+    and floats.
     `numeric` is (name, fill, mean, scale) per numeric column, in column order; `categorical` is
     (name, {category: column}, fill column) per categorical feature.
     """
@@ -88,21 +87,19 @@ class NativeCall:
             tuple((str(n), float(f), float(m), float(s)) for n, f, m, s in numeric),
             tuple((str(n), dict(columns), int(fill)) for n, columns, fill in categorical),
         )
-        # Bound once: these are what the request path calls.
-        self.row: Any = evaluator.row
-        self.values: Any = evaluator.values
-
-    def call(self, values: list[float]) -> list[float]:
-        """The probabilities of an encoded row."""
-        result: list[float] = self.values(values)
-        return result
+        # Bound once, what the request path calls: row(dict) -> probabilities, or None for a
+        # row to encode in Python; call(encoded values) -> probabilities.
+        self.row: Callable[[Mapping[str, object]], list[float] | None] = evaluator.row
+        self.call: Callable[[list[float]], list[float]] = evaluator.values
 
 
 class NativeError(RuntimeError):
     """The C module could not be built."""
 
 
-def _python_headers() -> Path:
+def python_headers() -> Path:
+    """The running Python's include directory; NativeError naming the package if Python.h is
+    not there."""
     include = Path(sysconfig.get_paths()["include"])
     if not (include / "Python.h").is_file():
         raise NativeError(
@@ -121,7 +118,7 @@ def build(source: Path = SOURCE, library: Path = LIBRARY) -> Path:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise NativeError("no C compiler (cc or gcc) found; install gcc, or set CC")
-    include = _python_headers()
+    include = python_headers()
     partial = library.with_name(library.name + ".partial")
     # No -ffast-math: the arithmetic must round as numpy's does. -I finds evaluate.c for a
     # source built from elsewhere. Written aside, then renamed, so a reader never loads a
@@ -172,8 +169,13 @@ def module() -> ModuleType | None:
     return load()
 
 
-def main() -> int:
+def main(argv: Sequence[str] = ()) -> int:
+    """Builds the module; with --check-headers, only says whether the Python headers are there
+    (scripts/lib/common.sh installs them when not)."""
     try:
+        if "--check-headers" in argv:
+            print(python_headers())
+            return 0
         path = build()
     except NativeError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -183,4 +185,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -120,9 +120,7 @@ class _PredictionWriter:
     """
 
     def __init__(self, model: ServingModel) -> None:
-        def literal(text: str) -> str:
-            return json.dumps(text)
-
+        literal = json.dumps  # a JSON string literal, escapes and quotes included
         self.classes = model.classes
         head = '{"species":'
         species = [literal(label) for label in model.classes]

@@ -62,8 +62,7 @@ ensure_native() {
   if ! command -v cc >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
     missing+=(gcc libc6-dev)
   fi
-  if ! "$VENV_PYTHON" -c 'import pathlib, sys, sysconfig
-sys.exit(not (pathlib.Path(sysconfig.get_paths()["include"]) / "Python.h").is_file())'; then
+  if ! (cd "$PROJECT_ROOT" && "$VENV_PYTHON" -m service.native --check-headers >/dev/null 2>&1); then
     missing+=(python3-dev)
   fi
   if [ "${#missing[@]}" -gt 0 ]; then

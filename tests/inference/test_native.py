@@ -98,6 +98,17 @@ def test_missing_python_headers_are_named(
     assert not (tmp_path / "lib.so").exists()
 
 
+def test_the_header_check_says_whether_python_h_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # scripts/lib/common.sh asks this before building, and installs python3-dev when it fails.
+    assert native.main(["--check-headers"]) == 0
+    assert (Path(capsys.readouterr().out.strip()) / "Python.h").is_file()
+    monkeypatch.setattr(native.sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
+    assert native.main(["--check-headers"]) == 1
+    assert "python3-dev" in capsys.readouterr().err
+
+
 def test_a_missing_library_means_numpy_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -116,19 +127,22 @@ def test_a_library_that_does_not_load_means_numpy_with_a_warning(
     assert "does not load" in caplog.text
 
 
-def _logistic(module: ModuleType, **overrides: object) -> native.NativeCall:
+def _logistic(
+    module: ModuleType,
+    kind: str = "logistic",
+    arguments: list[object] | None = None,
+    categorical: list[tuple[str, dict[str, int], int]] | None = None,
+) -> native.NativeCall:
     """x = (a, b) scaled as (x - 1) / 2, then island one-hot in columns 2 and 3 (fill: 2)."""
-    parts: dict[str, object] = {
-        "kind": "logistic",
-        "arguments": [4, np.zeros((3, 4)), np.array([0.0, 0.0, -1.0]), 3],
-        "numeric": [("a", 5.0, 1.0, 2.0), ("b", 7.0, 1.0, 2.0)],
-        "categorical": [("island", {"Biscoe": 2, "Dream": 3}, 2)],
-    }
-    parts.update(overrides)
     return native.NativeCall(
-        module, str(parts["kind"]), 4, 3, parts["arguments"], parts["numeric"],  # type: ignore[arg-type]
-        parts["categorical"],  # type: ignore[arg-type]
-    )  # fmt: skip
+        module,
+        kind,
+        4,
+        3,
+        arguments or [4, np.zeros((3, 4)), np.array([0.0, 0.0, -1.0]), 3],
+        [("a", 5.0, 1.0, 2.0), ("b", 7.0, 1.0, 2.0)],
+        categorical or [("island", {"Biscoe": 2, "Dream": 3}, 2)],
+    )
 
 
 def test_calls_refuse_arrays_c_cannot_read(module: ModuleType) -> None:
