@@ -38,12 +38,16 @@ from typing import Any
 import gevent
 import gevent.event
 import gevent.pool
-import keepalive
 import locust.runners
 from flask import Response, request
 from geventhttpclient import HTTPClient
-from loadtest_closed import WINDOW_MESSAGE, WindowRecorder, outcome_kind
-from loadtest_data import (
+from locust.contrib.fasthttp import FastHttpUser
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from loadtest import keepalive
+from loadtest.closed_model import WINDOW_MESSAGE, WindowRecorder, outcome_kind
+from loadtest.data import (
     DEFAULT_MODEL,
     SEED_BODY,
     BodySampler,
@@ -53,7 +57,7 @@ from loadtest_data import (
     load_rows,
     parse_model_mix,
 )
-from loadtest_open import (
+from loadtest.open_model import (
     ARRIVALS,
     STATS_MESSAGE,
     STEP_MESSAGE,
@@ -69,7 +73,7 @@ from loadtest_open import (
     merge_reports,
     staircase_rates,
 )
-from loadtest_profiles import (
+from loadtest.profiles import (
     PROFILES,
     WORKSHOP_SPAWN_RATE,
     WORKSHOP_THINK_TIME,
@@ -81,15 +85,11 @@ from loadtest_profiles import (
     think_time,
     workshop_steps,
 )
-from locust.contrib.fasthttp import FastHttpUser
-from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
-
 from locust import LoadTestShape, User, events, task
 
 # Imported for their init listeners: the web UI's login and its Prometheus /metrics route.
-import prometheus_export  # noqa: F401, E402  # isort: skip
-import web_login  # noqa: F401, E402  # isort: skip
+from loadtest import prometheus_export  # noqa: F401, E402  # isort: skip
+from loadtest import web_login  # noqa: F401, E402  # isort: skip
 
 # Every user keeps its connection: see keepalive.py (without it, users on descriptors above 1024
 # opened a new connection for each request).

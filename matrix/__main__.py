@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from matrix.cluster_target import ClusterTarget, ClusterTargetError, load_cluster_target
 from matrix.config import (
     DEFAULT_MATRIX_FILE,
     PROJECT_ROOT,
@@ -20,9 +19,10 @@ from matrix.config import (
     MatrixSettings,
     load_matrix_file,
 )
-from matrix.engine import DockerEngine, DockerError
-from matrix.report import write_report
+from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, load_cluster_target
+from matrix.report.report import write_report
 from matrix.runner import RUN_FILE, MatrixRunError, MatrixRunner, prepare_run_dir
+from stack.engine import DockerEngine, DockerError
 
 EXIT_INTERRUPTED = 130
 EXIT_USAGE = 2

@@ -65,7 +65,7 @@ class _Strict(BaseModel):
 
 
 class Objective(_Strict):
-    """What a step must achieve to pass (judged by locust/loadtest_open.py's judge())."""
+    """What a step must achieve to pass (judged by loadtest/open_model.py's judge())."""
 
     p95_ms: Annotated[float, Field(gt=0)] = 500.0
     p99_ms: Annotated[float | None, Field(gt=0)] = None

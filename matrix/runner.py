@@ -19,20 +19,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from matrix.admission import AdmissionError, AdmissionKnob, limit_for, stack_knob
-from matrix.analysis import docker_stats_summary
-from matrix.cgroups import CgroupSampler, read_samples, window_cpu
-from matrix.cluster_target import ClusterTarget, ClusterTargetError, RouteGuard
+from matrix.analyse.analysis import docker_stats_summary
+from matrix.analyse.records import CellRecord, TrialRecord
 from matrix.config import Cell, MatrixFile, MatrixSettings, memory_bytes
-from matrix.credentials import lab_ui_credentials
-from matrix.docker_stats import DockerStatsSampler
-from matrix.engine import NANO, DockerError, Engine, ServiceResources
-from matrix.prometheus import attach_server_figures
-from matrix.records import CellRecord, TrialRecord
-from matrix.report import CELL_FILE, CELLS_DIR, load_cell, write_report
-from matrix.stack_locust import LocustMaster, StackLocustError, run_stack_trial
-from matrix.trial import StepWatcher, TrialError, analyse_trial, run_trial
-from matrix.waits import (
+from matrix.measure.cgroups import CgroupSampler, read_samples, window_cpu
+from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, RouteGuard
+from matrix.measure.prometheus import attach_server_figures
+from matrix.measure.stack_locust import LocustMaster, StackLocustError, run_stack_trial
+from matrix.measure.trial import StepWatcher, TrialError, analyse_trial, run_trial
+from matrix.report.report import CELL_FILE, CELLS_DIR, load_cell, write_report
+from stack.admission import AdmissionError, AdmissionKnob, limit_for, stack_knob
+from stack.credentials import lab_ui_credentials
+from stack.docker_stats import DockerStatsSampler
+from stack.engine import NANO, DockerError, Engine, ServiceResources
+from stack.waits import (
     CONVERGE_INTERVAL_S,
     READY_INTERVAL_S,
     WaitTimeout,

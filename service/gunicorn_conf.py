@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,8 @@ from typing import Any
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-# Gunicorn's config file is exec'd from wherever it was started; make `service` importable.
-_PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
-if _PROJECT_ROOT not in sys.path:
-    sys.path.insert(0, _PROJECT_ROOT)
-
+# `service` is imported by name: installed into the virtualenv on a host (pip install -e .), on
+# PYTHONPATH in the image.
 from service.cpu import default_worker_count  # noqa: E402
 from service.settings import get_settings  # noqa: E402
 

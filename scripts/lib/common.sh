@@ -32,7 +32,7 @@ apt_install() {
 # ensure_venv: .venv with the pinned development requirements, reinstalled only when they change.
 ensure_venv() {
   local stamp="$VENV_DIR/.requirements.sha256" want
-  want="$(cat "$PROJECT_ROOT"/requirements/*.txt | sha256sum | cut -d' ' -f1)"
+  want="$(cat "$PROJECT_ROOT"/requirements/*.txt "$PROJECT_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
   if [ -x "$VENV_PYTHON" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi
@@ -49,6 +49,11 @@ ensure_venv() {
       -c "$PROJECT_ROOT/requirements/constraints.txt" >"$pip_log" 2>&1; then
     tail -n 20 "$pip_log" >&2
     die "pip install failed; the whole log is $pip_log"
+  fi
+  # The project's own packages (pyproject.toml), editable: every module imports by name.
+  if ! "$VENV_PYTHON" -m pip install --no-deps --editable "$PROJECT_ROOT" >>"$pip_log" 2>&1; then
+    tail -n 20 "$pip_log" >&2
+    die "installing the project into $VENV_DIR failed; the whole log is $pip_log"
   fi
   echo "$want" > "$stamp"
 }

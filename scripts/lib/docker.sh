@@ -4,7 +4,7 @@
 DOCKERD_LOG="${DOCKERD_LOG:-/var/log/capacity-lab-dockerd.log}"
 SWARM_ADVERTISE_ADDR="${SWARM_ADVERTISE_ADDR:-127.0.0.1}"
 # The engine's settings file, and the open-file limit for dockerd and every container: 10 000
-# clients take a descriptor each in Locust and twice in Nginx (matrix/daemon_config.py says why).
+# clients take a descriptor each in Locust and twice in Nginx (stack/daemon_config.py says why).
 DOCKER_DAEMON_JSON="${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}"
 ENGINE_NOFILE="${ENGINE_NOFILE:-1048576}"
 DOCKERD_PIDFILE="${DOCKERD_PIDFILE:-/var/run/docker.pid}"
@@ -13,7 +13,7 @@ DOCKERD_OURS="${DOCKERD_OURS:-/run/capacity-lab-dockerd.pid}"
 
 docker_engine_up() { docker info >/dev/null 2>&1; }
 
-daemon_config() { (cd "$PROJECT_ROOT" && "$VENV_PYTHON" -m matrix.daemon_config "$@"); }
+daemon_config() { (cd "$PROJECT_ROOT" && "$VENV_PYTHON" -m stack.daemon_config "$@"); }
 
 # engine_nofile: ENGINE_NOFILE, or the most this machine allows: without CAP_SYS_RESOURCE (a
 # sandbox, a container) no process can go above its hard limit, nor can runc for a container.

@@ -7,9 +7,9 @@ validate_stack_name() {
 }
 
 # stackctl COMMAND ARGS...: the waits for convergence and readiness and the memory-size parsing,
-# written once in Python (matrix/stackctl.py) and shared with the matrix. Needs ensure_venv first.
+# written once in Python (stack/ctl.py) and shared with the matrix. Needs ensure_venv first.
 stackctl() {
-  (cd "$PROJECT_ROOT" && "$VENV_PYTHON" -m matrix.stackctl "$@")
+  (cd "$PROJECT_ROOT" && "$VENV_PYTHON" -m stack.ctl "$@")
 }
 
 # wait_for_stack_removed STACK TIMEOUT: waits until the stack's containers and networks are gone.
@@ -29,7 +29,7 @@ wait_for_stack_removed() {
   done
 }
 
-# ensure_ui_login_secrets STACK PROMETHEUS_IMAGE: the stack's UI login (matrix/credentials.py,
+# ensure_ui_login_secrets STACK PROMETHEUS_IMAGE: the stack's UI login (stack/credentials.py,
 # created and printed once on the first deploy) as two Swarm secrets: the password itself (Locust
 # checks it, Prometheus scrapes Locust and itself with it) and Prometheus' web config with its
 # bcrypt hash, made by htpasswd in the Prometheus image (no bcrypt tool needed on the host). The
@@ -41,7 +41,7 @@ ensure_ui_login_secrets() {
   { read -r user; read -r password; read -r fingerprint; read -r created; } <<<"$lines"
   export LAB_UI_USER="$user"
   UI_LOGIN_FILE="$(cd "$PROJECT_ROOT" && "$VENV_PYTHON" -c \
-    'import sys; from matrix.credentials import credentials_file; print(credentials_file(sys.argv[1]))' "$stack")"
+    'import sys; from stack.credentials import credentials_file; print(credentials_file(sys.argv[1]))' "$stack")"
   export UI_LOGIN_FILE
   export LAB_UI_PASSWORD_SECRET="${stack}_lab_ui_password_$fingerprint"
   export PROMETHEUS_WEB_CONFIG_SECRET="${stack}_prometheus_web_config_$fingerprint"

@@ -1,4 +1,4 @@
-"""locust/keepalive.py: a pooled connection is reused even when its descriptor is above 1024,
+"""loadtest/keepalive.py: a pooled connection is reused even when its descriptor is above 1024,
 where geventhttpclient's own select()-based check called every such connection dead."""
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from geventhttpclient import HTTPClient
 
-from tests.locust.helpers import load_helper
+from loadtest import keepalive
 from tests.support import require
-
-keepalive = load_helper("keepalive")
 
 FILLER_FILES = 1100  # pushes every new descriptor past select()'s limit of 1024
 

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.locust.helpers import load_helper
+from loadtest import open_model
 from tests.locust.known_capacity import known_capacity_server, percentile, run_locust
 
-open_model = load_helper("loadtest_open")
 # Long enough that the load test's own share of a request's time (its event loop, the loopback
 # hop: 1-4 ms here, more on a busy machine) stays well inside the 10 % the comparison allows.
 SERVICE_MS = 50.0

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.locust.helpers import load_helper
-
-load_helper("loadtest_open")  # imported by loadtest_closed
-closed = load_helper("loadtest_closed")
+from loadtest import closed_model as closed
 
 
 def test_outcome_kinds() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.locust.helpers import LOCUST_DIR, load_helper
+from loadtest import data
+from tests.locust.helpers import LOCUST_DIR
 from tests.support import PROJECT_ROOT
 
-data = load_helper("loadtest_data")
 REAL_CSV = PROJECT_ROOT / "data" / "penguins_size.csv"
 
 

@@ -7,9 +7,7 @@ import random
 
 import pytest
 
-from tests.locust.helpers import load_helper
-
-open_model = load_helper("loadtest_open")
+from loadtest import open_model
 
 
 def plan(**changes: object):

@@ -6,9 +6,7 @@ import math
 
 import pytest
 
-from tests.locust.helpers import load_helper
-
-profiles = load_helper("loadtest_profiles")
+from loadtest import profiles
 
 
 def test_workshop_is_the_original_experiment() -> None:

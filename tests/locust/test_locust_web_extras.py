@@ -1,21 +1,16 @@
-"""The Locust master's /metrics rendering and its web login (locust/prometheus_export.py,
-locust/basic_auth.py), as functions: no Locust process."""
+"""The Locust master's /metrics rendering and its web login (loadtest/prometheus_export.py,
+loadtest/basic_auth.py), as functions: no Locust process."""
 
 from __future__ import annotations
 
 import base64
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import PROJECT_ROOT
-
-sys.path.insert(0, str(PROJECT_ROOT / "locust"))
-import basic_auth  # noqa: E402
-import metrics_text  # noqa: E402
+from loadtest import basic_auth, metrics_text
 
 
 @dataclass

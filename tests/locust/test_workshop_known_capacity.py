@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from matrix.measurements import HostWindows, workshop_trial
-from matrix.openmodel import REFUSED, Objective
+from loadtest.closed_model import REFUSED
+from loadtest.open_model import Objective
+from matrix.measure.measurements import HostWindows, workshop_trial
 from tests.locust.known_capacity import known_capacity_server, percentile, run_locust
 
 SERVICE_MS = 50.0

@@ -1,21 +1,5 @@
-"""Fixtures the matrix tests share."""
+"""The matrix tests drive the stack's tooling: they share its fixtures."""
 
-from __future__ import annotations
+from tests.stack.conftest import ready_server
 
-import threading
-from collections.abc import Iterator
-
-import pytest
-
-from tests.matrix.ready_server import ReadyHandler, ReadyServer
-
-
-@pytest.fixture
-def ready_server() -> Iterator[ReadyServer]:
-    """The API behind Nginx on a free loopback port, until the test ends."""
-    server = ReadyServer(("127.0.0.1", 0), ReadyHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+__all__ = ["ready_server"]

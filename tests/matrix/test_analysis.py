@@ -6,14 +6,14 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from matrix.analysis import (
+from matrix.analyse.analysis import (
     meets_target,
     recommend,
     scaling_comparisons,
     summary_row,
     write_summary,
 )
-from matrix.records import CellRecord, StepRecord, TrialRecord
+from matrix.analyse.records import CellRecord, StepRecord, TrialRecord
 
 
 def trial(number: int, knee: float | None, offered: float = 0.0) -> TrialRecord:

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from matrix.cgroups import CgroupSampler, CpuCounters, read_counters, read_samples, window_cpu
+from matrix.measure.cgroups import (
+    CgroupSampler,
+    CpuCounters,
+    read_counters,
+    read_samples,
+    window_cpu,
+)
 
 ID = "0123abcd" * 8
 

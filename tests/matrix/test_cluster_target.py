@@ -18,19 +18,19 @@ import pytest
 from cluster.settings import ClusterSettings
 from matrix import __main__ as main_module
 from matrix import runner as runner_module
-from matrix.cgroups import FIELDS
-from matrix.cluster_target import (
+from matrix.config import MatrixSettings
+from matrix.measure.cgroups import FIELDS
+from matrix.measure.cluster_target import (
     ClusterTarget,
     ClusterTargetError,
     RouteGuard,
     cpu_cgroup_dir,
     load_cluster_target,
 )
-from matrix.config import MatrixSettings
 from matrix.runner import NODE_CPU_FILE, MatrixRunError, MatrixRunner, prepare_run_dir
-from tests.matrix.fake_engine import FakeEngine
 from tests.matrix.test_runner import ORIGINAL, new_engine, replay_locust
 from tests.matrix.test_runner import setup as setup  # noqa: F401 (a fixture)
+from tests.stack.fake_engine import FakeEngine
 
 WORKERS = ["pclab-node2", "pclab-node3"]
 # Cores each node's cgroup counter advances by while the fake load runs.
@@ -206,7 +206,7 @@ def test_cluster_run_records_where_each_task_ran_and_each_nodes_cpu(
         cluster_run: tuple, ticking_cgroups: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     matrix, path, settings, engine = cluster_run
     locust = replay_locust(monkeypatch, engine)
-    monkeypatch.setattr("matrix.trial.run_locust", SlowReplay(locust))
+    monkeypatch.setattr("matrix.measure.trial.run_locust", SlowReplay(locust))
     run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
     MatrixRunner(matrix, settings, run_dir, info, engine, fake_cluster(ticking_cgroups)).run()
     one, two = (json.loads((run_dir / "cells" / c.cell_id / "cell.json").read_text())

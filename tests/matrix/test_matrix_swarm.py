@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from matrix.admission import stack_knob
-from matrix.engine import DockerEngine
+from stack.admission import stack_knob
+from stack.engine import DockerEngine
 from tests.support import PROJECT_ROOT, docker_engine_available, free_port, require
 
 TINY_MATRIX = """

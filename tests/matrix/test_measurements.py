@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from matrix.cgroups import read_samples
+from loadtest.open_model import Objective
 from matrix.config import MatrixFile
-from matrix.measurements import (
+from matrix.measure.cgroups import read_samples
+from matrix.measure.measurements import (
     HostWindows,
     closed_step,
     open_objective,
@@ -21,7 +22,6 @@ from matrix.measurements import (
     read_request_counts,
     read_step_events,
 )
-from matrix.openmodel import Objective
 
 SEARCH = Path(__file__).parent / "fixtures" / "search-swarm"
 STAIRCASE = Path(__file__).parent / "fixtures" / "staircase-loopback"

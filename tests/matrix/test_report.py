@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from matrix.analyse.records import CellRecord
 from matrix.config import load_matrix_file
-from matrix.plots import plot_across_cells, plot_cell_steps, plot_failures
-from matrix.records import CellRecord
-from matrix.report import CELL_FILE, write_report
-from matrix.trial import analyse_trial
+from matrix.measure.trial import analyse_trial
+from matrix.report.plots import plot_across_cells, plot_cell_steps, plot_failures
+from matrix.report.report import CELL_FILE, write_report
 from tests.matrix.test_analysis import cell
 
 FIXTURE = Path(__file__).parent / "fixtures" / "search-swarm"

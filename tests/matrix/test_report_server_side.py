@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from matrix.analyse.records import CellRecord, StepRecord, TrialRecord
 from matrix.config import load_matrix_file
-from matrix.prometheus import (
+from matrix.measure.prometheus import (
     PrometheusUnavailable,
     RecordedQueries,
     ServerFigures,
@@ -18,8 +19,7 @@ from matrix.prometheus import (
     parse_vector,
     step_figures,
 )
-from matrix.records import CellRecord, StepRecord, TrialRecord
-from matrix.report import CELL_FILE, write_report
+from matrix.report.report import CELL_FILE, write_report
 
 FIXTURE = Path(__file__).parent / "fixtures" / "prometheus" / "step-answers.json"
 MATRIX = """

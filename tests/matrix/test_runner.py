@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from matrix import runner as runner_module
-from matrix import trial as trial_module
 from matrix.config import MatrixSettings, load_matrix_file
-from matrix.engine import ServiceResources
+from matrix.measure import trial as trial_module
 from matrix.runner import MatrixRunner, find_unfinished_run, prepare_run_dir
-from tests.matrix.fake_engine import FakeEngine
-from tests.matrix.ready_server import ReadyServer
+from stack.engine import ServiceResources
+from tests.stack.ready_server import ReadyServer
+from tests.stack.fake_engine import FakeEngine
 
 FIXTURE = Path(__file__).parent / "fixtures" / "search-swarm"
 MATRIX = """

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from matrix.trial import StepWatcher
+from matrix.measure.trial import StepWatcher
 
 
 def test_each_step_is_said_once_and_a_partial_line_waits(tmp_path: Path) -> None:

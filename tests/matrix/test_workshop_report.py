@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from matrix import workshop
+from matrix.analyse import workshop
 from matrix.config import load_matrix_file
-from matrix.report import load_cells, write_report
+from matrix.report.report import load_cells, write_report
 
 FIXTURE = Path(__file__).parent / "fixtures" / "workshop-swarm"
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from matrix.prometheus import histogram_quantile
+from matrix.measure.prometheus import histogram_quantile
 from service.metrics import REQUEST_BUCKETS, REQUEST_QUANTILE_ERROR, geometric_buckets
 
 

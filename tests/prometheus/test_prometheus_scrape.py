@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from matrix.prometheus import histogram_quantile
+from matrix.measure.prometheus import histogram_quantile
 from service.metrics import REQUEST_QUANTILE_ERROR
 from tests.nginx.nginx_runner import nginx_env, start_nginx
 from tests.prometheus.prometheus_runner import (

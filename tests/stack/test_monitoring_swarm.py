@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from matrix.credentials import DIR_ENV, UiCredentials, lab_ui_credentials
+from stack.credentials import DIR_ENV, UiCredentials, lab_ui_credentials
 from tests.prometheus.browser import PNG_SIGNATURE, DevToolsPage
 from tests.support import (
     PROJECT_ROOT,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from matrix.credentials import lab_ui_credentials
+from stack.credentials import lab_ui_credentials
 from tests.nginx.load import LoadGenerator, report
 from tests.stack.held_connections import hold_connections, raise_open_file_limit
 from tests.support import (

@@ -1,0 +1,1 @@
+"""Report: renders a run's records as Markdown, HTML, CSV and plots."""

@@ -1,0 +1,248 @@
+"""The Docker engine settings the lab needs for 10 000 client connections, and a check of the
+running engine against them. Called by scripts/lib/docker.sh (ensure_docker_engine):
+
+  python -m stack.daemon_config apply [--file F] [--nofile N]
+      merge the settings into daemon.json F (other keys kept; prints what changed)
+  python -m stack.daemon_config check [--file F] [--nofile N] [--pid P]
+      exit 0 when the running dockerd (pid P) has them; else 3 and one line per problem
+
+The settings:
+- "userland-proxy": false. Docker's userland proxy (docker-proxy) relays every connection to a
+  published port through a process of its own, two descriptors per connection, and stops
+  accepting for good at its first accept error (EMFILE under thousands of connections: the
+  IPv4 port then refuses everything until the container is recreated). Without it the kernel
+  forwards the port (iptables DNAT, also from 127.0.0.1) at no CPU cost in a process.
+- "default-ulimits" nofile for every container (Swarm services in Docker 20.10 cannot set
+  ulimits): Nginx, Locust and Gunicorn each hold one descriptor per connection, and a non-root
+  process cannot raise its hard limit. The dockerd process itself gets the same limit from the
+  script (ulimit -n before starting it), since the containers' shims inherit it. The script
+  passes the most the machine allows (a sandbox without CAP_SYS_RESOURCE cannot go above its
+  own hard limit, and neither could runc when it sets a container's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_FILE = Path("/etc/docker/daemon.json")
+# Every connection of 10 000 clients twice (client side and upstream side) with room to spare,
+# and what systemd's docker.service gives containers (LimitNOFILE=infinity is 2^20 on Linux).
+DEFAULT_NOFILE = 1_048_576
+EXIT_NEEDS_RESTART = 3
+EXIT_USAGE = 2
+
+
+class ConfigError(ValueError):
+    """daemon.json cannot be read as a JSON object; the message says where and why."""
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The file as a dict; {} when missing or empty (dockerd treats both as no settings)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _nofile(config: dict[str, Any]) -> tuple[int, int] | None:
+    """(soft, hard) of default-ulimits nofile, or None when absent or malformed."""
+    ulimits = config.get("default-ulimits")
+    if not isinstance(ulimits, dict):
+        return None
+    entry = ulimits.get("nofile")
+    if not isinstance(entry, dict):
+        return None
+    soft, hard = entry.get("Soft"), entry.get("Hard")
+    if not isinstance(soft, int) or not isinstance(hard, int):
+        return None
+    return soft, hard
+
+
+def missing(config: dict[str, Any], nofile: int) -> list[str]:
+    """What `config` lacks of the lab's settings, one sentence each; [] when it has them all."""
+    problems = []
+    if config.get("userland-proxy", True) is not False:
+        problems.append('"userland-proxy" is not false (docker-proxy relays published ports)')
+    limits = _nofile(config)
+    if limits is None or min(limits) < nofile:
+        have = "unset" if limits is None else f"{limits[0]}/{limits[1]}"
+        problems.append(f'"default-ulimits" nofile is {have}, below {nofile}')
+    return problems
+
+
+def merged(config: dict[str, Any], nofile: int) -> dict[str, Any]:
+    """`config` with the lab's settings: other keys and other ulimits kept, and a nofile limit
+    already above `nofile` never lowered."""
+    result = dict(config)
+    result["userland-proxy"] = False
+    ulimits = dict(result.get("default-ulimits") or {})
+    soft, hard = _nofile(config) or (0, 0)
+    ulimits["nofile"] = {"Name": "nofile", "Soft": max(soft, nofile), "Hard": max(hard, nofile)}
+    result["default-ulimits"] = ulimits
+    return result
+
+
+def apply(path: Path, nofile: int) -> list[str]:
+    """Merges the settings into `path` (atomically, keeping its mode); returns what changed."""
+    config = load(path)
+    changes = missing(config, nofile)
+    if not changes:
+        return []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(merged(config, nofile), indent=2) + "\n")
+    if path.exists():
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+    os.replace(tmp, path)
+    return changes
+
+
+@dataclass(frozen=True)
+class RunningEngine:
+    """What the operating system says about a running dockerd."""
+
+    cmdline: list[str]
+    # "Max open files" soft limit of the process.
+    nofile: int
+    # Seconds since the epoch; the config file's mtime is compared with it.
+    started_at: float
+
+    def config_file(self) -> Path:
+        for index, arg in enumerate(self.cmdline):
+            if arg.startswith("--config-file="):
+                return Path(arg.split("=", 1)[1])
+            if arg == "--config-file" and index + 1 < len(self.cmdline):
+                return Path(self.cmdline[index + 1])
+        return DEFAULT_FILE
+
+    def flag(self, name: str, boolean: bool = False) -> str | None:
+        """The value of a --name=value or --name value flag; a bare boolean --name is "true"."""
+        for index, arg in enumerate(self.cmdline):
+            if arg.startswith(f"--{name}="):
+                return arg.split("=", 1)[1]
+            if arg == f"--{name}":
+                following = self.cmdline[index + 1] if index + 1 < len(self.cmdline) else ""
+                if not boolean:
+                    return following
+                return following if following in {"true", "false"} else "true"
+        return None
+
+
+def parse_limits(text: str) -> int:
+    """The soft "Max open files" of /proc/PID/limits ("unlimited" as a very large number)."""
+    for line in text.splitlines():
+        if line.startswith("Max open files"):
+            soft = line[len("Max open files"):].split()[0]
+            return sys.maxsize if soft == "unlimited" else int(soft)
+    raise ValueError("no 'Max open files' line in the limits text")
+
+
+def started_at(stat_text: str, proc_stat_text: str, ticks_per_second: int) -> float:
+    """A process's start, in seconds since the epoch, from /proc/PID/stat and /proc/stat."""
+    # Field 22 (starttime, clock ticks after boot); the command name in field 2 may hold spaces
+    # and parentheses, so count from its closing one.
+    fields = stat_text[stat_text.rindex(")") + 2:].split()
+    ticks = int(fields[22 - 3])
+    boot = next(int(line.split()[1]) for line in proc_stat_text.splitlines()
+                if line.startswith("btime "))
+    return boot + ticks / ticks_per_second
+
+
+def read_process(pid: int, proc: Path = Path("/proc")) -> RunningEngine:
+    base = proc / str(pid)
+    cmdline = [arg for arg in (base / "cmdline").read_bytes().decode().split("\0") if arg]
+    nofile = parse_limits((base / "limits").read_text())
+    start = started_at((base / "stat").read_text(), (proc / "stat").read_text(),
+                       os.sysconf("SC_CLK_TCK"))
+    return RunningEngine(cmdline, nofile, start)
+
+
+def engine_problems(engine: RunningEngine, config: dict[str, Any], config_mtime: float | None,
+                    nofile: int) -> list[str]:
+    """Why the running engine may lack the lab's settings; [] when it has them.
+
+    Neither setting is reloadable (SIGHUP), so the file counts only if it was not changed after
+    the engine started; a command-line flag overrides the file.
+    """
+    problems = []
+    if config_mtime is not None and config_mtime > engine.started_at:
+        problems.append(f"{engine.config_file()} changed after the engine started")
+    proxy_flag = engine.flag("userland-proxy", boolean=True)
+    proxy_on = (proxy_flag != "false") if proxy_flag is not None else (
+        config.get("userland-proxy", True) is not False)
+    if proxy_on:
+        problems.append("the userland proxy is on (docker-proxy relays published ports)")
+    limits = _nofile(config)
+    flag = engine.flag("default-ulimit") or ""
+    if flag.startswith("nofile="):
+        # --default-ulimit nofile=SOFT[:HARD] overrides the file.
+        values = [int(value) for value in flag.split("=", 1)[1].split(":")]
+        limits = (values[0], values[-1])
+    # Unset, containers inherit the engine's own limit (through containerd and its shims).
+    if limits is None and engine.nofile < nofile:
+        problems.append(f"containers' default nofile limit is unset, below {nofile}")
+    elif limits is not None and min(limits) < nofile:
+        problems.append(f"containers' default nofile limit is {min(limits)}, below {nofile}")
+    if engine.nofile < nofile:
+        problems.append(f"dockerd's own open-file limit is {engine.nofile}, below {nofile}")
+    return problems
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m stack.daemon_config", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("apply", "check"):
+        command = commands.add_parser(name)
+        command.add_argument("--file", type=Path, default=None,
+                             help=f"daemon.json (default: the engine's, else {DEFAULT_FILE})")
+        command.add_argument("--nofile", type=_positive, default=DEFAULT_NOFILE)
+        if name == "check":
+            command.add_argument("--pid", type=int, required=True, help="the running dockerd")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "apply":
+            path = args.file or DEFAULT_FILE
+            for change in apply(path, args.nofile):
+                print(f"{path}: set because {change}")
+            return 0
+        engine = read_process(args.pid)
+        path = args.file or engine.config_file()
+        mtime = path.stat().st_mtime if path.exists() else None
+        problems = engine_problems(engine, load(path), mtime, args.nofile)
+    except (ConfigError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    for problem in problems:
+        print(problem)
+    return EXIT_NEEDS_RESTART if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

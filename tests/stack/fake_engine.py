@@ -1,0 +1,135 @@
+"""The one fake of stack.engine.Engine for unit tests: a single-node Swarm in memory with one
+stack of an api service and an Nginx, recording what the runner asked of it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from stack.engine import (
+    NANO,
+    ContainerStats,
+    DockerError,
+    ServiceResources,
+    ServiceState,
+    TaskPlacement,
+)
+
+NODE = (2 * NANO, 8 * 1024**3)
+
+
+class FakeEngine:
+    def __init__(self, resources: ServiceResources, *, update_config: Mapping[str, Any],
+                 stack: str = "t", unschedulable_replicas: Sequence[int] = (),
+                 stats: Sequence[ContainerStats] = (), nginx_upstreams: int | None = None) -> None:
+        self.stack = stack
+        self.resources = resources
+        self.config = dict(update_config)
+        # Cells with these replica counts never converge (they do not fit the node).
+        self.unschedulable_replicas = set(unschedulable_replicas)
+        self.stats = list(stats)
+        self.updates: list[ServiceResources] = []
+        self.restored_configs: list[dict[str, Any]] = []
+        self.tasks = {"task-1"}
+        self.container_ids = ["container-1"]
+        self.oom = set[str]()
+        self.nginx_requests = 100
+        self.stats_error: str | None = None
+        # None: Nginx balances over every replica.
+        self.upstreams = nginx_upstreams
+        # Where cgroup_dirs puts each container's directory; a test may point it at tmp_path.
+        self.cgroup_root = Path("/sys/fs/cgroup/docker")
+        # Node hostnames the replicas are dealt to in turn; one node, as on a single host.
+        self.nodes = ["fake-node"]
+        # Environment and replicas of the other services (Nginx, Locust workers).
+        self.env: dict[str, dict[str, str]] = {}
+        self.env_updates: list[tuple[str, dict[str, str]]] = []
+        self.scaled: dict[str, int] = {}
+
+    def serve(self, requests: int, *, replace_task: bool = False, oom_kill: bool = False) -> None:
+        """What a load run does to the fake: Nginx counts requests, a task may be replaced and
+        its container killed for memory."""
+        self.nginx_requests += requests
+        if replace_task:
+            killed = self.container_ids[-1]
+            self.tasks.add(f"task-{len(self.tasks) + 1}")
+            self.container_ids.append(f"container-{len(self.container_ids) + 1}")
+            if oom_kill:
+                self.oom.add(killed)
+
+    def service_resources(self, service: str) -> ServiceResources:
+        return self.resources
+
+    def update_config(self, service: str) -> dict[str, Any]:
+        return dict(self.config)
+
+    def set_update_config(self, service: str, config: Mapping[str, Any]) -> None:
+        self.config = dict(config)
+        self.restored_configs.append(dict(config))
+
+    def update_service(self, service: str, wanted: ServiceResources, timeout: float) -> None:
+        self.updates.append(wanted)
+        self.resources = wanted
+
+    def node_capacity(self) -> tuple[int, int]:
+        return NODE
+
+    def reserved_by_others(self, exclude: str) -> tuple[int, int]:
+        return 0, 0
+
+    def _schedulable(self, replicas: int) -> bool:
+        return replicas not in self.unschedulable_replicas
+
+    def tasks_converged(self, service: str, replicas: int) -> tuple[bool, str]:
+        if not self._schedulable(replicas):
+            return False, f"0/{replicas} tasks running"
+        return True, f"{replicas}/{replicas} tasks running and healthy"
+
+    def task_ids(self, service: str) -> set[str]:
+        return set(self.tasks)
+
+    def task_nodes(self, service: str) -> list[TaskPlacement]:
+        return [TaskPlacement(f"task-{slot + 1}", self.nodes[slot % len(self.nodes)])
+                for slot in range(self.resources.replicas)]
+
+    def containers(self, service: str, *, running_only: bool = True) -> list[str]:
+        return self.container_ids[-1:] if running_only else list(self.container_ids)
+
+    def oom_killed(self, container_ids: Sequence[str]) -> list[str]:
+        return [c for c in container_ids if c in self.oom]
+
+    def nginx_status(self, service: str) -> dict[str, int] | None:
+        return {"active": 1, "accepts": 10, "handled": 10, "requests": self.nginx_requests,
+                "reading": 0, "writing": 1, "waiting": 0}
+
+    def container_stats(self, service: str) -> list[ContainerStats]:
+        if self.stats_error:
+            raise DockerError(self.stats_error)
+        return list(self.stats)
+
+    def cgroup_dirs(self, service: str) -> dict[str, Path]:
+        return {c: self.cgroup_root / c for c in self.containers(service)}
+
+    def stack_services(self, stack: str) -> list[ServiceState]:
+        if stack != self.stack:
+            return []
+        replicas = self.resources.replicas
+        api = (ServiceState(f"{stack}_api", replicas, replicas, "completed", ())
+               if self._schedulable(replicas) else
+               ServiceState(f"{stack}_api", 0, replicas, "updating",
+                            (f"{stack}_api.1 pending no suitable node",)))
+        return [api, ServiceState(f"{stack}_nginx", 1, 1, None, ())]
+
+    def nginx_upstreams(self, service: str) -> int | None:
+        return self.resources.replicas if self.upstreams is None else self.upstreams
+
+    def service_env(self, service: str) -> dict[str, str]:
+        return dict(self.env.get(service, {}))
+
+    def set_service_env(self, service: str, changes: Mapping[str, str], timeout: float) -> None:
+        self.env.setdefault(service, {}).update(changes)
+        self.env_updates.append((service, dict(changes)))
+
+    def scale_service(self, service: str, replicas: int, timeout: float) -> None:
+        self.scaled[service] = replicas
