@@ -23,18 +23,27 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="engines, Swarm, registry, images (and the stack)")
     up.add_argument("--nodes", type=int, default=None, help="engines (env CLUSTER_NODES, 3)")
-    up.add_argument("--registry-binary", default="docker-registry",
-                    help="the registry server (Debian's docker-registry)")
-    up.add_argument("--tag", default=os.environ.get("IMAGE_TAG", "latest"),
-                    help="image tag to push (env IMAGE_TAG, latest)")
+    up.add_argument(
+        "--registry-binary",
+        default="docker-registry",
+        help="the registry server (Debian's docker-registry)",
+    )
+    up.add_argument(
+        "--tag",
+        default=os.environ.get("IMAGE_TAG", "latest"),
+        help="image tag to push (env IMAGE_TAG, latest)",
+    )
     up.add_argument("--no-deploy", action="store_true", help="do not deploy the stack")
-    up.add_argument("--timeout", type=int, default=300,
-                    help="seconds the stack may take to converge")
+    up.add_argument(
+        "--timeout", type=int, default=300, help="seconds the stack may take to converge"
+    )
     commands.add_parser("down", help="remove everything `up` made, also after a crash")
     commands.add_parser("env", help="print the env file of the running cluster")
     commands.add_parser("leftovers", help="list what of the cluster is left on the machine")
-    for name, text in (("kill-node", "SIGKILL every process of a node and cut its link"),
-                       ("restore-node", "bring a killed node back: link up, engine restarted")):
+    for name, text in (
+        ("kill-node", "SIGKILL every process of a node and cut its link"),
+        ("restore-node", "bring a killed node back: link up, engine restarted"),
+    ):
         command = commands.add_parser(name, help=text)
         command.add_argument("index", type=int, help="node number (1 is the manager)")
     return parser

@@ -62,11 +62,24 @@ def make_network(topology: Topology) -> None:
     system.ip(hub, "link", "set", HUB_BRIDGE, "up")
     if not system.link_exists(topology.host_interface):
         system.ip(
-            None, "link", "add", topology.host_interface, "type", "veth",
-            "peer", "name", HUB_UPLINK, "netns", hub,
+            None,
+            "link",
+            "add",
+            topology.host_interface,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            HUB_UPLINK,
+            "netns",
+            hub,
         )
         system.ip(
-            None, "addr", "add", f"{topology.host_address}/{prefix}", "dev",
+            None,
+            "addr",
+            "add",
+            f"{topology.host_address}/{prefix}",
+            "dev",
             topology.host_interface,
         )
     system.ip(None, "link", "set", topology.host_interface, "up")
@@ -77,12 +90,19 @@ def make_network(topology: Topology) -> None:
             # A stale half of an earlier pair would block the name: start from a clean pair.
             system.ip(node.netns, "link", "delete", NODE_INTERFACE, check=False)
             system.ip(
-                hub, "link", "add", node.hub_port, "type", "veth",
-                "peer", "name", NODE_INTERFACE, "netns", node.netns,
+                hub,
+                "link",
+                "add",
+                node.hub_port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                NODE_INTERFACE,
+                "netns",
+                node.netns,
             )
-            system.ip(
-                node.netns, "addr", "add", f"{node.address}/{prefix}", "dev", NODE_INTERFACE
-            )
+            system.ip(node.netns, "addr", "add", f"{node.address}/{prefix}", "dev", NODE_INTERFACE)
         system.ip(node.netns, "link", "set", NODE_INTERFACE, "up")
         system.ip(hub, "link", "set", node.hub_port, "master", HUB_BRIDGE, "up")
 
@@ -96,9 +116,12 @@ def registry_up(topology: Topology) -> bool:
         return False
     try:
         run(
-            ["python3", "-c", "import sys, urllib.request; "
-             "urllib.request.urlopen(sys.argv[1], timeout=2)",
-             f"http://{topology.registry}/v2/"],
+            [
+                "python3",
+                "-c",
+                "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)",
+                f"http://{topology.registry}/v2/",
+            ],
             timeout=10,
         )
     except ClusterError:
@@ -130,10 +153,14 @@ def start_registry(topology: Topology, binary: str) -> None:
 def engine_up(node: Node) -> bool:
     if not node.socket.exists():
         return False
-    return run(
-        ["docker", "--host", node.docker_host, "version", "--format", "{{.Server.Version}}"],
-        timeout=15, check=False,
-    ).returncode == 0
+    return (
+        run(
+            ["docker", "--host", node.docker_host, "version", "--format", "{{.Server.Version}}"],
+            timeout=15,
+            check=False,
+        ).returncode
+        == 0
+    )
 
 
 def remove_shim_sockets(node: Node) -> None:
@@ -194,8 +221,11 @@ def form_swarm(topology: Topology) -> None:
             docker(node, *swarm_join_args(topology, node, token))
     for node in topology.nodes:
         node_id = docker(node, "info", "--format", "{{.Swarm.NodeID}}").strip()
-        labels = [arg for key, value in node_labels(node).items()
-                  for arg in ("--label-add", f"{key}={value}")]
+        labels = [
+            arg
+            for key, value in node_labels(node).items()
+            for arg in ("--label-add", f"{key}={value}")
+        ]
         docker(manager, "node", "update", *labels, node_id)
     system.wait_until(
         "every node to be Ready", lambda: ready_nodes(topology) == len(topology.nodes), timeout=60
@@ -233,7 +263,11 @@ def push_images(topology: Topology, tag: str) -> None:
         assert save.stdout is not None
         load = subprocess.run(
             ["docker", "--host", manager.docker_host, "load", "--quiet"],
-            stdin=save.stdout, capture_output=True, text=True, timeout=600, check=False,
+            stdin=save.stdout,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
         save.stdout.close()
         if save.wait(timeout=60) != 0 or load.returncode != 0:
@@ -278,8 +312,15 @@ def deploy(topology: Topology, stack_up: Path, tag: str, timeout: int) -> None:
         "IMAGE_TAG": tag,
         "STACK_NAME": topology.settings.stack_name,
     }
-    args = [str(stack_up), "--no-build", "--with-registry-auth", "--timeout", str(timeout),
-            "--public-host", topology.manager.address]
+    args = [
+        str(stack_up),
+        "--no-build",
+        "--with-registry-auth",
+        "--timeout",
+        str(timeout),
+        "--public-host",
+        topology.manager.address,
+    ]
     log(f"deploying the stack {topology.settings.stack_name} on the cluster")
     result = subprocess.run(args, env=env, timeout=timeout + 120, check=False)
     if result.returncode != 0:
@@ -303,8 +344,10 @@ def up(topology: Topology, registry_binary: str, tag: str) -> None:
         start_engine(topology, node)
     form_swarm(topology)
     push_images(topology, tag)
-    log(f"{len(topology.nodes)} engines, Swarm and registry ready in "
-        f"{time.monotonic() - started:.0f}s")
+    log(
+        f"{len(topology.nodes)} engines, Swarm and registry ready in "
+        f"{time.monotonic() - started:.0f}s"
+    )
 
 
 def leftovers(topology: Topology) -> list[str]:
@@ -313,13 +356,22 @@ def leftovers(topology: Topology) -> list[str]:
     found = [f"netns {name}" for name in system.netns_list() if name.startswith(f"{prefix}-")]
     if system.link_exists(topology.host_interface):
         found.append(f"link {topology.host_interface}")
-    found += [f"mount {point}" for point in system.mounts_under(
-        [topology.settings.run_dir, topology.settings.data_dir])]
+    found += [
+        f"mount {point}"
+        for point in system.mounts_under([topology.settings.run_dir, topology.settings.data_dir])
+    ]
     found += [f"process {pid}" for name in topology.cgroups for pid in system.cgroup_pids(name)]
-    found += [f"cgroup {path}" for path in system.cgroup_dirs(
-        [name for name in _our_cgroups(prefix)], system.cgroup_mounts())]
-    found += [f"folder {path}" for path in (topology.settings.run_dir, topology.settings.data_dir)
-              if path.exists()]
+    found += [
+        f"cgroup {path}"
+        for path in system.cgroup_dirs(
+            [name for name in _our_cgroups(prefix)], system.cgroup_mounts()
+        )
+    ]
+    found += [
+        f"folder {path}"
+        for path in (topology.settings.run_dir, topology.settings.data_dir)
+        if path.exists()
+    ]
     return found
 
 
@@ -332,7 +384,8 @@ def _existing_nodes(topology: Topology) -> list[Node]:
         int(path.name[4:]) for path in data_dir.glob("node*") if path.name[4:].isdigit()
     )
     return [
-        node for node in plan(replace(topology.settings, nodes=MAX_NODES)).nodes
+        node
+        for node in plan(replace(topology.settings, nodes=MAX_NODES)).nodes
         if node.index in indexes
     ]
 
@@ -341,8 +394,11 @@ def _our_cgroups(prefix: str) -> set[str]:
     names = set()
     for mount in system.cgroup_mounts():
         if mount.is_dir():
-            names.update(path.name for path in mount.iterdir()
-                         if path.is_dir() and path.name.startswith(f"{prefix}-"))
+            names.update(
+                path.name
+                for path in mount.iterdir()
+                if path.is_dir() and path.name.startswith(f"{prefix}-")
+            )
     return names
 
 

@@ -86,8 +86,15 @@ class WindowRecorder:
         messages = []
         for second in range(self._next, end):
             window = self._seconds.pop(second, _Second())
-            messages.append({"second": second, "users": users, "counts": dict(window.counts),
-                             "ok": _encode(window.ok), "refused": _encode(window.refused)})
+            messages.append(
+                {
+                    "second": second,
+                    "users": users,
+                    "counts": dict(window.counts),
+                    "ok": _encode(window.ok),
+                    "refused": _encode(window.refused),
+                }
+            )
         self._next = max(self._next, end)
         return messages
 
@@ -170,8 +177,12 @@ def summarise(windows: Sequence[Window], start: float, end: float) -> ClosedSumm
         ok.add(window.ok)
         refused.add(window.refused)
     return ClosedSummary(
-        seconds=float(max(0, last - first)), counts=dict(counts),
-        ok_p50_ms=percentile_ms(ok, 50.0), ok_p95_ms=percentile_ms(ok, 95.0),
-        ok_p99_ms=percentile_ms(ok, 99.0), ok_max_ms=percentile_ms(ok, 100.0),
+        seconds=float(max(0, last - first)),
+        counts=dict(counts),
+        ok_p50_ms=percentile_ms(ok, 50.0),
+        ok_p95_ms=percentile_ms(ok, 95.0),
+        ok_p99_ms=percentile_ms(ok, 99.0),
+        ok_max_ms=percentile_ms(ok, 100.0),
         refused_p95_ms=percentile_ms(refused, 95.0),
-        users=max((w.users for w in inside), default=0))
+        users=max((w.users for w in inside), default=0),
+    )

@@ -24,9 +24,14 @@ MODEL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
 # answers with its default model.
 DEFAULT_MODEL = "default"
 # The workshop's request body (the API's documented example): --body seed sends it every time.
-SEED_BODY: dict[str, object] = {"island": "Biscoe", "culmen_length_mm": 50.0,
-                                "culmen_depth_mm": 18.5, "flipper_length_mm": 200.0,
-                                "body_mass_g": 4000.0, "sex": "MALE"}
+SEED_BODY: dict[str, object] = {
+    "island": "Biscoe",
+    "culmen_length_mm": 50.0,
+    "culmen_depth_mm": 18.5,
+    "flipper_length_mm": 200.0,
+    "body_mass_g": 4000.0,
+    "sex": "MALE",
+}
 
 
 def find_data_file(explicit: str | None, locustfile_dir: Path) -> Path:

@@ -52,12 +52,18 @@ def histogram_lines(labels: str, response_times: Mapping[int, int], total_ms: fl
 
 def render(entries: Iterable[Any], users: int, workers: int | None, state: str) -> str:
     """The exposition text for Locust's stats entries (objects with Locust's StatsEntry fields)."""
-    requests = ["# HELP locust_requests_total Requests sent, by method and endpoint name.",
-                "# TYPE locust_requests_total counter"]
-    failures = ["# HELP locust_failures_total Failed requests, by method and endpoint name.",
-                "# TYPE locust_failures_total counter"]
-    histogram = ["# HELP locust_response_time_seconds Response times seen by Locust.",
-                 "# TYPE locust_response_time_seconds histogram"]
+    requests = [
+        "# HELP locust_requests_total Requests sent, by method and endpoint name.",
+        "# TYPE locust_requests_total counter",
+    ]
+    failures = [
+        "# HELP locust_failures_total Failed requests, by method and endpoint name.",
+        "# TYPE locust_failures_total counter",
+    ]
+    histogram = [
+        "# HELP locust_response_time_seconds Response times seen by Locust.",
+        "# TYPE locust_response_time_seconds histogram",
+    ]
     for entry in sorted(entries, key=lambda e: (str(e.method), str(e.name))):
         labels = f'method="{_label(str(entry.method))}",name="{_label(str(entry.name))}"'
         requests.append(f"locust_requests_total{{{labels}}} {entry.num_requests}")
@@ -72,8 +78,9 @@ def render(entries: Iterable[Any], users: int, workers: int | None, state: str) 
         f'locust_running{{state="{_label(state)}"}} {1 if state in ("spawning", "running") else 0}',
     ]
     if workers is not None:
-        gauges += ["# HELP locust_workers Workers connected to the master.",
-                   "# TYPE locust_workers gauge", f"locust_workers {workers}"]
+        gauges += [
+            "# HELP locust_workers Workers connected to the master.",
+            "# TYPE locust_workers gauge",
+            f"locust_workers {workers}",
+        ]
     return "\n".join(requests + failures + histogram + gauges) + "\n"
-
-

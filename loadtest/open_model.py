@@ -54,8 +54,7 @@ def percentile_ms(histogram: HdrHistogram, percentile: float) -> float | None:
     return round(float(histogram.get_value_at_percentile(percentile)) / 1000.0, 3)
 
 
-def arrival_offsets(rate: float, duration: float, kind: str,
-                    rng: random.Random) -> Iterator[float]:
+def arrival_offsets(rate: float, duration: float, kind: str, rng: random.Random) -> Iterator[float]:
     """Intended send times, in seconds from the step's start, of a step of `rate` requests/s
     lasting `duration` s: evenly spaced (with a random phase, so several generators interleave)
     or a Poisson process (exponential gaps)."""
@@ -131,8 +130,14 @@ class StepRecorder:
         else:
             self.dropped += 1
 
-    def outcome(self, offset: float, lag_s: float, service_s: float, failure: str | None,
-                completed_offset: float) -> None:
+    def outcome(
+        self,
+        offset: float,
+        lag_s: float,
+        service_s: float,
+        failure: str | None,
+        completed_offset: float,
+    ) -> None:
         """The answer (or failure) of a request sent `lag_s` after its intended time that took
         `service_s` from the actual send."""
         if failure is None and self.measured(completed_offset):
@@ -151,9 +156,15 @@ class StepRecorder:
 
     def to_message(self) -> dict[str, Any]:
         return {
-            "index": self.plan.index, "scheduled": self.scheduled, "sent": self.sent,
-            "late": self.late, "dropped": self.dropped, "ok": self.ok, "failed": self.failed,
-            "served": self.served, "failures": dict(self.failures),
+            "index": self.plan.index,
+            "scheduled": self.scheduled,
+            "sent": self.sent,
+            "late": self.late,
+            "dropped": self.dropped,
+            "ok": self.ok,
+            "failed": self.failed,
+            "served": self.served,
+            "failures": dict(self.failures),
             "histogram": _encode(self.histogram),
             "service_histogram": _encode(self.service_histogram),
         }
@@ -222,14 +233,18 @@ class StepResult:
         """p50, p95, p99 and max in ms, from the intended send time (or the actual one)."""
         histogram = decode_histogram(self.service_histogram if service else self.histogram)
         figures = {f"p{p}": percentile_ms(histogram, p) for p in (50, 95, 99)}
-        figures["max"] = (round(histogram.get_max_value() / 1000.0, 3)
-                          if histogram.get_total_count() else None)
+        figures["max"] = (
+            round(histogram.get_max_value() / 1000.0, 3) if histogram.get_total_count() else None
+        )
         return figures
 
     def to_record(self) -> dict[str, Any]:
         record = asdict(self)
-        record.update(self.percentiles_ms(), throughput_rps=round(self.throughput_rps, 3),
-                      service_p95=self.percentiles_ms(service=True)["p95"])
+        record.update(
+            self.percentiles_ms(),
+            throughput_rps=round(self.throughput_rps, 3),
+            service_p95=self.percentiles_ms(service=True)["p95"],
+        )
         return record
 
     @classmethod
@@ -238,8 +253,9 @@ class StepResult:
         return cls(**{key: value for key, value in record.items() if key in names})
 
 
-def merge_reports(plan: StepPlan, reports: Sequence[dict[str, Any]],
-                  expected_generators: int) -> StepResult:
+def merge_reports(
+    plan: StepPlan, reports: Sequence[dict[str, Any]], expected_generators: int
+) -> StepResult:
     """The step's figures over every generator's report."""
     histogram, service_histogram = new_histogram(), new_histogram()
     failures: Counter[str] = Counter()
@@ -251,12 +267,24 @@ def merge_reports(plan: StepPlan, reports: Sequence[dict[str, Any]],
         histogram.decode_and_add(report["histogram"].encode("ascii"))
         service_histogram.decode_and_add(report["service_histogram"].encode("ascii"))
     return StepResult(
-        index=plan.index, rate=plan.rate, duration_s=plan.duration_s, settle_s=plan.settle_s,
-        arrival=plan.arrival, generators=len(reports), expected_generators=expected_generators,
-        scheduled=totals["scheduled"], sent=totals["sent"], late=totals["late"],
-        dropped=totals["dropped"], ok=totals["ok"], failed=totals["failed"],
-        served=totals["served"], failures=dict(failures), histogram=_encode(histogram),
-        service_histogram=_encode(service_histogram))
+        index=plan.index,
+        rate=plan.rate,
+        duration_s=plan.duration_s,
+        settle_s=plan.settle_s,
+        arrival=plan.arrival,
+        generators=len(reports),
+        expected_generators=expected_generators,
+        scheduled=totals["scheduled"],
+        sent=totals["sent"],
+        late=totals["late"],
+        dropped=totals["dropped"],
+        ok=totals["ok"],
+        failed=totals["failed"],
+        served=totals["served"],
+        failures=dict(failures),
+        histogram=_encode(histogram),
+        service_histogram=_encode(service_histogram),
+    )
 
 
 @dataclass(frozen=True)
@@ -270,8 +298,13 @@ class Objective:
     max_late_ratio: float = 0.01
 
 
-def objective_reasons(objective: Objective, p95: float | None, p99: float | None,
-                      failure_ratio: float, basis: str = "") -> list[str]:
+def objective_reasons(
+    objective: Objective,
+    p95: float | None,
+    p99: float | None,
+    failure_ratio: float,
+    basis: str = "",
+) -> list[str]:
     """Why latency or failures miss the objective (empty: they meet it). Shared by the open-model
     judge and the matrix's record of a closed-model run."""
     reasons: list[str] = []
@@ -287,11 +320,18 @@ def objective_reasons(objective: Objective, p95: float | None, p99: float | None
 def _service_reasons(step: StepResult, objective: Objective, service: bool) -> list[str]:
     figures = step.percentiles_ms(service=service)
     reasons = ["no request scheduled in the measured window"] if step.scheduled == 0 else []
-    reasons += objective_reasons(objective, figures["p95"], figures["p99"], step.failure_ratio,
-                                 " (from the actual send)" if service else "")
+    reasons += objective_reasons(
+        objective,
+        figures["p95"],
+        figures["p99"],
+        step.failure_ratio,
+        " (from the actual send)" if service else "",
+    )
     if step.completion_ratio < objective.min_completion_ratio:
-        reasons.append(f"completed {step.completion_ratio:.1%} of scheduled requests "
-                       f"(< {objective.min_completion_ratio:.0%})")
+        reasons.append(
+            f"completed {step.completion_ratio:.1%} of scheduled requests "
+            f"(< {objective.min_completion_ratio:.0%})"
+        )
     return reasons
 
 
@@ -308,11 +348,14 @@ def judge(step: StepResult, objective: Objective) -> StepResult:
     limited = False
     if step.generators < step.expected_generators:
         limited = True
-        reasons.insert(0, f"only {step.generators} of {step.expected_generators} load "
-                          "generators reported")
+        reasons.insert(
+            0, f"only {step.generators} of {step.expected_generators} load generators reported"
+        )
     elif reasons and step.late_ratio > objective.max_late_ratio:
-        late = (f"load generator late on {step.late_ratio:.1%} of requests "
-                f"(> {objective.max_late_ratio:.1%})")
+        late = (
+            f"load generator late on {step.late_ratio:.1%} of requests "
+            f"(> {objective.max_late_ratio:.1%})"
+        )
         service_reasons = _service_reasons(step, objective, service=True)
         if service_reasons:
             reasons = [*service_reasons, late]

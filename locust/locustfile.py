@@ -107,91 +107,240 @@ REPORT_GRACE_S = 5.0
 @events.init_command_line_parser.add_listener
 def add_arguments(parser: Any) -> None:
     group = parser.add_argument_group("penguin load test")
-    group.add_argument("--load-profile", choices=PROFILES, default="plain",
-                       env_var="LOCUST_LOAD_PROFILE",
-                       help="load profile: plain (-u/-r/-t), workshop, staircase or search")
-    group.add_argument("--model-mix", default=DEFAULT_MODEL_MIX, env_var="LOCUST_MODEL_MIX",
-                       help="share of requests per model, e.g. lr=0.5,rf=0.3 (default: every "
-                            f"model the API lists at /models, equal shares; '{DEFAULT_MODEL}': "
-                            "POST /predict without a model, the service's default)")
-    group.add_argument("--body", choices=("sampled", "seed"), default="sampled",
-                       env_var="LOCUST_BODY",
-                       help="request bodies: real rows with noise, or the workshop's one body")
-    group.add_argument("--data-file", default="", env_var="LOCUST_DATA_FILE",
-                       help="penguins_size.csv (default: next to the locustfile or ../data/)")
-    group.add_argument("--noise", type=float, default=0.02, env_var="LOCUST_NOISE",
-                       help="measurement noise as a fraction of each feature's std deviation")
-    group.add_argument("--batch-weight", type=int, default=0, env_var="LOCUST_BATCH_WEIGHT",
-                       help="batch requests per single prediction (0: no batches)")
-    group.add_argument("--batch-size", type=int, default=20, env_var="LOCUST_BATCH_SIZE",
-                       help="instances per /predict/batch request")
-    group.add_argument("--report-interval", type=float, default=1.0,
-                       env_var="LOCUST_REPORT_INTERVAL",
-                       help="seconds between worker stats reports (Locust's default is 3)")
-    group.add_argument("--step-log", default="", env_var="LOCUST_STEP_LOG",
-                       help="file the master appends one JSON line per profile step to")
+    group.add_argument(
+        "--load-profile",
+        choices=PROFILES,
+        default="plain",
+        env_var="LOCUST_LOAD_PROFILE",
+        help="load profile: plain (-u/-r/-t), workshop, staircase or search",
+    )
+    group.add_argument(
+        "--model-mix",
+        default=DEFAULT_MODEL_MIX,
+        env_var="LOCUST_MODEL_MIX",
+        help="share of requests per model, e.g. lr=0.5,rf=0.3 (default: every "
+        f"model the API lists at /models, equal shares; '{DEFAULT_MODEL}': "
+        "POST /predict without a model, the service's default)",
+    )
+    group.add_argument(
+        "--body",
+        choices=("sampled", "seed"),
+        default="sampled",
+        env_var="LOCUST_BODY",
+        help="request bodies: real rows with noise, or the workshop's one body",
+    )
+    group.add_argument(
+        "--data-file",
+        default="",
+        env_var="LOCUST_DATA_FILE",
+        help="penguins_size.csv (default: next to the locustfile or ../data/)",
+    )
+    group.add_argument(
+        "--noise",
+        type=float,
+        default=0.02,
+        env_var="LOCUST_NOISE",
+        help="measurement noise as a fraction of each feature's std deviation",
+    )
+    group.add_argument(
+        "--batch-weight",
+        type=int,
+        default=0,
+        env_var="LOCUST_BATCH_WEIGHT",
+        help="batch requests per single prediction (0: no batches)",
+    )
+    group.add_argument(
+        "--batch-size",
+        type=int,
+        default=20,
+        env_var="LOCUST_BATCH_SIZE",
+        help="instances per /predict/batch request",
+    )
+    group.add_argument(
+        "--report-interval",
+        type=float,
+        default=1.0,
+        env_var="LOCUST_REPORT_INTERVAL",
+        help="seconds between worker stats reports (Locust's default is 3)",
+    )
+    group.add_argument(
+        "--step-log",
+        default="",
+        env_var="LOCUST_STEP_LOG",
+        help="file the master appends one JSON line per profile step to",
+    )
     # Open model (search, staircase).
-    group.add_argument("--start-rate", type=float, default=50.0, env_var="LOCUST_START_RATE",
-                       help="search/staircase: first arrival rate, requests/s")
-    group.add_argument("--growth", type=float, default=2.0, env_var="LOCUST_GROWTH",
-                       help="search: factor between rates until the first failing step")
-    group.add_argument("--precision", type=float, default=0.05, env_var="LOCUST_PRECISION",
-                       help="search: stop when the failing rate is within this share of the "
-                            "passing one")
-    group.add_argument("--ceiling", type=float, default=0.0, env_var="LOCUST_CEILING",
-                       help="search: never offer more than this, requests/s (0: no ceiling)")
-    group.add_argument("--max-steps", type=int, default=30, env_var="LOCUST_MAX_STEPS",
-                       help="search: safety limit on the number of steps")
-    group.add_argument("--step-rate", type=float, default=50.0, env_var="LOCUST_STEP_RATE",
-                       help="staircase: rate added per step, requests/s")
-    group.add_argument("--max-rate", type=float, default=500.0, env_var="LOCUST_MAX_RATE",
-                       help="staircase: highest arrival rate, requests/s")
-    group.add_argument("--step-seconds", type=float, default=10.0, env_var="LOCUST_STEP_SECONDS",
-                       help="search/staircase: duration of each step")
-    group.add_argument("--settle-seconds", type=float, default=1.0,
-                       env_var="LOCUST_SETTLE_SECONDS",
-                       help="search/staircase: start of each step left out of its figures")
-    group.add_argument("--arrival", choices=ARRIVALS, default="constant",
-                       env_var="LOCUST_ARRIVAL",
-                       help="search/staircase: evenly spaced or Poisson arrivals")
-    group.add_argument("--request-timeout", type=float, default=5.0,
-                       env_var="LOCUST_REQUEST_TIMEOUT",
-                       help="seconds before a request counts as timed out")
-    group.add_argument("--late-ms", type=float, default=10.0, env_var="LOCUST_LATE_MS",
-                       help="search/staircase: a request sent later than this after its "
-                            "intended time counts as late")
-    group.add_argument("--max-in-flight", type=int, default=1000, env_var="LOCUST_MAX_IN_FLIGHT",
-                       help="search/staircase: requests each generator keeps waiting at most; "
-                            "arrivals beyond are dropped and counted")
-    group.add_argument("--p95-ms", type=float, default=500.0, env_var="LOCUST_P95_MS",
-                       help="objective: p95 latency, ms")
-    group.add_argument("--p99-ms", type=float, default=0.0, env_var="LOCUST_P99_MS",
-                       help="objective: p99 latency, ms (0: not judged)")
-    group.add_argument("--max-failure-ratio", type=float, default=0.01,
-                       env_var="LOCUST_MAX_FAILURE_RATIO",
-                       help="objective: share of failed requests")
-    group.add_argument("--min-completion-ratio", type=float, default=0.99,
-                       env_var="LOCUST_MIN_COMPLETION_RATIO",
-                       help="objective: share of scheduled requests answered successfully")
-    group.add_argument("--max-late-ratio", type=float, default=0.01,
-                       env_var="LOCUST_MAX_LATE_RATIO",
-                       help="share of late requests above which a step is generator-limited")
+    group.add_argument(
+        "--start-rate",
+        type=float,
+        default=50.0,
+        env_var="LOCUST_START_RATE",
+        help="search/staircase: first arrival rate, requests/s",
+    )
+    group.add_argument(
+        "--growth",
+        type=float,
+        default=2.0,
+        env_var="LOCUST_GROWTH",
+        help="search: factor between rates until the first failing step",
+    )
+    group.add_argument(
+        "--precision",
+        type=float,
+        default=0.05,
+        env_var="LOCUST_PRECISION",
+        help="search: stop when the failing rate is within this share of the passing one",
+    )
+    group.add_argument(
+        "--ceiling",
+        type=float,
+        default=0.0,
+        env_var="LOCUST_CEILING",
+        help="search: never offer more than this, requests/s (0: no ceiling)",
+    )
+    group.add_argument(
+        "--max-steps",
+        type=int,
+        default=30,
+        env_var="LOCUST_MAX_STEPS",
+        help="search: safety limit on the number of steps",
+    )
+    group.add_argument(
+        "--step-rate",
+        type=float,
+        default=50.0,
+        env_var="LOCUST_STEP_RATE",
+        help="staircase: rate added per step, requests/s",
+    )
+    group.add_argument(
+        "--max-rate",
+        type=float,
+        default=500.0,
+        env_var="LOCUST_MAX_RATE",
+        help="staircase: highest arrival rate, requests/s",
+    )
+    group.add_argument(
+        "--step-seconds",
+        type=float,
+        default=10.0,
+        env_var="LOCUST_STEP_SECONDS",
+        help="search/staircase: duration of each step",
+    )
+    group.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=1.0,
+        env_var="LOCUST_SETTLE_SECONDS",
+        help="search/staircase: start of each step left out of its figures",
+    )
+    group.add_argument(
+        "--arrival",
+        choices=ARRIVALS,
+        default="constant",
+        env_var="LOCUST_ARRIVAL",
+        help="search/staircase: evenly spaced or Poisson arrivals",
+    )
+    group.add_argument(
+        "--request-timeout",
+        type=float,
+        default=5.0,
+        env_var="LOCUST_REQUEST_TIMEOUT",
+        help="seconds before a request counts as timed out",
+    )
+    group.add_argument(
+        "--late-ms",
+        type=float,
+        default=10.0,
+        env_var="LOCUST_LATE_MS",
+        help="search/staircase: a request sent later than this after its "
+        "intended time counts as late",
+    )
+    group.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=1000,
+        env_var="LOCUST_MAX_IN_FLIGHT",
+        help="search/staircase: requests each generator keeps waiting at most; "
+        "arrivals beyond are dropped and counted",
+    )
+    group.add_argument(
+        "--p95-ms",
+        type=float,
+        default=500.0,
+        env_var="LOCUST_P95_MS",
+        help="objective: p95 latency, ms",
+    )
+    group.add_argument(
+        "--p99-ms",
+        type=float,
+        default=0.0,
+        env_var="LOCUST_P99_MS",
+        help="objective: p99 latency, ms (0: not judged)",
+    )
+    group.add_argument(
+        "--max-failure-ratio",
+        type=float,
+        default=0.01,
+        env_var="LOCUST_MAX_FAILURE_RATIO",
+        help="objective: share of failed requests",
+    )
+    group.add_argument(
+        "--min-completion-ratio",
+        type=float,
+        default=0.99,
+        env_var="LOCUST_MIN_COMPLETION_RATIO",
+        help="objective: share of scheduled requests answered successfully",
+    )
+    group.add_argument(
+        "--max-late-ratio",
+        type=float,
+        default=0.01,
+        env_var="LOCUST_MAX_LATE_RATIO",
+        help="share of late requests above which a step is generator-limited",
+    )
     # Closed model (workshop, plain).
-    group.add_argument("--user-rate", type=float, default=1.0, env_var="LOCUST_USER_RATE",
-                       help="workshop/plain: requests/s each user sends")
-    group.add_argument("--workshop-users", type=int, default=WORKSHOP_USERS,
-                       env_var="LOCUST_WORKSHOP_USERS", help="workshop: users to ramp to")
-    group.add_argument("--workshop-spawn-rate", type=float, default=WORKSHOP_SPAWN_RATE,
-                       env_var="LOCUST_WORKSHOP_SPAWN_RATE",
-                       help="workshop: users started per second")
-    group.add_argument("--hold-seconds", type=float, default=300.0, env_var="LOCUST_HOLD_SECONDS",
-                       help="workshop: how long to hold the full user count")
-    group.add_argument("--think-min", type=float, default=WORKSHOP_THINK_TIME[0],
-                       env_var="LOCUST_THINK_MIN",
-                       help="workshop: shortest wait after an answer, seconds")
-    group.add_argument("--think-max", type=float, default=WORKSHOP_THINK_TIME[1],
-                       env_var="LOCUST_THINK_MAX",
-                       help="workshop: longest wait after an answer, seconds")
+    group.add_argument(
+        "--user-rate",
+        type=float,
+        default=1.0,
+        env_var="LOCUST_USER_RATE",
+        help="workshop/plain: requests/s each user sends",
+    )
+    group.add_argument(
+        "--workshop-users",
+        type=int,
+        default=WORKSHOP_USERS,
+        env_var="LOCUST_WORKSHOP_USERS",
+        help="workshop: users to ramp to",
+    )
+    group.add_argument(
+        "--workshop-spawn-rate",
+        type=float,
+        default=WORKSHOP_SPAWN_RATE,
+        env_var="LOCUST_WORKSHOP_SPAWN_RATE",
+        help="workshop: users started per second",
+    )
+    group.add_argument(
+        "--hold-seconds",
+        type=float,
+        default=300.0,
+        env_var="LOCUST_HOLD_SECONDS",
+        help="workshop: how long to hold the full user count",
+    )
+    group.add_argument(
+        "--think-min",
+        type=float,
+        default=WORKSHOP_THINK_TIME[0],
+        env_var="LOCUST_THINK_MIN",
+        help="workshop: shortest wait after an answer, seconds",
+    )
+    group.add_argument(
+        "--think-max",
+        type=float,
+        default=WORKSHOP_THINK_TIME[1],
+        env_var="LOCUST_THINK_MAX",
+        help="workshop: longest wait after an answer, seconds",
+    )
 
 
 class _Workload:
@@ -220,8 +369,12 @@ class _Workload:
             with urllib.request.urlopen(f"{host.rstrip('/')}/models", timeout=10) as response:
                 names = [str(m["name"]) for m in json.loads(response.read())["models"]]
         except (OSError, ValueError, KeyError, TypeError) as error:
-            logger.error("penguin load test: no --model-mix given and %s/models did not list "
-                         "the served models: %s", host, error)
+            logger.error(
+                "penguin load test: no --model-mix given and %s/models did not list "
+                "the served models: %s",
+                host,
+                error,
+            )
             return
         self.models, self.weights, self._mix_text = names, [1.0] * len(names), ""
 
@@ -230,8 +383,10 @@ class _Workload:
         if options.model_mix and options.model_mix != self._mix_text:
             self._set_mix(options.model_mix)
         if not self.models:
-            raise RuntimeError("no model mix: --model-mix is empty and the API's /models "
-                               "could not be read (see the log)")
+            raise RuntimeError(
+                "no model mix: --model-mix is empty and the API's /models "
+                "could not be read (see the log)"
+            )
         if len(self.models) == 1:  # e.g. the workshop's "default": no draw per request
             return self.models[0]
         return rng.choices(self.models, self.weights)[0]
@@ -248,16 +403,25 @@ class _Workload:
         batch_weight / (batch_weight + 1). The url doubles as the name Locust groups it by."""
         model = self.pick_model(options, rng)
         if model == DEFAULT_MODEL:
-            return ("/predict", self.body(options, rng),
-                    lambda payload: check_prediction(payload, None))
+            return (
+                "/predict",
+                self.body(options, rng),
+                lambda payload: check_prediction(payload, None),
+            )
         weight = options.batch_weight
         if weight > 0 and rng.random() < weight / (weight + 1.0):
             size = options.batch_size
             body: object = {"instances": [self.body(options, rng) for _ in range(size)]}
-            return (f"/predict/batch?model={model}", body,
-                    lambda payload: check_batch(payload, model, size))
-        return (f"/predict?model={model}", self.body(options, rng),
-                lambda payload: check_prediction(payload, model))
+            return (
+                f"/predict/batch?model={model}",
+                body,
+                lambda payload: check_batch(payload, model, size),
+            )
+        return (
+            f"/predict?model={model}",
+            self.body(options, rng),
+            lambda payload: check_prediction(payload, model),
+        )
 
 
 WORKLOAD = _Workload()
@@ -274,8 +438,9 @@ class _Answer:
     error: Exception | None = None  # a timeout, a broken connection or a body that is not JSON
 
 
-def _post_checked(http: HTTPClient, url: str, body: object,
-                  check: Callable[[Any], str | None]) -> _Answer:
+def _post_checked(
+    http: HTTPClient, url: str, body: object, check: Callable[[Any], str | None]
+) -> _Answer:
     """POST `body` as JSON, read the whole answer (so the connection stays usable) and check a
     200's body; the open-model and the workshop users send through here."""
     answer = _Answer()
@@ -350,8 +515,9 @@ class _ClosedWindows:
             return
         windows = self.recorder.flush(time.time(), runner.user_count, final=final)
         if windows:
-            runner.send_message(WINDOW_MESSAGE, {"worker": _generator_id(runner),
-                                                 "windows": windows})
+            runner.send_message(
+                WINDOW_MESSAGE, {"worker": _generator_id(runner), "windows": windows}
+            )
 
     def stop(self, environment: Environment) -> None:
         if self._sender is None:  # not a workshop run
@@ -370,8 +536,9 @@ def _generator_id(runner: Any) -> str:
 
 def _on_windows_message(environment: Environment, msg: Any, **_kwargs: Any) -> None:
     for window in msg.data["windows"]:
-        _log(environment.parsed_options, {"event": "window", "worker": msg.data["worker"],
-                                          **window})
+        _log(
+            environment.parsed_options, {"event": "window", "worker": msg.data["worker"], **window}
+        )
 
 
 # The master's step log, also kept in memory for GET /penguin/steps: a run driven through the
@@ -385,8 +552,11 @@ def _steps_route() -> Response:
     except ValueError:
         return Response("offset must be a whole number\n", status=400, mimetype="text/plain")
     lines = STEP_EVENTS[offset:]
-    return Response("".join(line + "\n" for line in lines), mimetype="application/x-ndjson",
-                    headers={"X-Step-Log-Next-Offset": str(offset + len(lines))})
+    return Response(
+        "".join(line + "\n" for line in lines),
+        mimetype="application/x-ndjson",
+        headers={"X-Step-Log-Next-Offset": str(offset + len(lines))},
+    )
 
 
 @events.init.add_listener
@@ -413,8 +583,9 @@ def on_init(environment: Environment, **_kwargs: Any) -> None:
         runner.register_message(WINDOW_MESSAGE, _on_windows_message)
     web_ui = environment.web_ui
     if web_ui is not None:
-        web_ui.app.add_url_rule("/penguin/steps", "penguin_steps",
-                                web_ui.auth_required_if_enabled(_steps_route))
+        web_ui.app.add_url_rule(
+            "/penguin/steps", "penguin_steps", web_ui.auth_required_if_enabled(_steps_route)
+        )
 
 
 def _check_options(options: Any) -> None:
@@ -427,8 +598,10 @@ def _check_options(options: Any) -> None:
         (options.precision > 0, "--precision must be > 0"),
         (options.ceiling >= 0, "--ceiling must be >= 0 (0: none)"),
         (options.step_seconds > 0, "--step-seconds must be > 0"),
-        (0 <= options.settle_seconds < options.step_seconds,
-         "--settle-seconds must be >= 0 and shorter than --step-seconds"),
+        (
+            0 <= options.settle_seconds < options.step_seconds,
+            "--settle-seconds must be >= 0 and shorter than --step-seconds",
+        ),
         (options.request_timeout > 0, "--request-timeout must be > 0"),
         (options.max_in_flight > 0, "--max-in-flight must be > 0"),
         (options.p95_ms > 0, "--p95-ms must be > 0"),
@@ -440,10 +613,13 @@ def _check_options(options: Any) -> None:
 
 
 def objective_from(options: Any) -> Objective:
-    return Objective(p95_ms=options.p95_ms, p99_ms=options.p99_ms or None,
-                     max_failure_ratio=options.max_failure_ratio,
-                     min_completion_ratio=options.min_completion_ratio,
-                     max_late_ratio=options.max_late_ratio)
+    return Objective(
+        p95_ms=options.p95_ms,
+        p99_ms=options.p99_ms or None,
+        max_failure_ratio=options.max_failure_ratio,
+        min_completion_ratio=options.min_completion_ratio,
+        max_late_ratio=options.max_late_ratio,
+    )
 
 
 class OpenModelUser(User):
@@ -458,9 +634,12 @@ class OpenModelUser(User):
         options = self.environment.parsed_options
         self.rng = random.Random()
         self.http = HTTPClient.from_url(
-            self.host, concurrency=options.max_in_flight, headers=JSON_HEADERS,
+            self.host,
+            concurrency=options.max_in_flight,
+            headers=JSON_HEADERS,
             connection_timeout=options.request_timeout,
-            network_timeout=options.request_timeout)
+            network_timeout=options.request_timeout,
+        )
         self.done_index = -1
 
     def on_stop(self) -> None:
@@ -478,8 +657,7 @@ class OpenModelUser(User):
         recorder = StepRecorder(plan)
         pool = gevent.pool.Pool(plan.max_in_flight)
         start = time.monotonic()
-        for offset in arrival_offsets(plan.rate_per_user, plan.duration_s, plan.arrival,
-                                      self.rng):
+        for offset in arrival_offsets(plan.rate_per_user, plan.duration_s, plan.arrival, self.rng):
             delay = start + offset - time.monotonic()
             if delay > 0:
                 gevent.sleep(delay)
@@ -502,20 +680,25 @@ class OpenModelUser(User):
             failure: str | None = "timeout"
         elif answer.status == 0:
             # Connection refused or reset, or an answer that is not HTTP.
-            failure = ("invalid answer" if isinstance(answer.error, ValueError)
-                       else "connection error")
+            failure = (
+                "invalid answer" if isinstance(answer.error, ValueError) else "connection error"
+            )
         elif answer.status != 200:
             failure = f"HTTP {answer.status}"
         else:
             failure = "invalid answer" if answer.problem else None
-        recorder.outcome(offset, sent - start - offset, finished - sent, failure,
-                         finished - start)
+        recorder.outcome(offset, sent - start - offset, finished - sent, failure, finished - start)
         exception = answer.error
         if failure is not None and exception is None:
             exception = RuntimeError(failure)
         self.environment.events.request.fire(
-            request_type="POST", name=url, response_time=(finished - start - offset) * 1000.0,
-            response_length=answer.length, exception=exception, context={})
+            request_type="POST",
+            name=url,
+            response_time=(finished - start - offset) * 1000.0,
+            response_length=answer.length,
+            exception=exception,
+            context={},
+        )
 
 
 class _PacedUser(FastHttpUser):
@@ -583,9 +766,12 @@ class WorkshopUser(User):
         options = self.environment.parsed_options
         self.rng = random.Random()
         self.http = HTTPClient.from_url(
-            self.host, concurrency=1, headers=JSON_HEADERS,
+            self.host,
+            concurrency=1,
+            headers=JSON_HEADERS,
             connection_timeout=options.request_timeout,
-            network_timeout=options.request_timeout)
+            network_timeout=options.request_timeout,
+        )
 
     def on_stop(self) -> None:
         self.http.close()
@@ -605,11 +791,19 @@ class WorkshopUser(User):
         exception = None
         if kind != "ok":
             # The transport's own error; a wrong or unreadable body is named by its problem.
-            exception = (RuntimeError(answer.problem or kind) if answer.status
-                         else answer.error or RuntimeError(kind))
+            exception = (
+                RuntimeError(answer.problem or kind)
+                if answer.status
+                else answer.error or RuntimeError(kind)
+            )
         self.environment.events.request.fire(
-            request_type="POST", name=url, response_time=latency * 1000.0,
-            response_length=answer.length, exception=exception, context={})
+            request_type="POST",
+            name=url,
+            response_time=latency * 1000.0,
+            response_length=answer.length,
+            exception=exception,
+            context={},
+        )
 
 
 class PenguinShape(LoadTestShape):
@@ -650,19 +844,28 @@ class PenguinShape(LoadTestShape):
         step = step_at(self._steps, self.get_run_time())
         if step is not self._current:
             self._current = step
-            _log(options, {"event": "step", **step.as_dict(),
-                           "end_s": None if math.isinf(step.end_s) else step.end_s}
-                 if step else {"event": "end"})
+            _log(
+                options,
+                {
+                    "event": "step",
+                    **step.as_dict(),
+                    "end_s": None if math.isinf(step.end_s) else step.end_s,
+                }
+                if step
+                else {"event": "end"},
+            )
         users = WorkshopUser if options.load_profile == "workshop" else PredictUser
         return None if step is None else (step.users, step.spawn_rate, [users])
 
     @staticmethod
     def _closed_steps(options: Any) -> list[Step]:
         if options.load_profile == "workshop":
-            return workshop_steps(options.workshop_users, options.workshop_spawn_rate,
-                                  options.hold_seconds)
-        return plain_steps(options.num_users or 1, options.spawn_rate or 1.0,
-                           options.run_time or None)
+            return workshop_steps(
+                options.workshop_users, options.workshop_spawn_rate, options.hold_seconds
+            )
+        return plain_steps(
+            options.num_users or 1, options.spawn_rate or 1.0, options.run_time or None
+        )
 
 
 class _OpenDriver:
@@ -674,11 +877,16 @@ class _OpenDriver:
         self.objective = objective_from(options)
         if options.load_profile == "search":
             self.search: RateSearch | FixedSteps = RateSearch(
-                options.start_rate, options.growth, options.precision,
-                options.ceiling or None, options.max_steps)
+                options.start_rate,
+                options.growth,
+                options.precision,
+                options.ceiling or None,
+                options.max_steps,
+            )
         else:
-            self.search = FixedSteps(staircase_rates(options.start_rate, options.step_rate,
-                                                     options.max_rate))
+            self.search = FixedSteps(
+                staircase_rates(options.start_rate, options.step_rate, options.max_rate)
+            )
         # One arrival source per generator process; a local run is one process.
         self.users = max(1, getattr(runner, "worker_count", 1))
         self.reports: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -711,25 +919,49 @@ class _OpenDriver:
         rate = self.search.next_rate()
         if rate is None:
             knee = knee_step(self.results)
-            logger.info("search over (%s); knee %s", self.search.outcome,
-                        f"{knee.throughput_rps:.1f} req/s served at {knee.rate:.1f} offered"
-                        if knee else "none")
-            _log(self.options, {"event": "end", "outcome": self.search.outcome,
-                                "knee_rate": knee.rate if knee else None,
-                                "knee_served_rps": knee.throughput_rps if knee else None})
+            logger.info(
+                "search over (%s); knee %s",
+                self.search.outcome,
+                f"{knee.throughput_rps:.1f} req/s served at {knee.rate:.1f} offered"
+                if knee
+                else "none",
+            )
+            _log(
+                self.options,
+                {
+                    "event": "end",
+                    "outcome": self.search.outcome,
+                    "knee_rate": knee.rate if knee else None,
+                    "knee_served_rps": knee.throughput_rps if knee else None,
+                },
+            )
             return False
         options = self.options
         index = len(self.results)
         if index == 0:
-            _log(options, {"event": "start", "profile": options.load_profile,
-                           "generators": self.users, "objective": self.objective.__dict__,
-                           "arrival": options.arrival, "step_seconds": options.step_seconds,
-                           "settle_seconds": options.settle_seconds})
+            _log(
+                options,
+                {
+                    "event": "start",
+                    "profile": options.load_profile,
+                    "generators": self.users,
+                    "objective": self.objective.__dict__,
+                    "arrival": options.arrival,
+                    "step_seconds": options.step_seconds,
+                    "settle_seconds": options.settle_seconds,
+                },
+            )
         self.plan = StepPlan(
-            index=index, rate=round(rate, 3), rate_per_user=rate / self.users,
-            duration_s=options.step_seconds, settle_s=options.settle_seconds,
-            arrival=options.arrival, timeout_s=options.request_timeout,
-            late_ms=options.late_ms, max_in_flight=options.max_in_flight)
+            index=index,
+            rate=round(rate, 3),
+            rate_per_user=rate / self.users,
+            duration_s=options.step_seconds,
+            settle_s=options.settle_seconds,
+            arrival=options.arrival,
+            timeout_s=options.request_timeout,
+            late_ms=options.late_ms,
+            max_in_flight=options.max_in_flight,
+        )
         self.started_wall = time.time()
         self.step_end = time.monotonic() + self.plan.duration_s
         self.report_deadline = self.step_end + options.request_timeout + REPORT_GRACE_S
@@ -749,10 +981,15 @@ class _OpenDriver:
         self.search.record(self.plan.rate, result.passed, result.generator_limited)
         self.results.append(result)
         figures = result.percentiles_ms()
-        logger.info("step %d: offered %.1f, served %.1f req/s, p95 %s ms, late %.2f%%: %s",
-                    result.index, result.rate, result.throughput_rps, figures["p95"],
-                    100 * result.late_ratio,
-                    "pass" if result.passed else "; ".join(result.reasons))
+        logger.info(
+            "step %d: offered %.1f, served %.1f req/s, p95 %s ms, late %.2f%%: %s",
+            result.index,
+            result.rate,
+            result.throughput_rps,
+            figures["p95"],
+            100 * result.late_ratio,
+            "pass" if result.passed else "; ".join(result.reasons),
+        )
         _log(self.options, {"event": "step", **result.to_record()})
 
 
@@ -774,8 +1011,11 @@ def on_test_start(environment: Environment, **_kwargs: Any) -> None:
     if not isinstance(environment.runner, MasterRunner) and options.load_profile == "workshop":
         CLOSED_WINDOWS.start(environment)
     if isinstance(environment.runner, MasterRunner):
-        logger.info("penguin load test: profile %s, model mix %s", options.load_profile,
-                    options.model_mix or "every model the API serves, equal shares")
+        logger.info(
+            "penguin load test: profile %s, model mix %s",
+            options.load_profile,
+            options.model_mix or "every model the API serves, equal shares",
+        )
     elif not options.model_mix and environment.host:
         WORKLOAD.use_served_models(environment.host)
 
@@ -797,4 +1037,3 @@ def on_test_stop(environment: Environment, **_kwargs: Any) -> None:
     if not isinstance(environment.runner, MasterRunner):
         CLOSED_WINDOWS.stop(environment)
         gc.unfreeze()  # the stopped users' objects may be collected again
-

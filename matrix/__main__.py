@@ -32,44 +32,84 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scripts/run_matrix.sh",
         description="Measures each replica x CPU x memory cell of the api service under load and "
-                    "writes results/<timestamp>/ with summary.csv, report.md/html and plots.",
+        "writes results/<timestamp>/ with summary.csv, report.md/html and plots.",
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--matrix", type=Path, default=None,
-                        help="matrix file (default "
-                             f"{DEFAULT_MATRIX_FILE.relative_to(PROJECT_ROOT)})")
-    source.add_argument("--quick", action="store_true",
-                        help=f"the small matrix {QUICK_MATRIX_FILE.relative_to(PROJECT_ROOT)} "
-                             "(a few minutes on a 2-core machine)")
-    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
-                        help="continue this interrupted run (default: the latest unfinished run "
-                             "of the same matrix is resumed automatically)")
-    parser.add_argument("--fresh", action="store_true",
-                        help="start a new run even when an unfinished one could be resumed")
-    parser.add_argument("--stack-name", default=None,
-                        help="Swarm stack to measure (env STACK_NAME, default penguins)")
-    parser.add_argument("--nginx-port", type=int, default=None,
-                        help="Nginx's published port on 127.0.0.1 (env NGINX_PORT, default 8000)")
-    parser.add_argument("--cluster", action="store_true",
-                        help="measure the local multi-node Swarm of scripts/cluster_up.sh (its "
-                             "engine, stack and Nginx; it deployed the stack, so no stack_up)")
-    parser.add_argument("--no-stack-up", action="store_true",
-                        help="do not run scripts/stack_up.sh first (the stack is already up)")
-    parser.add_argument("--stack-down", action="store_true",
-                        help="remove the stack with scripts/stack_down.sh at the end")
-    parser.add_argument("--validate-only", action="store_true",
-                        help="check the matrix file, print the cells and the time they need, exit")
-    parser.add_argument("--report-only", type=Path, default=None, metavar="RUN_DIR",
-                        help="rebuild summary, plots and report of a run from its cells")
+    source.add_argument(
+        "--matrix",
+        type=Path,
+        default=None,
+        help=f"matrix file (default {DEFAULT_MATRIX_FILE.relative_to(PROJECT_ROOT)})",
+    )
+    source.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"the small matrix {QUICK_MATRIX_FILE.relative_to(PROJECT_ROOT)} "
+        "(a few minutes on a 2-core machine)",
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue this interrupted run (default: the latest unfinished run "
+        "of the same matrix is resumed automatically)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start a new run even when an unfinished one could be resumed",
+    )
+    parser.add_argument(
+        "--stack-name",
+        default=None,
+        help="Swarm stack to measure (env STACK_NAME, default penguins)",
+    )
+    parser.add_argument(
+        "--nginx-port",
+        type=int,
+        default=None,
+        help="Nginx's published port on 127.0.0.1 (env NGINX_PORT, default 8000)",
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="measure the local multi-node Swarm of scripts/cluster_up.sh (its "
+        "engine, stack and Nginx; it deployed the stack, so no stack_up)",
+    )
+    parser.add_argument(
+        "--no-stack-up",
+        action="store_true",
+        help="do not run scripts/stack_up.sh first (the stack is already up)",
+    )
+    parser.add_argument(
+        "--stack-down",
+        action="store_true",
+        help="remove the stack with scripts/stack_down.sh at the end",
+    )
+    parser.add_argument(
+        "--validate-only",
+        action="store_true",
+        help="check the matrix file, print the cells and the time they need, exit",
+    )
+    parser.add_argument(
+        "--report-only",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="rebuild summary, plots and report of a run from its cells",
+    )
     return parser
 
 
 def describe_plan(matrix: MatrixFile) -> str:
     cells = matrix.cell_list()
     per_cell = matrix.trials * matrix.profile.expected_seconds() + matrix.warmup_seconds
-    lines = [f"matrix '{matrix.name}': {len(cells)} cells x {matrix.trials} trial(s), "
-             f"{matrix.profile.kind} profile, about {per_cell * len(cells) / 60:.1f} min of load "
-             "plus convergence"]
+    lines = [
+        f"matrix '{matrix.name}': {len(cells)} cells x {matrix.trials} trial(s), "
+        f"{matrix.profile.kind} profile, about {per_cell * len(cells) / 60:.1f} min of load "
+        "plus convergence"
+    ]
     lines += [f"  {cell.cell_id} (total {cell.total_cpus:g} CPU)" for cell in cells]
     return "\n".join(lines)
 
@@ -77,8 +117,9 @@ def describe_plan(matrix: MatrixFile) -> str:
 def _stack_script(name: str, settings: MatrixSettings) -> None:
     script = PROJECT_ROOT / "scripts" / name
     if not script.is_file():
-        raise MatrixRunError(f"{script} is missing; deploy the stack yourself and pass "
-                             "--no-stack-up")
+        raise MatrixRunError(
+            f"{script} is missing; deploy the stack yourself and pass --no-stack-up"
+        )
     env = {**os.environ, "STACK_NAME": settings.stack_name, "NGINX_PORT": str(settings.nginx_port)}
     result = subprocess.run([str(script)], env=env, cwd=PROJECT_ROOT, check=False)
     if result.returncode != 0:
@@ -99,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.cluster and (args.stack_name or args.nginx_port):
-        parser.error("--cluster takes the stack and Nginx's address from the cluster's env file; "
-                     "leave out --stack-name and --nginx-port")
+        parser.error(
+            "--cluster takes the stack and Nginx's address from the cluster's env file; "
+            "leave out --stack-name and --nginx-port"
+        )
     # Started in the background by a non-interactive shell, SIGINT arrives ignored; the restore
     # path must still run on Ctrl-C / kill -INT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -117,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 1
     settings = MatrixSettings()
-    matrix_path = (QUICK_MATRIX_FILE if args.quick else args.matrix or DEFAULT_MATRIX_FILE)
+    matrix_path = QUICK_MATRIX_FILE if args.quick else args.matrix or DEFAULT_MATRIX_FILE
     if args.report_only:
         matrix_path = args.report_only / "matrix.yaml"
     try:
@@ -136,13 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.no_stack_up and cluster is None:
             _stack_script("stack_up.sh", settings)
-        run_dir, info = prepare_run_dir(matrix, matrix_path.resolve(), settings, args.resume,
-                                        args.fresh)
+        run_dir, info = prepare_run_dir(
+            matrix, matrix_path.resolve(), settings, args.resume, args.fresh
+        )
         print(f"results: {run_dir}", flush=True)
         MatrixRunner(matrix, settings, run_dir, info, DockerEngine.from_env(), cluster).run()
     except KeyboardInterrupt:
-        print("interrupted: the api service was restored; measured cells are kept. "
-              "Run the same command again to resume.", file=sys.stderr)
+        print(
+            "interrupted: the api service was restored; measured cells are kept. "
+            "Run the same command again to resume.",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     except (MatrixRunError, DockerError) as error:
         print(f"error: {error}", file=sys.stderr)

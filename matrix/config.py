@@ -86,8 +86,10 @@ class _OpenStepsProfile(_Strict):
     @model_validator(mode="after")
     def _settle(self) -> _OpenStepsProfile:
         if self.settle_seconds >= self.step_seconds:
-            raise ValueError(f"settle_seconds ({self.settle_seconds:g}) must be shorter than "
-                             f"step_seconds ({self.step_seconds:g})")
+            raise ValueError(
+                f"settle_seconds ({self.settle_seconds:g}) must be shorter than "
+                f"step_seconds ({self.step_seconds:g})"
+            )
         return self
 
     def step_cost_seconds(self) -> float:
@@ -108,8 +110,9 @@ class SearchProfile(_OpenStepsProfile):
     @model_validator(mode="after")
     def _ceiling(self) -> SearchProfile:
         if self.ceiling is not None and self.ceiling < self.start_rate:
-            raise ValueError(f"ceiling ({self.ceiling:g}) is below start_rate "
-                             f"({self.start_rate:g})")
+            raise ValueError(
+                f"ceiling ({self.ceiling:g}) is below start_rate ({self.start_rate:g})"
+            )
         return self
 
     def expected_steps(self) -> int:
@@ -179,8 +182,10 @@ class WorkshopProfile(_Strict):
     @classmethod
     def _think(cls, value: tuple[float, float]) -> tuple[float, float]:
         if value[1] < value[0]:
-            raise ValueError(f"think_time [{value[0]:g}, {value[1]:g}]: the first bound (min) "
-                             "must not exceed the second (max)")
+            raise ValueError(
+                f"think_time [{value[0]:g}, {value[1]:g}]: the first bound (min) "
+                "must not exceed the second (max)"
+            )
         return value
 
     @property
@@ -194,8 +199,9 @@ class WorkshopProfile(_Strict):
         return self.duration_seconds()
 
 
-Profile = Annotated[SearchProfile | StaircaseProfile | PlainProfile | WorkshopProfile,
-                    Field(discriminator="kind")]
+Profile = Annotated[
+    SearchProfile | StaircaseProfile | PlainProfile | WorkshopProfile, Field(discriminator="kind")
+]
 OPEN_PROFILE_TYPES = (SearchProfile, StaircaseProfile)
 
 
@@ -258,8 +264,10 @@ class LoadGenerator(_Strict):
         known = trained_models()
         unknown = set(weights) - set(known) if known else set()
         if unknown:
-            raise ValueError(f"model_mix names unknown models {sorted(unknown)}; the trained "
-                             f"models are {', '.join(known)} ({MODEL_MANIFEST})")
+            raise ValueError(
+                f"model_mix names unknown models {sorted(unknown)}; the trained "
+                f"models are {', '.join(known)} ({MODEL_MANIFEST})"
+            )
         return value
 
 
@@ -325,9 +333,10 @@ class MatrixFile(_Strict):
     description: str = ""
     # A cross product (replicas x cpus x memory), or a list of explicit cells.
     cells: Annotated[
-        Annotated[Cells, Tag(_PRODUCT)] | Annotated[list[ExplicitCell], Tag(_LIST),
-                                                    Field(min_length=1)],
-        Discriminator(lambda value: _LIST if isinstance(value, list) else _PRODUCT)]
+        Annotated[Cells, Tag(_PRODUCT)]
+        | Annotated[list[ExplicitCell], Tag(_LIST), Field(min_length=1)],
+        Discriminator(lambda value: _LIST if isinstance(value, list) else _PRODUCT),
+    ]
     # Each cell is measured once per entry (see Admission); ['stack']: as deployed.
     admission: Annotated[list[Admission], Field(min_length=1)] = ["stack"]
     profile: Profile
@@ -349,15 +358,19 @@ class MatrixFile(_Strict):
             configs = [
                 ExplicitCell(replicas=r, cpus=c, memory=m)
                 for r, c, m in itertools.product(
-                    self.cells.replicas, self.cells.cpus, self.cells.memory)
+                    self.cells.replicas, self.cells.cpus, self.cells.memory
+                )
             ]
             if self.cells.max_total_cpus is not None:
                 limit = self.cells.max_total_cpus + 1e-9
                 configs = [c for c in configs if c.replicas * c.cpus <= limit]
         else:
             configs = list(self.cells)
-        return [Cell(admission=admission, **config.model_dump())
-                for config in configs for admission in self.admission]
+        return [
+            Cell(admission=admission, **config.model_dump())
+            for config in configs
+            for admission in self.admission
+        ]
 
     def fingerprint(self) -> str:
         """Identifies the measurement plan, so a resumed run only continues the same matrix."""
@@ -375,18 +388,23 @@ class MatrixFile(_Strict):
             raise ValueError(f"cells: {', '.join(repeated)} listed more than once")
         if any(c.search_first for c in cells) and self.reference_search is None:
             raise ValueError("cells: search_first needs a reference_search profile")
-        if (self.load_generator.where == "stack"
-                and not isinstance(self.profile, WorkshopProfile | PlainProfile)):
-            raise ValueError("load_generator.where: 'stack' runs the closed-model profiles "
-                             "(workshop, plain); search and staircase run from the host")
+        if self.load_generator.where == "stack" and not isinstance(
+            self.profile, WorkshopProfile | PlainProfile
+        ):
+            raise ValueError(
+                "load_generator.where: 'stack' runs the closed-model profiles "
+                "(workshop, plain); search and staircase run from the host"
+            )
         return self
 
 
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]
-                         if part not in (_PRODUCT, _LIST)) or "(top level)"
+        where = (
+            ".".join(str(part) for part in item["loc"] if part not in (_PRODUCT, _LIST))
+            or "(top level)"
+        )
         lines.append(f"  {where}: {item['msg']}")
     return "\n".join(lines)
 

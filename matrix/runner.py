@@ -47,8 +47,14 @@ NODE_CPU_SAMPLE_INTERVAL_S = 1.0
 READY_TIMEOUT_S = 90.0
 # Estimated fixed cost of a cell besides the profile: update, convergence, warm-up, teardown.
 CELL_OVERHEAD_S = 30.0
-WARMUP_BODY = {"island": "Biscoe", "culmen_length_mm": 47.5, "culmen_depth_mm": 15.0,
-               "flipper_length_mm": 217.0, "body_mass_g": 5000.0, "sex": "MALE"}
+WARMUP_BODY = {
+    "island": "Biscoe",
+    "culmen_length_mm": 47.5,
+    "culmen_depth_mm": 15.0,
+    "flipper_length_mm": 217.0,
+    "body_mass_g": 5000.0,
+    "sex": "MALE",
+}
 WARMUP_THREADS = 4
 
 
@@ -75,15 +81,21 @@ class Progress:
         self.done_durations.append(time.monotonic() - self.cell_started)
 
     def _left(self) -> float:
-        per_cell = (sum(self.done_durations) / len(self.done_durations)
-                    if self.done_durations else self.estimate)
+        per_cell = (
+            sum(self.done_durations) / len(self.done_durations)
+            if self.done_durations
+            else self.estimate
+        )
         current = max(0.0, per_cell - (time.monotonic() - self.cell_started))
         return current + per_cell * max(0, self.cells - self.position)
 
     def line(self, cell_id: str, message: str) -> None:
         elapsed = time.monotonic() - self.started
-        print(f"[{_clock(elapsed)} elapsed, ~{_clock(self._left())} left] "
-              f"cell {self.position}/{self.cells} {cell_id}: {message}", flush=True)
+        print(
+            f"[{_clock(elapsed)} elapsed, ~{_clock(self._left())} left] "
+            f"cell {self.position}/{self.cells} {cell_id}: {message}",
+            flush=True,
+        )
 
     def note(self, message: str) -> None:
         print(f"[{_clock(time.monotonic() - self.started)} elapsed] {message}", flush=True)
@@ -140,8 +152,13 @@ def find_unfinished_run(results_dir: Path, fingerprint: str) -> Path | None:
     return None
 
 
-def prepare_run_dir(matrix: MatrixFile, matrix_path: Path, settings: MatrixSettings,
-                    resume: Path | None, fresh: bool) -> tuple[Path, dict[str, Any]]:
+def prepare_run_dir(
+    matrix: MatrixFile,
+    matrix_path: Path,
+    settings: MatrixSettings,
+    resume: Path | None,
+    fresh: bool,
+) -> tuple[Path, dict[str, Any]]:
     """Picks the run directory: --resume, else the latest unfinished run of this matrix, else a
     new results/<timestamp>/."""
     fingerprint = matrix.fingerprint()
@@ -151,8 +168,10 @@ def prepare_run_dir(matrix: MatrixFile, matrix_path: Path, settings: MatrixSetti
             raise MatrixRunError(f"--resume {resume}: no {RUN_FILE} there, not a matrix run")
         info = _read_json(info_path)
         if info.get("fingerprint") != fingerprint:
-            raise MatrixRunError(f"--resume {resume}: that run measured a different matrix "
-                                 f"(fingerprint {info.get('fingerprint')} != {fingerprint})")
+            raise MatrixRunError(
+                f"--resume {resume}: that run measured a different matrix "
+                f"(fingerprint {info.get('fingerprint')} != {fingerprint})"
+            )
         return resume, info
     if not fresh:
         found = find_unfinished_run(settings.results_dir, fingerprint)
@@ -166,9 +185,14 @@ def prepare_run_dir(matrix: MatrixFile, matrix_path: Path, settings: MatrixSetti
         suffix += 1
     (run_dir / CELLS_DIR).mkdir(parents=True)
     shutil.copyfile(matrix_path, run_dir / "matrix.yaml")
-    info = {"fingerprint": fingerprint, "matrix_file": str(matrix_path), "status": "running",
-            "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "stack": settings.stack_name, "host_cores": os.cpu_count()}
+    info = {
+        "fingerprint": fingerprint,
+        "matrix_file": str(matrix_path),
+        "status": "running",
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "stack": settings.stack_name,
+        "host_cores": os.cpu_count(),
+    }
     _write_json(run_dir / RUN_FILE, info)
     return run_dir, info
 
@@ -196,8 +220,11 @@ def warm_up(base_url: str, seconds: float) -> int:
         while time.monotonic() < deadline:
             model = models[index % len(models)]
             index += 1
-            request = urllib.request.Request(f"{base_url}/predict?model={model}", data=body,
-                                             headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                f"{base_url}/predict?model={model}",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
             try:
                 with urllib.request.urlopen(request, timeout=5) as response:
                     response.read()
@@ -205,8 +232,9 @@ def warm_up(base_url: str, seconds: float) -> int:
             except OSError:
                 time.sleep(0.1)
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True)
-               for i in range(WARMUP_THREADS)]
+    threads = [
+        threading.Thread(target=worker, args=(i,), daemon=True) for i in range(WARMUP_THREADS)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -231,9 +259,15 @@ def _per_node_cores(samples_file: Path, start: float, end: float) -> dict[str, f
 
 
 class MatrixRunner:
-    def __init__(self, matrix: MatrixFile, settings: MatrixSettings, run_dir: Path,
-                 run_info: dict[str, Any], engine: Engine,
-                 cluster: ClusterTarget | None = None) -> None:
+    def __init__(
+        self,
+        matrix: MatrixFile,
+        settings: MatrixSettings,
+        run_dir: Path,
+        run_info: dict[str, Any],
+        engine: Engine,
+        cluster: ClusterTarget | None = None,
+    ) -> None:
         self.matrix = matrix
         # A multi-node Swarm: its route is checked before and watched during every cell, and
         # each node's CPU is sampled from its cgroup.
@@ -247,8 +281,11 @@ class MatrixRunner:
         self.base_url = settings.base_url
         self.locust_master = LocustMaster(settings.locust_url, locust_auth(settings))
         self._knob: AdmissionKnob | None = None
-        per_cell = (matrix.trials * matrix.profile.expected_seconds() + matrix.warmup_seconds
-                    + CELL_OVERHEAD_S)
+        per_cell = (
+            matrix.trials * matrix.profile.expected_seconds()
+            + matrix.warmup_seconds
+            + CELL_OVERHEAD_S
+        )
         self.progress = Progress(len(matrix.cell_list()), per_cell)
 
     def cell_done(self, cell: Cell) -> bool:
@@ -260,8 +297,10 @@ class MatrixRunner:
         try:
             original = self.engine.service_resources(self.api_service)
         except DockerError as error:
-            raise MatrixRunError(f"cannot read service {self.api_service}; is the stack "
-                                 f"'{self.settings.stack_name}' deployed? ({error})") from None
+            raise MatrixRunError(
+                f"cannot read service {self.api_service}; is the stack "
+                f"'{self.settings.stack_name}' deployed? ({error})"
+            ) from None
         # A resumed run restores what the first attempt found, not what it left behind.
         recorded = self.run_info.get("original_service")
         restore_to = ServiceResources(**recorded) if recorded else original
@@ -277,8 +316,10 @@ class MatrixRunner:
         cells = self.matrix.cell_list()
         done = [c.cell_id for c in cells if self.cell_done(c)]
         if done:
-            self.progress.note(f"resuming {self.run_dir}: {len(done)} of {len(cells)} cells "
-                               f"already measured ({', '.join(done)})")
+            self.progress.note(
+                f"resuming {self.run_dir}: {len(done)} of {len(cells)} cells "
+                f"already measured ({', '.join(done)})"
+            )
         self.progress.cells = len(cells) - len(done)
         changed = False
         try:
@@ -309,28 +350,38 @@ class MatrixRunner:
         on_cluster = self.cluster is not None
         started_on_cluster = "cluster" in self.run_info
         if on_cluster != started_on_cluster and (
-                "original_service" in self.run_info
-                or any(self.cell_done(cell) for cell in self.matrix.cell_list())):
+            "original_service" in self.run_info
+            or any(self.cell_done(cell) for cell in self.matrix.cell_list())
+        ):
             where = "the local cluster (--cluster)" if started_on_cluster else "the host's Swarm"
-            raise MatrixRunError(f"{self.run_dir} was started on {where}; resume it there, or "
-                                 "start a new run with --fresh")
+            raise MatrixRunError(
+                f"{self.run_dir} was started on {where}; resume it there, or "
+                "start a new run with --fresh"
+            )
         if self.cluster is not None:
-            self.run_info["cluster"] = {"nginx_url": self.cluster.nginx_url,
-                                        "nodes": sorted(self.cluster.node_cgroups)}
+            self.run_info["cluster"] = {
+                "nginx_url": self.cluster.nginx_url,
+                "nodes": sorted(self.cluster.node_cgroups),
+            }
 
     def _restore(self, original: ServiceResources) -> None:
-        self.progress.note(f"restoring {self.api_service} to {original.replicas} replica(s), "
-                           f"limits {original.limit_nano_cpus / NANO:g} CPU / "
-                           f"{original.limit_memory_bytes / 2**20:g} MiB")
+        self.progress.note(
+            f"restoring {self.api_service} to {original.replicas} replica(s), "
+            f"limits {original.limit_nano_cpus / NANO:g} CPU / "
+            f"{original.limit_memory_bytes / 2**20:g} MiB"
+        )
         try:
-            self.engine.update_service(self.api_service, original,
-                                      self.matrix.converge_timeout_seconds)
-            self.engine.set_update_config(self.api_service,
-                                          self.run_info["original_update_config"])
+            self.engine.update_service(
+                self.api_service, original, self.matrix.converge_timeout_seconds
+            )
+            self.engine.set_update_config(self.api_service, self.run_info["original_update_config"])
         except (DockerError, KeyboardInterrupt) as error:
-            print(f"warning: could not restore {self.api_service}: {error}; restore it with "
-                  f"docker service update --replicas {original.replicas} ... "
-                  f"{self.api_service}", file=sys.stderr)
+            print(
+                f"warning: could not restore {self.api_service}: {error}; restore it with "
+                f"docker service update --replicas {original.replicas} ... "
+                f"{self.api_service}",
+                file=sys.stderr,
+            )
 
     def _admission_knob(self) -> AdmissionKnob:
         if self._knob is None:
@@ -352,10 +403,14 @@ class MatrixRunner:
         record.admission_limit = wanted
         if current == str(wanted):
             return
-        self.progress.line(cell.cell_id, f"admission control: {knob.env}={wanted} on "
-                           f"{self.nginx_service}" + (" (off)" if wanted == 0 else ""))
-        self.engine.set_service_env(self.nginx_service, {knob.env: str(wanted)},
-                                    self.matrix.converge_timeout_seconds)
+        self.progress.line(
+            cell.cell_id,
+            f"admission control: {knob.env}={wanted} on "
+            f"{self.nginx_service}" + (" (off)" if wanted == 0 else ""),
+        )
+        self.engine.set_service_env(
+            self.nginx_service, {knob.env: str(wanted)}, self.matrix.converge_timeout_seconds
+        )
 
     def _restore_admission(self) -> None:
         original = self.run_info.get("original_admission")
@@ -364,12 +419,18 @@ class MatrixRunner:
         try:
             if self.engine.service_env(self.nginx_service).get(self._knob.env) != original:
                 self.progress.note(f"restoring {self.nginx_service}: {self._knob.env}={original}")
-                self.engine.set_service_env(self.nginx_service, {self._knob.env: original},
-                                            self.matrix.converge_timeout_seconds)
+                self.engine.set_service_env(
+                    self.nginx_service,
+                    {self._knob.env: original},
+                    self.matrix.converge_timeout_seconds,
+                )
         except (DockerError, KeyboardInterrupt) as error:
-            print(f"warning: could not restore {self.nginx_service}: {error}; restore it with "
-                  f"docker service update --env-add {self._knob.env}={original} "
-                  f"{self.nginx_service}", file=sys.stderr)
+            print(
+                f"warning: could not restore {self.nginx_service}: {error}; restore it with "
+                f"docker service update --env-add {self._knob.env}={original} "
+                f"{self.nginx_service}",
+                file=sys.stderr,
+            )
 
     def _wanted(self, cell: Cell) -> tuple[ServiceResources, bool]:
         limit_cpu = round(cell.cpus * NANO)
@@ -380,10 +441,17 @@ class MatrixRunner:
             other_cpu, other_mem = self.engine.reserved_by_others(self.api_service)
             # One task more than the replicas: a start-first update runs it next to the others.
             tasks = cell.replicas + 1
-            reserve = (tasks * limit_cpu <= node_cpu - other_cpu
-                       and tasks * limit_mem <= node_mem - other_mem)
-        wanted = ServiceResources(cell.replicas, limit_cpu, limit_mem,
-                                  limit_cpu if reserve else 0, limit_mem if reserve else 0)
+            reserve = (
+                tasks * limit_cpu <= node_cpu - other_cpu
+                and tasks * limit_mem <= node_mem - other_mem
+            )
+        wanted = ServiceResources(
+            cell.replicas,
+            limit_cpu,
+            limit_mem,
+            limit_cpu if reserve else 0,
+            limit_mem if reserve else 0,
+        )
         return wanted, reserve
 
     def measure(self, cell: Cell) -> None:
@@ -392,10 +460,17 @@ class MatrixRunner:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         record = CellRecord(
-            cell_id=cell.cell_id, replicas=cell.replicas, cpus=cell.cpus, memory=cell.memory,
-            memory_bytes=memory_bytes(cell.memory), total_cpus=cell.total_cpus,
-            started=datetime.now(UTC).isoformat(timespec="seconds"), config_id=cell.config_id,
-            admission=str(cell.admission), observation=cell.observation)
+            cell_id=cell.cell_id,
+            replicas=cell.replicas,
+            cpus=cell.cpus,
+            memory=cell.memory,
+            memory_bytes=memory_bytes(cell.memory),
+            total_cpus=cell.total_cpus,
+            started=datetime.now(UTC).isoformat(timespec="seconds"),
+            config_id=cell.config_id,
+            admission=str(cell.admission),
+            observation=cell.observation,
+        )
         guard = None
         try:
             if self.cluster is not None:
@@ -415,8 +490,7 @@ class MatrixRunner:
             if guard is not None and guard.failure:
                 raise MatrixRunError(f"stopped: {guard.failure}") from None
             raise
-        except (DockerError, MatrixRunError, StackLocustError, TimeoutError,
-                TrialError) as error:
+        except (DockerError, MatrixRunError, StackLocustError, TimeoutError, TrialError) as error:
             # The cell stays on record as not measurable (e.g. it does not fit the node).
             record.error = str(error)
             self.progress.line(cell.cell_id, f"FAILED: {error}")
@@ -429,39 +503,54 @@ class MatrixRunner:
         partial.rename(final)
         if record.status == "measured":
             knees = ", ".join(f"{k:.0f}" for k in record.knees)
-            self.progress.line(cell.cell_id, f"done: knee (served req/s) per trial: {knees}; "
-                               f"{record.requests} requests, {record.failures} failures"
-                               + (" (load generator limited)" if record.generator_limited
-                                  else ""))
+            self.progress.line(
+                cell.cell_id,
+                f"done: knee (served req/s) per trial: {knees}; "
+                f"{record.requests} requests, {record.failures} failures"
+                + (" (load generator limited)" if record.generator_limited else ""),
+            )
 
     def _deploy(self, cell: Cell, record: CellRecord) -> None:
         wanted, reserved = self._wanted(cell)
         record.reserved = reserved
-        self.progress.line(cell.cell_id, f"updating {self.api_service}: {cell.replicas} "
-                           f"replica(s), {cell.cpus:g} CPU, {cell.memory}"
-                           + ("" if reserved else " (no reservation: does not fit the node)"))
+        self.progress.line(
+            cell.cell_id,
+            f"updating {self.api_service}: {cell.replicas} "
+            f"replica(s), {cell.cpus:g} CPU, {cell.memory}"
+            + ("" if reserved else " (no reservation: does not fit the node)"),
+        )
         timeout = self.matrix.converge_timeout_seconds
         self.engine.update_service(self.api_service, wanted, timeout)
         try:
-            state = wait_until(service_converged(self.engine, self.api_service, cell.replicas),
-                               timeout, CONVERGE_INTERVAL_S)
+            state = wait_until(
+                service_converged(self.engine, self.api_service, cell.replicas),
+                timeout,
+                CONVERGE_INTERVAL_S,
+            )
         except WaitTimeout as error:
-            raise MatrixRunError(f"{self.api_service} did not converge within {timeout:g} s: "
-                                 f"{error}") from None
+            raise MatrixRunError(
+                f"{self.api_service} did not converge within {timeout:g} s: {error}"
+            ) from None
         placement: dict[str, int] = {}
         for task in self.engine.task_nodes(self.api_service):
             placement[task.node] = placement.get(task.node, 0) + 1
         record.placement = placement
         where = ", ".join(f"{node}: {count}" for node, count in sorted(placement.items()))
-        self.progress.line(cell.cell_id, f"converged ({state}; api tasks per node: {where}); "
-                           "waiting for /ready via Nginx")
+        self.progress.line(
+            cell.cell_id,
+            f"converged ({state}; api tasks per node: {where}); waiting for /ready via Nginx",
+        )
         url = f"{self.base_url}/ready"
         try:
-            wait_until(api_ready(self.engine, self.settings.stack_name, url), READY_TIMEOUT_S,
-                       READY_INTERVAL_S)
+            wait_until(
+                api_ready(self.engine, self.settings.stack_name, url),
+                READY_TIMEOUT_S,
+                READY_INTERVAL_S,
+            )
         except WaitTimeout as error:
-            raise MatrixRunError(f"{url} was not ready within {READY_TIMEOUT_S:g} s "
-                                 f"(last: {error})") from None
+            raise MatrixRunError(
+                f"{url} was not ready within {READY_TIMEOUT_S:g} s (last: {error})"
+            ) from None
         if self.matrix.warmup_seconds > 0:
             self.progress.line(cell.cell_id, f"warming up for {self.matrix.warmup_seconds:g} s")
             record.warmup_requests = warm_up(self.base_url, self.matrix.warmup_seconds)
@@ -479,21 +568,41 @@ class MatrixRunner:
         assert search is not None  # the matrix file's validation requires it
         generator = self.matrix.load_generator.model_copy(update={"where": "host"})
         matrix = self.matrix.model_copy(update={"profile": search, "load_generator": generator})
-        self.progress.line(cell.cell_id, f"reference: open-model search for this cell's knee, "
-                           f"about {search.expected_seconds():.0f} s")
-        return run_trial(matrix, self.settings, self.base_url, out / "reference", 0,
-                         partial(self.engine.cgroup_dirs, self.api_service),
-                         partial(self._trial_line, cell.cell_id, 0))
+        self.progress.line(
+            cell.cell_id,
+            f"reference: open-model search for this cell's knee, "
+            f"about {search.expected_seconds():.0f} s",
+        )
+        return run_trial(
+            matrix,
+            self.settings,
+            self.base_url,
+            out / "reference",
+            0,
+            partial(self.engine.cgroup_dirs, self.api_service),
+            partial(self._trial_line, cell.cell_id, 0),
+        )
 
     def _trial(self, cell: Cell, out: Path, trial: int) -> TrialRecord:
         say = partial(self._trial_line, cell.cell_id, trial)
         cgroup_dirs = partial(self.engine.cgroup_dirs, self.api_service)
         if self.matrix.load_generator.where == "host":
-            return run_trial(self.matrix, self.settings, self.base_url, out, trial, cgroup_dirs,
-                             say)
+            return run_trial(
+                self.matrix, self.settings, self.base_url, out, trial, cgroup_dirs, say
+            )
         watcher = StepWatcher(out / "steps.jsonl", say)
-        return run_stack_trial(self.matrix, self.settings, self.engine, self.locust_master,
-                               out, trial, cgroup_dirs, say, watcher.poll, analyse_trial)
+        return run_stack_trial(
+            self.matrix,
+            self.settings,
+            self.engine,
+            self.locust_master,
+            out,
+            trial,
+            cgroup_dirs,
+            say,
+            watcher.poll,
+            analyse_trial,
+        )
 
     def _trial_line(self, cell_id: str, trial: int, message: str) -> None:
         self.progress.line(cell_id, f"trial {trial}: {message}")
@@ -504,25 +613,35 @@ class MatrixRunner:
         profile = self.matrix.profile
         tasks_before = self.engine.task_ids(self.api_service)
         nginx_before = self.engine.nginx_status(self.nginx_service)
-        sampler = DockerStatsSampler(self.engine, self.api_service, out / "docker_stats.csv",
-                                     self.settings.docker_stats_interval)
+        sampler = DockerStatsSampler(
+            self.engine,
+            self.api_service,
+            out / "docker_stats.csv",
+            self.settings.docker_stats_interval,
+        )
         nodes = None
         if self.cluster is not None:
             node_dirs = self.cluster.node_cpu_dirs()
-            nodes = CgroupSampler(lambda: node_dirs, out / NODE_CPU_FILE,
-                                  NODE_CPU_SAMPLE_INTERVAL_S)
+            nodes = CgroupSampler(
+                lambda: node_dirs, out / NODE_CPU_FILE, NODE_CPU_SAMPLE_INTERVAL_S
+            )
         started = time.time()
         sampler.start()
         if nodes is not None:
             nodes.start()
         try:
             for trial in range(1, self.matrix.trials + 1):
-                where = (f"{generator.workers} Locust workers of the stack"
-                         if generator.where == "stack"
-                         else f"{generator.processes} Locust processes")
-                self.progress.line(cell.cell_id, f"trial {trial}/{self.matrix.trials}: "
-                                   f"{profile.kind} load, about "
-                                   f"{profile.expected_seconds():.0f} s ({where})")
+                where = (
+                    f"{generator.workers} Locust workers of the stack"
+                    if generator.where == "stack"
+                    else f"{generator.processes} Locust processes"
+                )
+                self.progress.line(
+                    cell.cell_id,
+                    f"trial {trial}/{self.matrix.trials}: "
+                    f"{profile.kind} load, about "
+                    f"{profile.expected_seconds():.0f} s ({where})",
+                )
                 record.trials.append(self._trial(cell, out / f"trial-{trial}", trial))
         finally:
             sampler.stop()

@@ -59,6 +59,7 @@ ensure_models
 
 log "ruff"
 "$VENV_DIR/bin/ruff" check .
+"$VENV_DIR/bin/ruff" format --check .
 log "mypy"
 "$VENV_PYTHON" -m mypy
 if command -v shellcheck >/dev/null 2>&1; then

@@ -30,7 +30,6 @@ from service.cpu import CGROUP_ROOT
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-
 def geometric_buckets(low: float, high: float, per_decade: int) -> tuple[float, ...]:
     """Bounds low * 10**(i / per_decade) up to the first one >= high, rounded to 0.1 us.
 
@@ -211,14 +210,18 @@ def container_usage_text(root: Path = CGROUP_ROOT) -> bytes:
     cpu, memory = container_usage(root)
     lines = []
     if cpu is not None:
-        lines += ["# HELP penguin_container_cpu_seconds_total CPU time of the whole replica "
-                  "(its cgroup: every worker and the master).",
-                  "# TYPE penguin_container_cpu_seconds_total counter",
-                  f"penguin_container_cpu_seconds_total {cpu!r}"]
+        lines += [
+            "# HELP penguin_container_cpu_seconds_total CPU time of the whole replica "
+            "(its cgroup: every worker and the master).",
+            "# TYPE penguin_container_cpu_seconds_total counter",
+            f"penguin_container_cpu_seconds_total {cpu!r}",
+        ]
     if memory is not None:
-        lines += ["# HELP penguin_container_memory_bytes Memory of the whole replica (its cgroup).",
-                  "# TYPE penguin_container_memory_bytes gauge",
-                  f"penguin_container_memory_bytes {memory!r}"]
+        lines += [
+            "# HELP penguin_container_memory_bytes Memory of the whole replica (its cgroup).",
+            "# TYPE penguin_container_memory_bytes gauge",
+            f"penguin_container_memory_bytes {memory!r}",
+        ]
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 

@@ -34,8 +34,10 @@ def stack_knob(stack_file: Path = STACK_FILE) -> AdmissionKnob:
         match = _KNOB_LINE.match(line)
         if match:
             return AdmissionKnob(match.group(1), int(match.group(2)))
-    raise AdmissionError(f"{stack_file} sets no environment variable from ${{{STACK_KNOB}:-N}}: "
-                         "this stack has no admission control to switch")
+    raise AdmissionError(
+        f"{stack_file} sets no environment variable from ${{{STACK_KNOB}:-N}}: "
+        "this stack has no admission control to switch"
+    )
 
 
 def limit_for(admission: Admission, knob: AdmissionKnob) -> int | None:

@@ -61,8 +61,11 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m stack.ctl", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m stack.ctl",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     converged = commands.add_parser("wait-converged", help="wait until STACK converged")
     converged.add_argument("stack")
@@ -81,8 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
 def wait_converged(engine: Engine, stack: str, timeout: float) -> None:
     """Raises WaitTimeout after listing the tasks that do not run."""
     try:
-        state = wait_until(stack_converged(engine, stack), timeout, CONVERGE_INTERVAL_S,
-                           _progress(f"stack {stack}"))
+        state = wait_until(
+            stack_converged(engine, stack),
+            timeout,
+            CONVERGE_INTERVAL_S,
+            _progress(f"stack {stack}"),
+        )
     except WaitTimeout as error:
         log(f"stack {stack} did not converge within {timeout:g}s; tasks that are not running:")
         for task in stack_pending_tasks(engine, stack):
@@ -93,8 +100,7 @@ def wait_converged(engine: Engine, stack: str, timeout: float) -> None:
 
 def wait_ready(engine: Engine, stack: str, url: str, timeout: float) -> None:
     try:
-        state = wait_until(api_ready(engine, stack, url), timeout, READY_INTERVAL_S,
-                           _progress(url))
+        state = wait_until(api_ready(engine, stack, url), timeout, READY_INTERVAL_S, _progress(url))
     except WaitTimeout as error:
         raise WaitTimeout(f"{error}; see: docker service logs {stack}_nginx") from None
     log(f"ready: {state}")
@@ -109,8 +115,7 @@ def _ui_credentials(stack: str) -> int:
         return 1
     if created:
         log(f"created the UI login of stack {stack} in {credentials_file(stack)} (mode 0600)")
-    print(credentials.user, credentials.password, credentials.fingerprint(), int(created),
-          sep="\n")
+    print(credentials.user, credentials.password, credentials.fingerprint(), int(created), sep="\n")
     return 0
 
 

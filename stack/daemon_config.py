@@ -147,7 +147,7 @@ def parse_limits(text: str) -> int:
     """The soft "Max open files" of /proc/PID/limits ("unlimited" as a very large number)."""
     for line in text.splitlines():
         if line.startswith("Max open files"):
-            soft = line[len("Max open files"):].split()[0]
+            soft = line[len("Max open files") :].split()[0]
             return sys.maxsize if soft == "unlimited" else int(soft)
     raise ValueError("no 'Max open files' line in the limits text")
 
@@ -156,10 +156,11 @@ def started_at(stat_text: str, proc_stat_text: str, ticks_per_second: int) -> fl
     """A process's start, in seconds since the epoch, from /proc/PID/stat and /proc/stat."""
     # Field 22 (starttime, clock ticks after boot); the command name in field 2 may hold spaces
     # and parentheses, so count from its closing one.
-    fields = stat_text[stat_text.rindex(")") + 2:].split()
+    fields = stat_text[stat_text.rindex(")") + 2 :].split()
     ticks = int(fields[22 - 3])
-    boot = next(int(line.split()[1]) for line in proc_stat_text.splitlines()
-                if line.startswith("btime "))
+    boot = next(
+        int(line.split()[1]) for line in proc_stat_text.splitlines() if line.startswith("btime ")
+    )
     return boot + ticks / ticks_per_second
 
 
@@ -167,13 +168,15 @@ def read_process(pid: int, proc: Path = Path("/proc")) -> RunningEngine:
     base = proc / str(pid)
     cmdline = [arg for arg in (base / "cmdline").read_bytes().decode().split("\0") if arg]
     nofile = parse_limits((base / "limits").read_text())
-    start = started_at((base / "stat").read_text(), (proc / "stat").read_text(),
-                       os.sysconf("SC_CLK_TCK"))
+    start = started_at(
+        (base / "stat").read_text(), (proc / "stat").read_text(), os.sysconf("SC_CLK_TCK")
+    )
     return RunningEngine(cmdline, nofile, start)
 
 
-def engine_problems(engine: RunningEngine, config: dict[str, Any], config_mtime: float | None,
-                    nofile: int) -> list[str]:
+def engine_problems(
+    engine: RunningEngine, config: dict[str, Any], config_mtime: float | None, nofile: int
+) -> list[str]:
     """Why the running engine may lack the lab's settings; [] when it has them.
 
     Neither setting is reloadable (SIGHUP), so the file counts only if it was not changed after
@@ -183,8 +186,11 @@ def engine_problems(engine: RunningEngine, config: dict[str, Any], config_mtime:
     if config_mtime is not None and config_mtime > engine.started_at:
         problems.append(f"{engine.config_file()} changed after the engine started")
     proxy_flag = engine.flag("userland-proxy", boolean=True)
-    proxy_on = (proxy_flag != "false") if proxy_flag is not None else (
-        config.get("userland-proxy", True) is not False)
+    proxy_on = (
+        (proxy_flag != "false")
+        if proxy_flag is not None
+        else (config.get("userland-proxy", True) is not False)
+    )
     if proxy_on:
         problems.append("the userland proxy is on (docker-proxy relays published ports)")
     limits = _nofile(config)
@@ -211,13 +217,20 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m stack.daemon_config", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m stack.daemon_config",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name in ("apply", "check"):
         command = commands.add_parser(name)
-        command.add_argument("--file", type=Path, default=None,
-                             help=f"daemon.json (default: the engine's, else {DEFAULT_FILE})")
+        command.add_argument(
+            "--file",
+            type=Path,
+            default=None,
+            help=f"daemon.json (default: the engine's, else {DEFAULT_FILE})",
+        )
         command.add_argument("--nofile", type=_positive, default=DEFAULT_NOFILE)
         if name == "check":
             command.add_argument("--pid", type=int, required=True, help="the running dockerd")

@@ -42,8 +42,16 @@ class DockerStatsSampler(threading.Thread):
                     # One timestamp per sample: the summary adds up the containers by it.
                     now = round(time.time(), 3)
                     for s in samples:
-                        writer.writerow((now, s.container, s.name, s.cpu_percent, s.mem_bytes,
-                                         s.mem_limit_bytes))
+                        writer.writerow(
+                            (
+                                now,
+                                s.container,
+                                s.name,
+                                s.cpu_percent,
+                                s.mem_bytes,
+                                s.mem_limit_bytes,
+                            )
+                        )
                     handle.flush()
                 except DockerError as error:
                     self.errors.append(str(error))

@@ -31,8 +31,13 @@ UPDATE_POLL_INTERVAL_S = 1.0
 # While measuring, replace tasks all at once without a monitor period: the stack's careful
 # rolling update (start-first, one at a time, 15 s monitor) would cost a minute per cell, and a
 # gap in capacity while reconfiguring does not matter because the matrix waits for convergence.
-FAST_UPDATE_CONFIG: dict[str, Any] = {"Parallelism": 0, "Delay": 0, "Order": "stop-first",
-                                      "Monitor": NANO, "FailureAction": "pause"}
+FAST_UPDATE_CONFIG: dict[str, Any] = {
+    "Parallelism": 0,
+    "Delay": 0,
+    "Order": "stop-first",
+    "Monitor": NANO,
+    "FailureAction": "pause",
+}
 # UpdateStatus states after which Swarm will not go on by itself (the CLI's --detach=false
 # reports them as errors too).
 _STUCK_UPDATE_STATES = ("paused", "rollback_paused", "rollback_completed")
@@ -169,7 +174,8 @@ def cpu_percent(stats: Mapping[str, Any]) -> float:
     answer, computed as `docker stats` does."""
     cpu, previous = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
     cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (
-        previous.get("cpu_usage") or {}).get("total_usage", 0)
+        previous.get("cpu_usage") or {}
+    ).get("total_usage", 0)
     system_delta = cpu.get("system_cpu_usage", 0) - previous.get("system_cpu_usage", 0)
     online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or [])
     if system_delta <= 0 or cpu_delta <= 0:
@@ -187,8 +193,9 @@ def memory_used(stats: Mapping[str, Any]) -> int:
     return usage - int(inactive) if inactive < usage else usage
 
 
-def cgroup_candidates(container_id: str, driver: str, version: str,
-                      root: Path = CGROUP_ROOT) -> list[Path]:
+def cgroup_candidates(
+    container_id: str, driver: str, version: str, root: Path = CGROUP_ROOT
+) -> list[Path]:
     """Where Docker puts a container's cgroup, most likely first. cgroup v2 has one tree; v1
     has one per controller, and the CPU throttling counters live in the cpu controller's."""
     systemd = f"system.slice/docker-{container_id}.scope"
@@ -232,7 +239,8 @@ class DockerEngine:
     def _container_list(self, service: str, running_only: bool) -> list[dict[str, Any]]:
         with _engine_errors(f"listing the containers of {service}"):
             found: list[dict[str, Any]] = self._api.containers(
-                all=not running_only, filters={"label": f"{SERVICE_LABEL}={service}"})
+                all=not running_only, filters={"label": f"{SERVICE_LABEL}={service}"}
+            )
         return found
 
     def _update(self, service: str, change: Callable[[dict[str, Any]], None]) -> None:
@@ -242,9 +250,14 @@ class DockerEngine:
         change(spec)
         with _engine_errors(f"updating service {service}"):
             self._api.update_service(
-                current["ID"], current["Version"]["Index"], task_template=spec["TaskTemplate"],
-                mode=spec.get("Mode"), update_config=spec.get("UpdateConfig"),
-                labels=spec.get("Labels"), fetch_current_spec=True)
+                current["ID"],
+                current["Version"]["Index"],
+                task_template=spec["TaskTemplate"],
+                mode=spec.get("Mode"),
+                update_config=spec.get("UpdateConfig"),
+                labels=spec.get("Labels"),
+                fetch_current_spec=True,
+            )
 
     def service_resources(self, service: str) -> ServiceResources:
         spec = self._service(service)["Spec"]
@@ -277,17 +290,21 @@ class DockerEngine:
             spec["Mode"] = {"Replicated": {"Replicas": wanted.replicas}}
             resources = spec["TaskTemplate"].setdefault("Resources", {})
             resources.setdefault("Limits", {}).update(
-                NanoCPUs=wanted.limit_nano_cpus, MemoryBytes=wanted.limit_memory_bytes)
+                NanoCPUs=wanted.limit_nano_cpus, MemoryBytes=wanted.limit_memory_bytes
+            )
             resources.setdefault("Reservations", {}).update(
-                NanoCPUs=wanted.reserve_nano_cpus, MemoryBytes=wanted.reserve_memory_bytes)
+                NanoCPUs=wanted.reserve_nano_cpus, MemoryBytes=wanted.reserve_memory_bytes
+            )
             spec["UpdateConfig"] = {**(spec.get("UpdateConfig") or {}), **FAST_UPDATE_CONFIG}
 
         self._update(service, change)
         self._wait_for_update(service, wanted.replicas, timeout)
         applied = self.service_resources(service)
         if applied != wanted:
-            raise DockerError(f"{service} did not take the new settings (Swarm rolled back?): "
-                              f"wanted {wanted.as_dict()}, has {applied.as_dict()}")
+            raise DockerError(
+                f"{service} did not take the new settings (Swarm rolled back?): "
+                f"wanted {wanted.as_dict()}, has {applied.as_dict()}"
+            )
 
     def service_env(self, service: str) -> dict[str, str]:
         spec = self._service(service)["Spec"]
@@ -317,23 +334,29 @@ class DockerEngine:
     def _wait_for_update(self, service: str, replicas: int, timeout: float) -> None:
         """Until every replica runs a task of the current spec (what `docker service update
         --detach=false` waits for). Swarm clears UpdateStatus when it accepts a new spec."""
+
         def check() -> tuple[bool, str]:
             status = self._service(service).get("UpdateStatus") or {}
             state = status.get("State")
             if state in _STUCK_UPDATE_STATES:
                 raise DockerError(f"update of {service} ended {state}: {status.get('Message')}")
-            running = [t for t in self._tasks(service, **{"_up-to-date": "true",
-                                                          "desired-state": "running"})
-                       if t["Status"]["State"] == "running"]
-            return (state in (None, "completed") and len(running) == replicas,
-                    f"{len(running)}/{replicas} tasks of the new spec running, "
-                    f"update state {state or 'not started'}")
+            running = [
+                t
+                for t in self._tasks(service, **{"_up-to-date": "true", "desired-state": "running"})
+                if t["Status"]["State"] == "running"
+            ]
+            return (
+                state in (None, "completed") and len(running) == replicas,
+                f"{len(running)}/{replicas} tasks of the new spec running, "
+                f"update state {state or 'not started'}",
+            )
 
         try:
             wait_until(check, timeout, UPDATE_POLL_INTERVAL_S)
         except WaitTimeout as timeout_error:
-            raise DockerError(f"update of {service} did not finish within {timeout:g} s: "
-                              f"{timeout_error}") from None
+            raise DockerError(
+                f"update of {service} did not finish within {timeout:g} s: {timeout_error}"
+            ) from None
 
     def _node_id(self) -> str:
         with _engine_errors("reading this engine's Swarm node"):
@@ -357,7 +380,8 @@ class DockerEngine:
             replicated = (spec.get("Mode") or {}).get("Replicated") or {}
             count = int(replicated.get("Replicas", 1))
             reservations = ((spec.get("TaskTemplate") or {}).get("Resources") or {}).get(
-                "Reservations") or {}
+                "Reservations"
+            ) or {}
             cpus += count * int(reservations.get("NanoCPUs", 0))
             memory += count * int(reservations.get("MemoryBytes", 0))
         return cpus, memory
@@ -373,23 +397,32 @@ class DockerEngine:
         statuses = [c["Status"] for c in self._container_list(service, running_only=True)]
         waiting = [s for s in statuses if "health: starting" in s or "unhealthy" in s]
         if waiting or len(statuses) != len(here):
-            return False, (f"{len(statuses) - len(waiting)}/{len(here)} containers on this node "
-                           "healthy")
+            return False, (
+                f"{len(statuses) - len(waiting)}/{len(here)} containers on this node healthy"
+            )
         return True, f"{replicas}/{replicas} tasks running and healthy"
 
     def task_ids(self, service: str) -> set[str]:
         return {t["ID"] for t in self._tasks(service)}
 
     def task_nodes(self, service: str) -> list[TaskPlacement]:
-        tasks = [t for t in self._tasks(service, **{"desired-state": "running"})
-                 if t["Status"]["State"] == "running"]
+        tasks = [
+            t
+            for t in self._tasks(service, **{"desired-state": "running"})
+            if t["Status"]["State"] == "running"
+        ]
         hostnames: dict[str, str] = {}
         for node_id in {str(t.get("NodeID", "")) for t in tasks} - {""}:
             with _engine_errors(f"inspecting node {node_id}"):
                 node: dict[str, Any] = self._api.inspect_node(node_id)
             hostnames[node_id] = str((node.get("Description") or {}).get("Hostname") or node_id)
-        return sorted((TaskPlacement(str(t["ID"]), hostnames.get(str(t.get("NodeID", "")), "?"))
-                       for t in tasks), key=lambda placement: (placement.node, placement.task))
+        return sorted(
+            (
+                TaskPlacement(str(t["ID"]), hostnames.get(str(t.get("NodeID", "")), "?"))
+                for t in tasks
+            ),
+            key=lambda placement: (placement.node, placement.task),
+        )
 
     def containers(self, service: str, *, running_only: bool = True) -> list[str]:
         return [c["Id"] for c in self._container_list(service, running_only)]
@@ -435,20 +468,27 @@ class DockerEngine:
     def stack_services(self, stack: str) -> list[ServiceState]:
         with _engine_errors(f"listing the services of stack {stack}"):
             services: list[dict[str, Any]] = self._api.services(
-                filters={"label": f"{STACK_LABEL}={stack}"})
+                filters={"label": f"{STACK_LABEL}={stack}"}
+            )
         states = []
         for service in services:
             spec = service["Spec"]
             tasks = self._tasks(spec["Name"], **{"desired-state": "running"})
             not_running = [t for t in tasks if t["Status"]["State"] != "running"]
             replicated = (spec.get("Mode") or {}).get("Replicated")
-            states.append(ServiceState(
-                name=spec["Name"], running=len(tasks) - len(not_running),
-                desired=int(replicated.get("Replicas", 1)) if replicated else len(tasks),
-                update_state=(service.get("UpdateStatus") or {}).get("State"),
-                pending_tasks=tuple(
-                    f"{spec['Name']}.{t.get('Slot', '')} {t['Status']['State']} "
-                    f"{t['Status'].get('Err', '')}".rstrip() for t in not_running)))
+            states.append(
+                ServiceState(
+                    name=spec["Name"],
+                    running=len(tasks) - len(not_running),
+                    desired=int(replicated.get("Replicas", 1)) if replicated else len(tasks),
+                    update_state=(service.get("UpdateStatus") or {}).get("State"),
+                    pending_tasks=tuple(
+                        f"{spec['Name']}.{t.get('Slot', '')} {t['Status']['State']} "
+                        f"{t['Status'].get('Err', '')}".rstrip()
+                        for t in not_running
+                    ),
+                )
+            )
         return sorted(states, key=lambda state: state.name)
 
     def _stats(self, container: str) -> ContainerStats:
@@ -456,9 +496,13 @@ class DockerEngine:
             # stream=False waits for a second sample, so the CPU delta is real.
             stats: dict[str, Any] = self._api.stats(container, stream=False)
         memory = stats.get("memory_stats") or {}
-        return ContainerStats(container=container[:12], name=str(stats.get("name", "")).lstrip("/"),
-                              cpu_percent=cpu_percent(stats), mem_bytes=memory_used(stats),
-                              mem_limit_bytes=int(memory.get("limit", 0)))
+        return ContainerStats(
+            container=container[:12],
+            name=str(stats.get("name", "")).lstrip("/"),
+            cpu_percent=cpu_percent(stats),
+            mem_bytes=memory_used(stats),
+            mem_limit_bytes=int(memory.get("limit", 0)),
+        )
 
     def container_stats(self, service: str) -> list[ContainerStats]:
         ids = self.containers(service)
@@ -474,8 +518,11 @@ class DockerEngine:
         driver, version = str(info.get("CgroupDriver", "")), str(info.get("CgroupVersion", "1"))
         found = {}
         for container in self.containers(service):
-            existing = [path for path in cgroup_candidates(container, driver, version)
-                        if (path / "cpu.stat").is_file()]
+            existing = [
+                path
+                for path in cgroup_candidates(container, driver, version)
+                if (path / "cpu.stat").is_file()
+            ]
             if existing:
                 found[container] = existing[0]
         return found

@@ -28,8 +28,9 @@ class WaitTimeout(TimeoutError):
     """A wait ran out of time; the message is the last state seen."""
 
 
-def wait_until(check: Check, timeout: float, interval: float,
-               progress: Progress | None = None) -> str:
+def wait_until(
+    check: Check, timeout: float, interval: float, progress: Progress | None = None
+) -> str:
     """Calls `check` every `interval` seconds until it reports done and returns its description
     of the state; raises WaitTimeout with the last description after `timeout` seconds.
     `progress(elapsed, state)` hears about every check that was not done yet."""
@@ -52,18 +53,23 @@ def service_converged(engine: Engine, service: str, replicas: int) -> Check:
 
 
 def _describe(states: list[ServiceState], stack: str) -> str:
-    return "  ".join(f"{s.name.removeprefix(stack + '_')} {s.running}/{s.desired}"
-                     + (f" {s.update_state}" if s.update_state else "") for s in states)
+    return "  ".join(
+        f"{s.name.removeprefix(stack + '_')} {s.running}/{s.desired}"
+        + (f" {s.update_state}" if s.update_state else "")
+        for s in states
+    )
 
 
 def stack_converged(engine: Engine, stack: str) -> Check:
     """Every service of the stack runs all its replicas with no update or rollback in flight."""
+
     def check() -> tuple[bool, str]:
         states = engine.stack_services(stack)
         if not states:
             raise LookupError(f"stack {stack} has no services (was it deployed?)")
-        pending = [s for s in states
-                   if s.running != s.desired or s.update_state in _MOVING_UPDATE_STATES]
+        pending = [
+            s for s in states if s.running != s.desired or s.update_state in _MOVING_UPDATE_STATES
+        ]
         return not pending, _describe(pending or states, stack)
 
     return check

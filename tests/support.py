@@ -54,9 +54,7 @@ def docker_engine_available() -> bool:
     return result.returncode == 0
 
 
-def run_checked(
-    args: list[str], timeout: float = 120, env: Mapping[str, str] | None = None
-) -> str:
+def run_checked(args: list[str], timeout: float = 120, env: Mapping[str, str] | None = None) -> str:
     """Runs a command from the project root; its stdout, or an AssertionError with its output."""
     result = subprocess.run(
         args, capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT_ROOT

@@ -15,11 +15,32 @@ from matrix.analyse.records import CellRecord
 
 HOST_SATURATION = 0.9
 SUMMARY_FIELDS = (
-    "cell", "status", "replicas", "cpus", "memory", "total_cpus", "trials", "knee_rps_low",
-    "knee_rps_median", "knee_rps_high", "knee_offered_rps", "knee_p95_ms", "knee_p99_ms",
-    "knee_throttled_share", "max_served_rps", "requests", "failures", "failure_ratio",
-    "restarts", "oom_kills", "api_cpu_peak_cores", "api_mem_peak_mb", "nginx_requests",
-    "generator_limited", "meets_target", "error",
+    "cell",
+    "status",
+    "replicas",
+    "cpus",
+    "memory",
+    "total_cpus",
+    "trials",
+    "knee_rps_low",
+    "knee_rps_median",
+    "knee_rps_high",
+    "knee_offered_rps",
+    "knee_p95_ms",
+    "knee_p99_ms",
+    "knee_throttled_share",
+    "max_served_rps",
+    "requests",
+    "failures",
+    "failure_ratio",
+    "restarts",
+    "oom_kills",
+    "api_cpu_peak_cores",
+    "api_mem_peak_mb",
+    "nginx_requests",
+    "generator_limited",
+    "meets_target",
+    "error",
 )
 
 
@@ -45,29 +66,45 @@ def docker_stats_summary(path: Path, start: float, end: float) -> dict[str, floa
 def meets_target(cell: CellRecord, target_rps: float) -> bool:
     """Every trial served the target rate within the objective, without a restart or an OOM
     kill."""
-    return (cell.status == "measured" and cell.knee_low is not None
-            and cell.knee_low >= target_rps - 1e-9 and not cell.restarts and not cell.oom_kills)
+    return (
+        cell.status == "measured"
+        and cell.knee_low is not None
+        and cell.knee_low >= target_rps - 1e-9
+        and not cell.restarts
+        and not cell.oom_kills
+    )
 
 
 def summary_row(cell: CellRecord, target_rps: float) -> dict[str, object]:
     lowest = cell.lowest_trial
     knee = lowest.knee if lowest else None
     return {
-        "cell": cell.cell_id, "status": cell.status, "replicas": cell.replicas,
-        "cpus": cell.cpus, "memory": cell.memory, "total_cpus": cell.total_cpus,
-        "trials": len(cell.trials), "knee_rps_low": cell.knee_low,
-        "knee_rps_median": cell.knee_median, "knee_rps_high": cell.knee_high,
+        "cell": cell.cell_id,
+        "status": cell.status,
+        "replicas": cell.replicas,
+        "cpus": cell.cpus,
+        "memory": cell.memory,
+        "total_cpus": cell.total_cpus,
+        "trials": len(cell.trials),
+        "knee_rps_low": cell.knee_low,
+        "knee_rps_median": cell.knee_median,
+        "knee_rps_high": cell.knee_high,
         "knee_offered_rps": knee.offered_rps if knee else None,
         "knee_p95_ms": knee.p95_ms if knee else None,
         "knee_p99_ms": knee.p99_ms if knee else None,
         "knee_throttled_share": knee.throttled_share if knee else None,
-        "max_served_rps": round(cell.max_served_rps, 3), "requests": cell.requests,
+        "max_served_rps": round(cell.max_served_rps, 3),
+        "requests": cell.requests,
         "failures": cell.failures,
         "failure_ratio": round(cell.failure_ratio, 6) if cell.failure_ratio is not None else None,
-        "restarts": cell.restarts, "oom_kills": cell.oom_kills,
-        "api_cpu_peak_cores": cell.api_cpu_peak_cores, "api_mem_peak_mb": cell.api_mem_peak_mb,
-        "nginx_requests": cell.nginx_requests, "generator_limited": cell.generator_limited,
-        "meets_target": meets_target(cell, target_rps), "error": cell.error or "",
+        "restarts": cell.restarts,
+        "oom_kills": cell.oom_kills,
+        "api_cpu_peak_cores": cell.api_cpu_peak_cores,
+        "api_mem_peak_mb": cell.api_mem_peak_mb,
+        "nginx_requests": cell.nginx_requests,
+        "generator_limited": cell.generator_limited,
+        "meets_target": meets_target(cell, target_rps),
+        "error": cell.error or "",
     }
 
 
@@ -90,8 +127,10 @@ def _shape(cell: CellRecord) -> str:
 def _range(cell: CellRecord) -> str:
     if len(cell.trials) == 1:
         return f"{cell.knee_low:.0f} req/s"
-    return (f"{cell.knee_median:.0f} req/s (median of {len(cell.trials)} trials, "
-            f"{cell.knee_low:.0f}-{cell.knee_high:.0f})")
+    return (
+        f"{cell.knee_median:.0f} req/s (median of {len(cell.trials)} trials, "
+        f"{cell.knee_low:.0f}-{cell.knee_high:.0f})"
+    )
 
 
 @dataclass(frozen=True)
@@ -106,23 +145,34 @@ def recommend(cells: Sequence[CellRecord], target_rps: float) -> Recommendation:
     eligible = sorted((c for c in cells if meets_target(c, target_rps)), key=_cost_key)
     if eligible:
         best = eligible[0]
-        text = (f"The cheapest configuration that met the objective at {target_rps:g} req/s in "
-                f"every trial is **{_shape(best)}** ({best.total_cpus:g} CPU in total; it "
-                f"served {_range(best)} at its limit).")
+        text = (
+            f"The cheapest configuration that met the objective at {target_rps:g} req/s in "
+            f"every trial is **{_shape(best)}** ({best.total_cpus:g} CPU in total; it "
+            f"served {_range(best)} at its limit)."
+        )
         if best.generator_limited:
-            text += (" The load generator could not keep its schedule in this cell, so its true "
-                     "capacity may be higher.")
+            text += (
+                " The load generator could not keep its schedule in this cell, so its true "
+                "capacity may be higher."
+            )
         return Recommendation(best, text)
     measured = [c for c in cells if c.status == "measured" and c.knee_low]
     if not measured:
-        return Recommendation(None, f"No configuration met the objective at any measured rate; "
-                                    f"none can be recommended for {target_rps:g} req/s.")
+        return Recommendation(
+            None,
+            f"No configuration met the objective at any measured rate; "
+            f"none can be recommended for {target_rps:g} req/s.",
+        )
     top = max(measured, key=lambda c: c.knee_low or 0.0)
-    text = (f"No measured configuration met the objective at {target_rps:g} req/s in every "
-            f"trial. The best, {_shape(top)}, served {_range(top)}: measure larger cells.")
+    text = (
+        f"No measured configuration met the objective at {target_rps:g} req/s in every "
+        f"trial. The best, {_shape(top)}, served {_range(top)}: measure larger cells."
+    )
     if any(c.generator_limited for c in measured):
-        text += (" Some cells were limited by the load generator: give Locust more processes or "
-                 "machines before concluding.")
+        text += (
+            " Some cells were limited by the load generator: give Locust more processes or "
+            "machines before concluding."
+        )
     return Recommendation(None, text)
 
 
@@ -142,9 +192,11 @@ class ScalingComparison:
 
     def describe(self) -> str:
         h, v = self.horizontal, self.vertical
-        line = (f"At {self.total_cpus:g} CPU in total, {h.replicas} x {h.cpus:g} CPU served "
-                f"{_range(h) if h.trials else 'nothing'} and {v.replicas} x {v.cpus:g} CPU "
-                f"served {_range(v) if v.trials else 'nothing'}")
+        line = (
+            f"At {self.total_cpus:g} CPU in total, {h.replicas} x {h.cpus:g} CPU served "
+            f"{_range(h) if h.trials else 'nothing'} and {v.replicas} x {v.cpus:g} CPU "
+            f"served {_range(v) if v.trials else 'nothing'}"
+        )
         gain = self.gain
         if h.overlaps(v):
             line += ": their trial ranges overlap, so there is **no measurable difference**"
@@ -172,8 +224,9 @@ def scaling_comparisons(cells: Sequence[CellRecord]) -> list[ScalingComparison]:
             continue
 
         def best_of(count: int, members: list[CellRecord] = members) -> CellRecord:
-            return max((c for c in members if c.replicas == count),
-                       key=lambda c: c.knee_median or 0.0)
+            return max(
+                (c for c in members if c.replicas == count), key=lambda c: c.knee_median or 0.0
+            )
 
         comparisons.append(ScalingComparison(total, best_of(max(counts)), best_of(min(counts))))
     return comparisons

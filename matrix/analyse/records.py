@@ -106,7 +106,8 @@ class TrialRecord(_Record):
     @property
     def generator_limited(self) -> bool:
         return self.outcome == "generator-limited" or any(
-            s.loadgen_saturated and not s.passed for s in self.steps)
+            s.loadgen_saturated and not s.passed for s in self.steps
+        )
 
     @property
     def breaking(self) -> StepRecord | None:

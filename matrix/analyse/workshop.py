@@ -116,8 +116,17 @@ def rows(cells: list[CellRecord]) -> list[Row]:
     for config in order:
         pair = by_config[config]
         first = next(iter(pair.values()))
-        result.append(Row(config, first.replicas, first.cpus, first.memory, first.observation,
-                          _side(pair.get("on")), _side(pair.get("off"))))
+        result.append(
+            Row(
+                config,
+                first.replicas,
+                first.cpus,
+                first.memory,
+                first.observation,
+                _side(pair.get("on")),
+                _side(pair.get("off")),
+            )
+        )
     return result
 
 
@@ -127,16 +136,32 @@ def target_checks(side: Side) -> list[Check]:
     share = side.served_of_knee
     other = side.unrefused_failure_share
     return [
-        Check("p95 of successful answers", f"<= {OK_P95_MS:g} ms", _ms(step.p95_ms),
-              step.p95_ms is not None and step.p95_ms <= OK_P95_MS),
-        Check("p95 of 503 refusals", f"< {REFUSED_P95_MS:g} ms", _ms(step.refused_p95_ms),
-              step.refused_p95_ms is None or step.refused_p95_ms < REFUSED_P95_MS),
-        Check("served during the hold / the cell's knee", f">= {MIN_SHARE_OF_KNEE:.0%}",
-              "no knee measured" if share is None else
-              f"{step.served_rps:.0f} / {cell.reference_knee:.0f} req/s = {share:.0%}",
-              share is not None and share >= MIN_SHARE_OF_KNEE),
-        Check("OOM kills and restarts", "none", f"{cell.oom_kills} / {cell.restarts}",
-              cell.oom_kills == 0 and cell.restarts == 0),
+        Check(
+            "p95 of successful answers",
+            f"<= {OK_P95_MS:g} ms",
+            _ms(step.p95_ms),
+            step.p95_ms is not None and step.p95_ms <= OK_P95_MS,
+        ),
+        Check(
+            "p95 of 503 refusals",
+            f"< {REFUSED_P95_MS:g} ms",
+            _ms(step.refused_p95_ms),
+            step.refused_p95_ms is None or step.refused_p95_ms < REFUSED_P95_MS,
+        ),
+        Check(
+            "served during the hold / the cell's knee",
+            f">= {MIN_SHARE_OF_KNEE:.0%}",
+            "no knee measured"
+            if share is None
+            else f"{step.served_rps:.0f} / {cell.reference_knee:.0f} req/s = {share:.0%}",
+            share is not None and share >= MIN_SHARE_OF_KNEE,
+        ),
+        Check(
+            "OOM kills and restarts",
+            "none",
+            f"{cell.oom_kills} / {cell.restarts}",
+            cell.oom_kills == 0 and cell.restarts == 0,
+        ),
         Check("failures other than 503", "none", f"{other:.2%}", other == 0.0),
     ]
 
@@ -165,58 +190,71 @@ def conclusions(table: list[Row]) -> list[str]:
             f"same load ours served {_range(served)} successful req/s. So those figures were not "
             "what the configurations can serve: a load test that reports a few req/s from "
             "thousands of users measured its own path (generator, port proxy, timeouts), not the "
-            "model.")
+            "model."
+        )
     if off:
         failing = [s for s in off if 1.0 - s.share(OK) > 0.01]
         worst = max(off, key=lambda s: 1.0 - s.share(OK))
-        kinds = ", ".join(f"{kind} {n / worst.answered:.1%}"
-                          for kind, n in sorted(worst.step.failures.items()) if n)
+        kinds = ", ".join(
+            f"{kind} {n / worst.answered:.1%}"
+            for kind, n in sorted(worst.step.failures.items())
+            if n
+        )
         said.append(
             f"**Peak, then failures.** Without admission control, {len(failing)} of {len(off)} "
             f"configurations failed more than 1 % of their requests; the worst, "
             f"{worst.cell.config_id}, failed {1.0 - worst.share(OK):.1%} ({kinds or 'none'}), "
             f"with successful answers at p95 {_ms(worst.step.p95_ms)}: the queue grows until "
-            "clients give up." if failing else
-            "**Peak, then failures.** Without admission control no configuration failed more "
+            "clients give up."
+            if failing
+            else "**Peak, then failures.** Without admission control no configuration failed more "
             "than 1 % of its requests here: the workshop's collapse to 100 % failures did not "
             "come from the configurations themselves (this project found a port proxy that died "
-            "under 10 000 connections; see matrix/README.md).")
+            "under 10 000 connections; see matrix/README.md)."
+        )
     if on:
         p95s = [s.step.p95_ms for s in on if s.step.p95_ms is not None]
         refused = [s.step.refused_p95_ms for s in on if s.step.refused_p95_ms is not None]
         served_on = [s.step.served_rps for s in on]
         clean = all(s.unrefused_failure_share == 0 for s in on)
         refusals = [s.share(REFUSED) for s in on]
-        text = (f"**With admission control** every configuration kept serving "
-                f"{_range(served_on)} req/s"
-                + (", with no timeout, connection error or other failure" if clean else "")
-                + f"; the excess ({min(refusals):.1%} to {max(refusals):.1%} of the answers) was "
-                "refused with 503 and Retry-After. ")
+        text = (
+            f"**With admission control** every configuration kept serving "
+            f"{_range(served_on)} req/s"
+            + (", with no timeout, connection error or other failure" if clean else "")
+            + f"; the excess ({min(refusals):.1%} to {max(refusals):.1%} of the answers) was "
+            "refused with 503 and Retry-After. "
+        )
         if any(s.machine_limited for s in on):
-            text += ("On this machine-limited host the clients' own figures cannot show how fast "
-                     "that was: as the generator measured them, successful answers took up to "
-                     f"{_ms(max(p95s)) if p95s else '-'} and refusals up to "
-                     f"{_ms(max(refused)) if refused else '-'} (p95), time spent queueing inside "
-                     "the load generator (see below); Nginx decides a refusal without asking a "
-                     "replica.")
+            text += (
+                "On this machine-limited host the clients' own figures cannot show how fast "
+                "that was: as the generator measured them, successful answers took up to "
+                f"{_ms(max(p95s)) if p95s else '-'} and refusals up to "
+                f"{_ms(max(refused)) if refused else '-'} (p95), time spent queueing inside "
+                "the load generator (see below); Nginx decides a refusal without asking a "
+                "replica."
+            )
         else:
-            text += (f"Successful answers took p95 {_ms(min(p95s)) if p95s else '-'} to "
-                     f"{_ms(max(p95s)) if p95s else '-'}"
-                     + (f", refusals at most {_ms(max(refused))} (p95)" if refused else "")
-                     + ": overload becomes a fast, explicit refusal instead of a collapse.")
+            text += (
+                f"Successful answers took p95 {_ms(min(p95s)) if p95s else '-'} to "
+                f"{_ms(max(p95s)) if p95s else '-'}"
+                + (f", refusals at most {_ms(max(refused))} (p95)" if refused else "")
+                + ": overload becomes a fast, explicit refusal instead of a collapse."
+            )
         said.append(text)
     mem = [s.cell.api_mem_peak_mb for s in both if s.cell.api_mem_peak_mb is not None]
     small = next((r for r in table if r.replicas == 1 and r.on is not None), None)
     if small is not None and small.on is not None:
         within = small.on.step.p95_ms is not None and small.on.step.p95_ms <= OK_P95_MS
         said.append(
-            f"**\"About 0.5 CPU and 512 MB per container\"{' does not hold' if within else ''}.** "
+            f'**"About 0.5 CPU and 512 MB per container"{" does not hold" if within else ""}.** '
             f"One replica with {small.cpus:g} CPU and {small.memory} served "
             f"{small.on.step.served_rps:.0f} req/s, its successful answers at p95 "
             f"{_ms(small.on.step.p95_ms)} ({'within' if within else 'over'} the "
             f"{OK_P95_MS:g} ms objective)"
             + (f", and no replica used more than {max(mem):.0f} MB" if mem else "")
-            + ". The size follows from the target rate: divide it by a replica's knee.")
+            + ". The size follows from the target rate: divide it by a replica's knee."
+        )
     scaled = [r for r in table if r.replicas > 1 and r.on is not None]
     single = [r for r in table if r.replicas == 1 and r.on is not None]
     if scaled and single:
@@ -224,11 +262,12 @@ def conclusions(table: list[Row]) -> list[str]:
         best_scaled = max(scaled, key=lambda r: r.on.step.served_rps if r.on else 0.0)
         assert best_single.on is not None and best_scaled.on is not None
         said.append(
-            f"**\"Then scale out\" holds as far as CPU goes:** {best_scaled.config_id} "
+            f'**"Then scale out" holds as far as CPU goes:** {best_scaled.config_id} '
             f"({best_scaled.replicas * best_scaled.cpus:g} CPU in all) served "
             f"{best_scaled.on.step.served_rps:.0f} req/s against "
             f"{best_single.on.step.served_rps:.0f} for {best_single.config_id}; on one host, "
-            "more replicas add CPU, not machines.")
+            "more replicas add CPU, not machines."
+        )
     if any(s.machine_limited for s in both):
         busy = sorted({s.cell.cell_id for s in both if s.machine_limited})
         server = [s.server_p95_ms for s in both if s.machine_limited and s.server_p95_ms]
@@ -238,7 +277,12 @@ def conclusions(table: list[Row]) -> list[str]:
             "than they would from a bigger generator, and the client-side latencies include the "
             "generator's own queue (a closed-loop generator that runs out of CPU makes its users "
             "wait, which shows as latency, not as a lower send rate)"
-            + (f"; the replicas themselves answered at p95 {_ms(min(server))} to "
-               f"{_ms(max(server))} (their own histogram)" if server else "")
-            + ". These rows describe what this host could drive, not the service's limit.")
+            + (
+                f"; the replicas themselves answered at p95 {_ms(min(server))} to "
+                f"{_ms(max(server))} (their own histogram)"
+                if server
+                else ""
+            )
+            + ". These rows describe what this host could drive, not the service's limit."
+        )
     return said

@@ -59,11 +59,19 @@ def read_counters(stat_dir: Path) -> CpuCounters | None:
     try:
         stat = _stat(stat_dir / "cpu.stat")
         if "usage_usec" in stat:  # cgroup v2
-            return CpuCounters(stat["usage_usec"], stat.get("nr_periods", 0),
-                               stat.get("nr_throttled", 0), stat.get("throttled_usec", 0))
+            return CpuCounters(
+                stat["usage_usec"],
+                stat.get("nr_periods", 0),
+                stat.get("nr_throttled", 0),
+                stat.get("throttled_usec", 0),
+            )
         usage_ns = int(_usage_file(stat_dir).read_text(encoding="ascii"))
-        return CpuCounters(usage_ns // 1000, stat.get("nr_periods", 0),
-                           stat.get("nr_throttled", 0), stat.get("throttled_time", 0) // 1000)
+        return CpuCounters(
+            usage_ns // 1000,
+            stat.get("nr_periods", 0),
+            stat.get("nr_throttled", 0),
+            stat.get("throttled_time", 0) // 1000,
+        )
     except (OSError, ValueError):
         return None
 
@@ -73,8 +81,13 @@ class CgroupSampler(threading.Thread):
     containers' cgroup folders are asked for again every `refresh` s, so replaced tasks are
     followed."""
 
-    def __init__(self, cgroup_dirs: Callable[[], Mapping[str, Path]], output: Path,
-                 interval: float = 0.5, refresh: float = 5.0) -> None:
+    def __init__(
+        self,
+        cgroup_dirs: Callable[[], Mapping[str, Path]],
+        output: Path,
+        interval: float = 0.5,
+        refresh: float = 5.0,
+    ) -> None:
         super().__init__(name="cgroup-sampler", daemon=True)
         self.cgroup_dirs = cgroup_dirs
         self.output = output
@@ -105,9 +118,16 @@ class CgroupSampler(threading.Thread):
                 for container, stat_dir in dirs.items():
                     counters = read_counters(stat_dir)
                     if counters is not None:
-                        writer.writerow((stamp, container, counters.usage_us,
-                                         counters.nr_periods, counters.nr_throttled,
-                                         counters.throttled_us))
+                        writer.writerow(
+                            (
+                                stamp,
+                                container,
+                                counters.usage_us,
+                                counters.nr_periods,
+                                counters.nr_throttled,
+                                counters.throttled_us,
+                            )
+                        )
                 handle.flush()
                 if self._stop_event.wait(self.interval):
                     return
@@ -131,14 +151,22 @@ def read_samples(path: Path) -> dict[str, list[tuple[float, CpuCounters]]]:
     with path.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             samples.setdefault(row["container"], []).append(
-                (float(row["timestamp"]), CpuCounters(int(row["usage_us"]), int(row["nr_periods"]),
-                                                      int(row["nr_throttled"]),
-                                                      int(row["throttled_us"]))))
+                (
+                    float(row["timestamp"]),
+                    CpuCounters(
+                        int(row["usage_us"]),
+                        int(row["nr_periods"]),
+                        int(row["nr_throttled"]),
+                        int(row["throttled_us"]),
+                    ),
+                )
+            )
     return samples
 
 
-def window_cpu(samples: dict[str, list[tuple[float, CpuCounters]]], start: float,
-               end: float) -> WindowCpu | None:
+def window_cpu(
+    samples: dict[str, list[tuple[float, CpuCounters]]], start: float, end: float
+) -> WindowCpu | None:
     """Counter differences between the first and last sample inside [start, end] per container,
     scaled to that span; None when no container has two samples there."""
     usage = periods = throttled = 0.0
@@ -157,6 +185,9 @@ def window_cpu(samples: dict[str, list[tuple[float, CpuCounters]]], start: float
         counted += 1
     if not counted:
         return None
-    return WindowCpu(cpu_cores=round(usage, 4),
-                     throttled_share=round(throttled / periods, 4) if periods else None,
-                     throttled_ms_per_s=round(throttled_time / counted, 2), containers=counted)
+    return WindowCpu(
+        cpu_cores=round(usage, 4),
+        throttled_share=round(throttled / periods, 4) if periods else None,
+        throttled_ms_per_s=round(throttled_time / counted, 2),
+        containers=counted,
+    )

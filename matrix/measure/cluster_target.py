@@ -32,8 +32,13 @@ class ClusterTargetError(RuntimeError):
 def routed_through(address: str, interface: str) -> bool:
     """Whether the kernel sends packets for `address` out of `interface` (`ip route get`)."""
     try:
-        route = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True,
-                               timeout=ROUTE_CHECK_TIMEOUT_S, check=False)
+        route = subprocess.run(
+            ["ip", "route", "get", address],
+            capture_output=True,
+            text=True,
+            timeout=ROUTE_CHECK_TIMEOUT_S,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return route.returncode == 0 and f" dev {interface} " in f"{route.stdout} "
@@ -64,7 +69,8 @@ class ClusterTarget:
         if not routed_through(self.edge_address, self.interface):
             raise ClusterTargetError(
                 f"{self.edge_address} is not routed through {self.interface}: the cluster's "
-                "link is gone, so no request is sent to it (run scripts/cluster_up.sh first)")
+                "link is gone, so no request is sent to it (run scripts/cluster_up.sh first)"
+            )
 
     def node_cpu_dirs(self, root: Path = CGROUP_ROOT) -> dict[str, Path]:
         """Each node's CPU cgroup folder, by node; nodes without one are left out."""
@@ -79,31 +85,55 @@ def load_cluster_target(settings: ClusterSettings | None = None) -> ClusterTarge
     try:
         values = read_env_file(env_file.read_text(encoding="utf-8"))
     except OSError:
-        raise ClusterTargetError(f"no cluster is up ({env_file} is missing): run "
-                                 "scripts/cluster_up.sh first") from None
-    missing = [key for key in ("DOCKER_HOST", "STACK_NAME", "CLUSTER_NGINX_URL",
-                               "CLUSTER_EDGE_ADDRESS", "CLUSTER_NODES") if not values.get(key)]
+        raise ClusterTargetError(
+            f"no cluster is up ({env_file} is missing): run scripts/cluster_up.sh first"
+        ) from None
+    missing = [
+        key
+        for key in (
+            "DOCKER_HOST",
+            "STACK_NAME",
+            "CLUSTER_NGINX_URL",
+            "CLUSTER_EDGE_ADDRESS",
+            "CLUSTER_NODES",
+        )
+        if not values.get(key)
+    ]
     if missing:
-        raise ClusterTargetError(f"{env_file} lacks {', '.join(missing)}: run "
-                                 "scripts/cluster_up.sh first")
-    topology: Topology = plan(ClusterSettings(
-        nodes=int(values["CLUSTER_NODES"]), prefix=base.prefix, subnet=base.subnet,
-        run_dir=base.run_dir, data_dir=base.data_dir, registry_port=base.registry_port,
-        stack_name=values["STACK_NAME"]))
+        raise ClusterTargetError(
+            f"{env_file} lacks {', '.join(missing)}: run scripts/cluster_up.sh first"
+        )
+    topology: Topology = plan(
+        ClusterSettings(
+            nodes=int(values["CLUSTER_NODES"]),
+            prefix=base.prefix,
+            subnet=base.subnet,
+            run_dir=base.run_dir,
+            data_dir=base.data_dir,
+            registry_port=base.registry_port,
+            stack_name=values["STACK_NAME"],
+        )
+    )
     return ClusterTarget(
-        docker_host=values["DOCKER_HOST"], stack_name=values["STACK_NAME"],
-        nginx_url=values["CLUSTER_NGINX_URL"], edge_address=values["CLUSTER_EDGE_ADDRESS"],
+        docker_host=values["DOCKER_HOST"],
+        stack_name=values["STACK_NAME"],
+        nginx_url=values["CLUSTER_NGINX_URL"],
+        edge_address=values["CLUSTER_EDGE_ADDRESS"],
         interface=topology.host_interface,
-        node_cgroups={node.name: node.cgroup for node in topology.nodes})
+        node_cgroups={node.name: node.cgroup for node in topology.nodes},
+    )
 
 
 class RouteGuard(threading.Thread):
     """While a cell runs, checks the route four times a second; when the link is gone,
     interrupts the main thread (the runner's Ctrl-C path stops Locust, restores the service)."""
 
-    def __init__(self, check: Callable[[], None],
-                 interval: float = ROUTE_CHECK_INTERVAL_S,
-                 interrupt: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        check: Callable[[], None],
+        interval: float = ROUTE_CHECK_INTERVAL_S,
+        interrupt: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(name="route-guard", daemon=True)
         self.check = check
         self.interval = interval

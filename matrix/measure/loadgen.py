@@ -43,56 +43,130 @@ def profile_arguments(matrix: MatrixFile) -> list[str]:
     profile = matrix.profile
     if isinstance(profile, OPEN_PROFILE_TYPES):
         objective, generator = matrix.objective, matrix.load_generator
-        args = ["--load-profile", profile.kind, "--start-rate", f"{profile.start_rate:g}",
-                "--step-seconds", f"{profile.step_seconds:g}",
-                "--settle-seconds", f"{profile.settle_seconds:g}", "--arrival", profile.arrival,
-                "--request-timeout", f"{profile.request_timeout_seconds:g}",
-                "--p95-ms", f"{objective.p95_ms:g}", "--p99-ms", f"{objective.p99_ms or 0:g}",
-                "--max-failure-ratio", f"{objective.max_failure_ratio:g}",
-                "--min-completion-ratio", f"{objective.min_completion_ratio:g}",
-                "--late-ms", f"{generator.late_ms:g}",
-                "--max-late-ratio", f"{generator.max_late_ratio:g}",
-                "--max-in-flight", str(generator.max_in_flight)]
+        args = [
+            "--load-profile",
+            profile.kind,
+            "--start-rate",
+            f"{profile.start_rate:g}",
+            "--step-seconds",
+            f"{profile.step_seconds:g}",
+            "--settle-seconds",
+            f"{profile.settle_seconds:g}",
+            "--arrival",
+            profile.arrival,
+            "--request-timeout",
+            f"{profile.request_timeout_seconds:g}",
+            "--p95-ms",
+            f"{objective.p95_ms:g}",
+            "--p99-ms",
+            f"{objective.p99_ms or 0:g}",
+            "--max-failure-ratio",
+            f"{objective.max_failure_ratio:g}",
+            "--min-completion-ratio",
+            f"{objective.min_completion_ratio:g}",
+            "--late-ms",
+            f"{generator.late_ms:g}",
+            "--max-late-ratio",
+            f"{generator.max_late_ratio:g}",
+            "--max-in-flight",
+            str(generator.max_in_flight),
+        ]
         if isinstance(profile, SearchProfile):
-            args += ["--growth", f"{profile.growth:g}", "--precision", f"{profile.precision:g}",
-                     "--ceiling", f"{profile.ceiling or 0:g}",
-                     "--max-steps", str(profile.max_steps)]
+            args += [
+                "--growth",
+                f"{profile.growth:g}",
+                "--precision",
+                f"{profile.precision:g}",
+                "--ceiling",
+                f"{profile.ceiling or 0:g}",
+                "--max-steps",
+                str(profile.max_steps),
+            ]
         else:
-            args += ["--step-rate", f"{profile.step_rate:g}",
-                     "--max-rate", f"{profile.max_rate:g}"]
+            args += ["--step-rate", f"{profile.step_rate:g}", "--max-rate", f"{profile.max_rate:g}"]
         return args
     if isinstance(profile, WorkshopProfileModel):
-        return ["--load-profile", "workshop", "--workshop-users", str(profile.users),
-                "--workshop-spawn-rate", f"{profile.spawn_rate:g}",
-                "--hold-seconds", f"{profile.hold_seconds:g}",
-                "--think-min", f"{profile.think_time[0]:g}",
-                "--think-max", f"{profile.think_time[1]:g}",
-                "--request-timeout", f"{profile.request_timeout_seconds:g}"]
-    return ["--user-rate", f"{profile.user_rate:g}", "--load-profile", "plain", "-u",
-            str(profile.users), "-r", f"{profile.spawn_rate:g}", "-t",
-            f"{int(profile.duration_seconds())}s"]
+        return [
+            "--load-profile",
+            "workshop",
+            "--workshop-users",
+            str(profile.users),
+            "--workshop-spawn-rate",
+            f"{profile.spawn_rate:g}",
+            "--hold-seconds",
+            f"{profile.hold_seconds:g}",
+            "--think-min",
+            f"{profile.think_time[0]:g}",
+            "--think-max",
+            f"{profile.think_time[1]:g}",
+            "--request-timeout",
+            f"{profile.request_timeout_seconds:g}",
+        ]
+    return [
+        "--user-rate",
+        f"{profile.user_rate:g}",
+        "--load-profile",
+        "plain",
+        "-u",
+        str(profile.users),
+        "-r",
+        f"{profile.spawn_rate:g}",
+        "-t",
+        f"{int(profile.duration_seconds())}s",
+    ]
 
 
-def locust_command(host: str, output_dir: Path, profile_args: list[str],
-                   generator: LoadGenerator, run_seconds: float) -> list[str]:
+def locust_command(
+    host: str,
+    output_dir: Path,
+    profile_args: list[str],
+    generator: LoadGenerator,
+    run_seconds: float,
+) -> list[str]:
     command = [
-        locust_executable(), "-f", str(LOCUSTFILE), "--headless", "--host", host,
-        "--csv", str(output_dir / CSV_PREFIX), "--csv-full-history",
-        "--step-log", str(output_dir / STEP_LOG),
-        "--model-mix", generator.model_mix, "--batch-weight", str(generator.batch_weight),
-        "--body", generator.body,
-        "--only-summary", "--loglevel", "INFO",
+        locust_executable(),
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        host,
+        "--csv",
+        str(output_dir / CSV_PREFIX),
+        "--csv-full-history",
+        "--step-log",
+        str(output_dir / STEP_LOG),
+        "--model-mix",
+        generator.model_mix,
+        "--batch-weight",
+        str(generator.batch_weight),
+        "--body",
+        generator.body,
+        "--only-summary",
+        "--loglevel",
+        "INFO",
         # A safety net only: the shape ends the test; -t stops a shape that never does.
-        "--run-time", f"{int(run_seconds + 10)}s", "--stop-timeout", "5",
+        "--run-time",
+        f"{int(run_seconds + 10)}s",
+        "--stop-timeout",
+        "5",
     ]
     if generator.processes > 1:
         # Its own master port on loopback: two runs on one host (or a test beside a run) must
         # never share Locust's default 5557, or their workers join each other's master.
         # The forked workers connect to --master-host/--master-port, the master binds the other.
         port = str(free_port())
-        command += ["--processes", str(generator.processes), "--master-bind-host", "127.0.0.1",
-                    "--master-bind-port", port, "--master-host", "127.0.0.1",
-                    "--master-port", port]
+        command += [
+            "--processes",
+            str(generator.processes),
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            port,
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            port,
+        ]
     return command + profile_args
 
 
@@ -134,8 +208,9 @@ class CpuSampler(threading.Thread):
         self._tree()
         with self.output.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(("timestamp", "total_percent", "max_process_percent", "host_percent",
-                             "processes"))
+            writer.writerow(
+                ("timestamp", "total_percent", "max_process_percent", "host_percent", "processes")
+            )
             while not self._stop_event.wait(self.interval):
                 percents = []
                 for proc in self._tree():
@@ -145,19 +220,32 @@ class CpuSampler(threading.Thread):
                         continue
                 if not percents:
                     continue
-                writer.writerow((round(time.time(), 3), round(sum(percents), 2),
-                                 round(max(percents), 2), psutil.cpu_percent(None), len(percents)))
+                writer.writerow(
+                    (
+                        round(time.time(), 3),
+                        round(sum(percents), 2),
+                        round(max(percents), 2),
+                        psutil.cpu_percent(None),
+                        len(percents),
+                    )
+                )
                 handle.flush()
 
 
-def run_locust(command: list[str], output_dir: Path, timeout: float,
-               sample_interval: float, on_tick: Callable[[], None] | None = None) -> int:
+def run_locust(
+    command: list[str],
+    output_dir: Path,
+    timeout: float,
+    sample_interval: float,
+    on_tick: Callable[[], None] | None = None,
+) -> int:
     """Runs Locust to completion, output in locust.log; kills the whole group on interrupt.
     `on_tick` is called about once a second meanwhile (progress)."""
     log_path = output_dir / "locust.log"
     with log_path.open("w", encoding="utf-8") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=PROJECT_ROOT, start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True
+        )
         sampler = CpuSampler(process.pid, output_dir / LOADGEN_CPU_FILE, sample_interval)
         sampler.start()
         deadline = time.monotonic() + timeout + STARTUP_GRACE_S
@@ -170,7 +258,8 @@ def run_locust(command: list[str], output_dir: Path, timeout: float,
                         _stop_group(process)
                         raise TimeoutError(
                             f"locust did not finish within {timeout + STARTUP_GRACE_S:.0f} s; "
-                            f"see {log_path}") from None
+                            f"see {log_path}"
+                        ) from None
                     if on_tick is not None:
                         on_tick()
         finally:

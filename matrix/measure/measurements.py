@@ -44,8 +44,6 @@ class CpuSample:
     host_percent: float
 
 
-
-
 def _number(text: str | None) -> float | None:
     if text is None or text.strip() in ("", "N/A"):
         return None
@@ -92,26 +90,34 @@ def read_cpu_samples(path: Path) -> list[CpuSample]:
         return []
     with path.open(newline="", encoding="utf-8") as handle:
         return [
-            CpuSample(float(r["timestamp"]), float(r["total_percent"]),
-                      float(r["max_process_percent"]), float(r["host_percent"]))
+            CpuSample(
+                float(r["timestamp"]),
+                float(r["total_percent"]),
+                float(r["max_process_percent"]),
+                float(r["host_percent"]),
+            )
             for r in csv.DictReader(handle)
         ]
 
 
 def open_objective(matrix: MatrixFile) -> Objective:
     """The step objective of a matrix file, in the load test's terms."""
-    return Objective(p95_ms=matrix.objective.p95_ms, p99_ms=matrix.objective.p99_ms,
-                     max_failure_ratio=matrix.objective.max_failure_ratio,
-                     min_completion_ratio=matrix.objective.min_completion_ratio,
-                     max_late_ratio=matrix.load_generator.max_late_ratio)
+    return Objective(
+        p95_ms=matrix.objective.p95_ms,
+        p99_ms=matrix.objective.p99_ms,
+        max_failure_ratio=matrix.objective.max_failure_ratio,
+        min_completion_ratio=matrix.objective.min_completion_ratio,
+        max_late_ratio=matrix.load_generator.max_late_ratio,
+    )
 
 
 def read_step_events(path: Path) -> list[dict[str, Any]]:
     """The JSON lines of the master's --step-log."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
 
 @dataclass(frozen=True)
@@ -127,14 +133,19 @@ class HostWindows:
         samples = [s for s in self.cpu_samples if start <= s.timestamp <= end]
         if samples:
             step.loadgen_cpu_share = round(
-                sum(s.total_percent for s in samples) / len(samples)
-                / (100.0 * self.loadgen_cores), 4)
+                sum(s.total_percent for s in samples) / len(samples) / (100.0 * self.loadgen_cores),
+                4,
+            )
             step.loadgen_max_process_share = round(
-                sum(s.max_process_percent for s in samples) / len(samples) / 100.0, 4)
+                sum(s.max_process_percent for s in samples) / len(samples) / 100.0, 4
+            )
             step.host_cpu_share = round(
-                sum(s.host_percent for s in samples) / len(samples) / 100.0, 4)
-            step.loadgen_saturated = (step.loadgen_cpu_share > self.saturation
-                                      or step.loadgen_max_process_share > self.saturation)
+                sum(s.host_percent for s in samples) / len(samples) / 100.0, 4
+            )
+            step.loadgen_saturated = (
+                step.loadgen_cpu_share > self.saturation
+                or step.loadgen_max_process_share > self.saturation
+            )
         cpu = window_cpu(self.cgroup_samples, start, end)
         if cpu is not None:
             step.api_cpu_cores = cpu.cpu_cores
@@ -143,33 +154,57 @@ class HostWindows:
         return step
 
 
-def open_steps(events: Sequence[dict[str, Any]], objective: Objective,
-               host: HostWindows) -> tuple[list[StepRecord], str, int | None]:
+def open_steps(
+    events: Sequence[dict[str, Any]], objective: Objective, host: HostWindows
+) -> tuple[list[StepRecord], str, int | None]:
     """The steps of an open-model trial, re-judged, with the search's outcome and knee."""
-    results = [judge(StepResult.from_record(e), objective) for e in events
-               if e.get("event") == "step" and "histogram" in e]
+    results = [
+        judge(StepResult.from_record(e), objective)
+        for e in events
+        if e.get("event") == "step" and "histogram" in e
+    ]
     end = next((e for e in events if e.get("event") == "end"), None)
     outcome = str(end["outcome"]) if end else "interrupted"
     records = []
     for result in results:
         figures = result.percentiles_ms()
         record = StepRecord(
-            index=result.index, offered_rps=result.rate,
-            served_rps=round(result.throughput_rps, 3), scheduled=result.scheduled,
-            sent=result.sent, late=result.late, dropped=result.dropped, ok=result.ok,
-            failed=result.failed, failures=result.failures, p50_ms=figures["p50"],
-            p95_ms=figures["p95"], p99_ms=figures["p99"], max_ms=figures["max"],
-            service_p95_ms=result.percentiles_ms(service=True)["p95"], passed=result.passed,
-            generator_limited=result.generator_limited, reasons=result.reasons,
-            started=result.started, ended=result.ended)
-        records.append(host.annotate(record, result.started + result.settle_s,
-                                     result.started + result.duration_s))
+            index=result.index,
+            offered_rps=result.rate,
+            served_rps=round(result.throughput_rps, 3),
+            scheduled=result.scheduled,
+            sent=result.sent,
+            late=result.late,
+            dropped=result.dropped,
+            ok=result.ok,
+            failed=result.failed,
+            failures=result.failures,
+            p50_ms=figures["p50"],
+            p95_ms=figures["p95"],
+            p99_ms=figures["p99"],
+            max_ms=figures["max"],
+            service_p95_ms=result.percentiles_ms(service=True)["p95"],
+            passed=result.passed,
+            generator_limited=result.generator_limited,
+            reasons=result.reasons,
+            started=result.started,
+            ended=result.ended,
+        )
+        records.append(
+            host.annotate(
+                record, result.started + result.settle_s, result.started + result.duration_s
+            )
+        )
     knee = knee_step(results)
     return records, outcome, knee.index if knee else None
 
 
-def closed_step(history: Sequence[HistoryRow], events: Sequence[dict[str, Any]],
-                objective: Objective, host: HostWindows) -> StepRecord | None:
+def closed_step(
+    history: Sequence[HistoryRow],
+    events: Sequence[dict[str, Any]],
+    objective: Objective,
+    host: HostWindows,
+) -> StepRecord | None:
     """A closed-model run as one record over its hold (after the users ramp up): throughput
     from the cumulative counts, p95 the worst of Locust's rolling ~10 s percentiles. Latency here
     is from the actual send (a closed loop cannot say when a request was wanted)."""
@@ -185,13 +220,20 @@ def closed_step(history: Sequence[HistoryRow], events: Sequence[dict[str, Any]],
     requests = last.total_requests - first.total_requests
     failures = last.total_failures - first.total_failures
     p95s = [r.p95_ms for r in inside if r.p95_ms is not None]
-    record = StepRecord(index=0, offered_rps=None, served_rps=round(requests / span, 3),
-                        ok=requests - failures, failed=failures,
-                        p95_ms=max(p95s) if p95s else None, started=first.timestamp,
-                        ended=last.timestamp)
+    record = StepRecord(
+        index=0,
+        offered_rps=None,
+        served_rps=round(requests / span, 3),
+        ok=requests - failures,
+        failed=failures,
+        p95_ms=max(p95s) if p95s else None,
+        started=first.timestamp,
+        ended=last.timestamp,
+    )
     # Locust's rolling percentiles have no p99 worth judging: only p95 and failures count here.
-    reasons = objective_reasons(replace(objective, p99_ms=None), record.p95_ms, None,
-                                record.failure_ratio)
+    reasons = objective_reasons(
+        replace(objective, p99_ms=None), record.p95_ms, None, record.failure_ratio
+    )
     record.reasons, record.passed = reasons, not reasons
     return host.annotate(record, first.timestamp, last.timestamp)
 
@@ -209,14 +251,22 @@ def _timeline(windows: Sequence[Window]) -> list[TimelinePoint]:
         ok = window.counts.get(OK, 0)
         refused = window.counts.get(REFUSED, 0)
         p95 = window.ok.get_value_at_percentile(95.0) / 1000.0 if ok else None
-        points.append(TimelinePoint(second=window.second, users=window.users, ok=ok,
-                                    refused=refused, other_failures=window.answered - ok - refused,
-                                    ok_p95_ms=round(p95, 3) if p95 is not None else None))
+        points.append(
+            TimelinePoint(
+                second=window.second,
+                users=window.users,
+                ok=ok,
+                refused=refused,
+                other_failures=window.answered - ok - refused,
+                ok_p95_ms=round(p95, 3) if p95 is not None else None,
+            )
+        )
     return points
 
 
-def workshop_trial(events: Sequence[dict[str, Any]], objective: Objective,
-                   host: HostWindows) -> ClosedTrial | None:
+def workshop_trial(
+    events: Sequence[dict[str, Any]], objective: Objective, host: HostWindows
+) -> ClosedTrial | None:
     """A workshop (closed-model) trial from the generators' per-second windows: one record over
     the hold, from the first second every user was running to the end of the schedule. Latency is
     from the actual send (a closed loop cannot say when a request was wanted); the p50-max are of
@@ -243,13 +293,25 @@ def workshop_trial(events: Sequence[dict[str, Any]], objective: Objective,
     summary = summarise(windows, start, end)
     failures = {kind: count for kind, count in sorted(summary.counts.items()) if kind != OK}
     record = StepRecord(
-        index=0, offered_rps=None, served_rps=round(summary.served_rps, 3), ok=summary.ok,
-        failed=summary.answered - summary.ok, failures=failures, p50_ms=summary.ok_p50_ms,
-        p95_ms=summary.ok_p95_ms, p99_ms=summary.ok_p99_ms, max_ms=summary.ok_max_ms,
-        refused_p95_ms=summary.refused_p95_ms, answered_rps=round(summary.answered_rps, 3),
-        users=summary.users, started=start, ended=end)
-    reasons = objective_reasons(replace(objective, p99_ms=None), record.p95_ms, None,
-                                record.failure_ratio)
+        index=0,
+        offered_rps=None,
+        served_rps=round(summary.served_rps, 3),
+        ok=summary.ok,
+        failed=summary.answered - summary.ok,
+        failures=failures,
+        p50_ms=summary.ok_p50_ms,
+        p95_ms=summary.ok_p95_ms,
+        p99_ms=summary.ok_p99_ms,
+        max_ms=summary.ok_max_ms,
+        refused_p95_ms=summary.refused_p95_ms,
+        answered_rps=round(summary.answered_rps, 3),
+        users=summary.users,
+        started=start,
+        ended=end,
+    )
+    reasons = objective_reasons(
+        replace(objective, p99_ms=None), record.p95_ms, None, record.failure_ratio
+    )
     if not ramp_complete:
         reasons.append(f"the generators never ran all {target} users")
     record.reasons, record.passed = reasons, not reasons

@@ -145,8 +145,10 @@ def _one(query: QueryFn, expr: str, at: float) -> float | None:
 def step_figures(query: QueryFn, started: float, ended: float) -> ServerFigures:
     """The server-side figures of the window [started, ended] (epoch seconds)."""
     window = _window(ended - started)
-    latency = (f"sum by (le) (increase(penguin_http_request_duration_seconds_bucket"
-               f"{{{TRAFFIC}}}[{window}]))")
+    latency = (
+        f"sum by (le) (increase(penguin_http_request_duration_seconds_bucket"
+        f"{{{TRAFFIC}}}[{window}]))"
+    )
     requests = f"increase(penguin_http_requests_total{{{TRAFFIC}}}[{window}])"
     per_replica = {
         labels.get("instance", "?"): value
@@ -167,10 +169,16 @@ def step_figures(query: QueryFn, started: float, ended: float) -> ServerFigures:
         p50_ms=p50 * 1000 if p50 is not None else None,
         requests=sum(per_replica.values()) if per_replica else None,
         per_replica=per_replica,
-        errors_5xx=_one(query, f'sum(increase(penguin_http_requests_total{{status=~"5.."}}'
-                               f"[{window}])) or vector(0)", ended),
-        errors_503=_one(query, f'sum(increase(penguin_http_requests_total{{status="503"}}'
-                               f"[{window}])) or vector(0)", ended),
+        errors_5xx=_one(
+            query,
+            f'sum(increase(penguin_http_requests_total{{status=~"5.."}}[{window}])) or vector(0)',
+            ended,
+        ),
+        errors_503=_one(
+            query,
+            f'sum(increase(penguin_http_requests_total{{status="503"}}[{window}])) or vector(0)',
+            ended,
+        ),
         nginx_requests=nginx_requests,
         nginx_dropped=max(0.0, nginx_dropped) if nginx_dropped is not None else None,
     )
@@ -242,8 +250,11 @@ def stack_client(settings: PrometheusSettings | None = None) -> PrometheusClient
     return PrometheusClient(settings.url, lab_ui_credentials(settings.stack_name))
 
 
-def attach_server_figures(trials: Iterable[TrialRecord], query: QueryFn | None = None,
-                          log: Callable[[str], None] = lambda _message: None) -> int:
+def attach_server_figures(
+    trials: Iterable[TrialRecord],
+    query: QueryFn | None = None,
+    log: Callable[[str], None] = lambda _message: None,
+) -> int:
     """Fills each step's `server` figures from Prometheus; returns how many steps got them.
     Leaves them None (the report says n/a) when Prometheus cannot be asked."""
     query = query or stack_client().query

@@ -31,8 +31,18 @@ POLL_INTERVAL_S = 1.0
 WORKERS_TIMEOUT_S = 90.0
 # After the shape ends, the workers send their last per-second windows.
 FINAL_WINDOWS_S = 3.0
-HISTORY_FIELDS = ("Timestamp", "User Count", "Type", "Name", "Requests/s", "Failures/s", "50%",
-                  "95%", "Total Request Count", "Total Failure Count")
+HISTORY_FIELDS = (
+    "Timestamp",
+    "User Count",
+    "Type",
+    "Name",
+    "Requests/s",
+    "Failures/s",
+    "50%",
+    "95%",
+    "Total Request Count",
+    "Total Failure Count",
+)
 STOPPED_STATES = ("stopped", "ready")
 
 
@@ -58,8 +68,9 @@ class LocustMaster:
                 return response.read(), response.headers
         except urllib.error.HTTPError as error:
             hint = " (the stack's Locust login: see stack/README.md)" if error.code == 401 else ""
-            raise StackLocustError(f"Locust master {self.url}{path}: HTTP {error.code}"
-                                   f"{hint}") from None
+            raise StackLocustError(
+                f"Locust master {self.url}{path}: HTTP {error.code}{hint}"
+            ) from None
         except OSError as error:
             raise StackLocustError(f"Locust master {self.url}{path}: {error}") from None
 
@@ -95,17 +106,22 @@ def swarm_form(matrix: MatrixFile, target_url: str) -> dict[str, str]:
     profile = matrix.profile
     generator = matrix.load_generator
     if not isinstance(profile, WorkshopProfile):
-        raise StackLocustError(f"the stack's Locust runs the workshop profile here, not "
-                               f"{profile.kind}")
+        raise StackLocustError(
+            f"the stack's Locust runs the workshop profile here, not {profile.kind}"
+        )
     return {
-        "user_count": str(profile.users), "spawn_rate": f"{profile.spawn_rate:g}",
-        "host": target_url, "load_profile": "workshop",
+        "user_count": str(profile.users),
+        "spawn_rate": f"{profile.spawn_rate:g}",
+        "host": target_url,
+        "load_profile": "workshop",
         "workshop_users": str(profile.users),
         "workshop_spawn_rate": f"{profile.spawn_rate:g}",
         "hold_seconds": f"{profile.hold_seconds:g}",
-        "think_min": f"{profile.think_time[0]:g}", "think_max": f"{profile.think_time[1]:g}",
+        "think_min": f"{profile.think_time[0]:g}",
+        "think_max": f"{profile.think_time[1]:g}",
         "request_timeout": f"{profile.request_timeout_seconds:g}",
-        "model_mix": generator.model_mix, "body": generator.body,
+        "model_mix": generator.model_mix,
+        "body": generator.body,
         "batch_weight": str(generator.batch_weight),
     }
 
@@ -118,14 +134,18 @@ def _wait_for_workers(master: LocustMaster, workers: int) -> None:
             return False, str(error)
         count = int(stats.get("worker_count", 0))
         state = str(stats.get("state"))
-        return (count == workers and state in ("ready", "stopped"),
-                f"{count}/{workers} workers connected, master {state}")
+        return (
+            count == workers and state in ("ready", "stopped"),
+            f"{count}/{workers} workers connected, master {state}",
+        )
 
     try:
         wait_until(check, WORKERS_TIMEOUT_S, POLL_INTERVAL_S)
     except WaitTimeout as error:
-        raise StackLocustError(f"the stack's Locust master did not get {workers} idle workers "
-                               f"within {WORKERS_TIMEOUT_S:g} s ({error})") from None
+        raise StackLocustError(
+            f"the stack's Locust master did not get {workers} idle workers "
+            f"within {WORKERS_TIMEOUT_S:g} s ({error})"
+        ) from None
 
 
 class _Follower:
@@ -137,14 +157,16 @@ class _Follower:
         self.ended = False
         self.state = "?"
         self.steps = (out / STEP_LOG).open("a", encoding="utf-8")
-        self.history = (out / f"{CSV_PREFIX}_stats_history.csv").open("w", newline="",
-                                                                       encoding="utf-8")
+        self.history = (out / f"{CSV_PREFIX}_stats_history.csv").open(
+            "w", newline="", encoding="utf-8"
+        )
         self.history_writer = csv.writer(self.history)
         self.history_writer.writerow(HISTORY_FIELDS)
         self.cpu = (out / LOADGEN_CPU_FILE).open("w", newline="", encoding="utf-8")
         self.cpu_writer = csv.writer(self.cpu)
-        self.cpu_writer.writerow(("timestamp", "total_percent", "max_process_percent",
-                                  "host_percent", "processes"))
+        self.cpu_writer.writerow(
+            ("timestamp", "total_percent", "max_process_percent", "host_percent", "processes")
+        )
         psutil.cpu_percent(None)
 
     def poll(self) -> None:
@@ -158,19 +180,35 @@ class _Follower:
         self.state = str(stats.get("state"))
         now = round(time.time(), 3)
         total: dict[str, Any] = next(
-            (s for s in stats.get("stats", []) if s.get("name") == "Aggregated"), {})
+            (s for s in stats.get("stats", []) if s.get("name") == "Aggregated"), {}
+        )
         percentiles = stats.get("current_response_time_percentiles") or {}
-        self.history_writer.writerow((
-            int(now), stats.get("user_count", 0), "", "Aggregated",
-            total.get("current_rps", 0.0), total.get("current_fail_per_sec", 0.0),
-            percentiles.get("response_time_percentile_0.5") or "N/A",
-            percentiles.get("response_time_percentile_0.95") or "N/A",
-            total.get("num_requests", 0), total.get("num_failures", 0)))
+        self.history_writer.writerow(
+            (
+                int(now),
+                stats.get("user_count", 0),
+                "",
+                "Aggregated",
+                total.get("current_rps", 0.0),
+                total.get("current_fail_per_sec", 0.0),
+                percentiles.get("response_time_percentile_0.5") or "N/A",
+                percentiles.get("response_time_percentile_0.95") or "N/A",
+                total.get("num_requests", 0),
+                total.get("num_failures", 0),
+            )
+        )
         self.history.flush()
         usage = [float(w.get("cpu_usage", 0.0)) for w in stats.get("workers", [])]
         if usage:
-            self.cpu_writer.writerow((now, round(sum(usage), 2), round(max(usage), 2),
-                                      psutil.cpu_percent(None), len(usage)))
+            self.cpu_writer.writerow(
+                (
+                    now,
+                    round(sum(usage), 2),
+                    round(max(usage), 2),
+                    psutil.cpu_percent(None),
+                    len(usage),
+                )
+            )
             self.cpu.flush()
 
     def close(self) -> None:
@@ -178,12 +216,18 @@ class _Follower:
             handle.close()
 
 
-def run_stack_trial(matrix: MatrixFile, settings: MatrixSettings, engine: Engine,
-                    master: LocustMaster, out: Path, trial: int,
-                    cgroup_dirs: Callable[[], Mapping[str, Path]],
-                    say: Callable[[str], None], on_tick: Callable[[], None],
-                    analyse: Callable[[MatrixFile, Path, int, int | None], TrialRecord],
-                    ) -> TrialRecord:
+def run_stack_trial(
+    matrix: MatrixFile,
+    settings: MatrixSettings,
+    engine: Engine,
+    master: LocustMaster,
+    out: Path,
+    trial: int,
+    cgroup_dirs: Callable[[], Mapping[str, Path]],
+    say: Callable[[str], None],
+    on_tick: Callable[[], None],
+    analyse: Callable[[MatrixFile, Path, int, int | None], TrialRecord],
+) -> TrialRecord:
     """One trial on the stack's Locust; `analyse` turns the folder into the record (the same
     analysis as a host run's)."""
     from matrix.measure.trial import CGROUP_FILE, CGROUP_SAMPLE_INTERVAL_S
@@ -196,7 +240,8 @@ def run_stack_trial(matrix: MatrixFile, settings: MatrixSettings, engine: Engine
     _wait_for_workers(master, generator.workers)
     form = swarm_form(matrix, settings.stack_target_url)
     (out / "locust_command.txt").write_text(
-        f"POST {master.url}/swarm {json.dumps(form, sort_keys=True)}\n", encoding="utf-8")
+        f"POST {master.url}/swarm {json.dumps(form, sort_keys=True)}\n", encoding="utf-8"
+    )
     sampler = CgroupSampler(cgroup_dirs, out / CGROUP_FILE, CGROUP_SAMPLE_INTERVAL_S)
     follower = _Follower(master, out)
     deadline = time.monotonic() + matrix.profile.duration_seconds() + STARTUP_GRACE_S
@@ -205,19 +250,24 @@ def run_stack_trial(matrix: MatrixFile, settings: MatrixSettings, engine: Engine
     try:
         master.reset()
         master.start(form)
-        say(f"started on the stack's Locust ({generator.workers} workers): watch it live at "
-            f"{master.url}")
+        say(
+            f"started on the stack's Locust ({generator.workers} workers): watch it live at "
+            f"{master.url}"
+        )
         while True:
             time.sleep(POLL_INTERVAL_S)
             follower.poll()
             on_tick()
-            if follower.ended or (follower.state in STOPPED_STATES
-                                  and time.monotonic() > deadline - STARTUP_GRACE_S):
+            if follower.ended or (
+                follower.state in STOPPED_STATES and time.monotonic() > deadline - STARTUP_GRACE_S
+            ):
                 break
             if time.monotonic() > deadline:
-                raise StackLocustError(f"the stack's Locust run did not end within "
-                                       f"{matrix.profile.duration_seconds() + STARTUP_GRACE_S:.0f}"
-                                       " s")
+                raise StackLocustError(
+                    f"the stack's Locust run did not end within "
+                    f"{matrix.profile.duration_seconds() + STARTUP_GRACE_S:.0f}"
+                    " s"
+                )
         time.sleep(FINAL_WINDOWS_S)
         follower.poll()
         finished = True
@@ -229,8 +279,10 @@ def run_stack_trial(matrix: MatrixFile, settings: MatrixSettings, engine: Engine
                 say(f"could not stop the stack's Locust run: {error}")
         sampler.stop()
         follower.close()
-    (out / f"{CSV_PREFIX}_stats.csv").write_text(master.text("/stats/requests/csv"),
-                                                 encoding="utf-8")
-    (out / f"{CSV_PREFIX}_failures.csv").write_text(master.text("/stats/failures/csv"),
-                                                    encoding="utf-8")
+    (out / f"{CSV_PREFIX}_stats.csv").write_text(
+        master.text("/stats/requests/csv"), encoding="utf-8"
+    )
+    (out / f"{CSV_PREFIX}_failures.csv").write_text(
+        master.text("/stats/failures/csv"), encoding="utf-8"
+    )
     return analyse(matrix, out, trial, None)

@@ -54,45 +54,62 @@ class StepWatcher:
         with self.path.open("rb") as handle:
             handle.seek(self.offset)
             chunk = handle.read()
-        complete = chunk[:chunk.rfind(b"\n") + 1]  # a last line still being written waits
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a last line still being written waits
         self.offset += len(complete)
         for line in complete.decode("utf-8").splitlines():
             event = json.loads(line)
             if event.get("event") == "step" and "histogram" in event:
                 verdict = "pass" if event.get("passed") else "; ".join(event.get("reasons", []))
-                self.say(f"step {event['index']}: offered {event['rate']:g} req/s, served "
-                         f"{event['throughput_rps']:.0f}, p95 {event.get('p95')} ms: {verdict}")
+                self.say(
+                    f"step {event['index']}: offered {event['rate']:g} req/s, served "
+                    f"{event['throughput_rps']:.0f}, p95 {event.get('p95')} ms: {verdict}"
+                )
             elif event.get("event") == "end" and "outcome" in event:
                 self.say(f"search over ({event['outcome']})")
 
 
-def run_trial(matrix: MatrixFile, settings: MatrixSettings, base_url: str, out: Path,
-              trial: int, cgroup_dirs: Callable[[], Mapping[str, Path]],
-              say: Callable[[str], None]) -> TrialRecord:
+def run_trial(
+    matrix: MatrixFile,
+    settings: MatrixSettings,
+    base_url: str,
+    out: Path,
+    trial: int,
+    cgroup_dirs: Callable[[], Mapping[str, Path]],
+    say: Callable[[str], None],
+) -> TrialRecord:
     out.mkdir(parents=True, exist_ok=True)
     profile = matrix.profile
-    command = locust_command(base_url, out, profile_arguments(matrix), matrix.load_generator,
-                             profile.duration_seconds())
+    command = locust_command(
+        base_url, out, profile_arguments(matrix), matrix.load_generator, profile.duration_seconds()
+    )
     (out / "locust_command.txt").write_text(" ".join(command) + "\n", encoding="utf-8")
     sampler = CgroupSampler(cgroup_dirs, out / CGROUP_FILE, CGROUP_SAMPLE_INTERVAL_S)
     watcher = StepWatcher(out / STEP_LOG, say)
     sampler.start()
     try:
-        exit_code = run_locust(command, out, profile.duration_seconds(),
-                               settings.loadgen_sample_interval, on_tick=watcher.poll)
+        exit_code = run_locust(
+            command,
+            out,
+            profile.duration_seconds(),
+            settings.loadgen_sample_interval,
+            on_tick=watcher.poll,
+        )
     finally:
         sampler.stop()
     watcher.poll()
     return analyse_trial(matrix, out, trial, exit_code)
 
 
-def analyse_trial(matrix: MatrixFile, out: Path, trial: int,
-                  exit_code: int | None) -> TrialRecord:
+def analyse_trial(matrix: MatrixFile, out: Path, trial: int, exit_code: int | None) -> TrialRecord:
     """The trial's record from its raw files."""
     generator = matrix.load_generator
     processes = generator.workers if generator.where == "stack" else generator.processes
-    host = HostWindows(read_cpu_samples(out / LOADGEN_CPU_FILE), read_samples(out / CGROUP_FILE),
-                       float(min(processes, os.cpu_count() or 1)), generator.saturation)
+    host = HostWindows(
+        read_cpu_samples(out / LOADGEN_CPU_FILE),
+        read_samples(out / CGROUP_FILE),
+        float(min(processes, os.cpu_count() or 1)),
+        generator.saturation,
+    )
     events = read_step_events(out / STEP_LOG)
     stats_path = out / f"{CSV_PREFIX}_stats.csv"
     counts = read_request_counts(stats_path) if stats_path.is_file() else {}
@@ -102,22 +119,45 @@ def analyse_trial(matrix: MatrixFile, out: Path, trial: int,
         steps, outcome, knee = open_steps(events, objective, host)
         if not steps:
             raise TrialError(f"locust recorded no step; see {out / 'locust.log'}")
-        return TrialRecord(trial=trial, model="open", outcome=outcome, steps=steps,
-                           knee_index=knee, locust_exit_code=exit_code, requests=requests,
-                           failures=failures)
+        return TrialRecord(
+            trial=trial,
+            model="open",
+            outcome=outcome,
+            steps=steps,
+            knee_index=knee,
+            locust_exit_code=exit_code,
+            requests=requests,
+            failures=failures,
+        )
     workshop = workshop_trial(events, objective, host)
     if workshop is not None:
         step = workshop.step
-        return TrialRecord(trial=trial, model="closed",
-                           outcome="held" if workshop.ramp_complete else "ramp incomplete",
-                           steps=[step], knee_index=0 if step.passed else None,
-                           locust_exit_code=exit_code, requests=requests, failures=failures,
-                           timeline=workshop.timeline, where=generator.where)
+        return TrialRecord(
+            trial=trial,
+            model="closed",
+            outcome="held" if workshop.ramp_complete else "ramp incomplete",
+            steps=[step],
+            knee_index=0 if step.passed else None,
+            locust_exit_code=exit_code,
+            requests=requests,
+            failures=failures,
+            timeline=workshop.timeline,
+            where=generator.where,
+        )
     history_path = out / f"{CSV_PREFIX}_stats_history.csv"
-    closed = closed_step(read_history(history_path) if history_path.is_file() else [], events,
-                         objective, host)
+    closed = closed_step(
+        read_history(history_path) if history_path.is_file() else [], events, objective, host
+    )
     if closed is None:
         raise TrialError(f"locust wrote no statistics; see {out / 'locust.log'}")
-    return TrialRecord(trial=trial, model="closed", outcome="held", steps=[closed],
-                       knee_index=0 if closed.passed else None, locust_exit_code=exit_code,
-                       requests=requests, failures=failures, where=generator.where)
+    return TrialRecord(
+        trial=trial,
+        model="closed",
+        outcome="held",
+        steps=[closed],
+        knee_index=0 if closed.passed else None,
+        locust_exit_code=exit_code,
+        requests=requests,
+        failures=failures,
+        where=generator.where,
+    )

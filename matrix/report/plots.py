@@ -36,32 +36,66 @@ def plot_cell_steps(cell: CellRecord, p95_objective_ms: float, path: Path) -> Pa
     (hollow) and served rate (filled, green when the step passed), p95 against the objective,
     and the share of CFS periods in which the replicas were throttled."""
     fig, (ax_rate, ax_p95, ax_throttle) = plt.subplots(
-        3, 1, figsize=(FIGURE_SIZE[0], FIGURE_SIZE[1] * 1.6), sharex=True,
-        gridspec_kw={"height_ratios": [2, 1.3, 1]})
+        3,
+        1,
+        figsize=(FIGURE_SIZE[0], FIGURE_SIZE[1] * 1.6),
+        sharex=True,
+        gridspec_kw={"height_ratios": [2, 1.3, 1]},
+    )
     with _saved(fig, path):
         position = 0
         ticks: list[tuple[float, str]] = []
         for trial in cell.trials:
             xs = list(range(position, position + len(trial.steps)))
-            colours = [PASS_COLOUR if s.passed else LIMITED_COLOUR if s.generator_limited
-                       else FAIL_COLOUR for s in trial.steps]
-            ax_rate.scatter(xs, [s.offered_rps or 0.0 for s in trial.steps], facecolors="none",
-                            edgecolors="black", s=40, label="offered" if position == 0 else None)
-            ax_rate.scatter(xs, [s.served_rps for s in trial.steps], c=colours, s=25,
-                            label="served" if position == 0 else None)
-            ax_p95.scatter(xs, [s.p95_ms if s.p95_ms is not None else float("nan")
-                                for s in trial.steps], c=colours, s=25)
-            ax_throttle.bar(xs, [100.0 * (s.throttled_share or 0.0) for s in trial.steps],
-                            color="tab:purple", alpha=0.7)
+            colours = [
+                PASS_COLOUR if s.passed else LIMITED_COLOUR if s.generator_limited else FAIL_COLOUR
+                for s in trial.steps
+            ]
+            ax_rate.scatter(
+                xs,
+                [s.offered_rps or 0.0 for s in trial.steps],
+                facecolors="none",
+                edgecolors="black",
+                s=40,
+                label="offered" if position == 0 else None,
+            )
+            ax_rate.scatter(
+                xs,
+                [s.served_rps for s in trial.steps],
+                c=colours,
+                s=25,
+                label="served" if position == 0 else None,
+            )
+            ax_p95.scatter(
+                xs,
+                [s.p95_ms if s.p95_ms is not None else float("nan") for s in trial.steps],
+                c=colours,
+                s=25,
+            )
+            ax_throttle.bar(
+                xs,
+                [100.0 * (s.throttled_share or 0.0) for s in trial.steps],
+                color="tab:purple",
+                alpha=0.7,
+            )
             if trial.knee_rps is not None:
-                ax_rate.hlines(trial.knee_rps, xs[0] - 0.4, xs[-1] + 0.4, colors=PASS_COLOUR,
-                               linestyles="dashed", linewidth=0.8)
+                ax_rate.hlines(
+                    trial.knee_rps,
+                    xs[0] - 0.4,
+                    xs[-1] + 0.4,
+                    colors=PASS_COLOUR,
+                    linestyles="dashed",
+                    linewidth=0.8,
+                )
             ticks.append(((xs[0] + xs[-1]) / 2.0 if xs else position, f"trial {trial.trial}"))
             position += len(trial.steps) + 1
             ax_rate.axvline(position - 1, color="grey", linewidth=0.5, alpha=0.5)
         ax_rate.set_ylabel("requests/s")
-        ax_rate.set_title(f"{cell.cell_id}: steps in search order (green pass, red fail, grey "
-                          "generator-limited; dashed: knee)", fontsize=10)
+        ax_rate.set_title(
+            f"{cell.cell_id}: steps in search order (green pass, red fail, grey "
+            "generator-limited; dashed: knee)",
+            fontsize=10,
+        )
         ax_rate.legend(fontsize=8, loc="upper left")
         ax_p95.axhline(p95_objective_ms, color="tab:red", linestyle="--", linewidth=0.8)
         ax_p95.set_yscale("log")
@@ -74,8 +108,9 @@ def plot_cell_steps(cell: CellRecord, p95_objective_ms: float, path: Path) -> Pa
     return path
 
 
-def plot_across_cells(cells: Sequence[CellRecord], target_rps: float,
-                      p95_objective_ms: float, path: Path) -> Path:
+def plot_across_cells(
+    cells: Sequence[CellRecord], target_rps: float, p95_objective_ms: float, path: Path
+) -> Path:
     """Knee (median, with the trials' range as error bars) and its p95 against total CPU, one
     colour per replica count."""
     fig, (ax_rate, ax_p95) = plt.subplots(1, 2, figsize=(FIGURE_SIZE[0] * 1.3, FIGURE_SIZE[1]))
@@ -85,17 +120,34 @@ def plot_across_cells(cells: Sequence[CellRecord], target_rps: float,
             group = [c for c in measured if c.replicas == replicas]
             label = f"{replicas} replica(s)"
             medians = [c.knee_median or 0.0 for c in group]
-            errors = [[m - (c.knee_low or 0.0) for c, m in zip(group, medians, strict=True)],
-                      [(c.knee_high or 0.0) - m for c, m in zip(group, medians, strict=True)]]
-            ax_rate.errorbar([c.total_cpus for c in group], medians, yerr=errors, fmt="o",
-                             capsize=5, markersize=7, label=label)
+            errors = [
+                [m - (c.knee_low or 0.0) for c, m in zip(group, medians, strict=True)],
+                [(c.knee_high or 0.0) - m for c, m in zip(group, medians, strict=True)],
+            ]
+            ax_rate.errorbar(
+                [c.total_cpus for c in group],
+                medians,
+                yerr=errors,
+                fmt="o",
+                capsize=5,
+                markersize=7,
+                label=label,
+            )
             knees = [c.lowest_trial.knee if c.lowest_trial else None for c in group]
-            ax_p95.scatter([c.total_cpus for c in group],
-                           [k.p95_ms if k and k.p95_ms is not None else float("nan")
-                            for k in knees], label=label, s=50)
+            ax_p95.scatter(
+                [c.total_cpus for c in group],
+                [k.p95_ms if k and k.p95_ms is not None else float("nan") for k in knees],
+                label=label,
+                s=50,
+            )
             for c, median in zip(group, medians, strict=True):
-                ax_rate.annotate(c.cell_id, (c.total_cpus, median), fontsize=7, xytext=(6, 4),
-                                 textcoords="offset points")
+                ax_rate.annotate(
+                    c.cell_id,
+                    (c.total_cpus, median),
+                    fontsize=7,
+                    xytext=(6, 4),
+                    textcoords="offset points",
+                )
         ax_rate.axhline(target_rps, color="black", linestyle="--", linewidth=0.8)
         ax_rate.set_xlabel("total CPU (replicas x cpus)")
         ax_rate.set_ylabel("served req/s at the knee")
@@ -128,14 +180,16 @@ def plot_failures(cells: Sequence[CellRecord], max_failure_ratio: float, path: P
         ax.set_ylim(0, max([objective_pct * 1.5, *(r * 1.15 for r in ratios)]) or 1.0)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("failed requests (%)")
-        ax.set_title("Failure rate per cell, every step incl. those past the knee "
-                     "(dashed: objective)")
+        ax.set_title(
+            "Failure rate per cell, every step incl. those past the knee (dashed: objective)"
+        )
         ax.grid(axis="y", alpha=0.3)
     return path
 
 
-def plot_workshop_timeline(cells: Sequence[CellRecord], p95_objective_ms: float,
-                           path: Path) -> Path:
+def plot_workshop_timeline(
+    cells: Sequence[CellRecord], p95_objective_ms: float, path: Path
+) -> Path:
     """The workshop load over time, one row per configuration: successful answers per second
     (solid) and 503 refusals (dotted) with admission control on and off, users ramp on a second
     axis; and the p95 of each second's successful answers against the objective."""
@@ -157,15 +211,30 @@ def plot_workshop_timeline(cells: Sequence[CellRecord], p95_objective_ms: float,
                 label = "admission off" if off else "admission on"
                 ax_rate.plot(xs, [p.ok for p in timeline], color=colour, label=f"served, {label}")
                 if any(p.refused for p in timeline):
-                    ax_rate.plot(xs, [p.refused for p in timeline], color=colour, linestyle=":",
-                                 label=f"503 refused, {label}")
+                    ax_rate.plot(
+                        xs,
+                        [p.refused for p in timeline],
+                        color=colour,
+                        linestyle=":",
+                        label=f"503 refused, {label}",
+                    )
                 if any(p.other_failures for p in timeline):
-                    ax_rate.plot(xs, [p.other_failures for p in timeline], color=colour,
-                                 linestyle="--", label=f"other failures, {label}")
-                ax_p95.plot(xs, [p.ok_p95_ms if p.ok_p95_ms is not None else float("nan")
-                                 for p in timeline], color=colour, label=label)
-                users_axis.plot(xs, [p.users for p in timeline], color="tab:grey",
-                                linewidth=0.8, alpha=0.6)
+                    ax_rate.plot(
+                        xs,
+                        [p.other_failures for p in timeline],
+                        color=colour,
+                        linestyle="--",
+                        label=f"other failures, {label}",
+                    )
+                ax_p95.plot(
+                    xs,
+                    [p.ok_p95_ms if p.ok_p95_ms is not None else float("nan") for p in timeline],
+                    color=colour,
+                    label=label,
+                )
+                users_axis.plot(
+                    xs, [p.users for p in timeline], color="tab:grey", linewidth=0.8, alpha=0.6
+                )
             ax_rate.set_title(f"{config}: answers per second", fontsize=9)
             ax_rate.set_ylabel("req/s")
             users_axis.set_ylabel("users (grey)")

@@ -80,17 +80,24 @@ def cell_notes(cell: CellRecord) -> list[str]:
     for trial in cell.trials:
         breaking = trial.breaking
         if breaking is not None and (breaking.host_cpu_share or 0) > HOST_SATURATION:
-            notes.append(f"trial {trial.trial}: host CPU {pct(breaking.host_cpu_share, 0)} where "
-                         "it broke: the machine may be the limit")
+            notes.append(
+                f"trial {trial.trial}: host CPU {pct(breaking.host_cpu_share, 0)} where "
+                "it broke: the machine may be the limit"
+            )
     if not cell.reserved:
         notes.append("no reservation (did not fit the node)")
     return notes
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters.update(fmt=fmt, pct=pct)
     return env
 
@@ -115,17 +122,25 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
         table = workshop.rows(cells)
         checked = [r for r in table if r.on is not None and r.knee is not None]
         workshop_context = {
-            "rows": table, "conclusions": workshop.conclusions(table),
+            "rows": table,
+            "conclusions": workshop.conclusions(table),
             "checks": [(r, workshop.target_checks(r.on)) for r in checked if r.on is not None],
-            "OK": OK, "REFUSED": REFUSED, "TIMEOUT": TIMEOUT,
+            "OK": OK,
+            "REFUSED": REFUSED,
+            "TIMEOUT": TIMEOUT,
             "CONNECTION_ERROR": CONNECTION_ERROR,
         }
     host_cores = run_info.get("host_cores")
     context = {
-        "matrix": matrix, "run": run_info, "cells": cells, "objective": objective,
-        "profile": matrix.profile, "open_model": isinstance(matrix.profile, OPEN_PROFILE_TYPES),
+        "matrix": matrix,
+        "run": run_info,
+        "cells": cells,
+        "objective": objective,
+        "profile": matrix.profile,
+        "open_model": isinstance(matrix.profile, OPEN_PROFILE_TYPES),
         "search": matrix.profile if isinstance(matrix.profile, SearchProfile) else None,
-        "generator": matrix.load_generator, "step_plots": step_plots,
+        "generator": matrix.load_generator,
+        "step_plots": step_plots,
         "notes": {c.cell_id: cell_notes(c) for c in cells},
         "meets": {c.cell_id: meets_target(c, matrix.target_rps) for c in cells},
         "recommendation": recommend(cells, matrix.target_rps),
@@ -142,7 +157,8 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
     report_md = run_dir / "report.md"
     report_md.write_text(text, encoding="utf-8")
     body = markdown.markdown(text, extensions=["tables"])
-    html = env.get_template("report.html.j2").render(title=f"Capacity matrix: {matrix.name}",
-                                                     body=body)
+    html = env.get_template("report.html.j2").render(
+        title=f"Capacity matrix: {matrix.name}", body=body
+    )
     (run_dir / "report.html").write_text(html, encoding="utf-8")
     return report_md

@@ -160,9 +160,20 @@ def _nginx_failures(cluster: Cluster, since: str) -> str:
     timed-out tries and "no live upstreams" appear), the entrypoint's upstream rewrites, and the
     access-log lines around them, which name the replicas each request reached."""
     logs = subprocess.run(
-        ["docker", "--host", cluster.docker_host, "logs", "--since", since, "--timestamps",
-         _nginx_container(cluster)],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            "docker",
+            "--host",
+            cluster.docker_host,
+            "logs",
+            "--since",
+            since,
+            "--timestamps",
+            _nginx_container(cluster),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     # The access log is on stdout, everything else on stderr: merged by their timestamps.
     errors = set(logs.stderr.splitlines())
@@ -185,7 +196,10 @@ def _updating(cluster: Cluster, *services: str) -> bool:
     """A rolling update of any of `services` is under way: its tasks may all look right between
     two replacements while the next one is still to come. One inspect, a line per service."""
     states = cluster.docker(
-        "service", "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+        "service",
+        "inspect",
+        "--format",
+        "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
         *services,
     ).split()
     return any(state in ("updating", "rollback_started") for state in states)
@@ -250,8 +264,12 @@ def test_the_matrix_runs_on_the_cluster_and_reports_where_and_per_node_cpu(
     matrix_file.write_text(CLUSTER_MATRIX)
     started = time.monotonic()
     run_checked(
-        [str(PROJECT_ROOT / "scripts" / "run_matrix.sh"), "--cluster", "--matrix",
-         str(matrix_file)],
+        [
+            str(PROJECT_ROOT / "scripts" / "run_matrix.sh"),
+            "--cluster",
+            "--matrix",
+            str(matrix_file),
+        ],
         timeout=300,
         env={**os.environ, "MATRIX_RESULTS_DIR": str(tmp_path / "results")},
     )
@@ -391,7 +409,10 @@ def test_cluster_down_leaves_nothing_behind(
     # And the matrix refuses to target a cluster that is gone.
     refused = subprocess.run(
         [sys.executable, "-m", "matrix", "--cluster", "--quick"],
-        capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PROJECT_ROOT,
     )
     assert refused.returncode == 1 and "run scripts/cluster_up.sh first" in refused.stderr
 
@@ -399,7 +420,10 @@ def test_cluster_down_leaves_nothing_behind(
 def _leftovers() -> str:
     result = subprocess.run(
         [sys.executable, "-m", "cluster", "leftovers"],
-        capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PROJECT_ROOT,
     )
     return result.stdout.strip()
 
@@ -409,8 +433,11 @@ def test_up_killed_half_way_is_finished_by_up_and_removed_by_down() -> None:
     require(possible, reason)
     up_args = [str(PROJECT_ROOT / "scripts" / "cluster_up.sh"), "--no-build", "--no-deploy"]
     crashed = subprocess.Popen(
-        up_args, cwd=PROJECT_ROOT, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        up_args,
+        cwd=PROJECT_ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         # Half-way: the second engine is starting, the third and the Swarm do not exist yet.

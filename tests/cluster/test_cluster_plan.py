@@ -215,7 +215,10 @@ def test_cgroup_folders_are_removed_leaves_first_and_only_ours(tmp_path: Path) -
 def test_cli_refuses_a_bad_node_count_with_a_clear_error() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "cluster", "up", "--nodes", "0"],
-        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=30,
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=30,
     )
     assert result.returncode == 2
     assert "nodes must be within 1..9" in result.stderr

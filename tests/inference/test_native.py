@@ -88,9 +88,7 @@ def test_a_missing_compiler_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyP
         native.build(library=tmp_path / "lib.so")
 
 
-def test_missing_python_headers_are_named(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_python_headers_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(native.sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
     with pytest.raises(native.NativeError, match="python3-dev") as raised:
         native.build(library=tmp_path / "lib.so")

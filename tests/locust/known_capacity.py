@@ -25,19 +25,38 @@ def percentile(values: list[float], percentile: float) -> float:
 
 
 @contextmanager
-def known_capacity_server(tmp_path: Path, service_ms: float,
-                          max_waiting: int = 0) -> Iterator[tuple[str, Path]]:
+def known_capacity_server(
+    tmp_path: Path, service_ms: float, max_waiting: int = 0
+) -> Iterator[tuple[str, Path]]:
     """One Gunicorn worker serving the test app; yields its URL and its own timing log."""
     port = free_port()
     timings = tmp_path / "server-timings.log"
-    env = {**os.environ, "KNOWN_CAPACITY_SERVICE_MS": f"{service_ms:g}",
-           "KNOWN_CAPACITY_LOG": str(timings), "KNOWN_CAPACITY_MAX_WAITING": str(max_waiting)}
+    env = {
+        **os.environ,
+        "KNOWN_CAPACITY_SERVICE_MS": f"{service_ms:g}",
+        "KNOWN_CAPACITY_LOG": str(timings),
+        "KNOWN_CAPACITY_MAX_WAITING": str(max_waiting),
+    }
     with (tmp_path / "server.log").open("wb") as server_log:
         server = subprocess.Popen(
-            [GUNICORN, "-k", "uvicorn_worker.UvicornWorker", "-w", "1", "-b",
-             f"127.0.0.1:{port}", "--backlog", "2048", "tests.locust.known_capacity_app:app"],
-            cwd=PROJECT_ROOT, env=env, stdout=server_log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                GUNICORN,
+                "-k",
+                "uvicorn_worker.UvicornWorker",
+                "-w",
+                "1",
+                "-b",
+                f"127.0.0.1:{port}",
+                "--backlog",
+                "2048",
+                "tests.locust.known_capacity_app:app",
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{url}/health", timeout=30)
@@ -47,13 +66,35 @@ def known_capacity_server(tmp_path: Path, service_ms: float,
         server.wait(timeout=30)
 
 
-def run_locust(host: str, tmp_path: Path, options: list[str],
-               timeout: float) -> subprocess.CompletedProcess[str]:
+def run_locust(
+    host: str, tmp_path: Path, options: list[str], timeout: float
+) -> subprocess.CompletedProcess[str]:
     """A headless master with 2 worker processes on a master port of its own."""
     master_port = str(free_port())
     return subprocess.run(
-        [LOCUST, "-f", str(LOCUSTFILE), "--headless", "--host", host, "--processes", "2",
-         "--master-bind-host", "127.0.0.1", "--master-bind-port", master_port,
-         "--master-host", "127.0.0.1", "--master-port", master_port, "--only-summary",
-         *options],
-        cwd=tmp_path, capture_output=True, text=True, timeout=timeout, check=False)
+        [
+            LOCUST,
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "--host",
+            host,
+            "--processes",
+            "2",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            master_port,
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            master_port,
+            "--only-summary",
+            *options,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -56,10 +56,14 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 await asyncio.sleep(SERVICE_SECONDS)
         finally:
             _WAITING -= 1
-        body = json.dumps({"model": model, "model_version": "known-capacity",
-                           "species": "Adelie",
-                           "probabilities": {"Adelie": 0.5, "Chinstrap": 0.25,
-                                             "Gentoo": 0.25}}).encode()
+        body = json.dumps(
+            {
+                "model": model,
+                "model_version": "known-capacity",
+                "species": "Adelie",
+                "probabilities": {"Adelie": 0.5, "Chinstrap": 0.25, "Gentoo": 0.25},
+            }
+        ).encode()
     else:
         body = b'{"status": "ok"}'
     headers = [(b"content-type", b"application/json")]

@@ -84,7 +84,8 @@ def test_a_connection_above_descriptor_1024_is_kept_alive(
 ) -> None:
     # Installed on a copy of the class's attribute, so other tests see the library unchanged.
     monkeypatch.setattr(
-        keepalive.connectionpool.ConnectionPool, "_is_socket_alive", keepalive.is_socket_alive)
+        keepalive.connectionpool.ConnectionPool, "_is_socket_alive", keepalive.is_socket_alive
+    )
     client = HTTPClient("127.0.0.1", server.server_address[1], concurrency=1)
     try:
         for _ in range(5):

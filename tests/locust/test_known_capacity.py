@@ -34,22 +34,47 @@ STEP_S = 6.0
 
 @pytest.mark.integration
 @pytest.mark.timeout(300)
-def test_search_finds_a_known_capacity_and_measures_latency_like_the_server(
-        tmp_path: Path) -> None:
+def test_search_finds_a_known_capacity_and_measures_latency_like_the_server(tmp_path: Path) -> None:
     step_log = tmp_path / "steps.jsonl"
     with known_capacity_server(tmp_path, SERVICE_MS) as (url, timings):
-        result = run_locust(url, tmp_path, [
-            "--load-profile", "search", "--start-rate", f"{CAPACITY_RPS / 4:g}",
-            "--growth", "2", "--precision", "0.05", "--step-seconds", f"{STEP_S:g}",
-            "--settle-seconds", f"{SETTLE_S:g}", "--p95-ms", "250", "--request-timeout", "2",
-            "--model-mix", "lr=1", "--step-log", str(step_log), "-t", "240s"], timeout=270)
+        result = run_locust(
+            url,
+            tmp_path,
+            [
+                "--load-profile",
+                "search",
+                "--start-rate",
+                f"{CAPACITY_RPS / 4:g}",
+                "--growth",
+                "2",
+                "--precision",
+                "0.05",
+                "--step-seconds",
+                f"{STEP_S:g}",
+                "--settle-seconds",
+                f"{SETTLE_S:g}",
+                "--p95-ms",
+                "250",
+                "--request-timeout",
+                "2",
+                "--model-mix",
+                "lr=1",
+                "--step-log",
+                str(step_log),
+                "-t",
+                "240s",
+            ],
+            timeout=270,
+        )
     events = [json.loads(line) for line in step_log.read_text().splitlines()]
     steps = [open_model.StepResult.from_record(e) for e in events if e["event"] == "step"]
     assert steps, result.stderr[-3000:]
-    summary = [(s.rate, round(s.throughput_rps, 1), s.percentiles_ms()["p95"], s.passed)
-               for s in steps]
-    print(f"known capacity {CAPACITY_RPS:g} req/s; steps (offered, served, p95 ms, passed):",
-          summary)
+    summary = [
+        (s.rate, round(s.throughput_rps, 1), s.percentiles_ms()["p95"], s.passed) for s in steps
+    ]
+    print(
+        f"known capacity {CAPACITY_RPS:g} req/s; steps (offered, served, p95 ms, passed):", summary
+    )
     assert events[-1]["event"] == "end" and events[-1]["outcome"] == "converged", summary
 
     knee = open_model.knee_step(steps)
@@ -67,10 +92,12 @@ def test_search_finds_a_known_capacity_and_measures_latency_like_the_server(
     intended_p95 = half.percentiles_ms()["p95"]
     sent_p95 = half.percentiles_ms(service=True)["p95"]
     server_p95 = 1000.0 * percentile(server_seconds, 95)
-    print(f"step at {half.rate:g} req/s: {half.ok} answers measured by the load test, "
-          f"{len(server_seconds)} by the server; p95 {intended_p95:.2f} ms (load test, from the "
-          f"intended send; {sent_p95:.2f} from the actual send) against {server_p95:.2f} ms "
-          f"(server)")
+    print(
+        f"step at {half.rate:g} req/s: {half.ok} answers measured by the load test, "
+        f"{len(server_seconds)} by the server; p95 {intended_p95:.2f} ms (load test, from the "
+        f"intended send; {sent_p95:.2f} from the actual send) against {server_p95:.2f} ms "
+        f"(server)"
+    )
     assert len(server_seconds) == pytest.approx(half.ok, abs=3)
     assert sent_p95 == pytest.approx(server_p95, rel=0.10)
     assert intended_p95 is not None and sent_p95 is not None and intended_p95 >= sent_p95

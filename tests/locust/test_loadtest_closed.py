@@ -37,7 +37,10 @@ def test_quiet_seconds_are_sent_with_their_user_count() -> None:
     recorder.record(202.5, 0.5, closed.OK)
     sent = recorder.flush(203.1, users=20)
     assert [(w["second"], w["counts"], w["users"]) for w in sent] == [
-        (200, {}, 20), (201, {}, 20), (202, {closed.OK: 1}, 20)]
+        (200, {}, 20),
+        (201, {}, 20),
+        (202, {closed.OK: 1}, 20),
+    ]
     assert [w["second"] for w in recorder.flush(205.2, users=20)] == [203, 204]
 
 

@@ -42,8 +42,14 @@ def test_rows_with_missing_values_are_skipped(tmp_path: Path) -> None:
     )
     rows = data.load_rows(csv_path)
     assert [row["sex"] for row in rows] == ["MALE", "FEMALE"]
-    assert rows[0] == {"island": "Torgersen", "culmen_length_mm": 39.1, "culmen_depth_mm": 18.7,
-                       "flipper_length_mm": 181.0, "body_mass_g": 3750.0, "sex": "MALE"}
+    assert rows[0] == {
+        "island": "Torgersen",
+        "culmen_length_mm": 39.1,
+        "culmen_depth_mm": 18.7,
+        "flipper_length_mm": 181.0,
+        "body_mass_g": 3750.0,
+        "sex": "MALE",
+    }
 
 
 def test_samples_keep_real_proportions_and_stay_in_range() -> None:
@@ -67,13 +73,20 @@ def test_samples_keep_real_proportions_and_stay_in_range() -> None:
     exact = data.BodySampler(rows, noise=0.0)
     body = exact.sample(rng)
     assert tuple(body[n] for n in data.NUMERIC_FEATURES) in real
-    assert set(bodies[0]) == {"island", "culmen_length_mm", "culmen_depth_mm",
-                              "flipper_length_mm", "body_mass_g", "sex"}
+    assert set(bodies[0]) == {
+        "island",
+        "culmen_length_mm",
+        "culmen_depth_mm",
+        "flipper_length_mm",
+        "body_mass_g",
+        "sex",
+    }
 
 
 def test_model_mix_parses_and_normalises() -> None:
     assert data.parse_model_mix("lr=0.5,rf=0.3,svm=0.2") == pytest.approx(
-        {"lr": 0.5, "rf": 0.3, "svm": 0.2})
+        {"lr": 0.5, "rf": 0.3, "svm": 0.2}
+    )
     assert data.parse_model_mix("lr=2, rf=2, svm=0") == {"lr": 0.5, "rf": 0.5}
 
 
@@ -83,22 +96,29 @@ def test_bad_model_mix_is_refused(text: str) -> None:
         data.parse_model_mix(text)
 
 
-GOOD = {"species": "Gentoo", "probabilities": {"Adelie": 0.1, "Chinstrap": 0.1, "Gentoo": 0.8},
-        "model": "rf", "model_version": "rf-1"}
+GOOD = {
+    "species": "Gentoo",
+    "probabilities": {"Adelie": 0.1, "Chinstrap": 0.1, "Gentoo": 0.8},
+    "model": "rf",
+    "model_version": "rf-1",
+}
 
 
 def test_a_valid_prediction_passes() -> None:
     assert data.check_prediction(GOOD, "rf") is None
 
 
-@pytest.mark.parametrize("change, fragment", [
-    ({"species": "Emperor"}, "species"),
-    ({"probabilities": {"Adelie": 0.5, "Gentoo": 0.5}}, "cover"),
-    ({"probabilities": {"Adelie": 0.5, "Chinstrap": 0.5, "Gentoo": 0.5}}, "sum"),
-    ({"species": "Adelie"}, "most probable"),
-    ({"model": "lr"}, "asked for"),
-    ({"model_version": ""}, "model_version"),
-])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"species": "Emperor"}, "species"),
+        ({"probabilities": {"Adelie": 0.5, "Gentoo": 0.5}}, "cover"),
+        ({"probabilities": {"Adelie": 0.5, "Chinstrap": 0.5, "Gentoo": 0.5}}, "sum"),
+        ({"species": "Adelie"}, "most probable"),
+        ({"model": "lr"}, "asked for"),
+        ({"model_version": ""}, "model_version"),
+    ],
+)
 def test_wrong_answers_are_failures(change: dict, fragment: str) -> None:
     assert fragment in data.check_prediction({**GOOD, **change}, "rf")
 

@@ -11,9 +11,17 @@ from loadtest import open_model
 
 
 def plan(**changes: object):
-    values = {"index": 0, "rate": 100.0, "rate_per_user": 100.0, "duration_s": 10.0,
-              "settle_s": 1.0, "arrival": "constant", "timeout_s": 5.0, "late_ms": 10.0,
-              "max_in_flight": 100}
+    values = {
+        "index": 0,
+        "rate": 100.0,
+        "rate_per_user": 100.0,
+        "duration_s": 10.0,
+        "settle_s": 1.0,
+        "arrival": "constant",
+        "timeout_s": 5.0,
+        "late_ms": 10.0,
+        "max_in_flight": 100,
+    }
     values.update(changes)
     return open_model.StepPlan(**values)
 
@@ -53,9 +61,9 @@ def test_recorder_counts_only_the_measured_window() -> None:
     recorder.arrival(9.99, sent=True)
     recorder.outcome(9.99, 0.0, 0.5, "timeout", 10.49)
     message = recorder.to_message()
-    assert {k: message[k] for k in ("scheduled", "sent", "late", "dropped", "ok", "failed",
-                                    "served")} == {
-        "scheduled": 3, "sent": 2, "late": 1, "dropped": 1, "ok": 1, "failed": 1, "served": 2}
+    assert {
+        k: message[k] for k in ("scheduled", "sent", "late", "dropped", "ok", "failed", "served")
+    } == {"scheduled": 3, "sent": 2, "late": 1, "dropped": 1, "ok": 1, "failed": 1, "served": 2}
     assert message["failures"] == {"timeout": 1}
     histogram = open_model.decode_histogram(message["histogram"])
     assert histogram.get_total_count() == 2
@@ -64,8 +72,9 @@ def test_recorder_counts_only_the_measured_window() -> None:
     assert service.get_value_at_percentile(0) == pytest.approx(30_000, rel=0.001)
 
 
-def _report(index: int, latencies_ms: list[float], lag_ms: float = 0.0,
-            failures: int = 0, dropped: int = 0) -> dict:
+def _report(
+    index: int, latencies_ms: list[float], lag_ms: float = 0.0, failures: int = 0, dropped: int = 0
+) -> dict:
     recorder = open_model.StepRecorder(plan(index=index))
     for i, latency in enumerate(latencies_ms):
         offset = 1.0 + i * 0.001
@@ -78,8 +87,7 @@ def _report(index: int, latencies_ms: list[float], lag_ms: float = 0.0,
 
 
 def test_merge_adds_the_generators_and_their_histograms() -> None:
-    step = open_model.merge_reports(plan(), [_report(0, [10.0] * 90),
-                                             _report(0, [1000.0] * 10)], 2)
+    step = open_model.merge_reports(plan(), [_report(0, [10.0] * 90), _report(0, [1000.0] * 10)], 2)
     assert (step.scheduled, step.ok, step.generators) == (100, 100, 2)
     figures = step.percentiles_ms()
     assert figures["p50"] == pytest.approx(10.0, rel=0.001)
@@ -200,8 +208,14 @@ def _step(rate: float, passed: bool, limited: bool = False):
 
 
 def test_knee_is_the_highest_pass_below_every_failure() -> None:
-    steps = [_step(100, True), _step(200, True), _step(400, False), _step(300, True),
-             _step(350, False), _step(500, True)]  # 500: a lucky pass above a failure
+    steps = [
+        _step(100, True),
+        _step(200, True),
+        _step(400, False),
+        _step(300, True),
+        _step(350, False),
+        _step(500, True),
+    ]  # 500: a lucky pass above a failure
     assert open_model.knee_step(steps).rate == 300
     assert open_model.knee_step([_step(100, True), _step(200, False, limited=True)]).rate == 100
     assert open_model.knee_step([_step(100, False)]) is None

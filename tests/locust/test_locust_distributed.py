@@ -33,8 +33,10 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    require((PROJECT_ROOT / "models" / "manifest.json").is_file(),
-            "models/ are not trained (python -m training)")
+    require(
+        (PROJECT_ROOT / "models" / "manifest.json").is_file(),
+        "models/ are not trained (python -m training)",
+    )
     port = free_port()
     process = start_gunicorn(port, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log")
     try:
@@ -46,8 +48,10 @@ def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def _read_stats(prefix: Path) -> dict[str, tuple[int, int]]:
     with open(f"{prefix}_stats.csv", newline="") as handle:
-        return {row["Name"]: (int(row["Request Count"]), int(row["Failure Count"]))
-                for row in csv.DictReader(handle)}
+        return {
+            row["Name"]: (int(row["Request Count"]), int(row["Failure Count"]))
+            for row in csv.DictReader(handle)
+        }
 
 
 def _history_rows(prefix: Path) -> list[dict[str, str]]:
@@ -62,18 +66,60 @@ def test_master_and_two_workers_over_zeromq(service_url: str, tmp_path: Path) ->
     prefix = tmp_path / "run"
     common = ["-f", str(LOCUSTFILE), "--model-mix", "lr=0.5,rf=0.3,svm=0.2", "--user-rate", "4"]
     master = subprocess.Popen(
-        [LOCUST, *common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
-         str(master_port), "--expect-workers", "2", "--expect-workers-max-wait", "60",
-         "--headless", "--host", service_url, "-u", "12", "-r", "12", "-t", f"{RUN_SECONDS}s",
-         "--csv", str(prefix), "--csv-full-history", "--batch-weight", "1", "--batch-size", "5"],
-        cwd=tmp_path, stdout=(tmp_path / "master.log").open("w"), stderr=subprocess.STDOUT,
-        start_new_session=True)
+        [
+            LOCUST,
+            *common,
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(master_port),
+            "--expect-workers",
+            "2",
+            "--expect-workers-max-wait",
+            "60",
+            "--headless",
+            "--host",
+            service_url,
+            "-u",
+            "12",
+            "-r",
+            "12",
+            "-t",
+            f"{RUN_SECONDS}s",
+            "--csv",
+            str(prefix),
+            "--csv-full-history",
+            "--batch-weight",
+            "1",
+            "--batch-size",
+            "5",
+        ],
+        cwd=tmp_path,
+        stdout=(tmp_path / "master.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     workers = [
         subprocess.Popen(
-            [LOCUST, *common, "--worker", "--master-host", "127.0.0.1", "--master-port",
-             str(master_port), "--batch-weight", "1", "--batch-size", "5"],
-            cwd=tmp_path, stdout=(tmp_path / f"worker{i}.log").open("w"),
-            stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                LOCUST,
+                *common,
+                "--worker",
+                "--master-host",
+                "127.0.0.1",
+                "--master-port",
+                str(master_port),
+                "--batch-weight",
+                "1",
+                "--batch-size",
+                "5",
+            ],
+            cwd=tmp_path,
+            stdout=(tmp_path / f"worker{i}.log").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         for i in range(2)
     ]
     try:
@@ -104,19 +150,54 @@ def _step_events(step_log: Path) -> list[dict]:
 
 @pytest.mark.integration
 @pytest.mark.timeout(180)
-def test_staircase_with_processes_logs_every_generators_steps(service_url: str,
-                                                              tmp_path: Path) -> None:
+def test_staircase_with_processes_logs_every_generators_steps(
+    service_url: str, tmp_path: Path
+) -> None:
     prefix = tmp_path / "stairs"
     step_log = tmp_path / "steps.jsonl"
     port = str(free_port())
     result = subprocess.run(
-        [LOCUST, "-f", str(LOCUSTFILE), "--headless", "--host", service_url, "--processes", "2",
-         "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
-         "--master-host", "127.0.0.1", "--master-port", port,
-         "--load-profile", "staircase", "--start-rate", "20", "--step-rate", "40",
-         "--step-seconds", "4", "--max-rate", "60", "--step-log", str(step_log),
-         "--csv", str(prefix), "--csv-full-history", "-t", "60s"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+        [
+            LOCUST,
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "--host",
+            service_url,
+            "--processes",
+            "2",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            port,
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            port,
+            "--load-profile",
+            "staircase",
+            "--start-rate",
+            "20",
+            "--step-rate",
+            "40",
+            "--step-seconds",
+            "4",
+            "--max-rate",
+            "60",
+            "--step-log",
+            str(step_log),
+            "--csv",
+            str(prefix),
+            "--csv-full-history",
+            "-t",
+            "60s",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert step_log.is_file(), result.stderr[-3000:]
     events = _step_events(step_log)
     assert events[0]["event"] == "start" and events[0]["generators"] == 2
@@ -127,8 +208,12 @@ def test_staircase_with_processes_logs_every_generators_steps(service_url: str,
         assert step["generators"] == 2 and step["passed"], step["reasons"]
         assert step["scheduled"] == pytest.approx(step["rate"] * 3, abs=2)
         assert step["ok"] == step["scheduled"] and step["failed"] == 0
-    assert events[-1] == {**events[-1], "event": "end", "outcome": "all steps done",
-                          "knee_rate": 60}
+    assert events[-1] == {
+        **events[-1],
+        "event": "end",
+        "outcome": "all steps done",
+        "knee_rate": 60,
+    }
     # Locust's own statistics saw the same requests (the settle seconds included).
     requests, failures = _read_stats(prefix)["Aggregated"]
     assert failures == 0 and requests >= sum(s["scheduled"] for s in steps)
@@ -136,16 +221,42 @@ def test_staircase_with_processes_logs_every_generators_steps(service_url: str,
 
 @pytest.mark.integration
 @pytest.mark.timeout(120)
-def test_staircase_stops_after_a_step_that_breaks_the_objective(service_url: str,
-                                                                tmp_path: Path) -> None:
+def test_staircase_stops_after_a_step_that_breaks_the_objective(
+    service_url: str, tmp_path: Path
+) -> None:
     step_log = tmp_path / "steps.jsonl"
     # No real request is answered within a twentieth of a millisecond: the first step breaks.
     subprocess.run(
-        [LOCUST, "-f", str(LOCUSTFILE), "--headless", "--host", service_url,
-         "--load-profile", "staircase", "--start-rate", "10", "--step-rate", "10",
-         "--step-seconds", "3", "--max-rate", "50", "--p95-ms", "0.05",
-         "--step-log", str(step_log), "-t", "60s"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=100, check=False)
+        [
+            LOCUST,
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "--host",
+            service_url,
+            "--load-profile",
+            "staircase",
+            "--start-rate",
+            "10",
+            "--step-rate",
+            "10",
+            "--step-seconds",
+            "3",
+            "--max-rate",
+            "50",
+            "--p95-ms",
+            "0.05",
+            "--step-log",
+            str(step_log),
+            "-t",
+            "60s",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
     events = _step_events(step_log)
     steps = [e for e in events if e["event"] == "step"]
     assert [s["index"] for s in steps] == [0]
@@ -157,8 +268,23 @@ def test_staircase_stops_after_a_step_that_breaks_the_objective(service_url: str
 @pytest.mark.timeout(60)
 def test_invalid_options_fail_clearly(tmp_path: Path) -> None:
     result = subprocess.run(
-        [LOCUST, "-f", str(LOCUSTFILE), "--headless", "--host", "http://127.0.0.1:9",
-         "--model-mix", "lr=abc", "-t", "2s"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=50, check=False)
+        [
+            LOCUST,
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "--host",
+            "http://127.0.0.1:9",
+            "--model-mix",
+            "lr=abc",
+            "-t",
+            "2s",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
     assert result.returncode != 0
     assert "model mix" in result.stderr

@@ -33,24 +33,48 @@ HOLD_S = 12
 
 @pytest.mark.integration
 @pytest.mark.timeout(300)
-def test_workshop_load_measures_a_known_capacity_and_times_refusals_apart(
-        tmp_path: Path) -> None:
+def test_workshop_load_measures_a_known_capacity_and_times_refusals_apart(tmp_path: Path) -> None:
     step_log = tmp_path / "steps.jsonl"
     with known_capacity_server(tmp_path, SERVICE_MS, MAX_WAITING) as (url, timings):
-        result = run_locust(url, tmp_path, [
-            "--load-profile", "workshop", "--workshop-users", str(USERS),
-            "--workshop-spawn-rate", "30", "--hold-seconds", str(HOLD_S),
-            "--think-min", "1", "--think-max", "2.5", "--request-timeout", "10",
-            "--model-mix", "default", "--body", "seed", "--step-log", str(step_log),
-            "-t", "120s"], timeout=150)
+        result = run_locust(
+            url,
+            tmp_path,
+            [
+                "--load-profile",
+                "workshop",
+                "--workshop-users",
+                str(USERS),
+                "--workshop-spawn-rate",
+                "30",
+                "--hold-seconds",
+                str(HOLD_S),
+                "--think-min",
+                "1",
+                "--think-max",
+                "2.5",
+                "--request-timeout",
+                "10",
+                "--model-mix",
+                "default",
+                "--body",
+                "seed",
+                "--step-log",
+                str(step_log),
+                "-t",
+                "120s",
+            ],
+            timeout=150,
+        )
     events = [json.loads(line) for line in step_log.read_text().splitlines()]
     trial = workshop_trial(events, Objective(p95_ms=500.0), HostWindows())
     assert trial is not None, result.stderr[-3000:]
     step = trial.step
-    print(f"known capacity {CAPACITY_RPS:g} req/s; hold {step.ended - step.started:.1f} s: "
-          f"served {step.served_rps:.1f} req/s, answered {step.answered_rps:.1f}, failures "
-          f"{step.failures}, ok p50/p95 {step.p50_ms}/{step.p95_ms} ms, refused p95 "
-          f"{step.refused_p95_ms} ms, users {step.users}")
+    print(
+        f"known capacity {CAPACITY_RPS:g} req/s; hold {step.ended - step.started:.1f} s: "
+        f"served {step.served_rps:.1f} req/s, answered {step.answered_rps:.1f}, failures "
+        f"{step.failures}, ok p50/p95 {step.p50_ms}/{step.p95_ms} ms, refused p95 "
+        f"{step.refused_p95_ms} ms, users {step.users}"
+    )
     assert trial.ramp_complete and step.users == USERS
 
     # Every generator sent every second from its start to its end.
@@ -75,8 +99,10 @@ def test_workshop_load_measures_a_known_capacity_and_times_refusals_apart(
                 served.append(float(took))
             else:
                 refused_by_server += 1
-    print(f"server: {len(served)} served and {refused_by_server} refused in the hold; "
-          f"load test: {step.ok} ok and {step.failures.get(REFUSED, 0)} refused")
+    print(
+        f"server: {len(served)} served and {refused_by_server} refused in the hold; "
+        f"load test: {step.ok} ok and {step.failures.get(REFUSED, 0)} refused"
+    )
     assert step.ok == pytest.approx(len(served), rel=0.03)
     assert step.failures.get(REFUSED, 0) == pytest.approx(refused_by_server, rel=0.05)
     assert set(step.failures) == {REFUSED}  # no timeout, no connection error

@@ -24,23 +24,27 @@ def v1_tree(root: Path, usage_ns: int, periods: int, throttled: int, throttled_n
     acct = root / "cpuacct" / "docker" / ID
     cpu.mkdir(parents=True, exist_ok=True)
     acct.mkdir(parents=True, exist_ok=True)
-    (cpu / "cpu.stat").write_text(f"nr_periods {periods}\nnr_throttled {throttled}\n"
-                                  f"throttled_time {throttled_ns}\nnr_bursts 0\n")
+    (cpu / "cpu.stat").write_text(
+        f"nr_periods {periods}\nnr_throttled {throttled}\n"
+        f"throttled_time {throttled_ns}\nnr_bursts 0\n"
+    )
     (acct / "cpuacct.usage").write_text(f"{usage_ns}\n")
 
 
 def test_cgroup_v1_counters_are_read_in_microseconds(tmp_path: Path) -> None:
-    v1_tree(tmp_path, usage_ns=5_000_000_000, periods=100, throttled=40,
-            throttled_ns=2_000_000_000)
-    assert read_counters(tmp_path / "cpu" / "docker" / ID) == CpuCounters(5_000_000, 100, 40,
-                                                                         2_000_000)
+    v1_tree(tmp_path, usage_ns=5_000_000_000, periods=100, throttled=40, throttled_ns=2_000_000_000)
+    assert read_counters(tmp_path / "cpu" / "docker" / ID) == CpuCounters(
+        5_000_000, 100, 40, 2_000_000
+    )
 
 
 def test_cgroup_v2_systemd_layout(tmp_path: Path) -> None:
     scope = tmp_path / "system.slice" / f"docker-{ID}.scope"
     scope.mkdir(parents=True)
-    (scope / "cpu.stat").write_text("usage_usec 7000\nuser_usec 5000\nsystem_usec 2000\n"
-                                    "nr_periods 10\nnr_throttled 3\nthrottled_usec 900\n")
+    (scope / "cpu.stat").write_text(
+        "usage_usec 7000\nuser_usec 5000\nsystem_usec 2000\n"
+        "nr_periods 10\nnr_throttled 3\nthrottled_usec 900\n"
+    )
     assert read_counters(scope) == CpuCounters(7000, 10, 3, 900)
 
 
@@ -50,8 +54,11 @@ def test_a_stopped_container_has_no_counters(tmp_path: Path) -> None:
 
 def test_window_differences_per_second(tmp_path: Path) -> None:
     samples = {
-        "a": [(0.0, CpuCounters(0, 0, 0, 0)), (10.0, CpuCounters(2_500_000, 100, 50, 1_000_000)),
-              (20.0, CpuCounters(9_000_000, 200, 50, 1_000_000))],
+        "a": [
+            (0.0, CpuCounters(0, 0, 0, 0)),
+            (10.0, CpuCounters(2_500_000, 100, 50, 1_000_000)),
+            (20.0, CpuCounters(9_000_000, 200, 50, 1_000_000)),
+        ],
         "b": [(0.0, CpuCounters(0, 0, 0, 0)), (10.0, CpuCounters(1_000_000, 100, 0, 0))],
     }
     cpu = window_cpu(samples, 0.0, 10.0)

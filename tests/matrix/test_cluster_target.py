@@ -56,10 +56,14 @@ class FakeCluster(ClusterTarget):
 
 
 def fake_cluster(root: Path, routed: bool = True) -> FakeCluster:
-    target = FakeCluster(docker_host="unix:///nowhere", stack_name="t",
-                         nginx_url="http://10.213.0.11:8000", edge_address="10.213.0.11",
-                         interface="pclab0",
-                         node_cgroups={f"pclab-node{i}": f"pclab-node{i}" for i in (1, 2, 3)})
+    target = FakeCluster(
+        docker_host="unix:///nowhere",
+        stack_name="t",
+        nginx_url="http://10.213.0.11:8000",
+        edge_address="10.213.0.11",
+        interface="pclab0",
+        node_cgroups={f"pclab-node{i}": f"pclab-node{i}" for i in (1, 2, 3)},
+    )
     object.__setattr__(target, "root", root)
     object.__setattr__(target, "routed", routed)
     return target
@@ -96,7 +100,8 @@ def test_the_env_file_names_engine_stack_url_and_each_nodes_cgroup(tmp_path: Pat
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "env").write_text(
         "DOCKER_HOST='unix:///run/x/node1/docker.sock'\nSTACK_NAME='lab'\nCLUSTER_NODES='2'\n"
-        "CLUSTER_EDGE_ADDRESS='10.213.0.11'\nCLUSTER_NGINX_URL='http://10.213.0.11:8000'\n")
+        "CLUSTER_EDGE_ADDRESS='10.213.0.11'\nCLUSTER_NGINX_URL='http://10.213.0.11:8000'\n"
+    )
     target = load_cluster_target(settings)
     assert target.docker_host == "unix:///run/x/node1/docker.sock"
     assert target.stack_name == "lab" and target.nginx_url == "http://10.213.0.11:8000"
@@ -113,16 +118,17 @@ def test_without_a_cluster_it_says_to_run_cluster_up(tmp_path: Path) -> None:
         load_cluster_target(cluster_settings(tmp_path))
 
 
-def test_cli_cluster_refuses_without_a_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_cluster_refuses_without_a_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("CLUSTER_RUN_DIR", str(tmp_path / "run"))
     assert main_module.main(["--cluster", "--quick"]) == 1
     assert "run scripts/cluster_up.sh first" in capsys.readouterr().err
 
 
 def test_cli_cluster_refuses_when_the_edge_is_not_routed_through_our_link(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # An interface that does not exist: `ip route get` can never name it, so nothing is sent.
     monkeypatch.setenv("CLUSTER_RUN_DIR", str(tmp_path / "run"))
     monkeypatch.setenv("CLUSTER_PREFIX", "nolink")
@@ -130,7 +136,8 @@ def test_cli_cluster_refuses_when_the_edge_is_not_routed_through_our_link(
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "env").write_text(
         "DOCKER_HOST='unix:///nowhere'\nSTACK_NAME='lab'\nCLUSTER_NODES='3'\n"
-        "CLUSTER_EDGE_ADDRESS='10.213.0.11'\nCLUSTER_NGINX_URL='http://10.213.0.11:8000'\n")
+        "CLUSTER_EDGE_ADDRESS='10.213.0.11'\nCLUSTER_NGINX_URL='http://10.213.0.11:8000'\n"
+    )
     assert main_module.main(["--cluster", "--quick"]) == 1
     assert "not routed through nolink0" in capsys.readouterr().err
     assert "DOCKER_HOST" not in os.environ
@@ -138,8 +145,10 @@ def test_cli_cluster_refuses_when_the_edge_is_not_routed_through_our_link(
 
 def test_base_url_is_the_local_port_unless_set() -> None:
     assert MatrixSettings(nginx_port=8123).base_url == "http://127.0.0.1:8123"
-    assert MatrixSettings(base_url_override="http://10.213.0.11:8000/").base_url == \
-        "http://10.213.0.11:8000"
+    assert (
+        MatrixSettings(base_url_override="http://10.213.0.11:8000/").base_url
+        == "http://10.213.0.11:8000"
+    )
 
 
 def test_cpu_cgroup_dir_finds_v1_cpu_controller_or_v2(tmp_path: Path) -> None:
@@ -177,8 +186,7 @@ def test_per_node_cores_over_the_window(tmp_path: Path) -> None:
             writer.writerow((100 + second, "pclab-node2", second * 600_000, 0, 0, 0))
             writer.writerow((100 + second, "pclab-node3", second * 100_000, 0, 0, 0))
     # Only the samples inside [101, 103] count: 2 s of counters.
-    assert runner_module._per_node_cores(path, 101, 103) == {"pclab-node2": 0.6,
-                                                             "pclab-node3": 0.1}
+    assert runner_module._per_node_cores(path, 101, 103) == {"pclab-node2": 0.6, "pclab-node3": 0.1}
 
 
 @pytest.fixture
@@ -203,14 +211,17 @@ class SlowReplay:
 
 
 def test_cluster_run_records_where_each_task_ran_and_each_nodes_cpu(
-        cluster_run: tuple, ticking_cgroups: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster_run: tuple, ticking_cgroups: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     matrix, path, settings, engine = cluster_run
     locust = replay_locust(monkeypatch, engine)
     monkeypatch.setattr("matrix.measure.trial.run_locust", SlowReplay(locust))
     run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
     MatrixRunner(matrix, settings, run_dir, info, engine, fake_cluster(ticking_cgroups)).run()
-    one, two = (json.loads((run_dir / "cells" / c.cell_id / "cell.json").read_text())
-                for c in matrix.cell_list()[::2])
+    one, two = (
+        json.loads((run_dir / "cells" / c.cell_id / "cell.json").read_text())
+        for c in matrix.cell_list()[::2]
+    )
     assert one["placement"] == {"pclab-node2": 1}
     assert two["placement"] == {"pclab-node2": 1, "pclab-node3": 1}
     cores = two["node_cpu_mean_cores"]
@@ -219,16 +230,22 @@ def test_cluster_run_records_where_each_task_ran_and_each_nodes_cpu(
         assert cores[node] == pytest.approx(expected, rel=0.3)
     report = (run_dir / "report.md").read_text()
     assert "## Where it ran" in report
-    assert re.search(r"\| r2-c0.5-m256M \| pclab-node2: 1, pclab-node3: 1 \| "
-                     r"pclab-node2: 0\.\d+, pclab-node3: 0\.\d+ \|", report)
+    assert re.search(
+        r"\| r2-c0.5-m256M \| pclab-node2: 1, pclab-node3: 1 \| "
+        r"pclab-node2: 0\.\d+, pclab-node3: 0\.\d+ \|",
+        report,
+    )
     assert "Locust) ran on the host" in report
     assert "engines in network namespaces on one host" in report
     assert json.loads((run_dir / "run.json").read_text())["cluster"]["nodes"] == [
-        "pclab-node1", *WORKERS]
+        "pclab-node1",
+        *WORKERS,
+    ]
 
 
 def test_a_single_host_run_reports_no_placement(
-        setup: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
     matrix, path, settings = setup
     engine: FakeEngine = new_engine()
     replay_locust(monkeypatch, engine)
@@ -242,12 +259,14 @@ def test_a_single_host_run_reports_no_placement(
 
 
 def test_a_cluster_without_its_link_gets_no_request_and_no_update(
-        cluster_run: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster_run: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     matrix, path, settings, engine = cluster_run
     locust = replay_locust(monkeypatch, engine)
     run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
-    runner = MatrixRunner(matrix, settings, run_dir, info, engine,
-                          fake_cluster(tmp_path, routed=False))
+    runner = MatrixRunner(
+        matrix, settings, run_dir, info, engine, fake_cluster(tmp_path, routed=False)
+    )
     with pytest.raises(MatrixRunError, match="link is gone"):
         runner.run()
     assert locust.runs == 0
@@ -256,7 +275,8 @@ def test_a_cluster_without_its_link_gets_no_request_and_no_update(
 
 
 def test_a_run_started_on_the_host_is_not_resumed_on_the_cluster(
-        cluster_run: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster_run: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     matrix, path, settings, engine = cluster_run
     locust = replay_locust(monkeypatch, engine, interrupt_on_run=3)
     run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)

@@ -49,7 +49,11 @@ def test_shipped_matrix_files_are_valid() -> None:
 def test_minimal_file_gets_defaults_and_the_cartesian_product(tmp_path: Path) -> None:
     matrix = load_matrix_file(write(tmp_path, MINIMAL))
     assert [c.cell_id for c in matrix.cell_list()] == [
-        "r1-c0.5-m256M", "r1-c1-m256M", "r2-c0.5-m256M", "r2-c1-m256M"]
+        "r1-c0.5-m256M",
+        "r1-c1-m256M",
+        "r2-c0.5-m256M",
+        "r2-c1-m256M",
+    ]
     assert matrix.objective.p95_ms == 500
     assert matrix.profile.steps() == 5
     assert matrix.profile.arrival == "constant" and matrix.trials == 1
@@ -77,32 +81,47 @@ def test_fingerprint_follows_the_plan_not_the_formatting(tmp_path: Path) -> None
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
 
 
-@pytest.mark.parametrize("text, fragments", [
-    ("- just a list", ["YAML mapping"]),
-    ("cells: [", ["not valid YAML"]),
-    (MINIMAL.replace("replicas: [1, 2]", "replicas: []"), ["cells.replicas"]),
-    (MINIMAL.replace("[256M]", "[12 parsecs]"), ["cells.memory", "12 parsecs"]),
-    (MINIMAL.replace("[256M]", "[16M]"), ["cells.memory", "64M"]),
-    (MINIMAL.replace("kind: staircase", "kind: zigzag"), ["profile", "zigzag"]),
-    (MINIMAL.replace("max_rate: 50", "max_rate: 5"), ["profile.staircase", "max_rate"]),
-    (MINIMAL.replace("target_rps: 30", "target_rps: -1"), ["target_rps"]),
-    (MINIMAL + "objective: {p95: 3}\n", ["objective.p95", "Extra inputs"]),
-    (MINIMAL + "load_generator: {model_mix: 'lr=1,rf'}\n", ["model_mix", "not name=weight"]),
-    (MINIMAL.replace("memory: [256M]", "memory: [256M], max_total_cpus: 0.1"),
-     ["no cell to measure"]),
-    (SEARCH.replace("trials: 2", "trials: 0"), ["trials", "greater than or equal to 1"]),
-    (SEARCH.replace("precision: 0.05", "precision: 0"), ["profile.search.precision"]),
-    (SEARCH.replace("ceiling: 5000", "ceiling: -10"), ["profile.search.ceiling"]),
-    (SEARCH.replace("ceiling: 5000", "ceiling: 50"), ["profile.search", "below start_rate"]),
-    (SEARCH.replace("start_rate: 100", "start_rate: 100, growth: 1"), ["profile.search.growth"]),
-    (SEARCH.replace("start_rate: 100", "start_rate: 100, step_seconds: 5, settle_seconds: 5"),
-     ["profile.search", "settle_seconds"]),
-    (SEARCH.replace("start_rate: 100", "start_rate: 100, arrival: bursty"),
-     ["profile.search.arrival"]),
-    (SEARCH + "objective: {min_completion_ratio: 0}\n", ["objective.min_completion_ratio"]),
-])
-def test_invalid_files_name_file_field_and_fault(tmp_path: Path, text: str,
-                                                 fragments: list[str]) -> None:
+@pytest.mark.parametrize(
+    "text, fragments",
+    [
+        ("- just a list", ["YAML mapping"]),
+        ("cells: [", ["not valid YAML"]),
+        (MINIMAL.replace("replicas: [1, 2]", "replicas: []"), ["cells.replicas"]),
+        (MINIMAL.replace("[256M]", "[12 parsecs]"), ["cells.memory", "12 parsecs"]),
+        (MINIMAL.replace("[256M]", "[16M]"), ["cells.memory", "64M"]),
+        (MINIMAL.replace("kind: staircase", "kind: zigzag"), ["profile", "zigzag"]),
+        (MINIMAL.replace("max_rate: 50", "max_rate: 5"), ["profile.staircase", "max_rate"]),
+        (MINIMAL.replace("target_rps: 30", "target_rps: -1"), ["target_rps"]),
+        (MINIMAL + "objective: {p95: 3}\n", ["objective.p95", "Extra inputs"]),
+        (MINIMAL + "load_generator: {model_mix: 'lr=1,rf'}\n", ["model_mix", "not name=weight"]),
+        (
+            MINIMAL.replace("memory: [256M]", "memory: [256M], max_total_cpus: 0.1"),
+            ["no cell to measure"],
+        ),
+        (SEARCH.replace("trials: 2", "trials: 0"), ["trials", "greater than or equal to 1"]),
+        (SEARCH.replace("precision: 0.05", "precision: 0"), ["profile.search.precision"]),
+        (SEARCH.replace("ceiling: 5000", "ceiling: -10"), ["profile.search.ceiling"]),
+        (SEARCH.replace("ceiling: 5000", "ceiling: 50"), ["profile.search", "below start_rate"]),
+        (
+            SEARCH.replace("start_rate: 100", "start_rate: 100, growth: 1"),
+            ["profile.search.growth"],
+        ),
+        (
+            SEARCH.replace(
+                "start_rate: 100", "start_rate: 100, step_seconds: 5, settle_seconds: 5"
+            ),
+            ["profile.search", "settle_seconds"],
+        ),
+        (
+            SEARCH.replace("start_rate: 100", "start_rate: 100, arrival: bursty"),
+            ["profile.search.arrival"],
+        ),
+        (SEARCH + "objective: {min_completion_ratio: 0}\n", ["objective.min_completion_ratio"]),
+    ],
+)
+def test_invalid_files_name_file_field_and_fault(
+    tmp_path: Path, text: str, fragments: list[str]
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(MatrixFileError) as caught:
         load_matrix_file(path)
@@ -112,14 +131,18 @@ def test_invalid_files_name_file_field_and_fault(tmp_path: Path, text: str,
         assert fragment in message
 
 
-def test_model_mix_names_the_trained_models(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_mix_names_the_trained_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     manifest = tmp_path / "manifest.json"
     manifest.write_text('{"models": {"lr": {}, "rf": {}, "knn": {}}}')
     monkeypatch.setattr(config, "MODEL_MANIFEST", manifest)
     path = write(tmp_path, MINIMAL + "load_generator: {model_mix: 'lr=1,svm=1'}\n")
-    with pytest.raises(MatrixFileError, match=r"unknown models \['svm'\]; the trained models "
-                                              r"are lr, rf, knn"):
+    with pytest.raises(
+        MatrixFileError,
+        match=r"unknown models \['svm'\]; the trained models "
+        r"are lr, rf, knn",
+    ):
         load_matrix_file(path)
     # A model added to the registry and trained is accepted without touching the matrix code.
     load_matrix_file(write(tmp_path, MINIMAL + "load_generator: {model_mix: 'knn=1'}\n"))
@@ -133,7 +156,8 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_cli_refuses_an_invalid_file_before_touching_anything(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write(tmp_path, MINIMAL.replace("[256M]", "[lots]"))
     assert main(["--matrix", str(path)]) == 2
     assert "cells.memory" in capsys.readouterr().err
@@ -163,8 +187,13 @@ def test_explicit_cells_times_admission_settings(tmp_path: Path) -> None:
     matrix = load_matrix_file(write(tmp_path, EXPLICIT))
     cells = matrix.cell_list()
     assert [c.cell_id for c in cells] == [
-        "r1-c0.2-m256M-admon", "r1-c0.2-m256M-admoff", "r1-c0.2-m256M-adm32",
-        "r3-c0.15-m256M-admon", "r3-c0.15-m256M-admoff", "r3-c0.15-m256M-adm32"]
+        "r1-c0.2-m256M-admon",
+        "r1-c0.2-m256M-admoff",
+        "r1-c0.2-m256M-adm32",
+        "r3-c0.15-m256M-admon",
+        "r3-c0.15-m256M-admoff",
+        "r3-c0.15-m256M-adm32",
+    ]
     assert {c.config_id for c in cells} == {"r1-c0.2-m256M", "r3-c0.15-m256M"}
     assert [c.observation for c in cells[:3]] == ["1-4 req/s"] * 3
     assert [c.search_first for c in cells] == [True] * 3 + [False] * 3
@@ -172,7 +201,11 @@ def test_explicit_cells_times_admission_settings(tmp_path: Path) -> None:
     assert matrix.profile.duration_seconds() == pytest.approx(4 + 20)
     generator = matrix.load_generator
     assert (generator.where, generator.workers, generator.model_mix, generator.body) == (
-        "stack", 3, "default", "seed")
+        "stack",
+        3,
+        "default",
+        "seed",
+    )
 
 
 def test_a_cross_product_keeps_its_cell_ids_without_admission(tmp_path: Path) -> None:
@@ -180,23 +213,40 @@ def test_a_cross_product_keeps_its_cell_ids_without_admission(tmp_path: Path) ->
     assert all(c.admission == "stack" and c.cell_id == c.config_id for c in matrix.cell_list())
 
 
-@pytest.mark.parametrize(("change", "fragment"), [
-    (("reference_search: {kind: search, start_rate: 100}\n", ""),
-     "search_first needs a reference_search"),
-    (("think_time: [1, 2.5]", "think_time: [2.5, 1]"), "think_time [2.5, 1]: the first bound"),
-    (("admission: [\"on\", \"off\", 32]", "admission: [maybe]"), "admission"),
-    (("admission: [\"on\", \"off\", 32]", "admission: [\"on\", \"on\"]"),
-     "listed more than once"),
-    (("{replicas: 3, cpus: 0.15, memory: 256M}", "{replicas: 3, cpus: 0.15, memory: 16M}"),
-     "cells.1.memory"),
-    (("{replicas: 3, cpus: 0.15, memory: 256M}", "{replicas: 3, cpus: 0.15, memory: 256M, x: 1}"),
-     "cells.1.x"),
-    (("profile: {kind: workshop, users: 2000, spawn_rate: 500, hold_seconds: 20, "
-      "think_time: [1, 2.5]}", "profile: {kind: search, start_rate: 10}"),
-     "load_generator.where: 'stack' runs the closed-model profiles"),
-])
-def test_bad_explicit_files_say_what_is_wrong(tmp_path: Path, change: tuple[str, str],
-                                              fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (
+            ("reference_search: {kind: search, start_rate: 100}\n", ""),
+            "search_first needs a reference_search",
+        ),
+        (("think_time: [1, 2.5]", "think_time: [2.5, 1]"), "think_time [2.5, 1]: the first bound"),
+        (('admission: ["on", "off", 32]', "admission: [maybe]"), "admission"),
+        (('admission: ["on", "off", 32]', 'admission: ["on", "on"]'), "listed more than once"),
+        (
+            ("{replicas: 3, cpus: 0.15, memory: 256M}", "{replicas: 3, cpus: 0.15, memory: 16M}"),
+            "cells.1.memory",
+        ),
+        (
+            (
+                "{replicas: 3, cpus: 0.15, memory: 256M}",
+                "{replicas: 3, cpus: 0.15, memory: 256M, x: 1}",
+            ),
+            "cells.1.x",
+        ),
+        (
+            (
+                "profile: {kind: workshop, users: 2000, spawn_rate: 500, hold_seconds: 20, "
+                "think_time: [1, 2.5]}",
+                "profile: {kind: search, start_rate: 10}",
+            ),
+            "load_generator.where: 'stack' runs the closed-model profiles",
+        ),
+    ],
+)
+def test_bad_explicit_files_say_what_is_wrong(
+    tmp_path: Path, change: tuple[str, str], fragment: str
+) -> None:
     old, new = change
     assert old in EXPLICIT
     text = EXPLICIT.replace(old, new)
@@ -209,11 +259,19 @@ def test_the_workshop_matrix_is_the_workshops_experiment() -> None:
     matrix = load_matrix_file(config.PROJECT_ROOT / "matrix" / "matrix-workshop.yaml")
     profile = matrix.profile
     assert (profile.kind, profile.users, profile.spawn_rate, profile.think_time) == (
-        "workshop", 10_000, 500, (1.0, 2.5))
+        "workshop",
+        10_000,
+        500,
+        (1.0, 2.5),
+    )
     assert profile.hold_seconds >= 60
     configs = [(c.replicas, c.cpus, c.memory) for c in matrix.cell_list()]
-    assert sorted(set(configs)) == [(1, 0.1, "128M"), (1, 0.2, "256M"), (2, 0.15, "256M"),
-                                    (3, 0.15, "256M")]
+    assert sorted(set(configs)) == [
+        (1, 0.1, "128M"),
+        (1, 0.2, "256M"),
+        (2, 0.15, "256M"),
+        (3, 0.15, "256M"),
+    ]
     assert all(c.observation for c in matrix.cell_list())
     assert {c.admission for c in matrix.cell_list()} == {"on", "off"}
     assert matrix.load_generator.where == "stack" and matrix.load_generator.workers >= 2

@@ -50,8 +50,13 @@ converge_timeout_seconds: 150
 def _swarm_active() -> bool:
     if not docker_engine_available():
         return False
-    state = subprocess.run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"],
-                           capture_output=True, text=True, timeout=30, check=False)
+    state = subprocess.run(
+        ["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     return state.stdout.strip() == "active"
 
 
@@ -61,8 +66,13 @@ def _service_env(service: str) -> dict[str, str]:
 
 
 def _service_spec(service: str) -> dict:
-    out = subprocess.run(["docker", "service", "inspect", service, "--format", "{{json .Spec}}"],
-                         capture_output=True, text=True, timeout=30, check=True).stdout
+    out = subprocess.run(
+        ["docker", "service", "inspect", service, "--format", "{{json .Spec}}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     return json.loads(out)
 
 
@@ -75,35 +85,68 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One stack for the module, on its own name and free ports, removed whatever happens."""
-    require(_swarm_active(), "no Docker engine in an active Swarm (scripts/test.sh sets one up "
-                             "as root)")
+    require(
+        _swarm_active(), "no Docker engine in an active Swarm (scripts/test.sh sets one up as root)"
+    )
     require((PROJECT_ROOT / "scripts" / "stack_up.sh").is_file(), "scripts/stack_up.sh missing")
     name = f"lmxtest{os.getpid()}"
-    env = {**os.environ, "STACK_NAME": name, "NGINX_PORT": str(free_port()),
-           "LOCUST_WEB_PORT": str(free_port()), "PROMETHEUS_PORT": str(free_port()),
-           "LOCUST_WORKERS": "2"}
+    env = {
+        **os.environ,
+        "STACK_NAME": name,
+        "NGINX_PORT": str(free_port()),
+        "LOCUST_WEB_PORT": str(free_port()),
+        "PROMETHEUS_PORT": str(free_port()),
+        "LOCUST_WORKERS": "2",
+    }
     try:
-        up = subprocess.run([str(PROJECT_ROOT / "scripts" / "stack_up.sh")], cwd=PROJECT_ROOT,
-                            env=env, capture_output=True, text=True, timeout=600, check=False)
+        up = subprocess.run(
+            [str(PROJECT_ROOT / "scripts" / "stack_up.sh")],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         assert up.returncode == 0, (up.stdout + up.stderr)[-4000:]
         yield Stack(name, env)
     finally:
-        subprocess.run([str(PROJECT_ROOT / "scripts" / "stack_down.sh")], cwd=PROJECT_ROOT,
-                       env=env, capture_output=True, timeout=300, check=False)
-    gone = subprocess.run(["docker", "stack", "ls", "--format", "{{.Name}}"],
-                          capture_output=True, text=True, timeout=30, check=False).stdout
+        subprocess.run(
+            [str(PROJECT_ROOT / "scripts" / "stack_down.sh")],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+    gone = subprocess.run(
+        ["docker", "stack", "ls", "--format", "{{.Name}}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout
     assert name not in gone.split()
 
 
-def _run_matrix(stack: Stack, matrix_text: str, tmp_path: Path,
-                timeout: float) -> tuple[Path, str]:
+def _run_matrix(stack: Stack, matrix_text: str, tmp_path: Path, timeout: float) -> tuple[Path, str]:
     matrix_file = tmp_path / "matrix.yaml"
     matrix_file.write_text(matrix_text)
     results = tmp_path / "results"
     result = subprocess.run(
-        [str(PROJECT_ROOT / "scripts" / "run_matrix.sh"), "--matrix", str(matrix_file),
-         "--no-stack-up"], cwd=PROJECT_ROOT, env={**stack.env, "MATRIX_RESULTS_DIR": str(results)},
-        capture_output=True, text=True, timeout=timeout, check=False)
+        [
+            str(PROJECT_ROOT / "scripts" / "run_matrix.sh"),
+            "--matrix",
+            str(matrix_file),
+            "--no-stack-up",
+        ],
+        cwd=PROJECT_ROOT,
+        env={**stack.env, "MATRIX_RESULTS_DIR": str(results)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     output = result.stdout + result.stderr
     print(output[-3000:])
     assert result.returncode == 0, output[-4000:]
@@ -139,10 +182,10 @@ def test_two_cell_matrix_end_to_end(stack: Stack, tmp_path: Path) -> None:
             assert (cell_dir / trial / "cgroup_cpu.csv").read_text().count("\n") > 2
         record = json.loads((cell_dir / "cell.json").read_text())
         assert [len(t["steps"]) for t in record["trials"]] == [2, 2]
-        assert all(s["throttled_share"] is not None for t in record["trials"]
-                   for s in t["steps"])
-        assert all(s["server"] and s["server"]["p95_ms"] > 0 for t in record["trials"]
-                   for s in t["steps"])
+        assert all(s["throttled_share"] is not None for t in record["trials"] for s in t["steps"])
+        assert all(
+            s["server"] and s["server"]["p95_ms"] > 0 for t in record["trials"] for s in t["steps"]
+        )
 
     # The api service is back as the stack deployed it (stack_up's defaults).
     spec = _service_spec(f"{stack.name}_api")

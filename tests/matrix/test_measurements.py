@@ -35,12 +35,16 @@ def events() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def host() -> HostWindows:
-    return HostWindows(read_cpu_samples(SEARCH / "loadgen_cpu.csv"),
-                       read_samples(SEARCH / "cgroup_cpu.csv"), loadgen_cores=2.0)
+    return HostWindows(
+        read_cpu_samples(SEARCH / "loadgen_cpu.csv"),
+        read_samples(SEARCH / "cgroup_cpu.csv"),
+        loadgen_cores=2.0,
+    )
 
 
-def test_recomputed_steps_agree_with_the_live_verdicts(events: list[dict],
-                                                       host: HostWindows) -> None:
+def test_recomputed_steps_agree_with_the_live_verdicts(
+    events: list[dict], host: HostWindows
+) -> None:
     live = {e["index"]: e for e in events if e["event"] == "step"}
     steps, outcome, knee = open_steps(events, Objective(), host)
     assert outcome == "converged" and [s.index for s in steps] == sorted(live)
@@ -73,7 +77,8 @@ def test_a_stricter_objective_moves_the_knee_down(events: list[dict], host: Host
 
 
 def test_cgroup_cpu_never_exceeds_the_quota_and_throttling_grows_with_load(
-        events: list[dict], host: HostWindows) -> None:
+    events: list[dict], host: HostWindows
+) -> None:
     steps, _, _ = open_steps(events, Objective(), host)
     for step in steps:
         assert step.api_cpu_cores is not None and step.throttled_share is not None
@@ -104,9 +109,13 @@ def test_a_closed_model_run_becomes_one_step_over_its_hold() -> None:
 
 
 def test_objective_of_a_matrix_file_includes_the_generator_tolerance() -> None:
-    matrix = MatrixFile.model_validate({
-        "cells": {"replicas": [1], "cpus": [0.5], "memory": ["256M"]},
-        "profile": {"kind": "search", "start_rate": 10},
-        "objective": {"p95_ms": 200, "p99_ms": 400},
-        "load_generator": {"max_late_ratio": 0.02}, "target_rps": 10})
+    matrix = MatrixFile.model_validate(
+        {
+            "cells": {"replicas": [1], "cpus": [0.5], "memory": ["256M"]},
+            "profile": {"kind": "search", "start_rate": 10},
+            "objective": {"p95_ms": 200, "p99_ms": 400},
+            "load_generator": {"max_late_ratio": 0.02},
+            "target_rps": 10,
+        }
+    )
     assert open_objective(matrix) == Objective(p95_ms=200, p99_ms=400, max_late_ratio=0.02)

@@ -43,9 +43,16 @@ def run_dir(tmp_path: Path) -> Path:
     recorded = analyse_trial(matrix, FIXTURE, 1, 0)
     cells = [
         cell(1, 0.1, [300.0, 330.0]),
-        CellRecord(cell_id="r1-c0.2-m256M", replicas=1, cpus=0.2, memory="256M",
-                   memory_bytes=256 * 1024**2, total_cpus=0.2, status="measured",
-                   trials=[recorded, recorded.model_copy(update={"trial": 2})]),
+        CellRecord(
+            cell_id="r1-c0.2-m256M",
+            replicas=1,
+            cpus=0.2,
+            memory="256M",
+            memory_bytes=256 * 1024**2,
+            total_cpus=0.2,
+            status="measured",
+            trials=[recorded, recorded.model_copy(update={"trial": 2})],
+        ),
         cell(2, 0.1, [], status="failed", error="did not converge"),
     ]
     for record in cells:
@@ -56,12 +63,16 @@ def run_dir(tmp_path: Path) -> Path:
 
 def test_report_holds_knees_ranges_flags_and_the_recommendation(run_dir: Path) -> None:
     matrix = load_matrix_file(run_dir / "matrix.yaml")
-    report = write_report(run_dir, matrix, {"started": "now", "stack": "s",
-                                            "host_cores": 2}).read_text()
+    report = write_report(
+        run_dir, matrix, {"started": "now", "stack": "s", "host_cores": 2}
+    ).read_text()
     assert "| r1-c0.1-m256M | 1 x 0.1 | 256M | 0.1 | **315** (300-330) |" in report
     # The recorded cell served 848 req/s at its knee (900 offered) in both trials.
-    assert re.search(r"\| r1-c0.2-m256M \| 1 x 0.2 \| 256M \| 0.2 \| \*\*848\*\* \(848-848\) "
-                     r"\| 900 \|", report)
+    assert re.search(
+        r"\| r1-c0.2-m256M \| 1 x 0.2 \| 256M \| 0.2 \| \*\*848\*\* \(848-848\) "
+        r"\| 900 \|",
+        report,
+    )
     assert "not measured: did not converge" in report
     assert "**1 replica(s) x 0.2 CPU x 256M**" in report
     assert "Shared machine" in report and "2 CPU cores" in report
@@ -85,8 +96,7 @@ def test_a_rebuilt_report_is_the_same(run_dir: Path) -> None:
 
 
 def test_plots_draw_without_measured_cells(tmp_path: Path) -> None:
-    cells = [cell(1, 0.5, [40.0]), cell(2, 1.0, [220.0, 260.0]),
-             cell(2, 0.5, [], status="failed")]
+    cells = [cell(1, 0.5, [40.0]), cell(2, 1.0, [220.0, 260.0]), cell(2, 0.5, [], status="failed")]
     assert_png(plot_across_cells(cells, 100, 500, tmp_path / "a.png"))
     assert_png(plot_failures(cells, 0.01, tmp_path / "f.png"))
     assert_png(plot_failures([], 0.01, tmp_path / "no-cells.png"))

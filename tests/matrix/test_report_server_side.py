@@ -37,9 +37,19 @@ def recorded() -> dict:
 
 
 def _steps(recorded: dict) -> list[StepRecord]:
-    return [StepRecord(index=i, offered_rps=6.0, served_rps=6.0, ok=18, p95_ms=4.0,
-                       passed=True, started=w["started"], ended=w["ended"])
-            for i, w in enumerate(recorded["steps"], 1)]
+    return [
+        StepRecord(
+            index=i,
+            offered_rps=6.0,
+            served_rps=6.0,
+            ok=18,
+            p95_ms=4.0,
+            passed=True,
+            started=w["started"],
+            ended=w["ended"],
+        )
+        for i, w in enumerate(recorded["steps"], 1)
+    ]
 
 
 def test_step_figures_from_recorded_answers(recorded: dict) -> None:
@@ -58,7 +68,8 @@ def test_step_figures_from_recorded_answers(recorded: dict) -> None:
 def test_attach_fills_every_step_and_stops_at_the_first_refusal(recorded: dict) -> None:
     trial = TrialRecord(trial=1, outcome="converged", steps=_steps(recorded), knee_index=2)
     assert attach_server_figures([trial], RecordedQueries(recorded["answers"])) == len(
-        recorded["steps"])
+        recorded["steps"]
+    )
     assert all(step.server is not None for step in trial.steps)
 
     refused: list[str] = []
@@ -96,12 +107,26 @@ def test_report_has_the_server_side_columns_and_na_without_prometheus(
     attach_server_figures([with_server], RecordedQueries(recorded["answers"]))
     without = TrialRecord(trial=1, outcome="converged", steps=_steps(recorded), knee_index=2)
     cells = [
-        CellRecord(cell_id="r2-c0.1-m256M", replicas=2, cpus=0.1, memory="256M",
-                   memory_bytes=256 * 1024**2, total_cpus=0.2, status="measured",
-                   trials=[with_server]),
-        CellRecord(cell_id="r1-c0.1-m256M", replicas=1, cpus=0.1, memory="256M",
-                   memory_bytes=256 * 1024**2, total_cpus=0.1, status="measured",
-                   trials=[without]),
+        CellRecord(
+            cell_id="r2-c0.1-m256M",
+            replicas=2,
+            cpus=0.1,
+            memory="256M",
+            memory_bytes=256 * 1024**2,
+            total_cpus=0.2,
+            status="measured",
+            trials=[with_server],
+        ),
+        CellRecord(
+            cell_id="r1-c0.1-m256M",
+            replicas=1,
+            cpus=0.1,
+            memory="256M",
+            memory_bytes=256 * 1024**2,
+            total_cpus=0.1,
+            status="measured",
+            trials=[without],
+        ),
     ]
     for record in cells:
         (tmp_path / "cells" / record.cell_id).mkdir(parents=True)
@@ -113,8 +138,10 @@ def test_report_has_the_server_side_columns_and_na_without_prometheus(
     assert knee is not None and knee.p95_ms is not None
     ratio = 4.0 / knee.p95_ms
     assert f"| 1 | 2 (knee) | 6 | 4 | {knee.p95_ms:.3g} | {ratio:.3g} |" in report
-    assert "Per-replica balance at the knee (step 2): 10.0.1.14 50 %, 10.0.1.7 50 %; max/min 1" \
+    assert (
+        "Per-replica balance at the knee (step 2): 10.0.1.14 50 %, 10.0.1.7 50 %; max/min 1"
         in report
+    )
     section = report.split("### r1-c0.1-m256M: server side", 1)[1]
     assert section.lstrip().startswith("n/a: no Prometheus answered")
     assert "client p95 / server p95" in (tmp_path / "report.html").read_text()

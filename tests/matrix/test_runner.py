@@ -15,8 +15,8 @@ from matrix.config import MatrixSettings, load_matrix_file
 from matrix.measure import trial as trial_module
 from matrix.runner import MatrixRunner, find_unfinished_run, prepare_run_dir
 from stack.engine import ServiceResources
-from tests.stack.ready_server import ReadyServer
 from tests.stack.fake_engine import FakeEngine
+from tests.stack.ready_server import ReadyServer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "search-swarm"
 MATRIX = """
@@ -28,23 +28,34 @@ objective: {p95_ms: 500}
 target_rps: 300
 warmup_seconds: 0
 """
-ORIGINAL = ServiceResources(replicas=2, limit_nano_cpus=10**9, limit_memory_bytes=512 * 1024**2,
-                            reserve_nano_cpus=0, reserve_memory_bytes=0)
+ORIGINAL = ServiceResources(
+    replicas=2,
+    limit_nano_cpus=10**9,
+    limit_memory_bytes=512 * 1024**2,
+    reserve_nano_cpus=0,
+    reserve_memory_bytes=0,
+)
 
 
 class ReplayedLocust:
     """Stands in for run_locust: copies a recorded Locust run and lets the fake engine serve it."""
 
-    def __init__(self, engine: FakeEngine, interrupt_on_run: int | None = None,
-                 replace_task: bool = False, oom_kill: bool = False) -> None:
+    def __init__(
+        self,
+        engine: FakeEngine,
+        interrupt_on_run: int | None = None,
+        replace_task: bool = False,
+        oom_kill: bool = False,
+    ) -> None:
         self.engine = engine
         self.runs = 0
         self.interrupt_on_run = interrupt_on_run
         self.replace_task = replace_task
         self.oom_kill = oom_kill
 
-    def __call__(self, command: list[str], out: Path, timeout: float, interval: float,
-                 on_tick: object = None) -> int:
+    def __call__(
+        self, command: list[str], out: Path, timeout: float, interval: float, on_tick: object = None
+    ) -> int:
         self.runs += 1
         if self.runs == self.interrupt_on_run:
             raise KeyboardInterrupt
@@ -58,8 +69,9 @@ def new_engine(**kwargs: Any) -> FakeEngine:
     return FakeEngine(ORIGINAL, update_config={"Order": "start-first"}, **kwargs)
 
 
-def replay_locust(monkeypatch: pytest.MonkeyPatch, engine: FakeEngine,
-                  **kwargs: Any) -> ReplayedLocust:
+def replay_locust(
+    monkeypatch: pytest.MonkeyPatch, engine: FakeEngine, **kwargs: Any
+) -> ReplayedLocust:
     locust = ReplayedLocust(engine, **kwargs)
     monkeypatch.setattr(trial_module, "run_locust", locust)
     return locust
@@ -71,13 +83,15 @@ def setup(tmp_path: Path, ready_server: ReadyServer, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(runner_module, "READY_INTERVAL_S", 0.0)
     path = tmp_path / "matrix.yaml"
     path.write_text(MATRIX)
-    settings = MatrixSettings(results_dir=tmp_path / "results", stack_name="t",
-                              nginx_port=ready_server.port)
+    settings = MatrixSettings(
+        results_dir=tmp_path / "results", stack_name="t", nginx_port=ready_server.port
+    )
     return load_matrix_file(path), path, settings
 
 
 def test_measures_every_cell_restores_the_service_and_reports(
-        setup: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
     matrix, path, settings = setup
     engine = new_engine()
     replay_locust(monkeypatch, engine)
@@ -99,7 +113,8 @@ def test_measures_every_cell_restores_the_service_and_reports(
 
 
 def test_a_task_replaced_under_load_counts_as_restart_and_oom_kill(
-        setup: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
     matrix, path, settings = setup
     engine = new_engine()
     replay_locust(monkeypatch, engine, replace_task=True, oom_kill=True)
@@ -113,7 +128,8 @@ def test_a_task_replaced_under_load_counts_as_restart_and_oom_kill(
 
 
 def test_interrupt_restores_keeps_finished_cells_and_resumes(
-        setup: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
     matrix, path, settings = setup
     engine = new_engine()
     # Interrupted during the second cell's first trial.
@@ -150,7 +166,8 @@ def test_resume_refuses_a_run_of_another_matrix(setup: tuple, tmp_path: Path) ->
 
 
 def test_a_cell_that_cannot_deploy_is_recorded_and_the_rest_go_on(
-        setup: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
     matrix, path, settings = setup
     engine = new_engine(unschedulable_replicas=[2])
     replay_locust(monkeypatch, engine)
@@ -160,9 +177,14 @@ def test_a_cell_that_cannot_deploy_is_recorded_and_the_rest_go_on(
     MatrixRunner(matrix, settings, run_dir, info, engine).run()
     statuses = {}
     for c in matrix.cell_list():
-        statuses[c.cell_id] = json.loads(
-            (run_dir / "cells" / c.cell_id / "cell.json").read_text())["status"]
-    assert statuses == {"r1-c0.5-m256M": "measured", "r1-c0.5-m512M": "measured",
-                        "r2-c0.5-m256M": "failed", "r2-c0.5-m512M": "failed"}
+        statuses[c.cell_id] = json.loads((run_dir / "cells" / c.cell_id / "cell.json").read_text())[
+            "status"
+        ]
+    assert statuses == {
+        "r1-c0.5-m256M": "measured",
+        "r1-c0.5-m512M": "measured",
+        "r2-c0.5-m256M": "failed",
+        "r2-c0.5-m512M": "failed",
+    }
     assert "not measured" in (run_dir / "report.md").read_text()
     assert engine.updates[-1] == ORIGINAL

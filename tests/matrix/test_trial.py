@@ -14,8 +14,15 @@ def test_each_step_is_said_once_and_a_partial_line_waits(tmp_path: Path) -> None
     said: list[str] = []
     watcher = StepWatcher(log, said.append)
     watcher.poll()  # no log yet
-    step = {"event": "step", "histogram": "", "index": 0, "rate": 100.0, "throughput_rps": 99.6,
-            "p95": 12.5, "passed": True}
+    step = {
+        "event": "step",
+        "histogram": "",
+        "index": 0,
+        "rate": 100.0,
+        "throughput_rps": 99.6,
+        "p95": 12.5,
+        "passed": True,
+    }
     end = json.dumps({"event": "end", "outcome": "converged"})
     log.write_text(json.dumps({"event": "start"}) + "\n" + json.dumps(step) + "\n" + end[:10])
     watcher.poll()

@@ -57,7 +57,7 @@ def test_report_holds_the_side_by_side_table_and_the_paragraph(run_dir: Path) ->
     matrix = load_matrix_file(run_dir / "matrix.yaml")
     info = json.loads((run_dir / "run.json").read_text())
     report = write_report(run_dir, matrix, info).read_text()
-    table = report[report.index("## The workshop, side by side"):report.index("## Cells")]
+    table = report[report.index("## The workshop, side by side") : report.index("## Cells")]
     lines = [line for line in table.splitlines() if line.startswith("| ")]
     assert lines[0].startswith("| configuration | the workshop saw | admission | served req/s")
     on_line, off_line = lines[1], lines[2]

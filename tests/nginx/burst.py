@@ -117,9 +117,7 @@ async def _burst(
 ) -> BurstResult:
     result = BurstResult()
     deadline = time.monotonic() + seconds
-    await asyncio.gather(
-        *(_client(url, payload, deadline, pause, result) for _ in range(clients))
-    )
+    await asyncio.gather(*(_client(url, payload, deadline, pause, result) for _ in range(clients)))
     return result
 
 

@@ -116,9 +116,7 @@ def test_overload_is_refused_at_once_and_accepted_requests_keep_their_latency(
     assert on.percentile(503, 0.95) < off.percentile(200, 0.5)
 
 
-def test_failed_replica_is_retried_on_another_not_refused(
-    tmp_path: Path, backend: str
-) -> None:
+def test_failed_replica_is_retried_on_another_not_refused(tmp_path: Path, backend: str) -> None:
     dead = f"127.0.0.1:{free_port()}"
     for nginx in _nginx(tmp_path, [dead, backend], LIMIT):
         answers = [_post(f"{nginx.url}/predict") for _ in range(6)]

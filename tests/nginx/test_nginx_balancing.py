@@ -23,6 +23,7 @@ from tests.support import PROJECT_ROOT, free_port, require, start_gunicorn, wait
 
 pytestmark = pytest.mark.integration
 
+
 @dataclass
 class Backend:
     process: subprocess.Popen[bytes]

@@ -84,7 +84,11 @@ def test_open_file_limit_follows_worker_connections_within_the_hard_limit(
     # Above the hard limit a non-root master could not raise it: capped, with a warning.
     capped = subprocess.run(
         ["bash", "-c", f'ulimit -n 1500 && exec bash "{ENTRYPOINT}" render'],
-        env=env, capture_output=True, text=True, timeout=30, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert capped.returncode == 0, capped.stderr
     assert "worker_rlimit_nofile 1500;" in (tmp_path / "run" / "nginx.conf").read_text()

@@ -26,9 +26,17 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def chromium(profile: Path, *args: str, budget_ms: int = 10000) -> str:
     """Runs Chromium once with a fresh profile; its stdout (--dump-dom prints the DOM there)."""
     result = subprocess.run(
-        [require_command("chromium"), *FLAGS, f"--user-data-dir={profile}",
-         f"--virtual-time-budget={budget_ms}", *args],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            require_command("chromium"),
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            f"--virtual-time-budget={budget_ms}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
@@ -50,9 +58,16 @@ class DevToolsPage:
         import websocket  # websocket-client: the DevTools protocol's transport
 
         self.process = subprocess.Popen(
-            [require_command("chromium"), *FLAGS, f"--user-data-dir={profile}",
-             "--remote-debugging-port=0", "--window-size=1280,1000", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                require_command("chromium"),
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                "--remote-debugging-port=0",
+                "--window-size=1280,1000",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
@@ -76,8 +91,9 @@ class DevToolsPage:
                 return result
 
     def evaluate(self, expression: str) -> Any:
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True,
-                           awaitPromise=True)
+        result = self.call(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
         return result.get("result", {}).get("value")
 
     def wait_for_text(self, text: str, timeout: float = 20.0) -> str:

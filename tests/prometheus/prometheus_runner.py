@@ -59,8 +59,11 @@ def start_prometheus(
     """Prometheus scraping static loopback targets, one job per key of `jobs`."""
     binary = require_command("prometheus")
     config = {
-        "global": {"scrape_interval": interval, "scrape_timeout": interval,
-                   "evaluation_interval": interval},
+        "global": {
+            "scrape_interval": interval,
+            "scrape_timeout": interval,
+            "evaluation_interval": interval,
+        },
         "scrape_configs": [
             {"job_name": job, "static_configs": [{"targets": targets}]}
             for job, targets in jobs.items()
@@ -72,10 +75,17 @@ def start_prometheus(
     log_path = work_dir / "prometheus.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [binary, f"--config.file={config_path}", f"--storage.tsdb.path={work_dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}",
-             f"--web.console.templates={CONSOLE_DIR}", f"--web.console.libraries={CONSOLE_DIR}"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                binary,
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={work_dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                f"--web.console.templates={CONSOLE_DIR}",
+                f"--web.console.libraries={CONSOLE_DIR}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     running = RunningPrometheus(process, port, log_path)
     try:
@@ -91,16 +101,26 @@ def start_nginx_exporter(work_dir: Path, status_url: str) -> tuple[subprocess.Po
     port = free_port()
     log = (work_dir / "nginx-exporter.log").open("wb")
     process = subprocess.Popen(
-        [binary, f"-nginx.scrape-uri={status_url}/nginx_status",
-         f"-web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
+        [
+            binary,
+            f"-nginx.scrape-uri={status_url}/nginx_status",
+            f"-web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ},
     )
     wait_for_http(f"http://127.0.0.1:{port}/metrics", timeout=30)
     return process, port
 
 
-def wait_for_value(prometheus: RunningPrometheus, expr: str, want: float,
-                   timeout: float = 15.0, at_least: bool = False) -> float | None:
+def wait_for_value(
+    prometheus: RunningPrometheus,
+    expr: str,
+    want: float,
+    timeout: float = 15.0,
+    at_least: bool = False,
+) -> float | None:
     """Polls until `expr` equals `want` (or reaches it, with `at_least`); returns the last value.
 
     Every query must poll: each target is scraped at its own offset within the interval, so the

@@ -29,8 +29,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningPrometheus, str]]:
-    require((PROJECT_ROOT / "models" / "manifest.json").is_file(),
-            "models/ is not trained (scripts/test.sh runs ensure_models)")
+    require(
+        (PROJECT_ROOT / "models" / "manifest.json").is_file(),
+        "models/ is not trained (scripts/test.sh runs ensure_models)",
+    )
     work = tmp_path_factory.mktemp("console")
     port = free_port()
     replica = start_gunicorn(port, work / "gunicorn.log", workers=2)
@@ -64,8 +66,13 @@ def test_console_renders_every_section_with_the_replica(
     html = page.text
     assert "error executing template" not in html and "<no value>" not in html, html[-2000:]
     assert '<meta http-equiv="refresh" content="3">' in html  # live by default
-    for section in ("API replicas (server side)", "Errors by status", "Nginx",
-                    "Locust (load generator)", "Host"):
+    for section in (
+        "API replicas (server side)",
+        "Errors by status",
+        "Nginx",
+        "Locust (load generator)",
+        "Host",
+    ):
         assert section in html
     row = html.split(f"<td>{instance}", 1)[1].split("</tr>", 1)[0]
     cells = re.findall(r"<td>([^<]*)</td>", row)

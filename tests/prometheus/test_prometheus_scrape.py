@@ -139,14 +139,20 @@ def test_counts_and_p95_survive_worker_and_replica_restarts(
         # 1. Both replicas, both workers each: the sum over all of them is what was sent.
         latencies = _send(nginx.url, 100)
         assert wait_for_value(prometheus, total, 100) == 100
-        served = {labels["instance"]: value for labels, value in prometheus.query(
-            'sum by (instance) (penguin_http_requests_total{route="/predict"})')}
+        served = {
+            labels["instance"]: value
+            for labels, value in prometheus.query(
+                'sum by (instance) (penguin_http_requests_total{route="/predict"})'
+            )
+        }
         assert set(served) == {r.instance for r in replicas} and sum(served.values()) == 100
 
         # The p95 Prometheus answers is the buckets' own, and no more than the bucket error
         # above the client's (the server's time is part of the client's).
-        expr = ('histogram_quantile(0.95, sum by (le) '
-                '(penguin_http_request_duration_seconds_bucket{route="/predict"}))')
+        expr = (
+            "histogram_quantile(0.95, sum by (le) "
+            '(penguin_http_request_duration_seconds_bucket{route="/predict"}))'
+        )
         server_p95 = prometheus.value(expr)
         reference = histogram_quantile(0.95, _scraped_buckets(replicas, "/predict"))
         client_p95 = _p95(latencies)
@@ -165,8 +171,9 @@ def test_counts_and_p95_survive_worker_and_replica_restarts(
         # 3. A whole replica stops and starts again: it counts from zero (no stale files), and
         # its last value before the stop plus the live sum is every request sent.
         restarted = replicas[1]
-        one = (f'sum(penguin_http_requests_total{{route="/predict",'
-               f'instance="{restarted.instance}"}})')
+        one = (
+            f'sum(penguin_http_requests_total{{route="/predict",instance="{restarted.instance}"}})'
+        )
         before = prometheus.value(one)
         assert before is not None and before > 0
         restarted.stop()
@@ -178,15 +185,18 @@ def test_counts_and_p95_survive_worker_and_replica_restarts(
 
         # Nginx's exporter was scraped all along and saw at least every prediction (once its
         # next scrape lands: it is scraped at its own offset, apart from the replicas).
-        assert prometheus.value('sum(nginx_up)') == 1
+        assert prometheus.value("sum(nginx_up)") == 1
         nginx_requests = wait_for_value(
-            prometheus, "sum(nginx_http_requests_total)", 240, at_least=True)
+            prometheus, "sum(nginx_http_requests_total)", 240, at_least=True
+        )
         assert nginx_requests is not None and nginx_requests >= 240
         with capsys.disabled():
-            print(f"\n[prometheus: 2 replicas x {WORKERS} workers] sent 240, counted"
-                  f" {prometheus.value(total):.0f} live + {before:.0f} before the restart;"
-                  f" p95 server {server_p95 * 1000:.2f} ms (buckets {reference * 1000:.2f} ms),"
-                  f" client {client_p95 * 1000:.2f} ms; Nginx requests {nginx_requests:.0f}")
+            print(
+                f"\n[prometheus: 2 replicas x {WORKERS} workers] sent 240, counted"
+                f" {prometheus.value(total):.0f} live + {before:.0f} before the restart;"
+                f" p95 server {server_p95 * 1000:.2f} ms (buckets {reference * 1000:.2f} ms),"
+                f" client {client_p95 * 1000:.2f} ms; Nginx requests {nginx_requests:.0f}"
+            )
     finally:
         if prometheus is not None:
             prometheus.stop()

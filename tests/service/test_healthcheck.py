@@ -28,8 +28,9 @@ PROBE = PROJECT_ROOT / "service" / "healthcheck.sh"
 
 def probe(port: int, wait: float = 3) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PENGUIN_BIND": f"0.0.0.0:{port}", "PENGUIN_HEALTH_WAIT": str(wait)}
-    return subprocess.run([str(PROBE)], env=env, capture_output=True, text=True, timeout=10,
-                          check=False)
+    return subprocess.run(
+        [str(PROBE)], env=env, capture_output=True, text=True, timeout=10, check=False
+    )
 
 
 def _fake_server(answer: bytes | None) -> tuple[socket.socket, threading.Event]:
@@ -129,5 +130,7 @@ def test_the_probe_starts_no_python() -> None:
     assert text.startswith("#!/usr/bin/env bash") and "python" not in text.split("\n", 5)[-1]
     assert os.access(PROBE, os.X_OK)
     assert "HEALTHCHECK" in (PROJECT_ROOT / "service" / "Dockerfile").read_text()
-    assert str(Path("/app/service/healthcheck.sh")) in (
-        PROJECT_ROOT / "service" / "Dockerfile").read_text()
+    assert (
+        str(Path("/app/service/healthcheck.sh"))
+        in (PROJECT_ROOT / "service" / "Dockerfile").read_text()
+    )

@@ -25,7 +25,7 @@ class _Model:
 MODELS = [
     _Model("lr", "Logistic regression", "lr-0123abcd", ("Adelie", "Chinstrap", "Gentoo")),
     # JSON escapes and a literal % in every place the template holds text.
-    _Model('m"1%s', "odd", 'v\\1%r\n', ('A "quoted" %s', "Ünïcode ☃", "tab\there")),
+    _Model('m"1%s', "odd", "v\\1%r\n", ('A "quoted" %s', "Ünïcode ☃", "tab\there")),
 ]
 ROWS = [
     [0.02403551231174446, 0.9699461372558337, 0.006018350432421892],

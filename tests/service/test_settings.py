@@ -11,8 +11,15 @@ from service.settings import PROJECT_ROOT, ServiceSettings
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MODELS_DIR", "DEFAULT_MODEL", "MAX_BATCH_SIZE", "BIND", "WORKERS", "ACCESS_LOG",
-                 "BACKLOG"):
+    for name in (
+        "MODELS_DIR",
+        "DEFAULT_MODEL",
+        "MAX_BATCH_SIZE",
+        "BIND",
+        "WORKERS",
+        "ACCESS_LOG",
+        "BACKLOG",
+    ):
         monkeypatch.delenv(f"PENGUIN_{name}", raising=False)
     settings = ServiceSettings()
     assert settings.models_dir == PROJECT_ROOT / "models"

@@ -20,9 +20,16 @@ NODE = (2 * NANO, 8 * 1024**3)
 
 
 class FakeEngine:
-    def __init__(self, resources: ServiceResources, *, update_config: Mapping[str, Any],
-                 stack: str = "t", unschedulable_replicas: Sequence[int] = (),
-                 stats: Sequence[ContainerStats] = (), nginx_upstreams: int | None = None) -> None:
+    def __init__(
+        self,
+        resources: ServiceResources,
+        *,
+        update_config: Mapping[str, Any],
+        stack: str = "t",
+        unschedulable_replicas: Sequence[int] = (),
+        stats: Sequence[ContainerStats] = (),
+        nginx_upstreams: int | None = None,
+    ) -> None:
         self.stack = stack
         self.resources = resources
         self.config = dict(update_config)
@@ -90,8 +97,10 @@ class FakeEngine:
         return set(self.tasks)
 
     def task_nodes(self, service: str) -> list[TaskPlacement]:
-        return [TaskPlacement(f"task-{slot + 1}", self.nodes[slot % len(self.nodes)])
-                for slot in range(self.resources.replicas)]
+        return [
+            TaskPlacement(f"task-{slot + 1}", self.nodes[slot % len(self.nodes)])
+            for slot in range(self.resources.replicas)
+        ]
 
     def containers(self, service: str, *, running_only: bool = True) -> list[str]:
         return self.container_ids[-1:] if running_only else list(self.container_ids)
@@ -100,8 +109,15 @@ class FakeEngine:
         return [c for c in container_ids if c in self.oom]
 
     def nginx_status(self, service: str) -> dict[str, int] | None:
-        return {"active": 1, "accepts": 10, "handled": 10, "requests": self.nginx_requests,
-                "reading": 0, "writing": 1, "waiting": 0}
+        return {
+            "active": 1,
+            "accepts": 10,
+            "handled": 10,
+            "requests": self.nginx_requests,
+            "reading": 0,
+            "writing": 1,
+            "waiting": 0,
+        }
 
     def container_stats(self, service: str) -> list[ContainerStats]:
         if self.stats_error:
@@ -115,10 +131,17 @@ class FakeEngine:
         if stack != self.stack:
             return []
         replicas = self.resources.replicas
-        api = (ServiceState(f"{stack}_api", replicas, replicas, "completed", ())
-               if self._schedulable(replicas) else
-               ServiceState(f"{stack}_api", 0, replicas, "updating",
-                            (f"{stack}_api.1 pending no suitable node",)))
+        api = (
+            ServiceState(f"{stack}_api", replicas, replicas, "completed", ())
+            if self._schedulable(replicas)
+            else ServiceState(
+                f"{stack}_api",
+                0,
+                replicas,
+                "updating",
+                (f"{stack}_api.1 pending no suitable node",),
+            )
+        )
         return [api, ServiceState(f"{stack}_nginx", 1, 1, None, ())]
 
     def nginx_upstreams(self, service: str) -> int | None:

@@ -43,8 +43,9 @@ def test_bring_your_own_login_replaces_the_file(tmp_path: Path) -> None:
     assert mine.header() == "Basic YWRhOm15LW93bi1wYXNzd29yZA=="
 
 
-@pytest.mark.parametrize("bad", [{PASSWORD_ENV: "short"}, {PASSWORD_ENV: "long enough",
-                                                           "LAB_UI_USER": "a:b"}])
+@pytest.mark.parametrize(
+    "bad", [{PASSWORD_ENV: "short"}, {PASSWORD_ENV: "long enough", "LAB_UI_USER": "a:b"}]
+)
 def test_unusable_logins_are_refused(tmp_path: Path, bad: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         ensure_lab_ui_credentials("h9", {DIR_ENV: str(tmp_path), **bad})

@@ -9,11 +9,16 @@ import pytest
 
 from stack import ctl as stackctl
 from stack.engine import ServiceResources
-from tests.stack.ready_server import ReadyServer
 from tests.stack.fake_engine import FakeEngine
+from tests.stack.ready_server import ReadyServer
 
-TWO_REPLICAS = ServiceResources(replicas=2, limit_nano_cpus=10**9, limit_memory_bytes=2**29,
-                                reserve_nano_cpus=0, reserve_memory_bytes=0)
+TWO_REPLICAS = ServiceResources(
+    replicas=2,
+    limit_nano_cpus=10**9,
+    limit_memory_bytes=2**29,
+    reserve_nano_cpus=0,
+    reserve_memory_bytes=0,
+)
 
 
 def _engine(**kwargs: Any) -> FakeEngine:
@@ -31,10 +36,10 @@ def test_converged_stack(capsys: pytest.CaptureFixture[str]) -> None:
     assert "stack lab converged: api 2/2 completed  nginx 1/1" in capsys.readouterr().err
 
 
-def test_a_stack_that_does_not_converge_names_the_tasks(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    assert stackctl.main(["wait-converged", "lab", "0.05"],
-                         _engine(unschedulable_replicas=[2])) == 1
+def test_a_stack_that_does_not_converge_names_the_tasks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        stackctl.main(["wait-converged", "lab", "0.05"], _engine(unschedulable_replicas=[2])) == 1
+    )
     err = capsys.readouterr().err
     assert "lab_api.1 pending no suitable node" in err
     assert "error: timed out after 0.05s: stack lab still pending: api 0/2 updating" in err
@@ -46,23 +51,30 @@ def test_a_stack_that_is_not_deployed(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_ready_when_the_api_answers_and_nginx_sees_every_replica(
-        ready_server: ReadyServer, capsys: pytest.CaptureFixture[str]) -> None:
+    ready_server: ReadyServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"http://127.0.0.1:{ready_server.port}/ready"
     assert stackctl.main(["wait-ready", "lab", url, "10"], _engine()) == 0
     assert "status 200, Nginx sees 2/2 api replicas" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("down", "upstreams", "expected"), [
-    (False, 1, "status 200, Nginx sees 1/2 api replicas"),
-    (True, None, "status 503, Nginx sees 2/2 api replicas"),
-])
-def test_not_ready_says_what_it_saw_last(ready_server: ReadyServer, down: bool,
-                                         upstreams: int | None, expected: str,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("down", "upstreams", "expected"),
+    [
+        (False, 1, "status 200, Nginx sees 1/2 api replicas"),
+        (True, None, "status 503, Nginx sees 2/2 api replicas"),
+    ],
+)
+def test_not_ready_says_what_it_saw_last(
+    ready_server: ReadyServer,
+    down: bool,
+    upstreams: int | None,
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     ready_server.down = down
     url = f"http://127.0.0.1:{ready_server.port}/ready"
-    assert stackctl.main(["wait-ready", "lab", url, "0.2"],
-                         _engine(nginx_upstreams=upstreams)) == 1
+    assert stackctl.main(["wait-ready", "lab", url, "0.2"], _engine(nginx_upstreams=upstreams)) == 1
     err = capsys.readouterr().err
     assert expected in err and "docker service logs lab_nginx" in err
 

@@ -60,7 +60,9 @@ def test_existing_settings_are_kept_and_nothing_is_lowered(tmp_path: Path) -> No
     assert result["default-ulimits"]["nproc"] == {"Name": "nproc", "Soft": 4096, "Hard": 8192}
     # The soft limit is raised; a hard limit above ours stays.
     assert result["default-ulimits"]["nofile"] == {
-        "Name": "nofile", "Soft": NOFILE, "Hard": 4_000_000,
+        "Name": "nofile",
+        "Soft": NOFILE,
+        "Hard": 4_000_000,
     }
     assert path.stat().st_mode & 0o777 == 0o600
     assert not list(tmp_path.glob(".*.tmp"))
@@ -136,8 +138,13 @@ def test_a_file_written_after_the_start_does_not_count_yet() -> None:
 
 
 def test_command_line_flags_override_the_file() -> None:
-    engine = _engine("--config-file", "/srv/d.json", "--userland-proxy=false",
-                     "--default-ulimit", f"nofile={NOFILE}:{NOFILE}")
+    engine = _engine(
+        "--config-file",
+        "/srv/d.json",
+        "--userland-proxy=false",
+        "--default-ulimit",
+        f"nofile={NOFILE}:{NOFILE}",
+    )
     assert engine.config_file() == Path("/srv/d.json")
     assert engine_problems(engine, {}, config_mtime=None, nofile=NOFILE) == []
     proxy_on = _engine("--userland-proxy", "true")

@@ -13,10 +13,17 @@ from stack.docker_stats import DockerStatsSampler
 from stack.engine import ContainerStats, ServiceResources
 from tests.stack.fake_engine import FakeEngine
 
-RESOURCES = ServiceResources(replicas=2, limit_nano_cpus=10**9, limit_memory_bytes=2**29,
-                             reserve_nano_cpus=0, reserve_memory_bytes=0)
-STATS = [ContainerStats("aaaaaaaaaaaa", "t_api.1.x", 50.0, 100 * 2**20, 2**29),
-         ContainerStats("bbbbbbbbbbbb", "t_api.2.y", 25.5, 120 * 2**20, 2**29)]
+RESOURCES = ServiceResources(
+    replicas=2,
+    limit_nano_cpus=10**9,
+    limit_memory_bytes=2**29,
+    reserve_nano_cpus=0,
+    reserve_memory_bytes=0,
+)
+STATS = [
+    ContainerStats("aaaaaaaaaaaa", "t_api.1.x", 50.0, 100 * 2**20, 2**29),
+    ContainerStats("bbbbbbbbbbbb", "t_api.2.y", 25.5, 120 * 2**20, 2**29),
+]
 
 
 def _sample_until(sampler: DockerStatsSampler, done: Callable[[], bool]) -> None:
@@ -32,8 +39,10 @@ def test_writes_one_row_per_container_and_sample(tmp_path: Path) -> None:
     engine = FakeEngine(RESOURCES, update_config={}, stats=STATS)
     output = tmp_path / "docker_stats.csv"
     started = time.time()
-    _sample_until(DockerStatsSampler(engine, "t_api", output, interval=0.01),
-                  lambda: output.is_file() and output.read_text().count("\n") >= 5)
+    _sample_until(
+        DockerStatsSampler(engine, "t_api", output, interval=0.01),
+        lambda: output.is_file() and output.read_text().count("\n") >= 5,
+    )
     rows = list(csv.DictReader(output.open()))
     assert list(rows[0]) == list(DockerStatsSampler.FIELDS)
     assert len(rows) >= 4 and len(rows) % 2 == 0

@@ -20,10 +20,17 @@ CONTAINER = "8e4211dd293929a67183037e3f9632608609b8c740355bdcb9408ab1bfec7028"
 
 
 def _stats(total: int, previous_total: int, system: int, previous_system: int) -> dict:
-    return {"cpu_stats": {"cpu_usage": {"total_usage": total}, "system_cpu_usage": system,
-                          "online_cpus": 2},
-            "precpu_stats": {"cpu_usage": {"total_usage": previous_total},
-                             "system_cpu_usage": previous_system}}
+    return {
+        "cpu_stats": {
+            "cpu_usage": {"total_usage": total},
+            "system_cpu_usage": system,
+            "online_cpus": 2,
+        },
+        "precpu_stats": {
+            "cpu_usage": {"total_usage": previous_total},
+            "system_cpu_usage": previous_system,
+        },
+    }
 
 
 def test_cpu_percent_is_of_one_core_like_docker_stats() -> None:
@@ -33,18 +40,28 @@ def test_cpu_percent_is_of_one_core_like_docker_stats() -> None:
     assert cpu_percent({"cpu_stats": {}, "precpu_stats": {}}) == 0.0
 
 
-@pytest.mark.parametrize("detail", [{"total_inactive_file": 30, "inactive_file": 5},
-                                    {"inactive_file": 30}])
+@pytest.mark.parametrize(
+    "detail", [{"total_inactive_file": 30, "inactive_file": 5}, {"inactive_file": 30}]
+)
 def test_memory_leaves_out_inactive_page_cache(detail: dict) -> None:
     assert memory_used({"memory_stats": {"usage": 100, "stats": detail}}) == 70
     assert memory_used({"memory_stats": {"usage": 20, "stats": detail}}) == 20
 
 
 def test_parse_stub_status() -> None:
-    text = ("Active connections: 3 \nserver accepts handled requests\n 10 10 250 \n"
-            "Reading: 0 Writing: 1 Waiting: 2 \n")
-    assert parse_stub_status(text) == {"active": 3, "accepts": 10, "handled": 10,
-                                       "requests": 250, "reading": 0, "writing": 1, "waiting": 2}
+    text = (
+        "Active connections: 3 \nserver accepts handled requests\n 10 10 250 \n"
+        "Reading: 0 Writing: 1 Waiting: 2 \n"
+    )
+    assert parse_stub_status(text) == {
+        "active": 3,
+        "accepts": 10,
+        "handled": 10,
+        "requests": 250,
+        "reading": 0,
+        "writing": 1,
+        "waiting": 2,
+    }
     with pytest.raises(ValueError, match="not an nginx stub_status"):
         parse_stub_status("<html>502 Bad Gateway</html>")
 
@@ -53,7 +70,8 @@ def test_cgroup_candidates_follow_driver_and_version(tmp_path: Path) -> None:
     v2_systemd = cgroup_candidates(CONTAINER, "systemd", "2", tmp_path)
     assert v2_systemd[0] == tmp_path / f"system.slice/docker-{CONTAINER}.scope"
     assert cgroup_candidates(CONTAINER, "cgroupfs", "2", tmp_path)[0] == (
-        tmp_path / "docker" / CONTAINER)
+        tmp_path / "docker" / CONTAINER
+    )
     # cgroup v1: the cpu controller's tree, mounted as cpu,cpuacct or cpu alone.
     v1 = cgroup_candidates(CONTAINER, "cgroupfs", "1", tmp_path)
     assert v1[0] == tmp_path / "cpu,cpuacct" / "docker" / CONTAINER
@@ -71,8 +89,10 @@ class _SwarmApi:
         return {"Swarm": {"NodeID": "id-a"}}
 
     def tasks(self, filters: dict) -> list[dict]:
-        return [{"ID": "t2", "NodeID": "id-b", "Status": {"State": "running"}},
-                {"ID": "t1", "NodeID": "id-a", "Status": {"State": "running"}}]
+        return [
+            {"ID": "t2", "NodeID": "id-b", "Status": {"State": "running"}},
+            {"ID": "t1", "NodeID": "id-a", "Status": {"State": "running"}},
+        ]
 
     def inspect_node(self, node_id: str) -> dict:
         return {"Description": {"Hostname": {"id-a": "node-a", "id-b": "node-b"}[node_id]}}
@@ -89,14 +109,18 @@ class _Client:
 
 def test_task_nodes_name_the_node_of_every_running_task() -> None:
     engine = DockerEngine(_Client(_SwarmApi()))  # type: ignore[arg-type]
-    assert engine.task_nodes("s_api") == [TaskPlacement("t1", "node-a"),
-                                          TaskPlacement("t2", "node-b")]
+    assert engine.task_nodes("s_api") == [
+        TaskPlacement("t1", "node-a"),
+        TaskPlacement("t2", "node-b"),
+    ]
 
 
 def test_convergence_over_several_nodes_asks_health_of_this_nodes_containers_only() -> None:
     assert DockerEngine(_Client(_SwarmApi())).tasks_converged(  # type: ignore[arg-type]
-        "s_api", 2) == (True, "2/2 tasks running and healthy")
+        "s_api", 2
+    ) == (True, "2/2 tasks running and healthy")
     starting = _SwarmApi("Up 1 second (health: starting)")
     converged, state = DockerEngine(_Client(starting)).tasks_converged(  # type: ignore[arg-type]
-        "s_api", 2)
+        "s_api", 2
+    )
     assert not converged and state == "0/1 containers on this node healthy"

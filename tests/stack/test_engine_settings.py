@@ -54,8 +54,15 @@ def _check(
         "set -euo pipefail; source scripts/lib/common.sh && source scripts/lib/docker.sh"
         " && ensure_docker_engine"
     )
-    return subprocess.run(["bash", "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        ["bash", "-c", script],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize(

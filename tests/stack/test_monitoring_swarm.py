@@ -56,8 +56,9 @@ def _ports() -> list[int]:
 
 
 def _stack_down() -> None:
-    run_checked([str(PROJECT_ROOT / "scripts" / "stack_down.sh"), "--stack-name", STACK],
-                timeout=240)
+    run_checked(
+        [str(PROJECT_ROOT / "scripts" / "stack_down.sh"), "--stack-name", STACK], timeout=240
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,33 +81,47 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     try:
         output = run_checked(
             [str(PROJECT_ROOT / "scripts" / "stack_up.sh"), "--stack-name", STACK],
-            timeout=1200, env=env,
+            timeout=1200,
+            env=env,
         )
         login = lab_ui_credentials(STACK, {DIR_ENV: str(logins)})
         assert login is not None
-        yield Deployed(f"http://127.0.0.1:{nginx_port}", f"http://127.0.0.1:{locust_port}",
-                       f"http://127.0.0.1:{prometheus_port}", login, logins / f"{STACK}.login",
-                       output)
+        yield Deployed(
+            f"http://127.0.0.1:{nginx_port}",
+            f"http://127.0.0.1:{locust_port}",
+            f"http://127.0.0.1:{prometheus_port}",
+            login,
+            logins / f"{STACK}.login",
+            output,
+        )
     finally:
         _stack_down()
         shutil.rmtree(logins, ignore_errors=True)
 
 
 def _api_targets_up(deployed: Deployed) -> float:
-    answer = httpx.get(f"{deployed.prometheus}/api/v1/query", auth=deployed.login.auth,
-                       # Fresh samples only: the named volume keeps an earlier deploy's series,
-                       # which Prometheus' lookback would still count for minutes.
-                       params={"query": 'sum(last_over_time(up{job="api"}[3s]))'},
-                       timeout=5).json()
+    answer = httpx.get(
+        f"{deployed.prometheus}/api/v1/query",
+        auth=deployed.login.auth,
+        # Fresh samples only: the named volume keeps an earlier deploy's series,
+        # which Prometheus' lookback would still count for minutes.
+        params={"query": 'sum(last_over_time(up{job="api"}[3s]))'},
+        timeout=5,
+    ).json()
     result = answer["data"]["result"]
     return float(result[0]["value"][1]) if result else 0.0
 
 
 def _api_targets(deployed: Deployed) -> int:
-    answer = httpx.get(f"{deployed.prometheus}/api/v1/targets", auth=deployed.login.auth,
-                       params={"state": "active"}, timeout=5).json()
-    return sum(t["labels"]["job"] == "api" and t["health"] == "up"
-               for t in answer["data"]["activeTargets"])
+    answer = httpx.get(
+        f"{deployed.prometheus}/api/v1/targets",
+        auth=deployed.login.auth,
+        params={"state": "active"},
+        timeout=5,
+    ).json()
+    return sum(
+        t["labels"]["job"] == "api" and t["health"] == "up" for t in answer["data"]["activeTargets"]
+    )
 
 
 def _wait_for_targets(deployed: Deployed, want: int, timeout: float) -> float:
@@ -115,8 +130,10 @@ def _wait_for_targets(deployed: Deployed, want: int, timeout: float) -> float:
         if _api_targets(deployed) == want and _api_targets_up(deployed) == want:
             return time.monotonic() - start
         time.sleep(0.5)
-    raise AssertionError(f"Prometheus has {_api_targets(deployed)} api targets up, not {want},"
-                         f" {timeout:g} s after the scale")
+    raise AssertionError(
+        f"Prometheus has {_api_targets(deployed)} api targets up, not {want},"
+        f" {timeout:g} s after the scale"
+    )
 
 
 def _scale(replicas: int) -> None:
@@ -137,9 +154,14 @@ def test_every_published_ui_wants_the_login(deployed: Deployed) -> None:
         # A function, so a failed assertion shows the status and not the password.
         return httpx.get(url, auth=auth, timeout=10, follow_redirects=True).status_code
 
-    for url in (deployed.locust, f"{deployed.locust}/stats/requests", f"{deployed.locust}/metrics",
-                deployed.prometheus, f"{deployed.prometheus}/consoles/penguins.html",
-                f"{deployed.prometheus}/api/v1/query?query=up"):
+    for url in (
+        deployed.locust,
+        f"{deployed.locust}/stats/requests",
+        f"{deployed.locust}/metrics",
+        deployed.prometheus,
+        f"{deployed.prometheus}/consoles/penguins.html",
+        f"{deployed.prometheus}/api/v1/query?query=up",
+    ):
         assert status(url, None) == 401, url
         assert status(url, wrong) == 401, url
         assert status(url, deployed.login.auth) == 200, url
@@ -170,9 +192,11 @@ def test_prometheus_follows_scale_up_and_down(
     _wait_for_targets(deployed, 1, SCALE_FOLLOW_S)
     down_total = time.monotonic() - command
     with capsys.disabled():
-        print(f"\n[swarm: monitoring] scale 1 -> 3: converged in {converged:.1f} s, 3 api targets"
-              f" up {up:.1f} s later; scale 3 -> 1: 1 target {down_total:.1f} s after the"
-              f" command")
+        print(
+            f"\n[swarm: monitoring] scale 1 -> 3: converged in {converged:.1f} s, 3 api targets"
+            f" up {up:.1f} s later; scale 3 -> 1: 1 target {down_total:.1f} s after the"
+            f" command"
+        )
 
 
 # React keeps the form's state: set a value through the native setter and announce it.
@@ -225,10 +249,12 @@ def test_locust_ui_in_chromium_with_the_login(deployed: Deployed, tmp_path: Path
         deadline = time.monotonic() + 30
         stats: dict[str, object] = {}
         while time.monotonic() < deadline:
-            stats = httpx.get(f"{deployed.locust}/stats/requests", auth=deployed.login.auth,
-                              timeout=5).json()
+            stats = httpx.get(
+                f"{deployed.locust}/stats/requests", auth=deployed.login.auth, timeout=5
+            ).json()
             if stats.get("user_count") == 3 and page.evaluate(
-                    "document.body.innerText.includes('/predict')"):
+                "document.body.innerText.includes('/predict')"
+            ):
                 break
             time.sleep(1)
         assert stats.get("state") == "running" and stats.get("user_count") == 3, stats
@@ -240,8 +266,12 @@ def test_locust_ui_in_chromium_with_the_login(deployed: Deployed, tmp_path: Path
 def test_console_in_chromium_during_a_locust_run(
     deployed: Deployed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    started = httpx.post(f"{deployed.locust}/swarm", auth=deployed.login.auth,
-                         data={"user_count": 6, "spawn_rate": 6}, timeout=10)
+    started = httpx.post(
+        f"{deployed.locust}/swarm",
+        auth=deployed.login.auth,
+        data={"user_count": 6, "spawn_rate": 6},
+        timeout=10,
+    )
     assert started.json().get("success"), started.text
     page = DevToolsPage(tmp_path / "console")
     try:
@@ -251,13 +281,20 @@ def test_console_in_chromium_during_a_locust_run(
         page.call("Page.navigate", url=f"{deployed.prometheus}/consoles/penguins.html?refresh=off")
         body = page.wait_for_text("Locust (load generator)")
         assert "no api replica discovered" not in body
-        users = page.evaluate(
-            "document.querySelector('#locust tr:nth-child(2) td').innerText")
+        users = page.evaluate("document.querySelector('#locust tr:nth-child(2) td').innerText")
         assert users == "6", body[-1500:]
-        shot = page.call("Page.captureScreenshot", format="png",
-                         captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": 1100, "height": page.evaluate(
-                             "document.documentElement.scrollHeight"), "scale": 1})
+        shot = page.call(
+            "Page.captureScreenshot",
+            format="png",
+            captureBeyondViewport=True,
+            clip={
+                "x": 0,
+                "y": 0,
+                "width": 1100,
+                "height": page.evaluate("document.documentElement.scrollHeight"),
+                "scale": 1,
+            },
+        )
         out = tmp_path / "console.png"
         out.write_bytes(base64.b64decode(shot["data"]))
         assert out.read_bytes().startswith(PNG_SIGNATURE)

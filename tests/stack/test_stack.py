@@ -202,8 +202,9 @@ def test_locust_worker_joins_the_master_over_the_overlay(stack: Stack) -> None:
     workers: list[object] = []
     while time.monotonic() < deadline:
         try:
-            stats = httpx.get(f"http://127.0.0.1:{stack.locust_port}/stats/requests",
-                              auth=_login(), timeout=5)
+            stats = httpx.get(
+                f"http://127.0.0.1:{stack.locust_port}/stats/requests", auth=_login(), timeout=5
+            )
             workers = stats.json().get("workers", [])
         except (httpx.HTTPError, ValueError):
             workers = []
@@ -219,8 +220,9 @@ def test_locust_web_ui_drives_load_through_nginx(
     # The user's path: start a test in the web UI (its form posts to /swarm); the master hands
     # the users to the worker task, whose requests go through Nginx to the api replicas.
     base = f"http://127.0.0.1:{stack.locust_port}"
-    started = httpx.post(f"{base}/swarm", data={"user_count": 4, "spawn_rate": 4},
-                         auth=_login(), timeout=10)
+    started = httpx.post(
+        f"{base}/swarm", data={"user_count": 4, "spawn_rate": 4}, auth=_login(), timeout=10
+    )
     assert started.json().get("success"), started.text
     total: dict[str, object] = {}
     try:

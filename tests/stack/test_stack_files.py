@@ -157,8 +157,11 @@ def test_placement_pins_the_edge_and_keeps_a_plain_swarm_working(stack: dict) ->
     # A node without labels (a single-node Swarm, or a node nobody labelled) runs every service.
     assert all(_placeable(service, {}) for service in services.values())
     placed = {
-        name: [role for role, labels in (("edge", edge), ("worker", worker))
-               if _placeable(service, labels)]
+        name: [
+            role
+            for role, labels in (("edge", edge), ("worker", worker))
+            if _placeable(service, labels)
+        ]
         for name, service in services.items()
     }
     assert placed == {
@@ -230,6 +233,9 @@ def test_no_password_is_in_the_stack_file_or_an_image() -> None:
     assert not any("$2" in v or "basic_auth_users" in v for v in values)
     assert "basic_auth_users" not in STACK_FILE.read_text()
     for dockerfile in DOCKERFILES.values():
-        instructions = [line for line in dockerfile.read_text().lower().splitlines()
-                        if not line.lstrip().startswith("#")]
+        instructions = [
+            line
+            for line in dockerfile.read_text().lower().splitlines()
+            if not line.lstrip().startswith("#")
+        ]
         assert not any("password" in line or "/run/secrets" in line for line in instructions)

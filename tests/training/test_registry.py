@@ -48,9 +48,7 @@ def test_a_model_added_to_a_registry_is_trained_and_served(tmp_path: Path) -> No
     extra = ModelSpec("lr_c100", "Logistic regression, C=100", "logistic", _strong_logistic)
     registry = MODELS.with_model(extra)
     output = tmp_path / "models"
-    result = train(
-        TrainingSettings(output=output, forest_trees=5), log=_quiet, registry=registry
-    )
+    result = train(TrainingSettings(output=output, forest_trees=5), log=_quiet, registry=registry)
     assert list(result.manifest["models"]) == [*MODELS.names, "lr_c100"]
     assert result.manifest["models"]["lr_c100"]["title"] == "Logistic regression, C=100"
 
