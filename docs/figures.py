@@ -300,7 +300,7 @@ def _failures(report: Report, row: dict[str, str], cell: str) -> str:
 
 def workshop_run_intro(report: Report, link: str) -> str:
     return (
-        f"The full report of a real run (started {_started(report)}, from a fresh clone, on the "
+        f"The full report of a real run (started {_started(report)}, on the "
         f"{_cores(report)}-core machine): {_report_link(report, link)}."
     )
 
