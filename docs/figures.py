@@ -260,6 +260,11 @@ def quick_run_worked_example(report: Report, link: str) -> str:
     return "\n".join(lines)
 
 
+def quick_run_example_plot(report: Report, link: str) -> str:
+    cell, _, _ = _example_trial(report)
+    return f"![one cell's search]({link}/plots/steps-{cell}.png)"
+
+
 # --- the workshop run ------------------------------------------------------------------------
 
 
@@ -378,6 +383,7 @@ BLOCKS: dict[str, Block] = {
     "quick-run-where-time-goes": Block(QUICK_RUN, quick_run_where_time_goes),
     "quick-run-memory": Block(QUICK_RUN, quick_run_memory),
     "quick-run-worked-example": Block(QUICK_RUN, quick_run_worked_example),
+    "quick-run-example-plot": Block(QUICK_RUN, quick_run_example_plot),
     "workshop-run-intro": Block(WORKSHOP_RUN, workshop_run_intro),
     "workshop-table": Block(WORKSHOP_RUN, workshop_table),
     "workshop-conclusions": Block(WORKSHOP_RUN, workshop_conclusions),

@@ -102,6 +102,7 @@ EXPECTED = {
         "**484 req/s served**",
         "from 400 req/s on the replicas used their whole 0.1 CPU quota",
     ],
+    "quick-run-example-plot": ["/quick-run/plots/steps-r1-c0.1-m256M.png)"],
     "workshop-table": [
         "62.8 % refused with 503 (p95 411 ms)",
         "0.6 % timeouts, 0.1 % connection errors, 32.6 % other (HTTP 502, HTTP 504)",
