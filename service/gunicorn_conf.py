@@ -44,7 +44,7 @@ loglevel = _settings.log_level
 errorlog = "-"
 accesslog = "-" if _settings.access_log else None
 logger_class = "service.gunicorn_logging.JsonGunicornLogger"
-# Load the app (numpy, FastAPI, pydantic) once in the master: workers share those pages
+# Load the app (numpy, pydantic, the models' code) once in the master: workers share those pages
 # copy-on-write, which keeps the replica's summed PSS low. Models load per worker (lifespan).
 preload_app = True
 # Behind Nginx on an overlay network the peer is Nginx; trust its X-Forwarded-* headers.

@@ -1,15 +1,19 @@
 """The OpenAPI document, built from the endpoint declarations the app serves (service/api.py),
 and the interactive documentation pages, whose assets ship in the image (fastapi-offline's copy
-of Swagger UI and ReDoc), so /docs works on a machine without internet."""
+of Swagger UI and ReDoc), so /docs works on a machine without internet.
+
+The two pages are written here rather than taken from FastAPI's helpers: no service module
+imports FastAPI or Starlette's application code, so a worker does not load them
+(service/README.md, "Why the service has its own ASGI layer")."""
 
 from __future__ import annotations
 
+import html
 import importlib.util
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
@@ -116,26 +120,64 @@ def openapi_document(
     }
 
 
+# Swagger UI's standalone layout with the options FastAPI's docs page sets (deep links, the
+# extensions shown), and ReDoc's standalone page without its web fonts (none offline).
+_SWAGGER_UI_PAGE = """<!DOCTYPE html>
+<html>
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link type="text/css" rel="stylesheet" href="{assets}/swagger-ui.css">
+<link rel="shortcut icon" href="{assets}/favicon.png">
+<title>{title} - Swagger UI</title>
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="{assets}/swagger-ui-bundle.js"></script>
+<script>
+const ui = SwaggerUIBundle({{
+  url: "{openapi}",
+  dom_id: "#swagger-ui",
+  layout: "BaseLayout",
+  deepLinking: true,
+  showExtensions: true,
+  showCommonExtensions: true,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+}})
+</script>
+</body>
+</html>
+"""
+_REDOC_PAGE = """<!DOCTYPE html>
+<html>
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="shortcut icon" href="{assets}/favicon.png">
+<title>{title} - ReDoc</title>
+<style>body {{ margin: 0; padding: 0; }}</style>
+</head>
+<body>
+<noscript>ReDoc needs JavaScript to show the documentation.</noscript>
+<redoc spec-url="{openapi}"></redoc>
+<script src="{assets}/redoc.standalone.js"></script>
+</body>
+</html>
+"""
+
+
+def _page(template: str, title: str) -> bytes:
+    return template.format(
+        title=html.escape(title), assets=ASSETS_PATH, openapi=OPENAPI_PATH
+    ).encode("utf-8")
+
+
 def swagger_ui_page(title: str) -> bytes:
-    page = get_swagger_ui_html(
-        openapi_url=OPENAPI_PATH,
-        title=f"{title} - Swagger UI",
-        swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
-        swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
-        swagger_favicon_url=f"{ASSETS_PATH}/favicon.png",
-    )
-    return bytes(page.body)
+    return _page(_SWAGGER_UI_PAGE, title)
 
 
 def redoc_page(title: str) -> bytes:
-    page = get_redoc_html(
-        openapi_url=OPENAPI_PATH,
-        title=f"{title} - ReDoc",
-        redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js",
-        redoc_favicon_url=f"{ASSETS_PATH}/favicon.png",
-        with_google_fonts=False,
-    )
-    return bytes(page.body)
+    return _page(_REDOC_PAGE, title)
 
 
 def asset(name: str) -> bytes:

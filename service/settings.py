@@ -45,9 +45,9 @@ class ServiceSettings(BaseSettings):
     workers: int | None = Field(default=None, ge=1, le=64)
     timeout: int = Field(default=30, ge=1)
     graceful_timeout: int = Field(default=30, ge=1)
-    # Must outlive Nginx's upstream keepalive_timeout (60 s by default) so that Nginx, not
-    # Gunicorn, closes idle upstream connections; otherwise Nginx may reuse a socket that the
-    # worker is closing and answer 502.
+    # Must outlive Nginx's upstream keepalive_timeout (30 s: NGINX_UPSTREAM_KEEPALIVE_TIMEOUT in
+    # nginx/entrypoint.sh) so that Nginx, not Gunicorn, closes idle upstream connections;
+    # otherwise Nginx may reuse a socket that the worker is closing and answer 502.
     keepalive: int = Field(default=75, ge=1)
     # Connections the kernel holds for a worker that is not accepting (a CPU quota's throttled
     # 80 ms of every 100 at 0.2 CPU). Without Nginx's admission limit an overload can open

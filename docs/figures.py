@@ -1,0 +1,391 @@
+"""The README blocks whose figures come from a committed run, each rendered from its report.
+
+A block is a function of the run's report and of the link from the README to the report folder;
+its text is what stands between the README's markers (docs/render.py). The sentences around the
+figures live here too, so that a conclusion drawn from a figure changes with it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from docs.reports import KNEE_MARK, Report, number
+from matrix.analyse.analysis import HOST_SATURATION
+from matrix.report.report import fmt
+
+QUICK_RUN = "quick-run"
+WORKSHOP_RUN = "workshop-run"
+# Failure kinds the workshop table names apart; any other kind counts as "other".
+TIMEOUTS = "timeouts"
+CONNECTION_ERRORS = "connection errors"
+REFUSED = "503 refused (p95 ms)"
+
+
+@dataclass(frozen=True)
+class Block:
+    run: str
+    render: Callable[[Report, str], str]
+
+
+def whole(value: float) -> str:
+    """Thousands apart with a space, as the READMEs write them (3 214, 966)."""
+    return f"{value:,.0f}".replace(",", " ")
+
+
+def span(low: str, high: str) -> str:
+    return low if low == high else f"{low}-{high}"
+
+
+def _percent(share: float) -> str:
+    return f"{100.0 * share:.0f} %"
+
+
+def _started(report: Report) -> str:
+    match = report.header_match(r"Run started (\d{4}-\d\d-\d\d)T(\d\d:\d\d)")
+    return f"{match.group(1)} {match.group(2)} UTC"
+
+
+def _report_link(report: Report, link: str) -> str:
+    return f"[docs/{report.folder.name}/report.md]({link}/report.md)"
+
+
+def _cores(report: Report) -> str:
+    return report.header_match(r"This host has (\d+) CPU cores").group(1)
+
+
+def _knee_row(rows: list[dict[str, str]]) -> dict[str, str]:
+    for row in rows:
+        if KNEE_MARK in row["step"]:
+            return row
+    raise ValueError("a trial without a knee step")
+
+
+def _all_steps(report: Report) -> list[dict[str, str]]:
+    return [
+        step
+        for row in report.summary
+        for trial in report.trial_steps(row["cell"])
+        for step in trial
+    ]
+
+
+# --- the quick run ---------------------------------------------------------------------------
+
+
+def quick_run_method(report: Report, link: str) -> str:
+    objective = report.header_match(r"Objective for every step: (.*?)\. Target load")
+    target = report.header_match(r"Target load: \*\*(\d+) req/s\*\*")
+    step = report.header_match(r"Steps of ([0-9.]+) s")
+    search = report.header_match(
+        r"from ([0-9.]+) req/s, x([0-9.]+) per step .*? within ([0-9.]+) % of"
+    )
+    trials = report.header_match(r"(\d+) trial\(s\) per cell")
+    return (
+        f"The report of a real `scripts/run_matrix.sh --quick` (run started {_started(report)}, "
+        f"on a {_cores(report)}-core machine), in full: {_report_link(report, link)} "
+        "(with `summary.csv` and plots). Locust, Nginx and the API shared the cores, so the "
+        "absolute figures describe this machine only; the method carries over. Each cell was "
+        f"searched {trials.group(1)} times: open-model steps of constant arrival rate "
+        f"({step.group(1)} s each), from {search.group(1)} req/s, x{search.group(2)} per step, "
+        f"until a step failed the objective ({objective.group(1)}), then bisecting to within "
+        f"{search.group(3)} %. The knee is the rate the cell *served* at its highest passing "
+        "step; latency is counted from each request's intended send time. Target load: "
+        f"{target.group(1)} req/s."
+    )
+
+
+def quick_run_table(report: Report, link: str) -> str:
+    trials = report.header_match(r"(\d+) trial\(s\) per cell").group(1)
+    lines = [
+        f"| cell | replicas x CPU | knee: served req/s, median (range of {trials} trials) "
+        "| p95 at knee: clients (lowest trial) / replicas | CPU periods throttled at knee "
+        "| restarts / OOM |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in report.summary:
+        server = sorted(
+            number(_knee_row(trial)["server p95 ms"]) for trial in report.server_side(row["cell"])
+        )
+        lines.append(
+            f"| {row['cell']} | {row['replicas']} x {fmt(float(row['cpus']))} "
+            f"| {whole(float(row['knee_rps_median']))} "
+            f"({whole(float(row['knee_rps_low']))}-{whole(float(row['knee_rps_high']))}) "
+            f"| {fmt(float(row['knee_p95_ms']))} ms / "
+            f"{span(f'{server[0]:.1f}', f'{server[-1]:.1f}')} ms "
+            f"| {_percent(float(row['knee_throttled_share']))} "
+            f"| {row['restarts']} / {row['oom_kills']} |"
+        )
+    return "\n".join(lines)
+
+
+def quick_run_recommendation(report: Report, link: str) -> str:
+    recommendation = report.section("Recommendation").paragraphs()
+    scaling = report.section("Horizontal against vertical scaling").paragraphs()
+    text = " ".join(paragraph.removeprefix("- ") for paragraph in [*recommendation, *scaling])
+    return f"**Recommendation (the report's own words):** {text}"
+
+
+def quick_run_spread(report: Report, link: str) -> str:
+    widest = max(
+        report.summary,
+        key=lambda row: float(row["knee_rps_high"]) / float(row["knee_rps_low"]),
+    )
+    low, high = float(widest["knee_rps_low"]), float(widest["knee_rps_high"])
+    return (
+        f"The widest spread between one cell's trials in this run was {widest['cell']}'s, "
+        f"{whole(low)} to {whole(high)} req/s (the higher {_percent(high / low - 1)} above "
+        "the lower)."
+    )
+
+
+def quick_run_where_time_goes(report: Report, link: str) -> str:
+    clients = [float(row["knee_p95_ms"]) for row in report.summary]
+    servers = [
+        number(_knee_row(trial)["server p95 ms"])
+        for row in report.summary
+        for trial in report.server_side(row["cell"])
+    ]
+    steps = _all_steps(report)
+    generator = max(number(step["gen CPU"]) for step in steps) / 100.0
+    host = max(number(step["host CPU"]) for step in steps) / 100.0
+    late = max(number(step["late"]) for step in steps) / 100.0
+    limit = (
+        "the cells, not Locust, were the limit"
+        if generator < HOST_SATURATION and host < HOST_SATURATION and late < 0.01
+        else "the generator or the host may have been part of the limit"
+    )
+    return (
+        f"The clients' p95 at the knee ({fmt(min(clients))}-{fmt(max(clients))} ms, lowest "
+        f"trials) against the replicas' own ({min(servers):.1f}-{max(servers):.1f} ms, from "
+        "the stack's Prometheus, in the report's *Server side* section) says where the time "
+        "goes: queueing before the application, mostly waiting for the next 100 ms CPU period "
+        "once the quota runs out. The load generator used at most "
+        f"{_percent(generator)} of its cores and the host at most {_percent(host)}, and no step "
+        f"sent more than {100.0 * late:.2f} % of its requests late: {limit}."
+    )
+
+
+def quick_run_memory(report: Report, link: str) -> str:
+    peaks = [float(row["api_mem_peak_mb"]) for row in report.summary]
+    return (
+        "An api replica (Gunicorn master and one worker, all three models loaded) peaked at "
+        f"{span(whole(min(peaks)), whole(max(peaks)))} MB in this run."
+    )
+
+
+def _example_trial(report: Report) -> tuple[str, int, list[dict[str, str]]]:
+    """The cell the report recommends (else the first), and its lowest trial's steps."""
+    paragraph = " ".join(report.section("Recommendation").paragraphs())
+    chosen = report.summary[0]
+    for row in report.summary:
+        shape = f"**{row['replicas']} replica(s) x {fmt(float(row['cpus']))} CPU"
+        if shape in paragraph:
+            chosen = row
+            break
+    trials = report.trial_steps(chosen["cell"])
+    knees = [number(_knee_row(steps)["served"]) for steps in trials]
+    index = knees.index(min(knees))
+    return chosen["cell"], index + 1, trials[index]
+
+
+def _rates(steps: list[dict[str, str]]) -> str:
+    return ", ".join(whole(number(step["offered"])) for step in steps) or "none"
+
+
+def quick_run_worked_example(report: Report, link: str) -> str:
+    cell, trial, steps = _example_trial(report)
+    row = report.summary_row(cell)
+    objective = report.header_match(r"Objective for every step: (p95 <= [0-9.]+ ms)")
+    step_seconds = report.header_match(r"Steps of ([0-9.]+) s").group(1)
+    precision = report.header_match(r"within ([0-9.]+) % of").group(1)
+    lines = [
+        f"**A worked example** from the quick run in [docs/{report.folder.name}]({link}/report.md) "
+        f"(run started {_started(report)}; Locust, Nginx and the API on the same "
+        f"{_cores(report)} cores), cell `{cell}` ({row['replicas']} x {fmt(float(row['cpus']))} "
+        f"CPU), its lowest trial ({trial}), objective {objective.group(1)}, "
+        f"{step_seconds} s steps:",
+        "",
+        "| step | offered req/s | served req/s | p50 / p95 ms | throttled periods "
+        "| api CPU (cores) | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for step in steps:
+        verdict = step["verdict"] if step["verdict"] == "pass" else f"fail: {step['verdict']}"
+        lines.append(
+            f"| {step['step']} | {step['offered']} | {step['served']} | {step['p50']} / "
+            f"{step['p95']} | {step['throttled']} | {step['api CPU']} | {verdict} |"
+        )
+    first_fail = next((i for i, step in enumerate(steps) if step["verdict"] != "pass"), None)
+    knee = _knee_row(steps)
+    knee_offered = number(knee["offered"])
+    if first_fail is None:
+        search = "Every step passed, so the search ended at its ceiling"
+    else:
+        later = steps[first_fail + 1 :]
+        passed = [step for step in later if step["verdict"] == "pass"]
+        failed = [step for step in later if step["verdict"] != "pass"]
+        above = [number(s["offered"]) for s in steps if s["verdict"] != "pass"]
+        nearest = min(rate for rate in above if rate > knee_offered)
+        search = (
+            f"The rate grew until {whole(number(steps[first_fail]['offered']))} req/s failed, "
+            f"then bisected: {_rates(passed)} passed, {_rates(failed)} failed, and "
+            f"{whole(nearest)} is within {precision} % of {whole(knee_offered)}, so the search "
+            "ended"
+        )
+    throttled = next((s for s in steps if number(s["throttled"]) >= 100.0), None)
+    throttling = (
+        ""
+        if throttled is None
+        else (
+            f" Throttling explains the latency below the knee: from "
+            f"{whole(number(throttled['offered']))} req/s on the replicas used their whole "
+            f"{fmt(float(row['cpus']))} CPU quota in every 100 ms period, so a request that "
+            "arrived after the quota ran out waited for the next period (p50 "
+            f"{throttled['p50']} ms, p95 {throttled['p95']} ms at that rate)."
+        )
+    )
+    generator = max(number(s["gen CPU"]) for t in report.trial_steps(cell) for s in t)
+    host = max(number(s["host CPU"]) for t in report.trial_steps(cell) for s in t)
+    lines += [
+        "",
+        f"{search} with a knee of **{knee['served']} req/s served** "
+        f"(at {knee['offered']} offered).{throttling} With all its trials the report gives this "
+        f"cell **{whole(float(row['knee_rps_median']))} req/s "
+        f"({whole(float(row['knee_rps_low']))}-{whole(float(row['knee_rps_high']))})**, and "
+        f"recommends on the lowest. The generator used at most {generator:.0f} % of its cores "
+        f"and the host at most {host:.0f} % in this cell's trials.",
+    ]
+    return "\n".join(lines)
+
+
+def quick_run_example_plot(report: Report, link: str) -> str:
+    cell, _, _ = _example_trial(report)
+    return f"![one cell's search]({link}/plots/steps-{cell}.png)"
+
+
+# --- the workshop run ------------------------------------------------------------------------
+
+
+def _workshop_rows(report: Report) -> list[tuple[dict[str, str], dict[str, str]]]:
+    """Per configuration, its row with admission on and its row with admission off."""
+    rows = report.section("The workshop, side by side").tables()[0].records()
+    pairs: list[tuple[dict[str, str], dict[str, str]]] = []
+    for first, second in zip(rows[::2], rows[1::2], strict=True):
+        if not first["admission"].startswith("on") or second["admission"] != "off":
+            raise report.fail("the side-by-side table is not in on/off pairs")
+        pairs.append((first, {**second, "configuration": first["configuration"]}))
+    return pairs
+
+
+def _workshop_cell(report: Report, row: dict[str, str], admission: str) -> str:
+    """The cell id of a side-by-side row: the summary's cell of that shape and admission."""
+    replicas, cpus, memory = re.findall(r"[0-9.]+M?", row["configuration"])[:3]
+    return f"r{replicas}-c{cpus}-m{memory}-adm{admission}"
+
+
+def _failures(report: Report, row: dict[str, str], cell: str) -> str:
+    refused = re.match(r"([0-9.]+) % \(([^)]*)\)", row[REFUSED])
+    parts: list[str] = []
+    if refused and float(refused.group(1)) > 0:
+        parts.append(f"{refused.group(1)} % refused with 503 (p95 {refused.group(2)} ms)")
+    for kind in (TIMEOUTS, CONNECTION_ERRORS):
+        if number(row[kind]) > 0:
+            parts.append(f"{row[kind]} {kind}")
+    if number(row["other"]) > 0:
+        hold = report.trial_steps(cell)[0][0]["failures"]
+        kinds = sorted(
+            {k for k in re.findall(r"(HTTP \d+)", hold) if k != "HTTP 503"}
+            | ({"503 without admission control"} if "HTTP 503" in hold else set())
+        )
+        parts.append(f"{row['other']} other ({', '.join(kinds)})")
+    return ", ".join(parts) if parts else "no failures"
+
+
+def workshop_run_intro(report: Report, link: str) -> str:
+    return (
+        f"The full report of a real run (started {_started(report)}, on the "
+        f"{_cores(report)}-core machine): {_report_link(report, link)}."
+    )
+
+
+def workshop_table(report: Report, link: str) -> str:
+    lines = [
+        "| configuration | the workshop saw | ours, admission on: served req/s; p95 ms; "
+        "failures | ours, admission off: served req/s; p95 ms; failures |",
+        "|---|---|---|---|",
+    ]
+    for on, off in _workshop_rows(report):
+        sides = []
+        for row, admission in ((on, "on"), (off, "off")):
+            cell = _workshop_cell(report, row, admission)
+            sides.append(
+                f"{row['served req/s'].strip('*')}; {row['p95 ms']}; {_failures(report, row, cell)}"
+            )
+        lines.append(
+            f"| {on['configuration']} | {on['the workshop saw']} | {sides[0]} | {sides[1]} |"
+        )
+    return "\n".join(lines)
+
+
+def workshop_conclusions(report: Report, link: str) -> str:
+    holds = report.section("What holds of the workshop's conclusions")
+    bullets = [line for line in holds.lines if line.strip()]
+    targets = next(s for s in report.sections if s.title.startswith("Targets for "))
+    table = [line for line in targets.lines if line.startswith("|")]
+    return "\n".join(
+        [
+            "What the report itself concludes from these numbers "
+            "(`matrix/analyse/workshop.py` writes it from the cell records):",
+            "",
+            *bullets,
+            "",
+            f"*{targets.title}* (from the report):",
+            "",
+            *table,
+        ]
+    )
+
+
+def workshop_generator_load(report: Report, link: str) -> str:
+    pairs = _workshop_rows(report)
+    on = [row for row, _ in pairs]
+    generator = [number(row["gen CPU"]) for row in on]
+    host = [number(row["host CPU"]) for pair in pairs for row in pair]
+    answers = [
+        number(row["served req/s"].strip("*")) / (1.0 - number(row[REFUSED]) / 100.0) for row in on
+    ]
+    busy = [row for row in on if "busy" in row["host CPU"]]
+    busy_text = ""
+    if busy:
+        clients = [number(row["p95 ms"]) for row in busy]
+        servers = [number(row["server p95 ms"]) for row in busy]
+        busy_text = (
+            f" In that run {len(busy)} of the {len(on)} rows with admission on were flagged busy:"
+            f" the clients' p95 {whole(min(clients))}-{whole(max(clients))} ms, the replicas' own "
+            f"{fmt(min(servers))}-{fmt(max(servers))} ms."
+        )
+    return (
+        f"In [docs/{report.folder.name}]({link}/report.md) the workers took "
+        f"{span(f'{min(generator):.0f}', f'{max(generator):.0f}')} % of their cores with "
+        f"admission on while {whole(round(min(answers), -2))}-{whole(round(max(answers), -2))} "
+        "answers a second went through (successes and refusals), and the host's CPU was "
+        f"{min(host):.0f}-{max(host):.0f} % busy over a hold.{busy_text}"
+    )
+
+
+BLOCKS: dict[str, Block] = {
+    "quick-run-method": Block(QUICK_RUN, quick_run_method),
+    "quick-run-table": Block(QUICK_RUN, quick_run_table),
+    "quick-run-recommendation": Block(QUICK_RUN, quick_run_recommendation),
+    "quick-run-spread": Block(QUICK_RUN, quick_run_spread),
+    "quick-run-where-time-goes": Block(QUICK_RUN, quick_run_where_time_goes),
+    "quick-run-memory": Block(QUICK_RUN, quick_run_memory),
+    "quick-run-worked-example": Block(QUICK_RUN, quick_run_worked_example),
+    "quick-run-example-plot": Block(QUICK_RUN, quick_run_example_plot),
+    "workshop-run-intro": Block(WORKSHOP_RUN, workshop_run_intro),
+    "workshop-table": Block(WORKSHOP_RUN, workshop_table),
+    "workshop-conclusions": Block(WORKSHOP_RUN, workshop_conclusions),
+    "workshop-generator-load": Block(WORKSHOP_RUN, workshop_generator_load),
+}
