@@ -24,7 +24,7 @@ from matrix.analyse.records import CellRecord, TrialRecord
 from matrix.config import Cell, MatrixFile, MatrixSettings, memory_bytes
 from matrix.measure.cgroups import CgroupSampler, read_samples, window_cpu
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, RouteGuard
-from matrix.measure.prometheus import attach_server_figures
+from matrix.measure.prometheus import attach_server_figures, stack_client
 from matrix.measure.stack_locust import LocustMaster, StackLocustError, run_stack_trial
 from matrix.measure.trial import StepWatcher, TrialError, analyse_trial, run_trial
 from matrix.report.report import CELL_FILE, CELLS_DIR, load_cell, write_report
@@ -649,7 +649,11 @@ class MatrixRunner:
                 nodes.stop()
         finished = time.time()
         # The replicas' own figures per step, from the stack's Prometheus (n/a without one).
-        attach_server_figures(record.trials, log=partial(self.progress.line, cell.cell_id))
+        attach_server_figures(
+            record.trials,
+            stack_client(self.settings).query,
+            log=partial(self.progress.line, cell.cell_id),
+        )
         if nodes is not None:
             record.node_cpu_mean_cores = _per_node_cores(out / NODE_CPU_FILE, started, finished)
         containers = self.engine.containers(self.api_service, running_only=False)
