@@ -14,6 +14,7 @@ from matrix.analyse.records import CellRecord, TrialRecord
 from matrix.config import MatrixFile, MatrixSettings
 from matrix.measure.cgroups import CgroupSampler, read_samples, window_cpu
 from matrix.measure.cluster_target import ClusterTarget
+from matrix.measure.loadgen import TrialRun
 from matrix.measure.prometheus import attach_server_figures, stack_client
 from matrix.measure.stack_locust import LocustMaster, run_stack_trial
 from matrix.measure.trial import StepWatcher, analyse_trial, run_trial
@@ -73,36 +74,18 @@ class CellLoad:
             f"reference: open-model search for this cell's knee, "
             f"about {search.expected_seconds():.0f} s"
         )
-        return run_trial(
-            matrix,
-            self.settings,
-            self.settings.base_url,
-            out / "reference",
-            0,
-            partial(self.engine.cgroup_dirs, self.api_service),
-            _trial_say(say, 0),
-        )
+        return run_trial(self._run(matrix, out / "reference", 0, say))
+
+    def _run(self, matrix: MatrixFile, out: Path, trial: int, say: Say) -> TrialRun:
+        cgroup_dirs = partial(self.engine.cgroup_dirs, self.api_service)
+        return TrialRun(matrix, self.settings, out, trial, cgroup_dirs, _trial_say(say, trial))
 
     def _trial(self, out: Path, trial: int, say: Say) -> TrialRecord:
-        said = _trial_say(say, trial)
-        cgroup_dirs = partial(self.engine.cgroup_dirs, self.api_service)
+        run = self._run(self.matrix, out, trial, say)
         if self.matrix.load_generator.where == "host":
-            return run_trial(
-                self.matrix, self.settings, self.settings.base_url, out, trial, cgroup_dirs, said
-            )
-        watcher = StepWatcher(out / "steps.jsonl", said)
-        return run_stack_trial(
-            self.matrix,
-            self.settings,
-            self.engine,
-            self.locust_master,
-            out,
-            trial,
-            cgroup_dirs,
-            said,
-            watcher.poll,
-            analyse_trial,
-        )
+            return run_trial(run)
+        watcher = StepWatcher(out / "steps.jsonl", run.say)
+        return run_stack_trial(run, self.engine, self.locust_master, watcher.poll, analyse_trial)
 
     def run(self, out: Path, record: CellRecord, say: Say) -> None:
         """Runs every trial of the cell; restarts, OOM kills and Nginx counters over all."""
