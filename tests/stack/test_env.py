@@ -14,6 +14,7 @@ from cluster import __main__ as cluster_main
 from cluster.settings import ClusterSettings
 from matrix import __main__ as matrix_main
 from matrix.config import MatrixSettings
+from stack.credentials import LoginSettings
 from stack.env import component_config, env_error_text, env_names
 from tests.support import PROJECT_ROOT
 
@@ -49,10 +50,16 @@ def test_empty_is_unset_and_options_win(monkeypatch: pytest.MonkeyPatch) -> None
 @pytest.mark.parametrize(
     ("settings", "readme"), [(MatrixSettings, "matrix"), (ClusterSettings, "cluster")]
 )
-def test_the_readme_documents_every_variable(settings: type[BaseSettings], readme: str) -> None:
+def test_the_readme_table_lists_every_variable(settings: type[BaseSettings], readme: str) -> None:
     text = (PROJECT_ROOT / readme / "README.md").read_text(encoding="utf-8")
     documented = re.findall(r"^\| `([A-Z_]+)` \|", text, re.MULTILINE)
     assert sorted(documented) == sorted(env_names(settings))
+
+
+def test_the_stack_readme_documents_the_login_variables() -> None:
+    # Its knobs table groups them with the stack file's variables.
+    text = (PROJECT_ROOT / "stack" / "README.md").read_text(encoding="utf-8")
+    assert all(f"`{name}`" in text for name in env_names(LoginSettings))
 
 
 @pytest.mark.parametrize(
