@@ -17,6 +17,8 @@ from matrix.config import MatrixSettings
 from stack.credentials import LoginSettings
 from stack.env import component_config, env_error_text, env_names
 from tests.support import PROJECT_ROOT
+from training import cli as training_cli
+from training.settings import TrainingSettings
 
 
 class Example(BaseSettings):
@@ -47,13 +49,30 @@ def test_empty_is_unset_and_options_win(monkeypatch: pytest.MonkeyPatch) -> None
     assert Example(shared=9).shared == 9
 
 
+def _table_variables(readme: str) -> set[str]:
+    """The variables a README's table rows are about: the backticked names of the first cell
+    of each row that has any."""
+    text = (PROJECT_ROOT / readme / "README.md").read_text(encoding="utf-8")
+    names: set[str] = set()
+    for row in re.findall(r"^\|.*\|$", text, re.MULTILINE):
+        for cell in row.split("|"):
+            found = re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)
+            if found:
+                names.update(found)
+                break
+    return names
+
+
 @pytest.mark.parametrize(
-    ("settings", "readme"), [(MatrixSettings, "matrix"), (ClusterSettings, "cluster")]
+    ("settings", "readme"),
+    [(MatrixSettings, "matrix"), (ClusterSettings, "cluster"), (TrainingSettings, "training")],
 )
 def test_the_readme_table_lists_every_variable(settings: type[BaseSettings], readme: str) -> None:
-    text = (PROJECT_ROOT / readme / "README.md").read_text(encoding="utf-8")
-    documented = re.findall(r"^\| `([A-Z_]+)` \|", text, re.MULTILINE)
-    assert sorted(documented) == sorted(env_names(settings))
+    documented = _table_variables(readme)
+    assert set(env_names(settings)) <= documented
+    # And none that the class no longer reads, of the names that carry its prefix.
+    prefix = settings.model_config.get("env_prefix", "")
+    assert {name for name in documented if name.startswith(prefix)} <= set(env_names(settings))
 
 
 def test_the_stack_readme_documents_the_login_variables() -> None:
@@ -67,6 +86,7 @@ def test_the_stack_readme_documents_the_login_variables() -> None:
     [
         (matrix_main.main, ["--quick", "--no-stack-up"], "MATRIX_LOADGEN_SAMPLE_INTERVAL", "often"),
         (cluster_main.main, ["env"], "CLUSTER_SUBNET", "nonsense"),
+        (training_cli.main, ["--help"], "PENGUIN_TRAINING_SEED", "x"),
     ],
 )
 def test_a_cli_refuses_a_bad_value_before_it_acts(
