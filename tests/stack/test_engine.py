@@ -3,15 +3,12 @@ stats answer as `docker stats` shows them, Nginx's stub_status, where a containe
 
 from __future__ import annotations
 
-import http.server
-import json
 import os
-import socketserver
-import threading
 from pathlib import Path
 
 import pytest
 
+from stack import engine as engine_module
 from stack.engine import (
     DockerEngine,
     DockerError,
@@ -132,35 +129,20 @@ def test_convergence_over_several_nodes_asks_health_of_this_nodes_containers_onl
     assert not converged and state == "0/1 containers on this node healthy"
 
 
-class _VersionOnly(http.server.BaseHTTPRequestHandler):
-    """Answers the SDK's first request (GET /version) as an engine would."""
-
-    def do_GET(self) -> None:
-        body = json.dumps({"ApiVersion": "1.41", "Version": "fake"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-
-def test_an_explicit_engine_address_wins_over_docker_host(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_explicit_engine_address_wins_over_docker_host(monkeypatch: pytest.MonkeyPatch) -> None:
     # The --cluster path: the manager's address is given; the process environment is not changed.
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/from-the-environment.sock")
     with pytest.raises(DockerError, match="connecting to the Docker engine"):
         DockerEngine.from_env()
-    given = tmp_path / "given.sock"
-    with socketserver.UnixStreamServer(str(given), _VersionOnly) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            DockerEngine.from_env(f"unix://{given}")
-        finally:
-            server.shutdown()
-            thread.join()
+    clients: list[dict[str, object]] = []
+
+    class Client:
+        api = None
+
+        def __init__(self, **kwargs: object) -> None:
+            clients.append(kwargs)
+
+    monkeypatch.setattr(engine_module.docker, "DockerClient", Client)
+    DockerEngine.from_env("unix:///run/cluster/node1/docker.sock")
+    assert [c["base_url"] for c in clients] == ["unix:///run/cluster/node1/docker.sock"]
     assert os.environ["DOCKER_HOST"] == "unix:///nonexistent/from-the-environment.sock"
