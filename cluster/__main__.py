@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -30,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--tag",
-        default=os.environ.get("IMAGE_TAG", "latest"),
+        default=None,
         help="image tag to push (env IMAGE_TAG, latest)",
     )
     up.add_argument("--no-deploy", action="store_true", help="do not deploy the stack")
@@ -79,17 +78,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(args: argparse.Namespace, topology: Topology) -> int:
     if args.command == "up":
-        lifecycle.up(topology, args.registry_binary, args.tag)
+        tag = args.tag or topology.settings.image_tag
+        lifecycle.up(topology, args.registry_binary, tag)
         values = lifecycle.cluster_env(
             topology,
-            nginx_port=int(os.environ.get("NGINX_PORT") or 8000),
-            locust_port=int(os.environ.get("LOCUST_WEB_PORT") or 8089),
+            nginx_port=topology.settings.nginx_port,
+            locust_port=topology.settings.locust_web_port,
         )
         lifecycle.write_env(topology, values)
         if not args.no_deploy:
-            lifecycle.deploy(
-                topology, PROJECT_ROOT / "scripts" / "stack_up.sh", args.tag, args.timeout
-            )
+            lifecycle.deploy(topology, PROJECT_ROOT / "scripts" / "stack_up.sh", tag, args.timeout)
         print(f"# written to {topology.env_file}")
         print(topology.env_file.read_text(), end="")
         return 0

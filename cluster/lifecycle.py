@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from cluster import system
@@ -385,7 +384,7 @@ def _existing_nodes(topology: Topology) -> list[Node]:
     )
     return [
         node
-        for node in plan(replace(topology.settings, nodes=MAX_NODES)).nodes
+        for node in plan(topology.settings.model_copy(update={"nodes": MAX_NODES})).nodes
         if node.index in indexes
     ]
 

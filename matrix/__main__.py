@@ -17,7 +17,9 @@ from matrix.config import (
     MatrixFile,
     MatrixFileError,
     MatrixSettings,
+    MatrixSettingsError,
     load_matrix_file,
+    load_settings,
 )
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, load_cluster_target
 from matrix.report.report import write_report
@@ -114,25 +116,26 @@ def describe_plan(matrix: MatrixFile) -> str:
     return "\n".join(lines)
 
 
-def _stack_script(name: str, settings: MatrixSettings) -> None:
+def _stack_script(name: str, settings: MatrixSettings, cluster: ClusterTarget | None) -> None:
     script = PROJECT_ROOT / "scripts" / name
     if not script.is_file():
         raise MatrixRunError(
             f"{script} is missing; deploy the stack yourself and pass --no-stack-up"
         )
     env = {**os.environ, "STACK_NAME": settings.stack_name, "NGINX_PORT": str(settings.nginx_port)}
+    if cluster is not None:
+        # The cluster's stack is on its manager's engine, not the host's.
+        env["DOCKER_HOST"] = cluster.docker_host
     result = subprocess.run([str(script)], env=env, cwd=PROJECT_ROOT, check=False)
     if result.returncode != 0:
         raise MatrixRunError(f"scripts/{name} failed with exit code {result.returncode}")
 
 
 def _target_cluster() -> ClusterTarget:
-    """Points the engine client, the stack name and the base URL at the running cluster."""
+    """The running cluster, once its route is checked: its engine, stack and Nginx are measured
+    instead of the host's."""
     cluster = load_cluster_target()
     cluster.check_route()
-    os.environ["DOCKER_HOST"] = cluster.docker_host
-    os.environ["STACK_NAME"] = cluster.stack_name
-    os.environ["MATRIX_BASE_URL"] = cluster.nginx_url
     return cluster
 
 
@@ -148,10 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     # path must still run on Ctrl-C / kill -INT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     # The flags override the environment the stack scripts share with us.
+    overrides: dict[str, object] = {}
     if args.stack_name:
-        os.environ["STACK_NAME"] = args.stack_name
+        overrides["stack_name"] = args.stack_name
     if args.nginx_port:
-        os.environ["NGINX_PORT"] = str(args.nginx_port)
+        overrides["nginx_port"] = args.nginx_port
     cluster = None
     if args.cluster and not (args.validate_only or args.report_only):
         try:
@@ -159,7 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         except ClusterTargetError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-    settings = MatrixSettings()
+        overrides.update(stack_name=cluster.stack_name, base_url_override=cluster.nginx_url)
+    try:
+        settings = load_settings(**overrides)
+    except MatrixSettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     matrix_path = QUICK_MATRIX_FILE if args.quick else args.matrix or DEFAULT_MATRIX_FILE
     if args.report_only:
         matrix_path = args.report_only / "matrix.yaml"
@@ -178,12 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     print(describe_plan(matrix), flush=True)
     try:
         if not args.no_stack_up and cluster is None:
-            _stack_script("stack_up.sh", settings)
+            _stack_script("stack_up.sh", settings, cluster)
         run_dir, info = prepare_run_dir(
             matrix, matrix_path.resolve(), settings, args.resume, args.fresh
         )
         print(f"results: {run_dir}", flush=True)
-        MatrixRunner(matrix, settings, run_dir, info, DockerEngine.from_env(), cluster).run()
+        engine = DockerEngine.from_env(cluster.docker_host if cluster is not None else None)
+        MatrixRunner(matrix, settings, run_dir, info, engine, cluster).run()
     except KeyboardInterrupt:
         print(
             "interrupted: the api service was restored; measured cells are kept. "
@@ -197,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.stack_down:
             try:
-                _stack_script("stack_down.sh", settings)
+                _stack_script("stack_down.sh", settings, cluster)
             except MatrixRunError as error:
                 print(f"warning: {error}", file=sys.stderr)
     return 0

@@ -22,7 +22,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
+
+from stack.env import component_config, env_error_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MATRIX_FILE = PROJECT_ROOT / "matrix" / "matrix.yaml"
@@ -427,23 +429,35 @@ def load_matrix_file(path: Path) -> MatrixFile:
         raise MatrixFileError(f"{path}: invalid matrix file:\n{_describe(error)}") from None
 
 
-class MatrixSettings(BaseSettings):
-    """Environment knobs shared with the stack scripts (same names, no prefix)."""
+ENV_PREFIX = "MATRIX_"
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+class MatrixSettings(BaseSettings):
+    """Everything `python -m matrix` reads from the environment (matrix/README.md lists it).
+
+    Its own variables carry the MATRIX_ prefix; the stack's (STACK_NAME, NGINX_PORT,
+    LOCUST_WEB_PORT, PROMETHEUS_PORT) keep the names scripts/stack_up.sh and the stack file use,
+    so one variable configures both. The command line overrides them by keyword (field names).
+    """
+
+    model_config = component_config(ENV_PREFIX)
 
     stack_name: str = Field("penguins", validation_alias="STACK_NAME")
-    nginx_port: int = Field(8000, validation_alias="NGINX_PORT")
-    results_dir: Path = Field(PROJECT_ROOT / "results", validation_alias="MATRIX_RESULTS_DIR")
-    docker_stats_interval: float = Field(2.0, validation_alias="MATRIX_DOCKER_STATS_INTERVAL")
-    loadgen_sample_interval: float = Field(1.0, validation_alias="MATRIX_LOADGEN_SAMPLE_INTERVAL")
+    nginx_port: int = Field(8000, ge=1, le=65535, validation_alias="NGINX_PORT")
+    results_dir: Path = PROJECT_ROOT / "results"
+    docker_stats_interval: float = Field(2.0, gt=0)
+    loadgen_sample_interval: float = Field(1.0, gt=0)
     # Where Nginx answers; unset: its published port on this host. `--cluster` sets it to the
     # cluster's edge node.
     base_url_override: str | None = Field(None, validation_alias="MATRIX_BASE_URL")
     # The stack's Locust master (load_generator.where: stack): its web UI / HTTP API.
-    locust_web_port: int = Field(8089, validation_alias="LOCUST_WEB_PORT")
+    locust_web_port: int = Field(8089, ge=1, le=65535, validation_alias="LOCUST_WEB_PORT")
     # How the stack's Locust workers reach Nginx over the stack's network.
-    stack_target_url: str = Field("http://nginx:8000", validation_alias="MATRIX_STACK_TARGET_URL")
+    stack_target_url: str = "http://nginx:8000"
+    # The stack's Prometheus (server-side figures per step).
+    prometheus_port: int = Field(9090, ge=1, le=65535, validation_alias="PROMETHEUS_PORT")
+    # Unset: the published port on this host.
+    prometheus_url_override: str | None = Field(None, validation_alias="MATRIX_PROMETHEUS_URL")
 
     @property
     def locust_url(self) -> str:
@@ -452,3 +466,22 @@ class MatrixSettings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.base_url_override or f"http://127.0.0.1:{self.nginx_port}").rstrip("/")
+
+    @property
+    def prometheus_url(self) -> str:
+        return (self.prometheus_url_override or f"http://127.0.0.1:{self.prometheus_port}").rstrip(
+            "/"
+        )
+
+
+class MatrixSettingsError(ValueError):
+    """An environment value (or option) the matrix cannot use; the message names the variable."""
+
+
+def load_settings(**overrides: object) -> MatrixSettings:
+    """The environment's settings with `overrides` (field names) on top; MatrixSettingsError
+    naming the variable and the fault for a bad value."""
+    try:
+        return MatrixSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise MatrixSettingsError(env_error_text(error, MatrixSettings)) from None

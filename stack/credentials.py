@@ -20,6 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+from stack.env import component_config
+
 DIR_ENV = "PENGUIN_LAB_CREDENTIALS_DIR"
 USER_ENV = "LAB_UI_USER"
 PASSWORD_ENV = "LAB_UI_PASSWORD"
@@ -28,6 +33,24 @@ DEFAULT_DIR = Path("~/.config/penguin-lab")
 SUFFIX = ".login"
 # 24 random bytes: 32 URL-safe characters, nothing a shell or a YAML file would mangle.
 PASSWORD_BYTES = 24
+
+
+class LoginSettings(BaseSettings):
+    """The environment of the UI login (stack/README.md's knobs). Every field names its variable,
+    so a mapping given instead of the environment (tests, a subprocess's env) reads the same."""
+
+    model_config = component_config("LAB_UI_")
+
+    user: str = Field("", validation_alias=USER_ENV)
+    password: str = Field("", validation_alias=PASSWORD_ENV)
+    directory: Path = Field(DEFAULT_DIR, validation_alias=DIR_ENV)
+
+    @classmethod
+    def read(cls, env: Mapping[str, str] | None = None) -> LoginSettings:
+        """From the process environment, or from `env` alone; empty values count as unset."""
+        if env is None:
+            return cls()
+        return cls.model_validate({name: value for name, value in env.items() if value})
 
 
 @dataclass(frozen=True)
@@ -60,8 +83,7 @@ def _check(user: str, password: str) -> UiCredentials:
 
 
 def credentials_dir(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    return Path(env.get(DIR_ENV) or DEFAULT_DIR).expanduser()
+    return LoginSettings.read(env).directory.expanduser()
 
 
 def credentials_file(stack: str, env: Mapping[str, str] | None = None) -> Path:
@@ -97,9 +119,9 @@ def write_file(path: Path, credentials: UiCredentials) -> None:
 def lab_ui_credentials(stack: str, env: Mapping[str, str] | None = None) -> UiCredentials | None:
     """The UI login of STACK: LAB_UI_USER / LAB_UI_PASSWORD when set, else the file that
     stack_up.sh wrote; None when neither exists (a stack deployed before logins existed)."""
-    env = os.environ if env is None else env
-    if env.get(PASSWORD_ENV):
-        return _check(env.get(USER_ENV) or DEFAULT_USER, env[PASSWORD_ENV])
+    settings = LoginSettings.read(env)
+    if settings.password:
+        return _check(settings.user or DEFAULT_USER, settings.password)
     path = credentials_file(stack, env)
     return read_file(path) if path.is_file() else None
 
@@ -109,13 +131,13 @@ def ensure_lab_ui_credentials(
 ) -> tuple[UiCredentials, bool]:
     """The login of STACK, created (random) and saved when there is none; True when created.
     A login from the environment is saved too, so later runs find it without the variables."""
-    env = os.environ if env is None else env
+    settings = LoginSettings.read(env)
     path = credentials_file(stack, env)
     existing = lab_ui_credentials(stack, env)
     if existing is not None:
-        if env.get(PASSWORD_ENV) and (not path.is_file() or read_file(path) != existing):
+        if settings.password and (not path.is_file() or read_file(path) != existing):
             write_file(path, existing)
         return existing, False
-    created = _check(env.get(USER_ENV) or DEFAULT_USER, secrets.token_urlsafe(PASSWORD_BYTES))
+    created = _check(settings.user or DEFAULT_USER, secrets.token_urlsafe(PASSWORD_BYTES))
     write_file(path, created)
     return created, True

@@ -15,6 +15,7 @@ import sys
 import time
 
 from matrix.config import memory_bytes
+from stack.cli import subcommand_parser
 from stack.credentials import credentials_file, ensure_lab_ui_credentials
 from stack.engine import DockerEngine, DockerError, Engine
 from stack.waits import (
@@ -61,12 +62,7 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m stack.ctl",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser, commands = subcommand_parser("python -m stack.ctl", __doc__)
     converged = commands.add_parser("wait-converged", help="wait until STACK converged")
     converged.add_argument("stack")
     converged.add_argument("timeout", type=_seconds)

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stack.cli import subcommand_parser
+
 DEFAULT_FILE = Path("/etc/docker/daemon.json")
 # Every connection of 10 000 clients twice (client side and upstream side) with room to spare,
 # and what systemd's docker.service gives containers (LimitNOFILE=infinity is 2^20 on Linux).
@@ -217,12 +219,7 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m stack.daemon_config",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser, commands = subcommand_parser("python -m stack.daemon_config", __doc__)
     for name in ("apply", "check"):
         command = commands.add_parser(name)
         command.add_argument(

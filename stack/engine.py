@@ -222,8 +222,12 @@ class DockerEngine:
         self._api = client.api
 
     @classmethod
-    def from_env(cls) -> DockerEngine:
+    def from_env(cls, docker_host: str | None = None) -> DockerEngine:
+        """The engine of DOCKER_HOST (or the local socket), or of `docker_host` when given (the
+        local cluster's manager), without changing the process environment."""
         with _engine_errors("connecting to the Docker engine"):
+            if docker_host is not None:
+                return cls(docker.DockerClient(base_url=docker_host, timeout=int(API_TIMEOUT_S)))
             return cls(docker.from_env(timeout=int(API_TIMEOUT_S)))
 
     def _service(self, service: str) -> dict[str, Any]:

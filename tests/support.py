@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from pydantic_settings import BaseSettings
+
+from stack.env import env_names
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -28,6 +31,13 @@ SEED_BODY = {
     "body_mass_g": 4000.0,
     "sex": "MALE",
 }
+
+
+def unset_settings_env(monkeypatch: pytest.MonkeyPatch, settings: type[BaseSettings]) -> None:
+    """Removes every variable `settings` reads, so a test sees its defaults whatever the shell
+    that runs it has set."""
+    for name in env_names(settings):
+        monkeypatch.delenv(name, raising=False)
 
 
 def require(available: bool, reason: str) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
+
+from stack.env import component_config, env_error_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "PENGUIN_TRAINING_"
@@ -14,13 +16,10 @@ ENV_PREFIX = "PENGUIN_TRAINING_"
 class TrainingSettings(BaseSettings):
     """Everything a training run depends on; two runs with equal settings give equal models.
 
-    Environment: PENGUIN_TRAINING_DATA, PENGUIN_TRAINING_OUTPUT, PENGUIN_TRAINING_SEED,
-    PENGUIN_TRAINING_TEST_SIZE, PENGUIN_TRAINING_CV_FOLDS, PENGUIN_TRAINING_FOREST_TREES.
+    Environment: PENGUIN_TRAINING_<FIELD>, listed in training/README.md.
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True
-    )
+    model_config = component_config(ENV_PREFIX)
 
     data: Path = PROJECT_ROOT / "data/penguins_size.csv"
     output: Path = PROJECT_ROOT / "models"
@@ -39,8 +38,4 @@ def settings_from_env() -> TrainingSettings:
     try:
         return TrainingSettings()
     except ValidationError as error:
-        problems = "; ".join(
-            f"{ENV_PREFIX}{'.'.join(str(part) for part in item['loc']).upper()}: {item['msg']}"
-            for item in error.errors(include_url=False)
-        )
-        raise ValueError(f"bad {ENV_PREFIX}* environment value: {problems}") from None
+        raise ValueError(env_error_text(error, TrainingSettings)) from None

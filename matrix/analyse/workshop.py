@@ -1,6 +1,7 @@
 """The workshop comparison: each configuration's observation beside ours with admission control
-on and off, the point-4 targets of the overloaded 1 x 0.2 CPU cell, and the sentences that say
-which of the workshop's conclusions hold. Built from the cell records only."""
+on and off, the point-4 targets of the overloaded 1 x 0.2 CPU cell, and the figures behind the
+sentences that say which of the workshop's conclusions hold (the sentences themselves are in
+matrix/report/templates/workshop_conclusions.md.j2). Built from the cell records only."""
 
 from __future__ import annotations
 
@@ -139,13 +140,13 @@ def target_checks(side: Side) -> list[Check]:
         Check(
             "p95 of successful answers",
             f"<= {OK_P95_MS:g} ms",
-            _ms(step.p95_ms),
+            ms(step.p95_ms),
             step.p95_ms is not None and step.p95_ms <= OK_P95_MS,
         ),
         Check(
             "p95 of 503 refusals",
             f"< {REFUSED_P95_MS:g} ms",
-            _ms(step.refused_p95_ms),
+            ms(step.refused_p95_ms),
             step.refused_p95_ms is None or step.refused_p95_ms < REFUSED_P95_MS,
         ),
         Check(
@@ -166,123 +167,158 @@ def target_checks(side: Side) -> list[Check]:
     ]
 
 
-def _ms(value: float | None) -> str:
+def ms(value: float | None) -> str:
+    """A latency for the report: '-', one decimal below 10 ms, whole milliseconds above."""
     return "-" if value is None else f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
 
 
-def _range(values: list[float]) -> str:
+def span(values: list[float]) -> str:
+    """'low-high' in whole numbers, or one number when they round the same."""
     low, high = min(values), max(values)
     return f"{low:.0f}" if round(low) == round(high) else f"{low:.0f}-{high:.0f}"
 
 
-def conclusions(table: list[Row]) -> list[str]:
-    """Which of the workshop's conclusions hold, with our numbers."""
+@dataclass(frozen=True)
+class Peak:
+    """Admission control off: how many configurations failed more than 1 %, and the worst."""
+
+    configurations: int
+    failing: int
+    worst: Side
+    worst_failed: float
+    worst_failures: list[tuple[str, float]]  # (kind, share of the answers), non-zero ones
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """Admission control on: what was served, refused, and how fast."""
+
+    served: list[float]
+    clean: bool  # no failure but 503 refusals
+    refused_shares: list[float]
+    machine_limited: bool
+    p95s: list[float]
+    refused_p95s: list[float]
+
+
+@dataclass(frozen=True)
+class SmallReplica:
+    """The workshop's '0.5 CPU and 512 MB per container' against one small replica."""
+
+    row: Row
+    side: Side
+    within: bool
+    objective_ms: float
+    mem_peak_mb: float | None
+
+
+@dataclass(frozen=True)
+class ScaleOut:
+    single: Row
+    single_side: Side
+    scaled: Row
+    scaled_side: Side
+
+
+@dataclass(frozen=True)
+class MachineLimit:
+    cells: list[str]
+    saturation: float  # the CPU share above which the machine counts as busy
+    server_p95s: list[float]
+
+
+@dataclass(frozen=True)
+class Conclusions:
+    """What the report says about the workshop's conclusions (the prose is in the template);
+    None: that conclusion has no measurement to speak from."""
+
+    measured: bool
+    served: list[float] | None  # the throughput, when the matrix carries the workshop's figures
+    peak: Peak | None
+    admitted: Admitted | None
+    small: SmallReplica | None
+    scale_out: ScaleOut | None
+    machine: MachineLimit | None
+
+
+def _peak(off: list[Side]) -> Peak | None:
+    if not off:
+        return None
+    worst = max(off, key=lambda s: 1.0 - s.share(OK))
+    return Peak(
+        configurations=len(off),
+        failing=sum(1.0 - s.share(OK) > 0.01 for s in off),
+        worst=worst,
+        worst_failed=1.0 - worst.share(OK),
+        worst_failures=[
+            (kind, n / worst.answered) for kind, n in sorted(worst.step.failures.items()) if n
+        ],
+    )
+
+
+def _admitted(on: list[Side]) -> Admitted | None:
+    if not on:
+        return None
+    return Admitted(
+        served=[s.step.served_rps for s in on],
+        clean=all(s.unrefused_failure_share == 0 for s in on),
+        refused_shares=[s.share(REFUSED) for s in on],
+        machine_limited=any(s.machine_limited for s in on),
+        p95s=[s.step.p95_ms for s in on if s.step.p95_ms is not None],
+        refused_p95s=[s.step.refused_p95_ms for s in on if s.step.refused_p95_ms is not None],
+    )
+
+
+def _small(table: list[Row], both: list[Side]) -> SmallReplica | None:
+    small = next((r for r in table if r.replicas == 1 and r.on is not None), None)
+    if small is None or small.on is None:
+        return None
+    mem = [s.cell.api_mem_peak_mb for s in both if s.cell.api_mem_peak_mb is not None]
+    p95 = small.on.step.p95_ms
+    return SmallReplica(
+        small,
+        small.on,
+        within=p95 is not None and p95 <= OK_P95_MS,
+        objective_ms=OK_P95_MS,
+        mem_peak_mb=max(mem) if mem else None,
+    )
+
+
+def _scale_out(table: list[Row]) -> ScaleOut | None:
+    scaled = [r for r in table if r.replicas > 1 and r.on is not None]
+    single = [r for r in table if r.replicas == 1 and r.on is not None]
+    if not (scaled and single):
+        return None
+    best_single = max(single, key=lambda r: r.on.step.served_rps if r.on else 0.0)
+    best_scaled = max(scaled, key=lambda r: r.on.step.served_rps if r.on else 0.0)
+    assert best_single.on is not None and best_scaled.on is not None
+    return ScaleOut(best_single, best_single.on, best_scaled, best_scaled.on)
+
+
+def _machine(both: list[Side]) -> MachineLimit | None:
+    busy = [s for s in both if s.machine_limited]
+    if not busy:
+        return None
+    return MachineLimit(
+        cells=sorted({s.cell.cell_id for s in busy}),
+        saturation=HOST_SATURATION,
+        server_p95s=[s.server_p95_ms for s in busy if s.server_p95_ms],
+    )
+
+
+def conclusions(table: list[Row]) -> Conclusions:
+    """Which of the workshop's conclusions hold, as the numbers the report's sentences quote."""
     on = [r.on for r in table if r.on is not None]
     off = [r.off for r in table if r.off is not None]
     both = on + off
-    if not both:
-        return ["No configuration was measured, so nothing can be said."]
-    said = []
-    served = [s.step.served_rps for s in both]
-    if any(r.observation for r in table):
-        said.append(
-            f"**Throughput.** The workshop saw as little as 1-8 req/s on these limits; under the "
-            f"same load ours served {_range(served)} successful req/s. So those figures were not "
-            "what the configurations can serve: a load test that reports a few req/s from "
-            "thousands of users measured its own path (generator, port proxy, timeouts), not the "
-            "model."
-        )
-    if off:
-        failing = [s for s in off if 1.0 - s.share(OK) > 0.01]
-        worst = max(off, key=lambda s: 1.0 - s.share(OK))
-        kinds = ", ".join(
-            f"{kind} {n / worst.answered:.1%}"
-            for kind, n in sorted(worst.step.failures.items())
-            if n
-        )
-        said.append(
-            f"**Peak, then failures.** Without admission control, {len(failing)} of {len(off)} "
-            f"configurations failed more than 1 % of their requests; the worst, "
-            f"{worst.cell.config_id}, failed {1.0 - worst.share(OK):.1%} ({kinds or 'none'}), "
-            f"with successful answers at p95 {_ms(worst.step.p95_ms)}: the queue grows until "
-            "clients give up."
-            if failing
-            else "**Peak, then failures.** Without admission control no configuration failed more "
-            "than 1 % of its requests here: the workshop's collapse to 100 % failures did not "
-            "come from the configurations themselves (this project found a port proxy that died "
-            "under 10 000 connections; see matrix/README.md)."
-        )
-    if on:
-        p95s = [s.step.p95_ms for s in on if s.step.p95_ms is not None]
-        refused = [s.step.refused_p95_ms for s in on if s.step.refused_p95_ms is not None]
-        served_on = [s.step.served_rps for s in on]
-        clean = all(s.unrefused_failure_share == 0 for s in on)
-        refusals = [s.share(REFUSED) for s in on]
-        text = (
-            f"**With admission control** every configuration kept serving "
-            f"{_range(served_on)} req/s"
-            + (", with no timeout, connection error or other failure" if clean else "")
-            + f"; the excess ({min(refusals):.1%} to {max(refusals):.1%} of the answers) was "
-            "refused with 503 and Retry-After. "
-        )
-        if any(s.machine_limited for s in on):
-            text += (
-                "On this machine-limited host the clients' own figures cannot show how fast "
-                "that was: as the generator measured them, successful answers took up to "
-                f"{_ms(max(p95s)) if p95s else '-'} and refusals up to "
-                f"{_ms(max(refused)) if refused else '-'} (p95), time spent queueing inside "
-                "the load generator (see below); Nginx decides a refusal without asking a "
-                "replica."
-            )
-        else:
-            text += (
-                f"Successful answers took p95 {_ms(min(p95s)) if p95s else '-'} to "
-                f"{_ms(max(p95s)) if p95s else '-'}"
-                + (f", refusals at most {_ms(max(refused))} (p95)" if refused else "")
-                + ": overload becomes a fast, explicit refusal instead of a collapse."
-            )
-        said.append(text)
-    mem = [s.cell.api_mem_peak_mb for s in both if s.cell.api_mem_peak_mb is not None]
-    small = next((r for r in table if r.replicas == 1 and r.on is not None), None)
-    if small is not None and small.on is not None:
-        within = small.on.step.p95_ms is not None and small.on.step.p95_ms <= OK_P95_MS
-        said.append(
-            f'**"About 0.5 CPU and 512 MB per container"{" does not hold" if within else ""}.** '
-            f"One replica with {small.cpus:g} CPU and {small.memory} served "
-            f"{small.on.step.served_rps:.0f} req/s, its successful answers at p95 "
-            f"{_ms(small.on.step.p95_ms)} ({'within' if within else 'over'} the "
-            f"{OK_P95_MS:g} ms objective)"
-            + (f", and no replica used more than {max(mem):.0f} MB" if mem else "")
-            + ". The size follows from the target rate: divide it by a replica's knee."
-        )
-    scaled = [r for r in table if r.replicas > 1 and r.on is not None]
-    single = [r for r in table if r.replicas == 1 and r.on is not None]
-    if scaled and single:
-        best_single = max(single, key=lambda r: r.on.step.served_rps if r.on else 0.0)
-        best_scaled = max(scaled, key=lambda r: r.on.step.served_rps if r.on else 0.0)
-        assert best_single.on is not None and best_scaled.on is not None
-        said.append(
-            f'**"Then scale out" holds as far as CPU goes:** {best_scaled.config_id} '
-            f"({best_scaled.replicas * best_scaled.cpus:g} CPU in all) served "
-            f"{best_scaled.on.step.served_rps:.0f} req/s against "
-            f"{best_single.on.step.served_rps:.0f} for {best_single.config_id}; on one host, "
-            "more replicas add CPU, not machines."
-        )
-    if any(s.machine_limited for s in both):
-        busy = sorted({s.cell.cell_id for s in both if s.machine_limited})
-        server = [s.server_p95_ms for s in both if s.machine_limited and s.server_p95_ms]
-        said.append(
-            f"**The machine was part of the limit** for {', '.join(busy)}: the host's CPU (or the "
-            f"Locust workers') was more than {HOST_SATURATION:.0%} busy, so the users offered less "
-            "than they would from a bigger generator, and the client-side latencies include the "
-            "generator's own queue (a closed-loop generator that runs out of CPU makes its users "
-            "wait, which shows as latency, not as a lower send rate)"
-            + (
-                f"; the replicas themselves answered at p95 {_ms(min(server))} to "
-                f"{_ms(max(server))} (their own histogram)"
-                if server
-                else ""
-            )
-            + ". These rows describe what this host could drive, not the service's limit."
-        )
-    return said
+    return Conclusions(
+        measured=bool(both),
+        served=[s.step.served_rps for s in both]
+        if both and any(r.observation for r in table)
+        else None,
+        peak=_peak(off),
+        admitted=_admitted(on),
+        small=_small(table, both),
+        scale_out=_scale_out(table),
+        machine=_machine(both),
+    )

@@ -103,17 +103,9 @@ def load_cluster_target(settings: ClusterSettings | None = None) -> ClusterTarge
         raise ClusterTargetError(
             f"{env_file} lacks {', '.join(missing)}: run scripts/cluster_up.sh first"
         )
-    topology: Topology = plan(
-        ClusterSettings(
-            nodes=int(values["CLUSTER_NODES"]),
-            prefix=base.prefix,
-            subnet=base.subnet,
-            run_dir=base.run_dir,
-            data_dir=base.data_dir,
-            registry_port=base.registry_port,
-            stack_name=values["STACK_NAME"],
-        )
-    )
+    # The cluster as it was made: its size and stack from the env file, the rest as configured.
+    made = {"nodes": int(values["CLUSTER_NODES"]), "stack_name": values["STACK_NAME"]}
+    topology: Topology = plan(ClusterSettings(**{**base.model_dump(), **made}))
     return ClusterTarget(
         docker_host=values["DOCKER_HOST"],
         stack_name=values["STACK_NAME"],

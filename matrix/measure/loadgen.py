@@ -11,7 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -21,6 +22,7 @@ from matrix.config import (
     PROJECT_ROOT,
     LoadGenerator,
     MatrixFile,
+    MatrixSettings,
     SearchProfile,
 )
 from matrix.config import WorkshopProfile as WorkshopProfileModel
@@ -31,6 +33,19 @@ STEP_LOG = "steps.jsonl"
 LOADGEN_CPU_FILE = "loadgen_cpu.csv"
 # Locust itself needs a few seconds to start workers and to write its final CSVs.
 STARTUP_GRACE_S = 30.0
+
+
+@dataclass(frozen=True)
+class TrialRun:
+    """What one trial needs wherever its Locust runs (the host or the stack): the matrix, the
+    settings, its folder and number, the api tasks' cgroups to sample, and where to report."""
+
+    matrix: MatrixFile
+    settings: MatrixSettings
+    out: Path
+    trial: int
+    cgroup_dirs: Callable[[], Mapping[str, Path]]
+    say: Callable[[str], None]
 
 
 def locust_executable() -> str:

@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict
 
+from matrix.config import MatrixSettings
 from stack.credentials import UiCredentials, lab_ui_credentials
 
 if TYPE_CHECKING:
@@ -229,35 +229,18 @@ class RecordedQueries:
         return parse_vector(self.answers[key])
 
 
-class PrometheusSettings(BaseSettings):
-    """Where the stack's Prometheus answers (same variables as the stack scripts)."""
-
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
-
-    stack_name: str = Field("penguins", validation_alias="STACK_NAME")
-    port: int = Field(9090, validation_alias="PROMETHEUS_PORT")
-    # Unset: the published port on this host. A multi-node cluster sets its edge node's address.
-    url_override: str | None = Field(None, validation_alias="MATRIX_PROMETHEUS_URL")
-
-    @property
-    def url(self) -> str:
-        return (self.url_override or f"http://127.0.0.1:{self.port}").rstrip("/")
-
-
-def stack_client(settings: PrometheusSettings | None = None) -> PrometheusClient:
+def stack_client(settings: MatrixSettings) -> PrometheusClient:
     """A client for the stack's Prometheus with the stack's UI login (stack/credentials.py)."""
-    settings = settings or PrometheusSettings()
-    return PrometheusClient(settings.url, lab_ui_credentials(settings.stack_name))
+    return PrometheusClient(settings.prometheus_url, lab_ui_credentials(settings.stack_name))
 
 
 def attach_server_figures(
     trials: Iterable[TrialRecord],
-    query: QueryFn | None = None,
+    query: QueryFn,
     log: Callable[[str], None] = lambda _message: None,
 ) -> int:
     """Fills each step's `server` figures from Prometheus; returns how many steps got them.
     Leaves them None (the report says n/a) when Prometheus cannot be asked."""
-    query = query or stack_client().query
     steps = [step for trial in trials for step in trial.steps if step.ended > step.started > 0]
     if not steps:
         return 0

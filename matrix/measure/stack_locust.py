@@ -20,9 +20,15 @@ from typing import Any
 import psutil
 
 from matrix.analyse.records import TrialRecord
-from matrix.config import MatrixFile, MatrixSettings, WorkshopProfile
+from matrix.config import MatrixFile, WorkshopProfile
 from matrix.measure.cgroups import CgroupSampler
-from matrix.measure.loadgen import CSV_PREFIX, LOADGEN_CPU_FILE, STARTUP_GRACE_S, STEP_LOG
+from matrix.measure.loadgen import (
+    CSV_PREFIX,
+    LOADGEN_CPU_FILE,
+    STARTUP_GRACE_S,
+    STEP_LOG,
+    TrialRun,
+)
 from stack.engine import Engine
 from stack.waits import WaitTimeout, wait_until
 
@@ -217,14 +223,9 @@ class _Follower:
 
 
 def run_stack_trial(
-    matrix: MatrixFile,
-    settings: MatrixSettings,
+    run: TrialRun,
     engine: Engine,
     master: LocustMaster,
-    out: Path,
-    trial: int,
-    cgroup_dirs: Callable[[], Mapping[str, Path]],
-    say: Callable[[str], None],
     on_tick: Callable[[], None],
     analyse: Callable[[MatrixFile, Path, int, int | None], TrialRecord],
 ) -> TrialRecord:
@@ -232,6 +233,7 @@ def run_stack_trial(
     analysis as a host run's)."""
     from matrix.measure.trial import CGROUP_FILE, CGROUP_SAMPLE_INTERVAL_S
 
+    matrix, settings, out, say = run.matrix, run.settings, run.out, run.say
     out.mkdir(parents=True, exist_ok=True)
     generator = matrix.load_generator
     workers_service = f"{settings.stack_name}_locust-worker"
@@ -242,7 +244,7 @@ def run_stack_trial(
     (out / "locust_command.txt").write_text(
         f"POST {master.url}/swarm {json.dumps(form, sort_keys=True)}\n", encoding="utf-8"
     )
-    sampler = CgroupSampler(cgroup_dirs, out / CGROUP_FILE, CGROUP_SAMPLE_INTERVAL_S)
+    sampler = CgroupSampler(run.cgroup_dirs, out / CGROUP_FILE, CGROUP_SAMPLE_INTERVAL_S)
     follower = _Follower(master, out)
     deadline = time.monotonic() + matrix.profile.duration_seconds() + STARTUP_GRACE_S
     sampler.start()
@@ -285,4 +287,4 @@ def run_stack_trial(
     (out / f"{CSV_PREFIX}_failures.csv").write_text(
         master.text("/stats/failures/csv"), encoding="utf-8"
     )
-    return analyse(matrix, out, trial, None)
+    return analyse(matrix, out, run.trial, None)

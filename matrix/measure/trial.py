@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from matrix.analyse.records import TrialRecord
-from matrix.config import OPEN_PROFILE_TYPES, MatrixFile, MatrixSettings
+from matrix.analyse.records import StepRecord, TrialRecord
+from matrix.config import OPEN_PROFILE_TYPES, MatrixFile
 from matrix.measure.cgroups import CgroupSampler, read_samples
 from matrix.measure.loadgen import (
     CSV_PREFIX,
     LOADGEN_CPU_FILE,
     STEP_LOG,
+    TrialRun,
     locust_command,
     profile_arguments,
     run_locust,
@@ -68,36 +70,34 @@ class StepWatcher:
                 self.say(f"search over ({event['outcome']})")
 
 
-def run_trial(
-    matrix: MatrixFile,
-    settings: MatrixSettings,
-    base_url: str,
-    out: Path,
-    trial: int,
-    cgroup_dirs: Callable[[], Mapping[str, Path]],
-    say: Callable[[str], None],
-) -> TrialRecord:
+def run_trial(run: TrialRun) -> TrialRecord:
+    """One trial from the host virtualenv's Locust against Nginx (the settings' base URL)."""
+    matrix, out = run.matrix, run.out
     out.mkdir(parents=True, exist_ok=True)
     profile = matrix.profile
     command = locust_command(
-        base_url, out, profile_arguments(matrix), matrix.load_generator, profile.duration_seconds()
+        run.settings.base_url,
+        out,
+        profile_arguments(matrix),
+        matrix.load_generator,
+        profile.duration_seconds(),
     )
     (out / "locust_command.txt").write_text(" ".join(command) + "\n", encoding="utf-8")
-    sampler = CgroupSampler(cgroup_dirs, out / CGROUP_FILE, CGROUP_SAMPLE_INTERVAL_S)
-    watcher = StepWatcher(out / STEP_LOG, say)
+    sampler = CgroupSampler(run.cgroup_dirs, out / CGROUP_FILE, CGROUP_SAMPLE_INTERVAL_S)
+    watcher = StepWatcher(out / STEP_LOG, run.say)
     sampler.start()
     try:
         exit_code = run_locust(
             command,
             out,
             profile.duration_seconds(),
-            settings.loadgen_sample_interval,
+            run.settings.loadgen_sample_interval,
             on_tick=watcher.poll,
         )
     finally:
         sampler.stop()
     watcher.poll()
-    return analyse_trial(matrix, out, trial, exit_code)
+    return analyse_trial(matrix, out, run.trial, exit_code)
 
 
 def analyse_trial(matrix: MatrixFile, out: Path, trial: int, exit_code: int | None) -> TrialRecord:
@@ -115,32 +115,32 @@ def analyse_trial(matrix: MatrixFile, out: Path, trial: int, exit_code: int | No
     counts = read_request_counts(stats_path) if stats_path.is_file() else {}
     requests, failures = counts.get("Aggregated", (0, 0))
     objective = open_objective(matrix)
+
+    def record(model: str, outcome: str, steps: list[StepRecord], **extra: Any) -> TrialRecord:
+        return TrialRecord(
+            trial=trial,
+            model=model,
+            outcome=outcome,
+            steps=steps,
+            locust_exit_code=exit_code,
+            requests=requests,
+            failures=failures,
+            **extra,
+        )
+
     if isinstance(matrix.profile, OPEN_PROFILE_TYPES):
         steps, outcome, knee = open_steps(events, objective, host)
         if not steps:
             raise TrialError(f"locust recorded no step; see {out / 'locust.log'}")
-        return TrialRecord(
-            trial=trial,
-            model="open",
-            outcome=outcome,
-            steps=steps,
-            knee_index=knee,
-            locust_exit_code=exit_code,
-            requests=requests,
-            failures=failures,
-        )
+        return record("open", outcome, steps, knee_index=knee)
     workshop = workshop_trial(events, objective, host)
     if workshop is not None:
         step = workshop.step
-        return TrialRecord(
-            trial=trial,
-            model="closed",
-            outcome="held" if workshop.ramp_complete else "ramp incomplete",
-            steps=[step],
+        return record(
+            "closed",
+            "held" if workshop.ramp_complete else "ramp incomplete",
+            [step],
             knee_index=0 if step.passed else None,
-            locust_exit_code=exit_code,
-            requests=requests,
-            failures=failures,
             timeline=workshop.timeline,
             where=generator.where,
         )
@@ -150,14 +150,10 @@ def analyse_trial(matrix: MatrixFile, out: Path, trial: int, exit_code: int | No
     )
     if closed is None:
         raise TrialError(f"locust wrote no statistics; see {out / 'locust.log'}")
-    return TrialRecord(
-        trial=trial,
-        model="closed",
-        outcome="held",
-        steps=[closed],
+    return record(
+        "closed",
+        "held",
+        [closed],
         knee_index=0 if closed.passed else None,
-        locust_exit_code=exit_code,
-        requests=requests,
-        failures=failures,
         where=generator.where,
     )

@@ -210,22 +210,15 @@ def plot_workshop_timeline(
                 colour = "tab:orange" if off else "tab:blue"
                 label = "admission off" if off else "admission on"
                 ax_rate.plot(xs, [p.ok for p in timeline], color=colour, label=f"served, {label}")
-                if any(p.refused for p in timeline):
-                    ax_rate.plot(
-                        xs,
-                        [p.refused for p in timeline],
-                        color=colour,
-                        linestyle=":",
-                        label=f"503 refused, {label}",
-                    )
-                if any(p.other_failures for p in timeline):
-                    ax_rate.plot(
-                        xs,
-                        [p.other_failures for p in timeline],
-                        color=colour,
-                        linestyle="--",
-                        label=f"other failures, {label}",
-                    )
+                for field, style, what in (
+                    ("refused", ":", "503 refused"),
+                    ("other_failures", "--", "other failures"),
+                ):
+                    counts = [getattr(p, field) for p in timeline]
+                    if any(counts):
+                        ax_rate.plot(
+                            xs, counts, color=colour, linestyle=style, label=f"{what}, {label}"
+                        )
                 ax_p95.plot(
                     xs,
                     [p.ok_p95_ms if p.ok_p95_ms is not None else float("nan") for p in timeline],

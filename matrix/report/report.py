@@ -89,7 +89,8 @@ def cell_notes(cell: CellRecord) -> list[str]:
     return notes
 
 
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
+    """The report templates with the filters they format numbers with."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=False,
@@ -98,7 +99,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(fmt=fmt, pct=pct)
+    env.filters.update(fmt=fmt, pct=pct, ms=workshop.ms, span=workshop.span, spec=format)
     return env
 
 
@@ -152,7 +153,7 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
         "any_generator_limited": any(c.generator_limited for c in cells),
         "workshop": workshop_context,
     }
-    env = _environment()
+    env = template_environment()
     text = env.get_template("report.md.j2").render(context)
     report_md = run_dir / "report.md"
     report_md.write_text(text, encoding="utf-8")

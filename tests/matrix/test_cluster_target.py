@@ -17,8 +17,9 @@ import pytest
 
 from cluster.settings import ClusterSettings
 from matrix import __main__ as main_module
-from matrix import runner as runner_module
 from matrix.config import MatrixSettings
+from matrix.measure import cell_load as cell_load_module
+from matrix.measure.cell_load import NODE_CPU_FILE, per_node_cores
 from matrix.measure.cgroups import FIELDS
 from matrix.measure.cluster_target import (
     ClusterTarget,
@@ -27,7 +28,7 @@ from matrix.measure.cluster_target import (
     cpu_cgroup_dir,
     load_cluster_target,
 )
-from matrix.runner import NODE_CPU_FILE, MatrixRunError, MatrixRunner, prepare_run_dir
+from matrix.runner import MatrixRunError, MatrixRunner, prepare_run_dir
 from tests.matrix.test_runner import ORIGINAL, new_engine, replay_locust
 from tests.matrix.test_runner import setup as setup  # noqa: F401 (a fixture)
 from tests.stack.fake_engine import FakeEngine
@@ -186,12 +187,15 @@ def test_per_node_cores_over_the_window(tmp_path: Path) -> None:
             writer.writerow((100 + second, "pclab-node2", second * 600_000, 0, 0, 0))
             writer.writerow((100 + second, "pclab-node3", second * 100_000, 0, 0, 0))
     # Only the samples inside [101, 103] count: 2 s of counters.
-    assert runner_module._per_node_cores(path, 101, 103) == {"pclab-node2": 0.6, "pclab-node3": 0.1}
+    assert per_node_cores(path, 101, 103) == {
+        "pclab-node2": 0.6,
+        "pclab-node3": 0.1,
+    }
 
 
 @pytest.fixture
 def cluster_run(setup: tuple, monkeypatch: pytest.MonkeyPatch) -> tuple:
-    monkeypatch.setattr(runner_module, "NODE_CPU_SAMPLE_INTERVAL_S", 0.02)
+    monkeypatch.setattr(cell_load_module, "NODE_CPU_SAMPLE_INTERVAL_S", 0.02)
     matrix, path, settings = setup
     engine = new_engine()
     engine.nodes = list(WORKERS)

@@ -12,6 +12,7 @@ import pytest
 
 from matrix import runner as runner_module
 from matrix.config import MatrixSettings, load_matrix_file
+from matrix.measure import deploy as deploy_module
 from matrix.measure import trial as trial_module
 from matrix.runner import MatrixRunner, find_unfinished_run, prepare_run_dir
 from stack.engine import ServiceResources
@@ -80,7 +81,7 @@ def replay_locust(
 @pytest.fixture
 def setup(tmp_path: Path, ready_server: ReadyServer, monkeypatch: pytest.MonkeyPatch) -> tuple:
     # Three answers in a row, without the half second between them a real stack needs.
-    monkeypatch.setattr(runner_module, "READY_INTERVAL_S", 0.0)
+    monkeypatch.setattr(deploy_module, "READY_INTERVAL_S", 0.0)
     path = tmp_path / "matrix.yaml"
     path.write_text(MATRIX)
     settings = MatrixSettings(
@@ -171,7 +172,7 @@ def test_a_cell_that_cannot_deploy_is_recorded_and_the_rest_go_on(
     matrix, path, settings = setup
     engine = new_engine(unschedulable_replicas=[2])
     replay_locust(monkeypatch, engine)
-    monkeypatch.setattr(runner_module.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
     matrix = matrix.model_copy(update={"converge_timeout_seconds": 0.01})
     run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
     MatrixRunner(matrix, settings, run_dir, info, engine).run()

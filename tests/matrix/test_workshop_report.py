@@ -11,7 +11,7 @@ import pytest
 
 from matrix.analyse import workshop
 from matrix.config import load_matrix_file
-from matrix.report.report import load_cells, write_report
+from matrix.report.report import load_cells, template_environment, write_report
 
 FIXTURE = Path(__file__).parent / "fixtures" / "workshop-swarm"
 
@@ -72,3 +72,25 @@ def test_report_holds_the_side_by_side_table_and_the_paragraph(run_dir: Path) ->
     assert "| **no** |" not in table
     assert (run_dir / "plots" / "workshop-timeline.png").stat().st_size > 10_000
     assert "The workshop, side by side" in (run_dir / "report.html").read_text()
+
+
+def test_conclusions_are_figures_and_the_template_says_them(run_dir: Path) -> None:
+    matrix = load_matrix_file(run_dir / "matrix.yaml")
+    on, off = load_cells(run_dir, matrix)
+    # Admission control off loses half its successful answers to timeouts.
+    step = off.trials[0].steps[0]
+    lost = step.model_copy(
+        update={"ok": step.ok // 2, "failed": step.failed + step.ok - step.ok // 2}
+    )
+    trial = off.trials[0].model_copy(update={"steps": [lost]})
+    failing = off.model_copy(update={"trials": [trial]})
+    said = workshop.conclusions(workshop.rows([on, failing]))
+    assert said.peak is not None and said.peak.failing == 1
+    assert said.peak.worst.cell.cell_id == off.cell_id
+    text = template_environment().get_template("workshop_conclusions.md.j2").render(c=said)
+    assert "Without admission control, 1 of 1 configurations failed more than 1 %" in text
+    assert f"the worst, {off.config_id}, failed {said.peak.worst_failed:.1%}" in text
+    nothing = workshop.conclusions([])
+    assert not nothing.measured
+    empty = template_environment().get_template("workshop_conclusions.md.j2").render(c=nothing)
+    assert empty == "- No configuration was measured, so nothing can be said.\n"

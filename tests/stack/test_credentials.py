@@ -54,3 +54,14 @@ def test_unusable_logins_are_refused(tmp_path: Path, bad: dict[str, str]) -> Non
 def test_stack_names_cannot_escape_the_folder(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         credentials_file("../x", {DIR_ENV: str(tmp_path)})
+
+
+def test_without_a_mapping_the_process_environment_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(DIR_ENV, str(tmp_path))
+    monkeypatch.setenv("LAB_UI_USER", "")  # empty: the default user
+    monkeypatch.setenv(PASSWORD_ENV, "from-the-environment")
+    login = lab_ui_credentials("h9")
+    assert login is not None and login.auth == ("penguin", "from-the-environment")
+    assert credentials_file("h9") == tmp_path / "h9.login"

@@ -3,12 +3,15 @@ stats answer as `docker stats` shows them, Nginx's stub_status, where a containe
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from stack import engine as engine_module
 from stack.engine import (
     DockerEngine,
+    DockerError,
     TaskPlacement,
     cgroup_candidates,
     cpu_percent,
@@ -124,3 +127,22 @@ def test_convergence_over_several_nodes_asks_health_of_this_nodes_containers_onl
         "s_api", 2
     )
     assert not converged and state == "0/1 containers on this node healthy"
+
+
+def test_an_explicit_engine_address_wins_over_docker_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The --cluster path: the manager's address is given; the process environment is not changed.
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/from-the-environment.sock")
+    with pytest.raises(DockerError, match="connecting to the Docker engine"):
+        DockerEngine.from_env()
+    clients: list[dict[str, object]] = []
+
+    class Client:
+        api = None
+
+        def __init__(self, **kwargs: object) -> None:
+            clients.append(kwargs)
+
+    monkeypatch.setattr(engine_module.docker, "DockerClient", Client)
+    DockerEngine.from_env("unix:///run/cluster/node1/docker.sock")
+    assert [c["base_url"] for c in clients] == ["unix:///run/cluster/node1/docker.sock"]
+    assert os.environ["DOCKER_HOST"] == "unix:///nonexistent/from-the-environment.sock"
