@@ -17,15 +17,14 @@ from typing import Any
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
-    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
 )
-from prometheus_client import multiprocess as prometheus_multiprocess
 
 from service.cpu import CGROUP_ROOT
+from service.metrics_render import MultiprocessRenderer
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -225,11 +224,17 @@ def container_usage_text(root: Path = CGROUP_ROOT) -> bytes:
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
+# One renderer per multiprocess directory (tests switch directories within a process).
+_renderers: dict[str, MultiprocessRenderer] = {}
+
+
 def render_metrics() -> tuple[bytes, str]:
     """The exposition text and its content type, aggregated over workers when multiprocess."""
     UPDATES.flush()
-    if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
-        prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry) + container_usage_text(), CONTENT_TYPE_LATEST
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        renderer = _renderers.get(directory)
+        if renderer is None:
+            renderer = _renderers[directory] = MultiprocessRenderer(Path(directory))
+        return renderer.render() + container_usage_text(), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY) + container_usage_text(), CONTENT_TYPE_LATEST
