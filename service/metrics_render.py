@@ -99,9 +99,9 @@ def _file_kind(name: str) -> tuple[str, str]:
 class _Plan:
     """For one layout of the files: how stored values become the output lines."""
 
-    lines: list[str]  # the whole text, one entry per line (with its newline)
-    prefixes: list[str]  # per output value: the line up to its value
-    line_of: np.ndarray  # per output value: its index in `lines`
+    lines: list[bytes]  # the whole text, one entry per line (with its newline)
+    prefixes: list[bytes]  # per output value: the line up to its value
+    line_of: list[int]  # per output value: its index in `lines`
     sources: list[np.ndarray]  # per file: the positions of its values (float64 indices)
     targets: np.ndarray  # per value read (files in order): the output value it adds to
     cumulative: list[tuple[int, int]]  # bucket ranges [start, end) whose values accumulate
@@ -202,16 +202,16 @@ def _build_plan(files: list[_File], key_cache: dict[str, ParsedKey]) -> _Plan:
         families.append(family)
     registry = CollectorRegistry()
     registry.register(_Collector(families))
-    lines = generate_latest(registry).decode("utf-8").splitlines(keepends=True)
-    line_of = [i for i, line in enumerate(lines) if not line.startswith("#")]
+    lines = generate_latest(registry).splitlines(keepends=True)
+    line_of = [i for i, line in enumerate(lines) if not line.startswith(b"#")]
     if len(line_of) != len(order):
         raise RuntimeError("prometheus_client wrote a sample line per value no more")
     position_of_slot = {slot: position for position, slot in enumerate(order) if slot >= 0}
-    prefixes = [lines[i][: lines[i].rindex(" ") + 1] for i in line_of]
+    prefixes = [lines[i][: lines[i].rindex(b" ") + 1] for i in line_of]
     return _Plan(
         lines=lines,
         prefixes=prefixes,
-        line_of=np.asarray(line_of, dtype=np.intp),
+        line_of=line_of,
         sources=sources,
         targets=np.asarray([position_of_slot[slot] for slot in targets], dtype=np.intp),
         cumulative=cumulative,
@@ -285,9 +285,9 @@ class MultiprocessRenderer:
             values[start:end] = np.cumsum(values[start:end])
         for count, last_bucket in plan.counts:
             values[count] = values[last_bucket]
-        lines = plan.lines
+        lines, prefixes, line_of = plan.lines, plan.prefixes, plan.line_of
         for position in np.flatnonzero(values != plan.values).tolist():
-            value = float(values[position])
-            lines[plan.line_of[position]] = f"{plan.prefixes[position]}{_go_float(value)}\n"
+            text = _go_float(float(values[position]))
+            lines[line_of[position]] = prefixes[position] + text.encode("ascii") + b"\n"
         plan.values = values
-        return "".join(lines).encode("utf-8")
+        return b"".join(lines)
