@@ -2,15 +2,19 @@
 # Benchmarks one API replica as the containers run it (Gunicorn master + one Uvicorn worker),
 # pinned to one core, against the server stack's own ceiling: a bare ASGI app with a fixed JSON
 # answer (service/ceiling.py), run by the same Gunicorn config and worker, on the same core, in
-# the same run (rounds interleave all targets). wrk drives each target twice per round: from the
-# server's own core ("same core", the judged layout) and from another core ("apart"). Prints
-# requests/s, p50/p99 latency, CPU per request and wake-up interrupts per request per endpoint
-# and model, each as a share of the ceiling in the same layout, the replica's memory (summed PSS
-# and RSS), and PASS/FAIL per target:
+# the same run. Three regimes, each as a ratio to the bare app measured in the same run:
+#   - saturated: wrk in interleaved rounds, from the server's own core ("same core", judged) and
+#     from another core ("apart"): requests/s, p50/p99, CPU and wake-up interrupts per request;
+#   - paced: open-model arrivals at a few rates (default 100 and 400 req/s) over a few
+#     kept-alive connections, so requests mostly arrive alone: CPU per request;
+#   - idle: CPU per second of each server with no request at all.
+# Then the replica's memory (summed PSS and RSS) and PASS/FAIL per target:
 #   - POST /predict costs at most 2.5x the bare ceiling's CPU per request (>= 40 % of its
-#     requests per CPU-second), for every model, with wrk on the server's core;
+#     requests per CPU-second), for every model, saturated with wrk on the server's core;
+#   - at the first paced rate /predict costs at most 1.15x the bare app's CPU per request;
 #   - the replica stays under 110 MB summed PSS after serving the load (fits a 128 MB limit).
-# Why two layouts, and why the same-core one is judged: service/README.md, "Performance".
+# The logic beyond starting servers and wrk lives in service/benchmark.py. Why two saturated
+# layouts, and why the same-core one is judged: service/README.md, "Performance".
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -18,7 +22,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 usage() {
   cat <<USAGE
 Usage: scripts/bench_service.sh [--duration SECONDS] [--rounds N] [--connections N] [--server-core N]
-                                [--wrk-core N] [--port N]
+                                [--wrk-core N] [--port N] [--rates R,R...] [--paced-seconds SECONDS]
+                                [--paced-rounds N] [--paced-connections N] [--idle-seconds SECONDS]
 
   --duration SECONDS   total wrk time per endpoint, split over the rounds (default 20)
   --rounds N           interleaved rounds over all endpoints (default 5)
@@ -27,6 +32,11 @@ Usage: scripts/bench_service.sh [--duration SECONDS] [--rounds N] [--connections
   --wrk-core N         the "apart" layout's wrk core (default: the next core; none on a
                        one-core machine). The "same core" layout always runs and is judged.
   --port N             loopback port (default: a free one)
+  --rates R,R...       paced arrival rates in req/s (default 100,400); the first is judged
+  --paced-seconds S    seconds per target, rate and paced round (default 5)
+  --paced-rounds N     interleaved paced rounds (default 2)
+  --paced-connections N  kept-alive connections of the paced client (default 4)
+  --idle-seconds S     the idle window (default 10)
   -h, --help           show this help
 
 Exit status 1 when a target fails. Figures vary with the machine and its other load.
@@ -34,6 +44,7 @@ USAGE
 }
 
 PREDICT_RATIO_TARGET=0.40
+PACED_RATIO_TARGET=1.15
 PSS_LIMIT_MB=110
 
 duration=20
@@ -42,6 +53,11 @@ connections=32
 server_core=0
 wrk_core=""
 port=""
+rates_csv="100,400"
+paced_seconds=5
+paced_rounds=2
+paced_connections=4
+idle_seconds=10
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --duration) [ "$#" -ge 2 ] || die "--duration needs a value"; duration="$2"; shift ;;
@@ -50,18 +66,27 @@ while [ "$#" -gt 0 ]; do
     --server-core) [ "$#" -ge 2 ] || die "--server-core needs a value"; server_core="$2"; shift ;;
     --wrk-core) [ "$#" -ge 2 ] || die "--wrk-core needs a value"; wrk_core="$2"; shift ;;
     --port) [ "$#" -ge 2 ] || die "--port needs a value"; port="$2"; shift ;;
+    --rates) [ "$#" -ge 2 ] || die "--rates needs a value"; rates_csv="$2"; shift ;;
+    --paced-seconds) [ "$#" -ge 2 ] || die "--paced-seconds needs a value"; paced_seconds="$2"; shift ;;
+    --paced-rounds) [ "$#" -ge 2 ] || die "--paced-rounds needs a value"; paced_rounds="$2"; shift ;;
+    --paced-connections) [ "$#" -ge 2 ] || die "--paced-connections needs a value"; paced_connections="$2"; shift ;;
+    --idle-seconds) [ "$#" -ge 2 ] || die "--idle-seconds needs a value"; idle_seconds="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $1" ;;
   esac
   shift
 done
 
-for value in "$duration" "$rounds" "$connections" "$server_core" ${wrk_core:+"$wrk_core"} ${port:+"$port"}; do
+IFS=, read -r -a rates <<<"$rates_csv"
+[ "${#rates[@]}" -ge 1 ] || die "--rates needs at least one rate"
+for value in "$duration" "$rounds" "$connections" "$server_core" ${wrk_core:+"$wrk_core"} ${port:+"$port"} \
+    "${rates[@]}" "$paced_seconds" "$paced_rounds" "$paced_connections" "$idle_seconds"; do
   [[ "$value" =~ ^[0-9]+$ ]] || die "options take non-negative integers, got '$value'"
 done
-if [ "$duration" -lt 1 ] || [ "$rounds" -lt 1 ] || [ "$connections" -lt 1 ]; then
-  die "--duration, --rounds and --connections must be >= 1"
-fi
+for value in "$duration" "$rounds" "$connections" "${rates[@]}" "$paced_seconds" "$paced_rounds" \
+    "$paced_connections" "$idle_seconds"; do
+  [ "$value" -ge 1 ] || die "--duration, --rounds, --connections and the paced and idle options must be >= 1"
+done
 cores="$(nproc)"
 [ "$server_core" -lt "$cores" ] || die "--server-core $server_core: this machine has $cores cores"
 if [ -z "$wrk_core" ] && [ "$cores" -gt 1 ]; then wrk_core=$(( (server_core + 1) % cores )); fi
@@ -69,6 +94,8 @@ if [ -n "$wrk_core" ]; then
   [ "$wrk_core" -lt "$cores" ] || die "--wrk-core $wrk_core: this machine has $cores cores"
   [ "$wrk_core" -ne "$server_core" ] || die "--wrk-core must differ from --server-core (the same-core layout always runs)"
 fi
+# The paced client runs apart from the server when it can, as Nginx or a client would.
+client_core="${wrk_core:-$server_core}"
 # layout name -> wrk's core
 layouts=("same")
 layout_cores=("$server_core")
@@ -141,10 +168,11 @@ wait_ready "$server_pid" "$base/ready" "$work_dir/server.log"
 wait_ready "$ceiling_pid" "$ceiling/" "$work_dir/ceiling.log"
 
 # wrk sends POST bodies from a Lua script.
-cat >"$work_dir/predict.lua" <<'LUA'
+predict_body='{"island": "Biscoe", "culmen_length_mm": 50.0, "culmen_depth_mm": 18.5, "flipper_length_mm": 200.0, "body_mass_g": 4000.0, "sex": "MALE"}'
+cat >"$work_dir/predict.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"island": "Biscoe", "culmen_length_mm": 50.0, "culmen_depth_mm": 18.5, "flipper_length_mm": 200.0, "body_mass_g": 4000.0, "sex": "MALE"}'
+wrk.body = '$predict_body'
 LUA
 batch_rows=100
 "$VENV_PYTHON" - "$work_dir/batch.lua" "$batch_rows" <<'PY'
@@ -250,83 +278,24 @@ for pid in "${pids[@]}"; do
   rss_kb=$((rss_kb + rss))
 done
 
+# Paced and idle: the same servers, not saturated (service/benchmark.py).
+windows="$work_dir/windows.jsonl"
+: >"$windows"
+paced_targets=(--target "bare-asgi-post=$ceiling_pid=$ceiling_port=/predict")
+for model in "${models[@]}"; do
+  paced_targets+=(--target "predict-$model=$server_pid=$port=/predict?model=$model")
+done
+paced_rates=()
+for rate in "${rates[@]}"; do paced_rates+=(--rate "$rate"); done
+printf '%s' "$predict_body" >"$work_dir/predict.json"
+log "measuring idle (${idle_seconds}s), then paced at ${rates[*]} req/s over $paced_connections connections: $paced_rounds rounds of ${paced_seconds}s per target and rate, client on core $client_core"
+taskset -c "$client_core" "$VENV_PYTHON" -m service.benchmark paced "${paced_targets[@]}" "${paced_rates[@]}" \
+  --seconds "$paced_seconds" --rounds "$paced_rounds" --connections "$paced_connections" \
+  --idle-seconds "$idle_seconds" --idle "replica=$server_pid=$port=/" --idle "bare-asgi=$ceiling_pid=$ceiling_port=/" \
+  --body-file "$work_dir/predict.json" --out "$windows"
+
 echo
-"$VENV_PYTHON" - "$results" "$PREDICT_RATIO_TARGET" "$pss_kb" "$rss_kb" "${#pids[@]}" \
-  "$PSS_LIMIT_MB" "$(getconf CLK_TCK)" "${models[*]}" <<'PY'
-import statistics
-import sys
-
-path, ratio_target, pss_kb, rss_kb, processes, pss_limit_mb, clk_tck, models = sys.argv[1:]
-ratio_target, pss_kb, rss_kb, clk_tck = float(ratio_target), int(pss_kb), int(rss_kb), int(clk_tck)
-# layout -> endpoint -> rounds' fields
-runs: dict[str, dict[str, list[list[str]]]] = {}
-for line in open(path):
-    name, *fields = line.split()
-    layout, endpoint = name.split("/", 1)
-    runs.setdefault(layout, {}).setdefault(endpoint, []).append(fields)
-
-CEILING = "bare-asgi"
-JUDGED = "same"
-
-
-def cpu_us_per_request(rows: list[list[str]]) -> float:
-    requests = sum(int(r[5]) for r in rows)
-    return sum(int(r[6]) for r in rows) / clk_tck * 1e6 / max(requests, 1)
-
-
-failed = False
-cpu_share: dict[str, dict[str, float]] = {}
-titles = {
-    "same": "wrk on the server's core (judged: no target needs a wake-up interrupt)",
-    "apart": "wrk on another core (for comparison: see the wake-ups column)",
-}
-for layout, endpoints in runs.items():
-    ceiling_rounds = [float(r[0]) for r in endpoints[CEILING]]
-    ceiling_cpu_us = cpu_us_per_request(endpoints[CEILING])
-    shares = cpu_share[layout] = {}
-    print(f"{layout}: {titles.get(layout, layout)}")
-    print(f"{'endpoint':<16} {'req/s':>8} {'of bare':>8} {'CPU us/req':>11} {'of bare':>8} "
-          f"{'wake-ups':>9} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>8}  socket errors")
-    for name, rows in endpoints.items():
-        rps = statistics.median(float(r[0]) for r in rows)
-        # Each round's req/s against the ceiling's in the same round, then the median of those.
-        rps_share = statistics.median(
-            float(r[0]) / c if c else 0.0 for r, c in zip(rows, ceiling_rounds, strict=True)
-        )
-        cpu_us = cpu_us_per_request(rows)
-        shares[name] = ceiling_cpu_us / cpu_us if cpu_us else 0.0
-        wakeups = sum(int(r[7]) for r in rows) / max(sum(int(r[5]) for r in rows), 1)
-        p50 = statistics.median(float(r[1]) for r in rows)
-        p99 = statistics.median(float(r[2]) for r in rows)
-        non2xx = sum(int(r[3]) for r in rows)
-        errors = ",".join(sorted({r[4] for r in rows}))
-        print(f"{name:<16} {rps:>8.0f} {rps_share:>8.0%} {cpu_us:>11.1f} {shares[name]:>8.0%} "
-              f"{wakeups:>9.2f} {p50:>7.2f} {p99:>7.2f} {non2xx:>8}  {errors}")
-        if non2xx:
-            print(f"FAIL {layout}/{name}: {non2xx} non-2xx responses")
-            failed = True
-    print()
-print("""req/s, p50, p99: median over rounds. First 'of bare': median over rounds of req/s over the bare
-ASGI app's req/s in the same round and layout (with wrk on the server's core, wrk's own CPU is
-in it). CPU us/req: the server's CPU time (master and worker) per request over all rounds;
-second 'of bare': the bare app's CPU per request over the endpoint's, i.e. the endpoint's
-requests per CPU-second as a share of the ceiling's. Capacity is CPU per request, and this
-share barely moves with other load, so the targets are judged on it. wake-ups: rescheduling and
-function-call interrupts per request, all CPUs. With wrk on another core, the server pays one
-such interrupt (kernel time) whenever wrk's core had gone idle, which happens for the slower
-endpoints and hardly ever for the bare app, so that layout's shares mix in a cost of the
-generator's idleness; with wrk on the server's core no target pays it.""")
-print()
-for model in models.split():
-    ratio = cpu_share[JUDGED][f"predict-{model}"]
-    verdict = "PASS" if ratio >= ratio_target else "FAIL"
-    failed |= verdict == "FAIL"
-    print(f"{verdict} predict-{model}: {ratio:.0%} of the bare ASGI ceiling per CPU-second "
-          f"(wrk on the server's core); target >= {ratio_target:.0%}")
-pss_mb, rss_mb = pss_kb * 1024 / 1e6, rss_kb * 1024 / 1e6
-verdict = "PASS" if 0 < pss_mb < float(pss_limit_mb) else "FAIL"
-failed |= verdict == "FAIL"
-print(f"{verdict} memory: {pss_mb:.1f} MB summed PSS over {processes} processes "
-      f"(RSS sum {rss_mb:.1f} MB); target < {pss_limit_mb} MB")
-sys.exit(1 if failed else 0)
-PY
+"$VENV_PYTHON" -m service.benchmark report --wrk "$results" --windows "$windows" --models "${models[*]}" \
+  --clk-tck "$(getconf CLK_TCK)" --saturated-share "$PREDICT_RATIO_TARGET" \
+  --paced-ratio "$PACED_RATIO_TARGET" --paced-rate "${rates[0]}" --pss-limit-mb "$PSS_LIMIT_MB" \
+  --pss-kb "$pss_kb" --rss-kb "$rss_kb" --processes "${#pids[@]}"

@@ -9,6 +9,7 @@ a single process) the default registry is used.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from bisect import bisect_left
 from pathlib import Path
@@ -17,15 +18,14 @@ from typing import Any
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
-    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
 )
-from prometheus_client import multiprocess as prometheus_multiprocess
 
 from service.cpu import CGROUP_ROOT
+from service.metrics_render import MultiprocessRenderer
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -177,11 +177,41 @@ class _Updates:
 UPDATES = _Updates(deferred=bool(os.environ.get(MULTIPROC_ENV)))
 
 
-def _read_number(path: Path) -> float | None:
-    try:
-        return float(path.read_text(encoding="ascii").split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+class _CgroupFile:
+    """A cgroup file kept open and read again from its start with one pread per scrape.
+
+    Opening a cgroup file costs more than reading it (a kernfs open, pathlib's layers); a
+    replica reads the same two files on every scrape.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def read(self) -> str:
+        return os.pread(self.fd, 4096, 0).decode("ascii")
+
+
+def _first_file(*paths: Path) -> _CgroupFile | None:
+    for path in paths:
+        try:
+            return _CgroupFile(path)
+        except OSError:
+            continue
+    return None
+
+
+def _cpu_seconds(cpu_file: _CgroupFile) -> float | None:
+    text = cpu_file.read()
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":  # v2 cpu.stat
+            return int(value) / 1e6
+    fields = text.split()  # v1 cpuacct.usage: nanoseconds
+    return int(fields[0]) / 1e9 if len(fields) == 1 else None
+
+
+# cgroup root -> (its CPU file, its memory file), found on the first scrape.
+_cgroup_files: dict[Path, tuple[_CgroupFile | None, _CgroupFile | None]] = {}
 
 
 def container_usage(root: Path = CGROUP_ROOT) -> tuple[float | None, float | None]:
@@ -190,18 +220,18 @@ def container_usage(root: Path = CGROUP_ROOT) -> tuple[float | None, float | Non
     The replica as a whole (every worker and the master), which is what its CPU quota and memory
     limit apply to; a worker's own process figures would miss the others.
     """
+    files = _cgroup_files.get(root)
+    if files is None:
+        files = _cgroup_files[root] = (
+            _first_file(root / "cpu.stat", root / "cpuacct" / "cpuacct.usage"),
+            _first_file(root / "memory.current", root / "memory" / "memory.usage_in_bytes"),
+        )
+    cpu_file, memory_file = files
     cpu = memory = None
-    try:
-        for line in (root / "cpu.stat").read_text(encoding="ascii").splitlines():
-            key, _, value = line.partition(" ")
-            if key == "usage_usec":
-                cpu = int(value) / 1e6
-    except (OSError, ValueError):
-        usage_ns = _read_number(root / "cpuacct" / "cpuacct.usage")
-        cpu = usage_ns / 1e9 if usage_ns is not None else None
-    memory = _read_number(root / "memory.current")
-    if memory is None:
-        memory = _read_number(root / "memory" / "memory.usage_in_bytes")
+    with contextlib.suppress(OSError, ValueError):
+        cpu = _cpu_seconds(cpu_file) if cpu_file else None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        memory = float(memory_file.read().split()[0]) if memory_file else None
     return cpu, memory
 
 
@@ -225,11 +255,17 @@ def container_usage_text(root: Path = CGROUP_ROOT) -> bytes:
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
+# One renderer per multiprocess directory (tests switch directories within a process).
+_renderers: dict[str, MultiprocessRenderer] = {}
+
+
 def render_metrics() -> tuple[bytes, str]:
     """The exposition text and its content type, aggregated over workers when multiprocess."""
     UPDATES.flush()
-    if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
-        prometheus_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry) + container_usage_text(), CONTENT_TYPE_LATEST
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        renderer = _renderers.get(directory)
+        if renderer is None:
+            renderer = _renderers[directory] = MultiprocessRenderer(Path(directory))
+        return renderer.render() + container_usage_text(), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY) + container_usage_text(), CONTENT_TYPE_LATEST

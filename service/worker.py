@@ -18,9 +18,14 @@ before the transport sees the end of file and closes.
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
+from types import FrameType
 from typing import Any
 
+import uvicorn
 import uvicorn_worker  # type: ignore[import-untyped]  # ships no type information
+from gunicorn.arbiter import Arbiter  # type: ignore[import-untyped]
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -131,7 +136,53 @@ class OneWriteHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class QuietServer(uvicorn.Server):
+    """Uvicorn's server, waking once a second instead of ten times when nothing happens.
+
+    Uvicorn's main loop sleeps 0.1 s between checks, although its work there is once a second
+    (the Date header, the heartbeat to Gunicorn) except noticing a shutdown. Ten wake-ups a
+    second were half of an idle worker's CPU, and at 100 req/s one wake-up in eleven. Here it
+    wakes at each turn of the wall-clock second (when the Date header changes) or at once when
+    a shutdown signal arrives, so a graceful shutdown starts as promptly as before.
+    """
+
+    tick_seconds = 1.0  # Uvicorn's on_tick does its work every tenth call of 0.1 s
+    _waiter: asyncio.Future[None] | None = None
+
+    async def main_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        should_exit = await self.on_tick(0)  # counter 0: the once-a-second work
+        while not should_exit:
+            self._waiter = waiter = loop.create_future()
+            delay = self.tick_seconds - time.time() % self.tick_seconds
+            timer = loop.call_later(delay, _wake, waiter)
+            await waiter
+            timer.cancel()
+            should_exit = await self.on_tick(0)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+
+
 class UvicornWorker(uvicorn_worker.UvicornWorker):  # type: ignore[misc]  # untyped base
-    """uvicorn_worker.UvicornWorker (uvloop, httptools) with one write per response."""
+    """uvicorn_worker.UvicornWorker (uvloop, httptools) with one write per response and a main
+    loop that wakes once a second (`QuietServer`)."""
 
     CONFIG_KWARGS = {"loop": "auto", "http": OneWriteHttpToolsProtocol}
+
+    async def _serve(self) -> None:
+        # uvicorn_worker's own _serve, with QuietServer for uvicorn.Server.
+        self.config.app = self.wsgi
+        server = QuietServer(config=self.config)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,7 +24,7 @@ from uvicorn.server import ServerState
 from service import ceiling
 from service.app import create_app
 from service.settings import ServiceSettings
-from service.worker import JoinedWrites
+from service.worker import JoinedWrites, QuietServer
 from tests.service.conftest import FakeModel
 from tests.support import PROJECT_ROOT, SEED_BODY
 
@@ -224,3 +225,33 @@ def test_close_writes_what_is_held_and_abort_drops_it() -> None:
     closed, aborted = asyncio.run(run())
     assert closed == [("write", 8), ("close",)]
     assert aborted == [("abort",)]
+
+
+class CountingServer(QuietServer):
+    """QuietServer with its ticks counted and a tick far longer than any test."""
+
+    tick_seconds = 3600.0
+
+    def __init__(self) -> None:
+        super().__init__(Config(app=ceiling.app))
+        self.ticks = 0
+
+    async def on_tick(self, counter: int) -> bool:
+        self.ticks += 1
+        assert counter == 0  # every tick does Uvicorn's once-a-second work (Date header)
+        return self.should_exit
+
+
+def test_quiet_server_wakes_at_once_for_a_shutdown_signal() -> None:
+    """A graceful shutdown does not wait for the next tick (an hour here)."""
+
+    async def run() -> CountingServer:
+        server = CountingServer()
+        asyncio.get_running_loop().call_later(0.01, server.handle_exit, signal.SIGTERM, None)
+        # The guard only turns a hang into a failure; a working server returns in ~0.01 s.
+        await asyncio.wait_for(server.main_loop(), timeout=60)
+        return server
+
+    server = asyncio.run(run())
+    assert server.should_exit
+    assert server.ticks == 2  # the first, and the one the signal woke
