@@ -38,6 +38,7 @@ while [ "$#" -gt 0 ]; do
   esac
   shift
 done
+check_network_access
 
 cd "$PROJECT_ROOT"
 ensure_venv
