@@ -5,6 +5,9 @@ running engine against them. Called by scripts/lib/docker.sh (ensure_docker_engi
       merge the settings into daemon.json F (other keys kept; prints what changed)
   python -m stack.daemon_config check [--file F] [--nofile N] [--pid P]
       exit 0 when the running dockerd (pid P) has them; else 3 and one line per problem
+  python -m stack.daemon_config restore [--file F] --record R
+      put back what `apply --record R` changed (scripts/uninstall.sh); standard library only,
+      so it runs without the virtualenv
 
 The settings:
 - "userland-proxy": false. Docker's userland proxy (docker-proxy) relays every connection to a
@@ -135,19 +138,54 @@ def merged(
     return result
 
 
-def apply(path: Path, nofile: int, logs: LogRotation = LogRotation()) -> list[str]:
-    """Merges the settings into `path` (atomically, keeping its mode); returns what changed."""
+def _write(path: Path, config: dict[str, Any]) -> None:
+    """Writes `config` to `path` atomically, keeping the file's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    if path.exists():
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+    os.replace(tmp, path)
+
+
+def apply(
+    path: Path, nofile: int, logs: LogRotation = LogRotation(), record: Path | None = None
+) -> list[str]:
+    """Merges the settings into `path` (atomically, keeping its mode); returns what changed.
+
+    With `record`, each top-level key changed for the first time is noted there with the value
+    it had (null: absent), so `restore` can put the file back as it was before the lab.
+    """
     config = load(path)
     changes = missing(config, nofile)
     if not changes:
         return []
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(merged(config, nofile, logs), indent=2) + "\n")
-    if path.exists():
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-    os.replace(tmp, path)
+    result = merged(config, nofile, logs)
+    if record is not None:
+        before = load(record)
+        for key, value in result.items():
+            if config.get(key) != value:
+                before.setdefault(key, config.get(key))
+        _write(record, before)
+    _write(path, result)
     return changes
+
+
+def restore(path: Path, record: Path) -> list[str]:
+    """Puts the keys `record` lists back to their values before the lab (removing those that
+    were absent), then removes `record`; returns the keys. No record: nothing to do."""
+    before = load(record)
+    if not before:
+        return []
+    config = load(path)
+    for key, value in before.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    _write(path, config)
+    record.unlink()
+    return sorted(before)
 
 
 @dataclass(frozen=True)
@@ -268,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    restore_command = commands.add_parser("restore")
+    restore_command.add_argument("--file", type=Path, default=DEFAULT_FILE)
+    restore_command.add_argument("--record", type=Path, required=True)
     for name in ("apply", "check"):
         command = commands.add_parser(name)
         command.add_argument(
@@ -285,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
                 help="largest json-file log before it rotates, e.g. 10m",
             )
             command.add_argument("--log-max-file", type=_positive, default=DEFAULT_LOG_MAX_FILE)
+            command.add_argument(
+                "--record", type=Path, default=None, help="note the keys' earlier values here"
+            )
         if name == "check":
             command.add_argument("--pid", type=int, required=True, help="the running dockerd")
     return parser
@@ -296,8 +340,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "apply":
             path = args.file or DEFAULT_FILE
             logs = LogRotation(args.log_max_size, args.log_max_file)
-            for change in apply(path, args.nofile, logs):
+            for change in apply(path, args.nofile, logs, args.record):
                 print(f"{path}: set because {change}")
+            return 0
+        if args.command == "restore":
+            for key in restore(args.file, args.record):
+                print(f"{args.file}: {key} restored")
             return 0
         engine = read_process(args.pid)
         path = args.file or engine.config_file()

@@ -11,6 +11,10 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 is_root() { [ "$(id -u)" -eq 0 ]; }
 
+# What the lab did to the machine as root, for scripts/uninstall.sh: the packages it installed,
+# daemon.json's earlier values, whether it made the Swarm.
+LAB_STATE_DIR="${LAB_STATE_DIR:-/var/lib/penguin-lab}"
+
 # Debian's invoke-rc.d and deb-systemd-invoke ask this file whether a package may start its
 # service; exit 101 means "no". A variable so the tests can point it elsewhere.
 POLICY_RC_D="${POLICY_RC_D:-/usr/sbin/policy-rc.d}"
@@ -57,6 +61,8 @@ apt_install() {
   local new=()
   mapfile -t new < <(comm -13 <(printf '%s\n' "$before") <(installed_packages))
   disable_package_services "${sudo[@]}" -- "${new[@]}"
+  "${sudo[@]}" mkdir -p "$LAB_STATE_DIR"
+  printf '%s\n' "${new[@]}" | "${sudo[@]}" tee -a "$LAB_STATE_DIR/packages-installed" >/dev/null
 }
 
 # installed_packages: the names of the installed packages (not those removed with their config

@@ -45,7 +45,8 @@ apply_engine_settings() {
   [ -z "${LAB_LOG_MAX_FILE:-}" ] || logs+=(--log-max-file "$LAB_LOG_MAX_FILE")
   [ "$nofile" = "$ENGINE_NOFILE" ] \
     || log "open-file limit for the engine: $nofile, the most this machine allows (not $ENGINE_NOFILE)"
-  changes="$(daemon_config apply --file "$DOCKER_DAEMON_JSON" --nofile "$nofile" "${logs[@]}")" \
+  changes="$(daemon_config apply --file "$DOCKER_DAEMON_JSON" --nofile "$nofile" "${logs[@]}" \
+    --record "$LAB_STATE_DIR/daemon-json-before.json")" \
     || die "cannot update $DOCKER_DAEMON_JSON (see above)"
   [ -z "$changes" ] || log "engine settings: $changes"
 }

@@ -58,6 +58,7 @@ def apt_install(tmp_path: Path, *args: str, policy_exists: bool = False) -> list
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "STATE": str(state),
         "POLICY_RC_D": str(policy),
+        "LAB_STATE_DIR": str(tmp_path / "lab-state"),
     }
     command = f"source scripts/lib/common.sh && apt_install {' '.join(args)}"
     subprocess.run(["bash", "-c", command], env=env, cwd=PROJECT_ROOT, check=True, timeout=60)
@@ -74,6 +75,9 @@ def test_an_install_starts_nothing_and_disables_what_it_brought(tmp_path: Path) 
         assert f"systemctl disable --quiet {package}.service" in calls
         assert f"update-rc.d {package} disable" in calls
     assert not [call for call in calls if "bash" in call and "disable" in call]
+    # Noted for scripts/uninstall.sh --packages.
+    recorded = (tmp_path / "lab-state" / "packages-installed").read_text().split()
+    assert sorted(recorded) == ["libdep", "nginx"]
 
 
 def test_a_policy_already_there_is_left_as_it_was(tmp_path: Path) -> None:

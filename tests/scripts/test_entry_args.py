@@ -69,6 +69,7 @@ def test_every_entry_script_is_covered() -> None:
         "test.sh",
         "stack_up.sh",
         "cluster_up.sh",
+        "uninstall.sh",
     }
 
 

@@ -20,6 +20,7 @@ from stack.daemon_config import (
     merged,
     missing,
     parse_limits,
+    restore,
     started_at,
 )
 
@@ -180,3 +181,19 @@ def test_the_cli_takes_the_log_knobs_and_refuses_a_bad_size(tmp_path: Path) -> N
     with pytest.raises(SystemExit) as exit_info:
         main(["apply", "--file", str(path), "--log-max-size", "lots"])
     assert exit_info.value.code == 2
+
+
+def test_restore_puts_back_what_the_lab_changed_and_nothing_else(tmp_path: Path) -> None:
+    path, record = tmp_path / "daemon.json", tmp_path / "record.json"
+    user = {"userland-proxy": True, "data-root": "/srv/docker", "log-opts": {"max-size": "1g"}}
+    path.write_text(json.dumps(user))
+    apply(path, NOFILE, record=record)
+    # A second apply (a higher limit) must not overwrite the first, real, earlier values.
+    apply(path, NOFILE * 2, record=record)
+    config = json.loads(path.read_text())
+    config["registry-mirrors"] = ["https://mirror.example"]  # the user's, after the lab's
+    path.write_text(json.dumps(config))
+    assert main(["restore", "--file", str(path), "--record", str(record)]) == 0
+    assert json.loads(path.read_text()) == {**user, "registry-mirrors": ["https://mirror.example"]}
+    assert not record.exists()
+    assert restore(path, record) == []  # twice is harmless
