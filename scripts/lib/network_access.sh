@@ -15,8 +15,6 @@ LAB_INPUT_CHAIN=PENGUIN-LAB-INPUT
 # Swarm's control (2377/tcp), gossip (7946/tcp+udp) and overlay data (VXLAN, 4789/udp) ports.
 SWARM_PORTS_TCP=(2377 7946)
 SWARM_PORTS_UDP=(7946 4789)
-# The state folder of what the lab did to the machine (scripts/uninstall.sh reads it).
-LAB_STATE_DIR="${LAB_STATE_DIR:-/var/lib/penguin-lab}"
 
 # check_network_access: a clear error for a bad LAB_NETWORK_ACCESS, before anything is done.
 check_network_access() {
@@ -87,9 +85,10 @@ publish_ports() {
   ensure_rule "$LAB_FORWARD_CHAIN" -i docker_gwbridge -m comment --comment "penguin-lab containers" -j RETURN
   ensure_rule "$LAB_FORWARD_CHAIN" -i docker0 -m comment --comment "penguin-lab containers" -j RETURN
   for port in "$@"; do
-    # --ctorigdstport: the port the client asked for, before Docker's DNAT to the container.
+    # --ctorigdstport: the port the client asked for, before Docker's DNAT to the container. A
+    # reset, as from a closed port: the client learns at once, instead of waiting for a timeout.
     ensure_rule "$LAB_FORWARD_CHAIN" -p tcp -m conntrack --ctstate DNAT --ctorigdstport "$port" \
-      -m comment --comment "penguin-lab $stack" -j DROP
+      -m comment --comment "penguin-lab $stack" -j REJECT --reject-with tcp-reset
   done
 }
 
