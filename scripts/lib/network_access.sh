@@ -26,7 +26,18 @@ check_network_access() {
 
 network_is_local() { [ "$LAB_NETWORK_ACCESS" = local ]; }
 
-lab_iptables() { iptables -w "$@"; }
+# lab_iptables ARGS...: iptables as root (sudo -n when not root: never a password prompt).
+lab_iptables() {
+  if is_root; then iptables -w "$@"; else sudo -n iptables -w "$@"; fi
+}
+
+# require_iptables: a clear error when the rules cannot be made, before anything is opened.
+require_iptables() {
+  command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] \
+    || die "LAB_NETWORK_ACCESS=local needs iptables (Debian's iptables package), or set LAB_NETWORK_ACCESS=open"
+  lab_iptables -n -L INPUT >/dev/null 2>&1 \
+    || die "LAB_NETWORK_ACCESS=local needs iptables as root (run as root, or with sudo), or set LAB_NETWORK_ACCESS=open"
+}
 
 # ensure_jump PARENT CHAIN: CHAIN exists and PARENT's first rule jumps to it.
 ensure_jump() {
@@ -56,7 +67,7 @@ delete_commented() {
 # address the engine binds them to (the VXLAN socket is always on every address).
 close_swarm_ports() {
   network_is_local || return 0
-  command -v iptables >/dev/null 2>&1 || die "LAB_NETWORK_ACCESS=local needs iptables (Debian's iptables package)"
+  require_iptables
   ensure_jump INPUT "$LAB_INPUT_CHAIN"
   local port
   for port in "${SWARM_PORTS_TCP[@]}"; do
@@ -74,11 +85,13 @@ publish_ports() {
   local stack="$1" port
   shift
   if ! network_is_local; then
-    command -v iptables >/dev/null 2>&1 && delete_commented "$LAB_FORWARD_CHAIN" "penguin-lab $stack"
+    if lab_iptables -n -L INPUT >/dev/null 2>&1; then
+      delete_commented "$LAB_FORWARD_CHAIN" "penguin-lab $stack"
+    fi
     log "LAB_NETWORK_ACCESS=open: ports $* of stack $stack answer every network this machine is on"
     return 0
   fi
-  command -v iptables >/dev/null 2>&1 || die "LAB_NETWORK_ACCESS=local needs iptables (Debian's iptables package)"
+  require_iptables
   lab_iptables -n -L DOCKER-USER >/dev/null 2>&1 \
     || die "no DOCKER-USER chain: the engine does not manage iptables, so the lab cannot keep its ports local"
   ensure_jump DOCKER-USER "$LAB_FORWARD_CHAIN"
@@ -94,7 +107,7 @@ publish_ports() {
 
 # unpublish_ports STACK: removes the stack's rules (the stack is gone).
 unpublish_ports() {
-  command -v iptables >/dev/null 2>&1 || return 0
+  lab_iptables -n -L INPUT >/dev/null 2>&1 || return 0
   delete_commented "$LAB_FORWARD_CHAIN" "penguin-lab $1"
 }
 
