@@ -4,6 +4,7 @@
 source "$PROJECT_ROOT/scripts/lib/network_access.sh"
 
 DOCKERD_LOG="${DOCKERD_LOG:-/var/log/capacity-lab-dockerd.log}"
+# The address a new Swarm advertises with LAB_NETWORK_ACCESS=open (local mode: 127.0.0.1 always).
 SWARM_ADVERTISE_ADDR="${SWARM_ADVERTISE_ADDR:-127.0.0.1}"
 # The engine's settings file, and the open-file limit for dockerd and every container: 10 000
 # clients take a descriptor each in Locust and twice in Nginx (stack/daemon_config.py says why).
