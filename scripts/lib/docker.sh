@@ -123,6 +123,13 @@ ensure_docker_engine() {
   start_dockerd
 }
 
+# note_lab_swarm: scripts/uninstall.sh leaves only a Swarm the lab made.
+note_lab_swarm() {
+  if ! { mkdir -p "$LAB_STATE_DIR" && : >"$LAB_STATE_DIR/swarm-created-by-lab"; } 2>/dev/null; then
+    log "warning: cannot note in $LAB_STATE_DIR that the lab made this Swarm (scripts/uninstall.sh keeps it)"
+  fi
+}
+
 # ensure_swarm: makes this engine a single-node Swarm manager when it is in no Swarm yet. With
 # LAB_NETWORK_ACCESS=local (scripts/lib/network_access.sh) the Swarm listens on loopback only: a
 # lab Swarm from before that listens on every address is moved there in place, and its ports are
@@ -140,10 +147,7 @@ ensure_swarm() {
         log "initialising a Swarm advertised on $SWARM_ADVERTISE_ADDR, listening on every address (LAB_NETWORK_ACCESS=open)"
         docker swarm init --advertise-addr "$SWARM_ADVERTISE_ADDR" >/dev/null
       fi
-      # scripts/uninstall.sh leaves only a Swarm the lab made.
-      if ! { mkdir -p "$LAB_STATE_DIR" && : >"$LAB_STATE_DIR/swarm-created-by-lab"; } 2>/dev/null; then
-        log "warning: cannot note in $LAB_STATE_DIR that the lab made this Swarm (scripts/uninstall.sh keeps it)"
-      fi ;;
+      note_lab_swarm ;;
     *) die "this engine's Swarm state is '$state'; fix it (docker swarm leave --force) and retry" ;;
   esac
   if ! network_is_local || ! engine_is_local; then
@@ -168,4 +172,6 @@ swarm_on_loopback() {
   log "moving this single-node Swarm's listener from every address to 127.0.0.1 (swarm init --force-new-cluster: services and secrets kept)"
   docker swarm init --force-new-cluster --listen-addr 127.0.0.1:2377 \
     --advertise-addr 127.0.0.1:2377 >/dev/null
+  # Only this lab makes a Swarm advertised on loopback (no other node could ever reach it).
+  note_lab_swarm
 }
