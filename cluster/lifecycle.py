@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from cluster import system
+from cluster import route_guard, system
 from cluster.settings import MAX_NODES
 from cluster.system import ClusterError, run
 from cluster.topology import (
@@ -337,6 +337,8 @@ def up(topology: Topology, registry_binary: str, tag: str) -> None:
             f"a cluster with nodes {existing} exists; remove it (scripts/cluster_down.sh) "
             f"before making one of {len(topology.nodes)}"
         )
+    # Before the link exists: no moment in which the subnet could leave by the default route.
+    route_guard.add(topology.settings.subnet, topology.host_interface)
     make_network(topology)
     start_registry(topology, registry_binary)
     for node in topology.nodes:
@@ -355,6 +357,8 @@ def leftovers(topology: Topology) -> list[str]:
     found = [f"netns {name}" for name in system.netns_list() if name.startswith(f"{prefix}-")]
     if system.link_exists(topology.host_interface):
         found.append(f"link {topology.host_interface}")
+    if route_guard.present(topology.settings.subnet):
+        found.append(f"route unreachable {topology.settings.subnet}")
     found += [
         f"mount {point}"
         for point in system.mounts_under([topology.settings.run_dir, topology.settings.data_dir])
@@ -419,6 +423,8 @@ def down(topology: Topology) -> None:
     system.remove_cgroups(prefix)
     for path in (topology.settings.run_dir, topology.settings.data_dir):
         shutil.rmtree(path, ignore_errors=True)
+    # Last: until everything of the cluster is gone, its subnet stays closed to the outside.
+    route_guard.remove(topology.settings.subnet)
     left = leftovers(topology)
     if left:
         raise ClusterError(f"left behind: {'; '.join(left)}")

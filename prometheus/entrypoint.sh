@@ -84,8 +84,9 @@ run_prometheus() {
     --web.listen-address="$PROMETHEUS_LISTEN"
     --web.console.templates="$PROMETHEUS_CONSOLES"
     --web.console.libraries="$PROMETHEUS_CONSOLE_LIBRARIES"
-    --web.enable-lifecycle
   )
+  # No --web.enable-lifecycle: /-/quit and /-/reload would let anyone with the UI login stop
+  # Prometheus; a changed configuration arrives as a new Swarm config, which restarts the task.
   if [ -n "$PROMETHEUS_WEB_CONFIG_FILE" ]; then
     [ -r "$PROMETHEUS_WEB_CONFIG_FILE" ] || die "cannot read PROMETHEUS_WEB_CONFIG_FILE=$PROMETHEUS_WEB_CONFIG_FILE"
     args+=(--web.config.file="$PROMETHEUS_WEB_CONFIG_FILE")

@@ -39,15 +39,29 @@ run the same command again to resume.
 USAGE
 }
 
+# Every flag is checked here, before anything is installed or started: names and values present
+# (python -m matrix checks the values themselves; tests/matrix/test_run_matrix_args.py keeps this
+# list equal to its parser's).
 needs_docker=1
-for arg in "$@"; do
-  case "$arg" in
+args=("$@")
+while [ "$#" -gt 0 ]; do
+  case "$1" in
     -h|--help) usage; exit 0 ;;
+    --quick|--fresh|--no-stack-up|--stack-down) ;;
     # cluster_up.sh installed the engine and made the Swarm; the host's Swarm is not needed.
     --cluster) needs_docker=0 ;;
-    --validate-only|--report-only|--report-only=*) needs_docker=0 ;;
+    --validate-only) needs_docker=0 ;;
+    --report-only) [ "$#" -ge 2 ] || die "$1 needs a value"; needs_docker=0; shift ;;
+    --report-only=*) needs_docker=0 ;;
+    --matrix|--resume|--stack-name|--nginx-port)
+      [ "$#" -ge 2 ] || die "$1 needs a value"; shift ;;
+    --matrix=*|--resume=*|--stack-name=*|--nginx-port=*) ;;
+    *) usage >&2; die "unknown option: $1" ;;
   esac
+  shift
 done
+set -- "${args[@]}"
+check_network_access
 
 cd "$PROJECT_ROOT"
 ensure_venv

@@ -3,6 +3,8 @@
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+# shellcheck source=scripts/lib/docker.sh
+source "$PROJECT_ROOT/scripts/lib/docker.sh"
 # shellcheck source=scripts/lib/stack.sh
 source "$PROJECT_ROOT/scripts/lib/stack.sh"
 
@@ -41,4 +43,8 @@ else
   log "stack $STACK_NAME is not deployed"
 fi
 wait_for_stack_removed "$STACK_NAME" "$timeout_s"
+# The stack's firewall rules (stack_up.sh, LAB_NETWORK_ACCESS=local) go with it.
+if engine_is_local; then
+  unpublish_ports "$STACK_NAME"
+fi
 log "stack $STACK_NAME is gone"

@@ -30,7 +30,8 @@ again applies changed settings as a rolling update.
 Knobs (environment, defaults in brackets): API_REPLICAS [2], API_CPUS [1.0], API_MEMORY [512M],
 API_CPUS_RESERVATION [0.1], API_MEMORY_RESERVATION [64M], NGINX_PORT [8000],
 LOCUST_WEB_PORT [8089], PROMETHEUS_PORT [9090], LOCUST_WORKERS [1], IMAGE_TAG [latest],
-IMAGE_PREFIX [], and the rest listed in stack/README.md.
+IMAGE_PREFIX [], LAB_NETWORK_ACCESS [local: the ports answer this machine only; open: every
+network, for a multi-node Swarm], and the rest listed in stack/README.md.
 
 Logins: the Locust web UI and Prometheus want the stack's UI login. The first deploy of a stack
 makes a random one, prints it once and keeps it in ~/.config/penguin-lab/STACK.login (mode 0600;
@@ -57,6 +58,7 @@ while [ "$#" -gt 0 ]; do
 done
 [[ "$timeout_s" =~ ^[0-9]+$ ]] || die "--timeout takes whole seconds, not '$timeout_s'"
 validate_stack_name "$STACK_NAME"
+check_network_access
 
 cd "$PROJECT_ROOT"
 ensure_venv
@@ -67,6 +69,10 @@ ensure_swarm
 export STACK_NAME
 export NGINX_PORT="${NGINX_PORT:-8000}" LOCUST_WEB_PORT="${LOCUST_WEB_PORT:-8089}"
 export PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
+# Before the deploy, so the ports are never open to the network, not even for a moment.
+if engine_is_local; then
+  publish_ports "$STACK_NAME" "$NGINX_PORT" "$LOCUST_WEB_PORT" "$PROMETHEUS_PORT"
+fi
 export API_REPLICAS="${API_REPLICAS:-2}"
 # Swarm rejects a reservation above its limit: with a tiny limit (say API_CPUS=0.05), the default
 # reservation follows the limit down instead of failing the deploy.
@@ -129,4 +135,5 @@ Stack $STACK_NAME is up:
   Login                user $LAB_UI_USER, password in $UI_LOGIN_FILE
   Scale                docker service scale ${STACK_NAME}_api=N
   Remove               scripts/stack_down.sh --stack-name $STACK_NAME
+  Reachable from       $(network_is_local && echo "this machine only (LAB_NETWORK_ACCESS=local)" || echo "every network (LAB_NETWORK_ACCESS=open)")
 URLS

@@ -2,7 +2,8 @@
 # Runs the whole test suite: lint, unit tests, integration tests on loopback, Swarm tests, then
 # the multi-node cluster tests (engines in network namespaces, as root).
 # Installs what it needs first: .venv with pinned requirements, trained models, Debian's nginx and
-# chromium (the offline /docs test), and (as root) the Docker engine with a single-node Swarm.
+# chromium (the offline /docs test; their services are neither started nor enabled), and (as root)
+# the Docker engine with a single-node Swarm on loopback. scripts/uninstall.sh undoes it.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -38,6 +39,7 @@ while [ "$#" -gt 0 ]; do
   esac
   shift
 done
+check_network_access
 
 cd "$PROJECT_ROOT"
 ensure_venv

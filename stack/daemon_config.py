@@ -5,6 +5,9 @@ running engine against them. Called by scripts/lib/docker.sh (ensure_docker_engi
       merge the settings into daemon.json F (other keys kept; prints what changed)
   python -m stack.daemon_config check [--file F] [--nofile N] [--pid P]
       exit 0 when the running dockerd (pid P) has them; else 3 and one line per problem
+  python -m stack.daemon_config restore [--file F] --record R
+      put back what `apply --record R` changed (scripts/uninstall.sh); standard library only,
+      so it runs without the virtualenv
 
 The settings:
 - "userland-proxy": false. Docker's userland proxy (docker-proxy) relays every connection to a
@@ -18,6 +21,11 @@ The settings:
   script (ulimit -n before starting it), since the containers' shims inherit it. The script
   passes the most the machine allows (a sandbox without CAP_SYS_RESOURCE cannot go above its
   own hard limit, and neither could runc when it sets a container's).
+- "log-driver" json-file with "log-opts" max-size and max-file: without them every container's
+  log grows until the disk is full (Nginx writes one line per request). A user's own values, or
+  another log driver (local, journald: they rotate by themselves), are kept. The stack file sets
+  the same per service (its `logging:` blocks), so the stack rotates on any engine; that is why
+  `check` does not count them as a reason to restart a running engine.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +45,11 @@ DEFAULT_FILE = Path("/etc/docker/daemon.json")
 # Every connection of 10 000 clients twice (client side and upstream side) with room to spare,
 # and what systemd's docker.service gives containers (LimitNOFILE=infinity is 2^20 on Linux).
 DEFAULT_NOFILE = 1_048_576
+# Per container at most LOG_MAX_FILE files of LOG_MAX_SIZE: 30 MB. The stack file's
+# ${LAB_LOG_MAX_SIZE:-10m} / ${LAB_LOG_MAX_FILE:-3} defaults are the same (tests check).
+DEFAULT_LOG_MAX_SIZE = "10m"
+DEFAULT_LOG_MAX_FILE = 3
+ROTATING_DRIVER = "json-file"
 EXIT_NEEDS_RESTART = 3
 EXIT_USAGE = 2
 
@@ -75,9 +89,27 @@ def _nofile(config: dict[str, Any]) -> tuple[int, int] | None:
     return soft, hard
 
 
+@dataclass(frozen=True)
+class LogRotation:
+    """The json-file rotation the lab asks of the engine."""
+
+    max_size: str = DEFAULT_LOG_MAX_SIZE
+    max_file: int = DEFAULT_LOG_MAX_FILE
+
+
+def _logs_unrotated(config: dict[str, Any]) -> bool:
+    """Whether containers' json-file logs would grow without bound under `config`."""
+    if config.get("log-driver", ROTATING_DRIVER) != ROTATING_DRIVER:
+        return False  # another driver: the user's choice, and local/journald rotate anyway
+    opts = config.get("log-opts")
+    return not isinstance(opts, dict) or not {"max-size", "max-file"} <= opts.keys()
+
+
 def missing(config: dict[str, Any], nofile: int) -> list[str]:
     """What `config` lacks of the lab's settings, one sentence each; [] when it has them all."""
     problems = []
+    if _logs_unrotated(config):
+        problems.append('"log-opts" lack max-size and max-file (container logs grow without bound)')
     if config.get("userland-proxy", True) is not False:
         problems.append('"userland-proxy" is not false (docker-proxy relays published ports)')
     limits = _nofile(config)
@@ -87,10 +119,19 @@ def missing(config: dict[str, Any], nofile: int) -> list[str]:
     return problems
 
 
-def merged(config: dict[str, Any], nofile: int) -> dict[str, Any]:
-    """`config` with the lab's settings: other keys and other ulimits kept, and a nofile limit
-    already above `nofile` never lowered."""
+def merged(
+    config: dict[str, Any], nofile: int, logs: LogRotation = LogRotation()
+) -> dict[str, Any]:
+    """`config` with the lab's settings: other keys and other ulimits kept, a nofile limit
+    already above `nofile` never lowered, a log size or count the user set kept."""
     result = dict(config)
+    if _logs_unrotated(config):
+        result["log-driver"] = ROTATING_DRIVER
+        opts = dict(config.get("log-opts") or {})
+        # dockerd wants every log option as a string.
+        opts.setdefault("max-size", logs.max_size)
+        opts.setdefault("max-file", str(logs.max_file))
+        result["log-opts"] = opts
     result["userland-proxy"] = False
     ulimits = dict(result.get("default-ulimits") or {})
     soft, hard = _nofile(config) or (0, 0)
@@ -99,19 +140,54 @@ def merged(config: dict[str, Any], nofile: int) -> dict[str, Any]:
     return result
 
 
-def apply(path: Path, nofile: int) -> list[str]:
-    """Merges the settings into `path` (atomically, keeping its mode); returns what changed."""
+def _write(path: Path, config: dict[str, Any]) -> None:
+    """Writes `config` to `path` atomically, keeping the file's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    if path.exists():
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+    os.replace(tmp, path)
+
+
+def apply(
+    path: Path, nofile: int, logs: LogRotation = LogRotation(), record: Path | None = None
+) -> list[str]:
+    """Merges the settings into `path` (atomically, keeping its mode); returns what changed.
+
+    With `record`, each top-level key changed for the first time is noted there with the value
+    it had (null: absent), so `restore` can put the file back as it was before the lab.
+    """
     config = load(path)
     changes = missing(config, nofile)
     if not changes:
         return []
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(merged(config, nofile), indent=2) + "\n")
-    if path.exists():
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-    os.replace(tmp, path)
+    result = merged(config, nofile, logs)
+    if record is not None:
+        before = load(record)
+        for key, value in result.items():
+            if config.get(key) != value:
+                before.setdefault(key, config.get(key))
+        _write(record, before)
+    _write(path, result)
     return changes
+
+
+def restore(path: Path, record: Path) -> list[str]:
+    """Puts the keys `record` lists back to their values before the lab (removing those that
+    were absent), then removes `record`; returns the keys. No record: nothing to do."""
+    before = load(record)
+    if not before:
+        return []
+    config = load(path)
+    for key, value in before.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    _write(path, config)
+    record.unlink()
+    return sorted(before)
 
 
 @dataclass(frozen=True)
@@ -218,8 +294,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def _log_size(text: str) -> str:
+    # dockerd's own format for max-size: a positive number with an optional k, m or g.
+    if not re.fullmatch(r"[1-9][0-9]*[kmg]?", text):
+        raise argparse.ArgumentTypeError(f"a size like 10m (k, m or g), not {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser, commands = subcommand_parser("python -m stack.daemon_config", __doc__)
+    restore_command = commands.add_parser("restore")
+    restore_command.add_argument("--file", type=Path, default=DEFAULT_FILE)
+    restore_command.add_argument("--record", type=Path, required=True)
     for name in ("apply", "check"):
         command = commands.add_parser(name)
         command.add_argument(
@@ -229,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"daemon.json (default: the engine's, else {DEFAULT_FILE})",
         )
         command.add_argument("--nofile", type=_positive, default=DEFAULT_NOFILE)
+        if name == "apply":
+            command.add_argument(
+                "--log-max-size",
+                type=_log_size,
+                default=DEFAULT_LOG_MAX_SIZE,
+                help="largest json-file log before it rotates, e.g. 10m",
+            )
+            command.add_argument("--log-max-file", type=_positive, default=DEFAULT_LOG_MAX_FILE)
+            command.add_argument(
+                "--record", type=Path, default=None, help="note the keys' earlier values here"
+            )
         if name == "check":
             command.add_argument("--pid", type=int, required=True, help="the running dockerd")
     return parser
@@ -239,8 +336,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "apply":
             path = args.file or DEFAULT_FILE
-            for change in apply(path, args.nofile):
+            logs = LogRotation(args.log_max_size, args.log_max_file)
+            for change in apply(path, args.nofile, logs, args.record):
                 print(f"{path}: set because {change}")
+            return 0
+        if args.command == "restore":
+            for key in restore(args.file, args.record):
+                print(f"{args.file}: {key} restored")
             return 0
         engine = read_process(args.pid)
         path = args.file or engine.config_file()

@@ -8,7 +8,7 @@ cluster_tools() {
   is_root || die "the local cluster makes network namespaces and Docker engines: run as root"
   command -v ip >/dev/null 2>&1 || apt_install iproute2
   command -v nsenter >/dev/null 2>&1 || apt_install util-linux
-  command -v dockerd >/dev/null 2>&1 || apt_install docker.io
+  command -v dockerd >/dev/null 2>&1 || apt_install --services docker.io
 }
 
 # registry_binary: prints the path of Debian's docker-registry server. Installing the package

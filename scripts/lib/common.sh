@@ -11,8 +11,21 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 is_root() { [ "$(id -u)" -eq 0 ]; }
 
-# apt_install PKG...: installs the Debian packages that are not installed yet.
+# What the lab did to the machine as root, for scripts/uninstall.sh: the packages it installed,
+# daemon.json's earlier values, whether it made the Swarm.
+LAB_STATE_DIR="${LAB_STATE_DIR:-/var/lib/penguin-lab}"
+
+# Debian's invoke-rc.d and deb-systemd-invoke ask this file whether a package may start its
+# service; exit 101 means "no". A variable so the tests can point it elsewhere.
+POLICY_RC_D="${POLICY_RC_D:-/usr/sbin/policy-rc.d}"
+
+# apt_install [--services] PKG...: installs the Debian packages that are not installed yet.
+# Without --services (every package but the Docker engine) the install starts no service, and the
+# services the new packages ship are disabled: Debian's nginx would otherwise listen on :80 and its
+# prometheus, without a login, on :9090 (the stack's port), now and after every boot.
 apt_install() {
+  local services=0
+  if [ "${1:-}" = "--services" ]; then services=1; shift; fi
   local missing=() pkg
   for pkg in "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -26,7 +39,59 @@ apt_install() {
   fi
   log "installing Debian packages: ${missing[*]}"
   "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ "$services" -eq 1 ]; then
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    return 0
+  fi
+  local before
+  before="$(installed_packages)"
+  # A subshell, so its trap removes the policy however the install ends and leaves the calling
+  # script's own traps alone. A policy that was already there (a container's) stays as it was.
+  (
+    if [ ! -e "$POLICY_RC_D" ]; then
+      trap '"${sudo[@]}" rm -f "$POLICY_RC_D"' EXIT
+      trap 'exit 130' INT TERM
+      printf '#!/bin/sh\n# scripts/lib/common.sh apt_install: no service starts during the install.\nexit 101\n' \
+        | "${sudo[@]}" tee "$POLICY_RC_D" >/dev/null
+      "${sudo[@]}" chmod 0755 "$POLICY_RC_D"
+    fi
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  )
+  # Dependencies too: every package that was not on the machine before this install.
+  local new=()
+  mapfile -t new < <(comm -13 <(printf '%s\n' "$before") <(installed_packages))
+  disable_package_services "${sudo[@]}" -- "${new[@]}"
+  "${sudo[@]}" mkdir -p "$LAB_STATE_DIR"
+  printf '%s\n' "${new[@]}" | "${sudo[@]}" tee -a "$LAB_STATE_DIR/packages-installed" >/dev/null
+}
+
+# installed_packages: the names of the installed packages (not those removed with their config
+# kept, which a reinstall brings back with its services).
+installed_packages() {
+  dpkg-query -W -f='${db:Status-Status} ${Package}\n' 2>/dev/null | awk '$1 == "installed" { print $2 }' | sort -u
+}
+
+# disable_package_services [SUDO] -- PKG...: the packages' systemd units and init scripts do not
+# start at boot. Only for packages this script has just installed: nothing the user had before.
+disable_package_services() {
+  local sudo=() pkg path
+  while [ "$1" != "--" ]; do sudo+=("$1"); shift; done
+  shift
+  for pkg in "$@"; do
+    while IFS= read -r path; do
+      case "$path" in
+        /lib/systemd/system/*.service|/lib/systemd/system/*.socket|/lib/systemd/system/*.timer|\
+        /usr/lib/systemd/system/*.service|/usr/lib/systemd/system/*.socket|/usr/lib/systemd/system/*.timer)
+          if command -v systemctl >/dev/null 2>&1; then
+            "${sudo[@]}" systemctl disable --quiet "${path##*/}" >/dev/null 2>&1 || true
+          fi ;;
+        /etc/init.d/*)
+          if command -v update-rc.d >/dev/null 2>&1; then
+            "${sudo[@]}" update-rc.d "${path##*/}" disable >/dev/null 2>&1 || true
+          fi ;;
+      esac
+    done < <(dpkg -L "$pkg" 2>/dev/null || true)
+  done
 }
 
 # ensure_venv: .venv with the pinned development requirements, reinstalled only when they change.

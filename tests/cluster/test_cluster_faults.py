@@ -8,6 +8,7 @@ edge node's namespace. Each scenario prints its figures (stack/README.md quotes 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -227,6 +228,22 @@ def _node_state(cluster: Cluster, name: str) -> str:
     ).strip()
 
 
+def _unreachable(address: str) -> bool:
+    """Whether the kernel refuses to route `address` at all (our guard route), rather than
+    sending it somewhere, e.g. out of the default route."""
+    route = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True)
+    return route.returncode != 0 and "unreachable" in route.stderr.lower()
+
+
+def test_the_subnet_is_closed_but_for_our_link(cluster: Cluster) -> None:
+    # An address of the subnet that no link of ours covers (the overlays' half): without the
+    # guard route (cluster/route_guard.py) it would leave through the default route.
+    subnet = ipaddress.IPv4Network(TOPOLOGY.settings.subnet)
+    outside_our_link = str(subnet.network_address + subnet.num_addresses // 2 + 1)
+    assert _unreachable(outside_our_link)
+    assert _routed_through_our_link(TOPOLOGY.manager.address)
+
+
 def test_placement_puts_the_entry_on_the_edge_and_the_api_on_the_workers(
     cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -404,8 +421,10 @@ def test_cluster_down_leaves_nothing_behind(
     engines = run_checked(["ps", "-eo", "args"]).splitlines()
     assert not [line for line in engines if str(TOPOLOGY.settings.run_dir) in line]
     assert not Path(TOPOLOGY.settings.data_dir).exists()
-    # No request is sent to the cluster's addresses now: without our link they are not local.
+    # No request is sent to the cluster's addresses now: without our link they are not local,
+    # and the guard route went last (the subnet is the machine's own business again).
     assert not _routed_through_our_link(TOPOLOGY.manager.address)
+    assert not _unreachable(TOPOLOGY.manager.address)
     # And the matrix refuses to target a cluster that is gone.
     refused = subprocess.run(
         [sys.executable, "-m", "matrix", "--cluster", "--quick"],

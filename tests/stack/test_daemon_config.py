@@ -11,6 +11,7 @@ import pytest
 
 from stack.daemon_config import (
     ConfigError,
+    LogRotation,
     RunningEngine,
     apply,
     engine_problems,
@@ -19,6 +20,7 @@ from stack.daemon_config import (
     merged,
     missing,
     parse_limits,
+    restore,
     started_at,
 )
 
@@ -26,6 +28,8 @@ NOFILE = 1_048_576
 GOOD = {
     "userland-proxy": False,
     "default-ulimits": {"nofile": {"Name": "nofile", "Soft": NOFILE, "Hard": NOFILE}},
+    "log-driver": "json-file",
+    "log-opts": {"max-size": "10m", "max-file": "3"},
 }
 LIMITS = """Limit                     Soft Limit           Hard Limit           Units
 Max processes             unlimited            unlimited            processes
@@ -36,7 +40,7 @@ Max open files            20000                20000                files
 def test_a_missing_file_gets_exactly_the_settings(tmp_path: Path) -> None:
     path = tmp_path / "docker" / "daemon.json"
     changes = apply(path, NOFILE)
-    assert len(changes) == 2
+    assert len(changes) == 3
     assert json.loads(path.read_text()) == GOOD
 
 
@@ -77,7 +81,7 @@ def test_a_file_that_has_them_is_not_rewritten(tmp_path: Path) -> None:
 
 
 def test_an_explicit_userland_proxy_true_is_reported_and_replaced() -> None:
-    config = {"userland-proxy": True, "default-ulimits": GOOD["default-ulimits"]}
+    config = {**GOOD, "userland-proxy": True}
     assert missing(config, NOFILE) == [
         '"userland-proxy" is not false (docker-proxy relays published ports)'
     ]
@@ -149,3 +153,47 @@ def test_command_line_flags_override_the_file() -> None:
     assert engine_problems(engine, {}, config_mtime=None, nofile=NOFILE) == []
     proxy_on = _engine("--userland-proxy", "true")
     assert "the userland proxy is on" in engine_problems(proxy_on, GOOD, None, NOFILE)[0]
+
+
+def test_logs_rotate_with_the_lab_sizes_unless_the_user_chose(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    path.write_text(json.dumps({"log-opts": {"max-size": "50m", "labels": "team"}}))
+    changes = apply(path, NOFILE, LogRotation(max_size="20m", max_file=5))
+    assert any("max-size and max-file" in change for change in changes)
+    result = json.loads(path.read_text())
+    assert result["log-driver"] == "json-file"
+    # The user's size and other options stay; the missing count comes from the lab, as a string.
+    assert result["log-opts"] == {"max-size": "50m", "labels": "team", "max-file": "5"}
+
+
+@pytest.mark.parametrize("driver", ["local", "journald"])
+def test_another_log_driver_is_left_alone(driver: str) -> None:
+    config = {**GOOD, "log-driver": driver}
+    del config["log-opts"]
+    assert missing(config, NOFILE) == []
+    assert merged(config, NOFILE) == config
+
+
+def test_the_cli_takes_the_log_knobs_and_refuses_a_bad_size(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.json"
+    assert main(["apply", "--file", str(path), "--log-max-size", "5m", "--log-max-file", "2"]) == 0
+    assert json.loads(path.read_text())["log-opts"] == {"max-size": "5m", "max-file": "2"}
+    with pytest.raises(SystemExit) as exit_info:
+        main(["apply", "--file", str(path), "--log-max-size", "lots"])
+    assert exit_info.value.code == 2
+
+
+def test_restore_puts_back_what_the_lab_changed_and_nothing_else(tmp_path: Path) -> None:
+    path, record = tmp_path / "daemon.json", tmp_path / "record.json"
+    user = {"userland-proxy": True, "data-root": "/srv/docker", "log-opts": {"max-size": "1g"}}
+    path.write_text(json.dumps(user))
+    apply(path, NOFILE, record=record)
+    # A second apply (a higher limit) must not overwrite the first, real, earlier values.
+    apply(path, NOFILE * 2, record=record)
+    config = json.loads(path.read_text())
+    config["registry-mirrors"] = ["https://mirror.example"]  # the user's, after the lab's
+    path.write_text(json.dumps(config))
+    assert main(["restore", "--file", str(path), "--record", str(record)]) == 0
+    assert json.loads(path.read_text()) == {**user, "registry-mirrors": ["https://mirror.example"]}
+    assert not record.exists()
+    assert restore(path, record) == []  # twice is harmless

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from cluster.topology import ROLE_LABEL, ZONE_LABEL
+from stack.daemon_config import DEFAULT_LOG_MAX_FILE, DEFAULT_LOG_MAX_SIZE
 from tests.support import PROJECT_ROOT
 
 STACK_FILE = PROJECT_ROOT / "stack" / "docker-stack.yml"
@@ -239,3 +240,14 @@ def test_no_password_is_in_the_stack_file_or_an_image() -> None:
             if not line.lstrip().startswith("#")
         ]
         assert not any("password" in line or "/run/secrets" in line for line in instructions)
+
+
+def test_every_service_rotates_its_log_with_the_engines_defaults(stack: dict) -> None:
+    for name, service in stack["services"].items():
+        logging = service.get("logging")
+        assert logging is not None, f"{name} has no logging block: its log would grow unbounded"
+        assert logging["driver"] == "json-file"
+        assert logging["options"] == {
+            "max-size": f"${{LAB_LOG_MAX_SIZE:-{DEFAULT_LOG_MAX_SIZE}}}",
+            "max-file": f"${{LAB_LOG_MAX_FILE:-{DEFAULT_LOG_MAX_FILE}}}",
+        }
