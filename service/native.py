@@ -30,6 +30,8 @@ from types import ModuleType
 
 import numpy as np
 
+from service.schemas import Evaluator
+
 logger = logging.getLogger("service.native")
 
 SOURCE = Path(__file__).with_name("_native.c")
@@ -167,6 +169,12 @@ def module() -> ModuleType | None:
 
     Not at import: `python -m service.native`, which builds it, imports this file first."""
     return load()
+
+
+def active_evaluator(enabled: bool) -> Evaluator:
+    """What evaluates single rows in this process, as /health reports it: "c" when `enabled`
+    (PENGUIN_NATIVE_EVALUATORS) and the module loads, "numpy" otherwise."""
+    return "c" if enabled and module() is not None else "numpy"
 
 
 def main(argv: Sequence[str] = ()) -> int:

@@ -240,7 +240,9 @@ def endpoints(state: ServiceState, title: str) -> list[Endpoint]:
             raise not_ready()
         return state.models_body
 
-    health_body = dumps({"status": "ok"})
+    health_body = dumps(
+        {"status": "ok", "evaluator": native.active_evaluator(settings.native_evaluators)}
+    )
 
     def health(_call: Call) -> bytes:
         return health_body

@@ -170,8 +170,17 @@ class ModelsResponse(BaseModel):
     models: list[ModelInfo]
 
 
+# What evaluates single rows: the C module, or Python and numpy (service/native.py).
+Evaluator = Literal["c", "numpy"]
+
+
 class Health(BaseModel):
     status: Literal["ok"]
+    evaluator: Evaluator = Field(
+        description="What evaluates single rows in this replica: the C module "
+        "(service/_native.c), or Python and numpy when it is not built or is switched off "
+        "(PENGUIN_NATIVE_EVALUATORS=false); same answers, more CPU per /predict"
+    )
 
 
 class Readiness(BaseModel):
