@@ -25,6 +25,7 @@ from matrix.config import Cell, MatrixFile, MatrixSettings, memory_bytes
 from matrix.measure.cgroups import CgroupSampler, read_samples, window_cpu
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, RouteGuard
 from matrix.measure.prometheus import attach_server_figures
+from matrix.measure.service_info import evaluator
 from matrix.measure.stack_locust import LocustMaster, StackLocustError, run_stack_trial
 from matrix.measure.trial import StepWatcher, TrialError, analyse_trial, run_trial
 from matrix.report.report import CELL_FILE, CELLS_DIR, load_cell, write_report
@@ -312,6 +313,8 @@ class MatrixRunner:
             if "original_admission" not in self.run_info:
                 current = self.engine.service_env(self.nginx_service).get(knob.env)
                 self.run_info["original_admission"] = current
+        # For the report's header: "c" (the C module) or "numpy" served single rows.
+        self.run_info["evaluator"] = self.run_info.get("evaluator") or evaluator(self.base_url)
         _write_json(self.run_dir / RUN_FILE, self.run_info)
         cells = self.matrix.cell_list()
         done = [c.cell_id for c in cells if self.cell_done(c)]
