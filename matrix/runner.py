@@ -25,6 +25,7 @@ from matrix.errors import MatrixRunError
 from matrix.measure.cell_load import CellLoad
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, RouteGuard
 from matrix.measure.deploy import CellDeployer
+from matrix.measure.service_info import evaluator
 from matrix.measure.service_state import ApiServiceState, NginxAdmission
 from matrix.measure.stack_locust import StackLocustError
 from matrix.measure.trial import TrialError
@@ -95,6 +96,8 @@ class MatrixRunner:
         restore_to = self.api.record()
         if any(c.admission != "stack" for c in self.matrix.cell_list()):
             self.admission.record()
+        # For the report's header: "c" (the C module) or "numpy" served single rows.
+        self.run_info["evaluator"] = self.run_info.get("evaluator") or evaluator(self.settings.base_url)
         write_json(self.run_dir / RUN_FILE, self.run_info)
         cells = self.matrix.cell_list()
         done = [c.cell_id for c in cells if self.cell_done(c)]

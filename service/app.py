@@ -9,6 +9,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from service import native
 from service.api import Api
 from service.logging_config import configure_app_logging
 from service.registry import MODELS, ModelRegistry
@@ -48,6 +49,17 @@ def create_app(
     if settings.default_model not in registry:
         raise ValueError(f"default model {settings.default_model!r} is not in the registry")
     state = ServiceState(settings=settings, registry=registry)
+    evaluator = native.active_evaluator(settings.native_evaluators)
+    if evaluator != "c":
+        # Loud on purpose: the same answers, but more CPU per /predict, so a capacity figure
+        # measured on such a replica is not the C module's (/health says which path served).
+        logger.warning(
+            "ONE-ROW PREDICTIONS USE PYTHON AND NUMPY, NOT THE C MODULE (%s): more CPU per "
+            "/predict; GET /health reports evaluator=numpy",
+            "PENGUIN_NATIVE_EVALUATORS=false"
+            if not settings.native_evaluators
+            else f"{native.LIBRARY.name} is not built or does not load, see above",
+        )
 
     def startup() -> None:
         if not state.ready:
@@ -55,7 +67,11 @@ def create_app(
             state.install(loaded, loaded_manifest)
             logger.info(
                 "models loaded",
-                extra={"models": sorted(loaded), "models_dir": str(settings.models_dir)},
+                extra={
+                    "models": sorted(loaded),
+                    "models_dir": str(settings.models_dir),
+                    "evaluator": evaluator,
+                },
             )
 
     if models is not None:

@@ -5,13 +5,13 @@ service/inference.py uses it for single rows when the module is built and loads;
 encodes and evaluates with Python and numpy, which gives the same probabilities (tests/inference
 checks both against scikit-learn), only at a higher CPU cost per /predict. `python -m
 service.native` builds it with the system's C compiler and the running Python's headers; the
-scripts do it (`ensure_native` in scripts/lib/common.sh) and the API image gets the module the
-host built, inside service/.
+scripts do it on the host (`ensure_native` in scripts/lib/common.sh), and the API image's build
+stage does it inside the image (service/Dockerfile), so the image never depends on what the
+host could build. Which path serves is reported by /health ("evaluator", `active_evaluator`).
 
 A CPython extension rather than ctypes: ctypes converted a dozen arguments and copied the row in
 and the result out on every call, and the row was encoded in Python first; that glue cost more
-than the arithmetic. The module uses only the stable ABI (Python 3.11 and later), so one build
-serves the host's virtualenv and the image alike, whatever their patch versions.
+than the arithmetic. The module uses only the stable ABI (Python 3.11 and later).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from types import ModuleType
 
 import numpy as np
 
+from service.schemas import Evaluator
+
 logger = logging.getLogger("service.native")
 
 SOURCE = Path(__file__).with_name("_native.c")
@@ -37,7 +39,7 @@ SOURCE = Path(__file__).with_name("_native.c")
 EVALUATORS = Path(__file__).with_name("evaluate.c")
 LIBRARY = Path(__file__).with_name("_native.abi3.so")
 MODULE_NAME = "service._native"
-# The oldest Python the module's stable-ABI build must load in (the image's and the host's 3.11).
+# The oldest Python the module's stable-ABI build must load in (3.11, the image's and the host's).
 LIMITED_API = "0x030B0000"
 
 
@@ -167,6 +169,12 @@ def module() -> ModuleType | None:
 
     Not at import: `python -m service.native`, which builds it, imports this file first."""
     return load()
+
+
+def active_evaluator(enabled: bool) -> Evaluator:
+    """What evaluates single rows in this process, as /health reports it: "c" when `enabled`
+    (PENGUIN_NATIVE_EVALUATORS) and the module loads, "numpy" otherwise."""
+    return "c" if enabled and module() is not None else "numpy"
 
 
 def main(argv: Sequence[str] = ()) -> int:

@@ -49,8 +49,9 @@ ERROR_DESCRIPTIONS = {
     404: "Unknown path",
     405: "Method not allowed on this path",
     413: "Body larger than PENGUIN_MAX_BODY_BYTES",
+    414: "Query string longer than the API reads (service/api.py: MAX_QUERY_BYTES)",
     415: "Body is not JSON",
-    422: "Invalid field, unknown model or too many instances",
+    422: "Invalid field, unknown model, too many instances or values",
     503: "Models not loaded yet",
 }
 _REF = "#/components/schemas/{model}"

@@ -21,17 +21,18 @@ from service.errors import ApiError, not_ready
 from service.metrics import UPDATES, inference_metrics, render_metrics
 from service.registry import ModelRegistry
 from service.schemas import (
+    FIELDS_PER_ROW,
     BatchPrediction,
-    BatchRequest,
     Health,
     ModelsResponse,
     PenguinFeatures,
     Prediction,
     Readiness,
+    batch_request,
 )
 from service.settings import ServiceSettings
 
-_PREDICT_ERRORS = (400, 413, 415, 422, 503)
+_PREDICT_ERRORS = (400, 413, 414, 415, 422, 503)
 
 
 class ServingModel(Protocol):
@@ -202,29 +203,33 @@ def endpoints(state: ServiceState, title: str) -> list[Endpoint]:
         {"type": "string", "enum": list(state.registry.names)},
     )
     max_batch = settings.max_batch_size
+    batch_schema = batch_request(max_batch)
+
+    def batch_too_large() -> ApiError:
+        return ApiError(
+            422,
+            "batch_too_large",
+            f"at most {max_batch} instances per request (PENGUIN_MAX_BATCH_SIZE)",
+            [{"field": "instances", "message": f"at most {max_batch} items", "type": "too_long"}],
+        )
 
     def predict(call: Call) -> bytes:
         model = state.model(call.query("model"))
-        features = call.json_body(PenguinFeatures)
+        features = call.json_body(PenguinFeatures, FIELDS_PER_ROW)
         # The validated fields as they are (a flat model: the same as model_dump(), cheaper).
         return _prediction(model, features.__dict__)
 
     def predict_batch(call: Call) -> bytes:
         model = state.model(call.query("model"))
-        batch = call.json_body(BatchRequest)
-        if len(batch.instances) > max_batch:
-            raise ApiError(
-                422,
-                "batch_too_large",
-                f"at most {max_batch} instances per request (PENGUIN_MAX_BATCH_SIZE)",
-                [
-                    {
-                        "field": "instances",
-                        "message": f"at most {max_batch} items",
-                        "type": "too_long",
-                    }
-                ],
-            )
+        try:
+            batch = call.json_body(batch_schema, max_batch * FIELDS_PER_ROW)
+        except ApiError as error:
+            # The schema's max_length, checked before any row is validated: the one error then.
+            if any(
+                item["field"] == "instances" and item["type"] == "too_long" for item in error.detail
+            ):
+                raise batch_too_large() from None
+            raise
         rows = [features.model_dump() for features in batch.instances]
         predictions = b",".join(_predictions(model, rows))
         tail = dumps({"model": model.name, "model_version": model.version})[1:]
@@ -235,7 +240,9 @@ def endpoints(state: ServiceState, title: str) -> list[Endpoint]:
             raise not_ready()
         return state.models_body
 
-    health_body = dumps({"status": "ok"})
+    health_body = dumps(
+        {"status": "ok", "evaluator": native.active_evaluator(settings.native_evaluators)}
+    )
 
     def health(_call: Call) -> bytes:
         return health_body
@@ -265,7 +272,7 @@ def endpoints(state: ServiceState, title: str) -> list[Endpoint]:
             predict_batch,
             "Predict several penguins' species, in order",
             description=f"1 to {max_batch} instances (PENGUIN_MAX_BATCH_SIZE).",
-            body=BatchRequest,
+            body=batch_schema,
             response=BatchPrediction,
             query=(model_parameter,),
             errors=_PREDICT_ERRORS,
@@ -295,15 +302,12 @@ def endpoints(state: ServiceState, title: str) -> list[Endpoint]:
             media_type=render_metrics()[1],
         ),
     ]
-    return declared + _documentation(declared, title, max_batch)
+    return declared + _documentation(declared, title)
 
 
-def _documentation(documented: list[Endpoint], title: str, max_batch: int) -> list[Endpoint]:
+def _documentation(documented: list[Endpoint], title: str) -> list[Endpoint]:
     description = "Predicts the species of a Palmer penguin from its measurements."
     document = openapi.openapi_document(documented, title, "1.0.0", description)
-    # The batch limit is a setting, so the static pydantic model cannot carry it.
-    instances = document["components"]["schemas"]["BatchRequest"]["properties"]["instances"]
-    instances["maxItems"] = max_batch
     document_body = dumps(document)
     swagger_page = openapi.swagger_ui_page(title)
     redoc_page = openapi.redoc_page(title)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 ISLANDS = ("Biscoe", "Dream", "Torgersen")
 SEXES = ("MALE", "FEMALE")
@@ -101,12 +101,32 @@ class PenguinFeatures(BaseModel):
         return canonical
 
 
+# Every field of a row, the bound a body's size check counts in (service/api.py: json_body).
+FIELDS_PER_ROW = len(PenguinFeatures.model_fields)
+
+
 class BatchRequest(BaseModel):
-    """Several penguins at once; the upper bound is PENGUIN_MAX_BATCH_SIZE (checked by the app)."""
+    """Several penguins at once; the upper bound is PENGUIN_MAX_BATCH_SIZE (batch_request)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     instances: Annotated[list[PenguinFeatures], Field(min_length=1)]
+
+
+def batch_request(max_batch: int) -> type[BatchRequest]:
+    """BatchRequest with at most `max_batch` instances (PENGUIN_MAX_BATCH_SIZE is a setting,
+    so the bound cannot be in the class itself). Pydantic checks a JSON array's length before
+    it validates any item, so an oversized batch costs one error, not one per row."""
+    limited: type[BatchRequest] = create_model(
+        "BatchRequest",
+        __base__=BatchRequest,
+        __doc__=BatchRequest.__doc__,
+        instances=(
+            Annotated[list[PenguinFeatures], Field(min_length=1, max_length=max_batch)],
+            ...,
+        ),
+    )
+    return limited
 
 
 class Prediction(BaseModel):
@@ -150,8 +170,17 @@ class ModelsResponse(BaseModel):
     models: list[ModelInfo]
 
 
+# What evaluates single rows: the C module, or Python and numpy (service/native.py).
+Evaluator = Literal["c", "numpy"]
+
+
 class Health(BaseModel):
     status: Literal["ok"]
+    evaluator: Evaluator = Field(
+        description="What evaluates single rows in this replica: the C module "
+        "(service/_native.c), or Python and numpy when it is not built or is switched off "
+        "(PENGUIN_NATIVE_EVALUATORS=false); same answers, more CPU per /predict"
+    )
 
 
 class Readiness(BaseModel):

@@ -34,6 +34,9 @@ class ServiceSettings(BaseSettings):
     # that writes its whole body before reading (urllib, requests) then gets the 413 instead of
     # a connection reset. Beyond it the connection is closed at once.
     max_drain_bytes: int = Field(default=64 * 1_048_576, ge=0, le=1024 * 1_048_576)
+    # The request line and headers together (Uvicorn sets no limit; service/worker.py). Nginx
+    # in front passes at most 4 x 8 KiB (large_client_header_buffers); cookies fit with room.
+    max_header_bytes: int = Field(default=65_536, ge=4096, le=16 * 1_048_576)
     # Single rows encoded and evaluated by the C module (service/_native.c) when it is built;
     # false: by Python and numpy (same answers, more CPU: for A/B measurements). The response
     # text is joined in C whenever the module loads, whatever this says.

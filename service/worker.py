@@ -29,6 +29,9 @@ from gunicorn.arbiter import Arbiter  # type: ignore[import-untyped]
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from service.errors import error_body
+from service.settings import get_settings
+
 
 class JoinedWrites(asyncio.Transport):
     """Wraps a transport: what is written reaches it as one write on flush(), close(), at 64 KiB
@@ -117,12 +120,58 @@ class JoinedWrites(asyncio.Transport):
         self._transport.set_write_buffer_limits(high, low)
 
 
+def _head_too_large(limit: int) -> bytes:
+    body = error_body(
+        "header_too_large",
+        f"the request line and headers exceed {limit} bytes (PENGUIN_MAX_HEADER_BYTES)",
+        [{"field": "header", "message": f"at most {limit} bytes", "type": "too_large"}],
+    )
+    head = (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+    )
+    return head + body
+
+
 class OneWriteHttpToolsProtocol(HttpToolsProtocol):
-    """Uvicorn's httptools protocol, writing through `JoinedWrites`."""
+    """Uvicorn's httptools protocol, writing through `JoinedWrites`, with a bounded request head.
+
+    Uvicorn and httptools set no limit on the request line or the headers: they are gathered
+    whole before the app sees any of them, and a 150 MB header kept a worker busy past
+    Gunicorn's timeout, which killed it with every request it held (issue 21). A head that grows
+    beyond PENGUIN_MAX_HEADER_BYTES is answered 431 and the connection closed. Counted per
+    chunk read: a chunk counts when the parser was inside one head before and after it, so the
+    chunk that starts a head (which may end the previous request) is not counted, and a head
+    is refused between its limit and its limit plus one read (at most 256 KiB with uvloop).
+    """
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.joined_writes = JoinedWrites(transport, self.loop)
+        self._max_head_bytes = get_settings().max_header_bytes
+        self._in_head = False
+        self._head_began = False
+        self._head_bytes = 0
         super().connection_made(self.joined_writes)
+
+    def data_received(self, data: bytes) -> None:
+        was_in_head = self._in_head
+        self._head_began = False
+        super().data_received(data)
+        if was_in_head and self._in_head and not self._head_began:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._max_head_bytes and not self.transport.is_closing():
+                self.transport.write(_head_too_large(self._max_head_bytes))
+                self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_began = True
+        self._head_bytes = 0
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
 
     def on_response_complete(self) -> None:
         # The response is whole: write it now, in the step that sent it (see the module's doc).

@@ -102,3 +102,11 @@ def test_plots_draw_without_measured_cells(tmp_path: Path) -> None:
     assert_png(plot_failures([], 0.01, tmp_path / "no-cells.png"))
     assert_png(plot_across_cells([], 100, 500, tmp_path / "empty.png"))
     assert_png(plot_cell_steps(cells[1], 500, tmp_path / "s.png"))
+
+
+def test_the_header_says_which_evaluator_served(run_dir: Path) -> None:
+    matrix = load_matrix_file(run_dir / "matrix.yaml")
+    recorded = write_report(run_dir, matrix, {"evaluator": "numpy"}).read_text()
+    assert "Single rows evaluated by: `numpy`" in recorded
+    unknown = write_report(run_dir, matrix, {"evaluator": None}).read_text()
+    assert "Single rows evaluated by: `not recorded`" in unknown

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from matrix.measure.service_info import evaluator
 from stack.credentials import lab_ui_credentials
 from tests.nginx.load import LoadGenerator, report
 from tests.stack.held_connections import hold_connections, raise_open_file_limit
@@ -188,12 +189,55 @@ def test_predict_docs_and_locust_ui_answer(stack: Stack) -> None:
 
 
 def test_api_image_evaluates_single_rows_in_c(stack: Stack) -> None:
-    # The image carries the C module the host built (service/_native.abi3.so, stable ABI: it
-    # loads in the image's Python too); without it a replica still answers, with Python and
-    # numpy, at a higher CPU cost per /predict.
+    # The image builds its own C module (service/Dockerfile's build stage); without it a
+    # replica still answers, with Python and numpy, at a higher CPU cost per /predict, and
+    # /health says so. The final image has no compiler.
     container = _api_containers()[0]
     probe = "from service.inference import _NATIVE; print(_NATIVE is not None)"
     assert run_checked(["docker", "exec", container, "python", "-c", probe]).strip() == "True"
+    assert evaluator(stack.url) == "c"
+    compilers = ["sh", "-c", "command -v cc gcc c99 || true"]
+    assert run_checked(["docker", "exec", container, *compilers]).strip() == ""
+
+
+def _worker_pids(container: str) -> str:
+    # Gunicorn's master is the container's PID 1; its children are the workers.
+    return run_checked(["docker", "exec", container, "cat", "/proc/1/task/1/children"]).strip()
+
+
+def test_a_hostile_batch_through_nginx_is_refused_and_kills_nothing(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 21: a 1 MiB body of 349 000 empty objects made a replica's worker grow past its
+    256 MB limit; Nginx answered 502 after 0.5 s and every request in flight on that worker
+    failed with it. Now it is a small 4xx, and the requests beside it are served."""
+    containers = _api_containers()
+    tasks = run_checked(["docker", "service", "ps", "--quiet", API]).split()
+    workers = {container: _worker_pids(container) for container in containers}
+    hostile = b'{"instances": [' + b",".join([b"{}"] * 349_000) + b"]}"
+    beside = LoadGenerator(f"{stack.url}/predict", threads=2, max_seconds=30)
+    answers = []
+    with beside:
+        for _ in range(2 * len(containers)):  # round robin: each replica gets some
+            start = time.perf_counter()
+            response = httpx.post(
+                f"{stack.url}/predict/batch",
+                content=hostile,
+                headers={"content-type": "application/json"},
+                timeout=30,
+            )
+            answers.append(
+                (response.status_code, len(response.content), time.perf_counter() - start)
+            )
+            assert 400 <= response.status_code < 500, response.text[:300]
+            assert len(response.content) < 64 * 1024
+            assert response.json()["error"] == "too_many_values"
+        time.sleep(1)
+    report(capsys, "swarm: /predict beside hostile batches", beside.result)
+    _figure(capsys, f"[swarm: hostile batch via Nginx] (status, answer bytes, seconds): {answers}")
+    assert beside.result.failed == 0, beside.result.failures
+    assert run_checked(["docker", "service", "ps", "--quiet", API]).split() == tasks
+    assert {container: _worker_pids(container) for container in containers} == workers
 
 
 def test_locust_worker_joins_the_master_over_the_overlay(stack: Stack) -> None:

@@ -41,8 +41,8 @@ def test_api_rolls_without_a_capacity_gap(stack: dict) -> None:
     assert deploy["update_config"]["order"] == "start-first"
     assert deploy["update_config"]["failure_action"] == "rollback"
     assert deploy["restart_policy"]["condition"] == "any"
-    # The image's probe (service/healthcheck.sh, tested in tests/service), tolerant of overload.
-    assert api["healthcheck"]["test"] == ["CMD", "/app/service/healthcheck.sh"]
+    # The image's probe (service/healthcheck.c, tested in tests/service), tolerant of overload.
+    assert api["healthcheck"]["test"] == ["CMD", "/usr/local/bin/penguin-healthcheck"]
     assert api["healthcheck"]["retries"] * 5 >= 30
     assert api["stop_grace_period"]
     assert deploy["replicas"] == "${API_REPLICAS:-2}"
