@@ -450,14 +450,19 @@ class RateSearch:
 
 @dataclass
 class FixedSteps:
-    """A staircase of fixed rates that stops after the first step that does not pass."""
+    """A staircase of fixed rates that stops after the first step that does not pass; with
+    `stop_on_failure` off (a soak: one rate held for every step) it runs every step whatever
+    they measure, since a soak reports how the service fares, not where it breaks."""
 
     rates: list[float]
     outcome: str | None = None
     steps: int = 0
+    stop_on_failure: bool = True
 
     def record(self, rate: float, passed: bool, generator_limited: bool = False) -> None:
         self.steps += 1
+        if not self.stop_on_failure:
+            return
         if generator_limited:
             self.outcome = GENERATOR_LIMITED
         elif not passed:

@@ -21,7 +21,8 @@ from typing import Any
 
 from matrix.analyse.analysis import docker_stats_summary
 from matrix.analyse.records import CellRecord, TrialRecord
-from matrix.config import Cell, MatrixFile, MatrixSettings, memory_bytes
+from matrix.analyse.soak import soak_summary
+from matrix.config import Cell, MatrixFile, MatrixSettings, SoakProfile, memory_bytes
 from matrix.measure.cgroups import CgroupSampler, read_samples, window_cpu
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, RouteGuard
 from matrix.measure.prometheus import attach_server_figures
@@ -662,3 +663,7 @@ class MatrixRunner:
         record.api_cpu_mean_cores = stats["api_cpu_mean_cores"]
         record.api_cpu_peak_cores = stats["api_cpu_peak_cores"]
         record.api_mem_peak_mb = stats["api_mem_peak_mb"]
+        if isinstance(profile, SoakProfile):
+            record.soak = [
+                soak_summary(trial, out / "docker_stats.csv", profile) for trial in record.trials
+            ]
