@@ -35,6 +35,10 @@ STEP_MESSAGE = "penguin_step"
 # The counters each generator reports per step, summed over generators.
 COUNTS = ("scheduled", "sent", "late", "dropped", "ok", "failed", "served")
 STATS_MESSAGE = "penguin_step_stats"
+# Every open-model request carries the wall-clock time (Unix seconds) it was scheduled to go
+# out, so a server can time it from the same instant the load test's reported latency starts
+# (the known-capacity test server does; the API ignores it).
+SCHEDULED_HEADER = "X-Scheduled-Send"
 
 
 def new_histogram() -> HdrHistogram:

@@ -59,6 +59,7 @@ from loadtest.data import (
 )
 from loadtest.open_model import (
     ARRIVALS,
+    SCHEDULED_HEADER,
     STATS_MESSAGE,
     STEP_MESSAGE,
     FixedSteps,
@@ -447,13 +448,17 @@ class _Answer:
 
 
 def _post_checked(
-    http: HTTPClient, url: str, body: object, check: Callable[[Any], str | None]
+    http: HTTPClient,
+    url: str,
+    body: object,
+    check: Callable[[Any], str | None],
+    headers: dict[str, str] = JSON_HEADERS,
 ) -> _Answer:
     """POST `body` as JSON, read the whole answer (so the connection stays usable) and check a
     200's body; the open-model and the workshop users send through here."""
     answer = _Answer()
     try:
-        with http.post(url, body=json.dumps(body), headers=JSON_HEADERS) as response:
+        with http.post(url, body=json.dumps(body), headers=headers) as response:
             content = response.read()
             answer.status, answer.length = response.status_code, len(content)
             if answer.status == 200:
@@ -683,7 +688,9 @@ class OpenModelUser(User):
     def _request(self, start: float, offset: float, recorder: StepRecorder) -> None:
         url, body, check = WORKLOAD.request(self.environment.parsed_options, self.rng)
         sent = time.monotonic()
-        answer = _post_checked(self.http, url, body, check)
+        scheduled_wall = time.time() - (sent - (start + offset))
+        headers = {**JSON_HEADERS, SCHEDULED_HEADER: f"{scheduled_wall:.6f}"}
+        answer = _post_checked(self.http, url, body, check, headers)
         finished = time.monotonic()
         if answer.timed_out:
             failure: str | None = "timeout"
