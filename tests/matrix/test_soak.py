@@ -198,6 +198,7 @@ def test_report_has_the_soak_section(tmp_path: Path) -> None:
     text = write_report(tmp_path, matrix, {"host_cores": 2}).read_text(encoding="utf-8")
     assert "## Soak" in text
     assert "Soak: 100 req/s held for 3 samples of 60 s" in text
+    assert "The soak held one rate for 3 minutes" in text
     assert "Memory slope: **10 MB per 10 min**" in text
     assert "**Flagged:** memory grows 10.0 MB per 10 min (flagged above 5)" in text
     assert "| 1.0 | 100 | 99 | 21 | 0 | 0 | 101 | 0 | pass |" in text
