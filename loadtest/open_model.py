@@ -35,6 +35,10 @@ STEP_MESSAGE = "penguin_step"
 # The counters each generator reports per step, summed over generators.
 COUNTS = ("scheduled", "sent", "late", "dropped", "ok", "failed", "served")
 STATS_MESSAGE = "penguin_step_stats"
+# Every open-model request carries the wall-clock time (Unix seconds) it was scheduled to go
+# out, so a server can time it from the same instant the load test's reported latency starts
+# (the known-capacity test server does; the API ignores it).
+SCHEDULED_HEADER = "X-Scheduled-Send"
 
 
 def new_histogram() -> HdrHistogram:
@@ -450,14 +454,19 @@ class RateSearch:
 
 @dataclass
 class FixedSteps:
-    """A staircase of fixed rates that stops after the first step that does not pass."""
+    """A staircase of fixed rates that stops after the first step that does not pass; with
+    `stop_on_failure` off (a soak: one rate held for every step) it runs every step whatever
+    they measure, since a soak reports how the service fares, not where it breaks."""
 
     rates: list[float]
     outcome: str | None = None
     steps: int = 0
+    stop_on_failure: bool = True
 
     def record(self, rate: float, passed: bool, generator_limited: bool = False) -> None:
         self.steps += 1
+        if not self.stop_on_failure:
+            return
         if generator_limited:
             self.outcome = GENERATOR_LIMITED
         elif not passed:

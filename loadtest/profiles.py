@@ -10,7 +10,9 @@ import math
 import random
 from dataclasses import asdict, dataclass
 
-PROFILES = ("plain", "workshop", "staircase", "search")
+PROFILES = ("plain", "workshop", "staircase", "search", "soak")
+# The profiles that send arrivals on a schedule (open model, loadtest/open_model.py).
+OPEN_PROFILES = ("staircase", "search", "soak")
 # The original workshop experiment: 10 000 users spawned at 500 users/s, then held.
 WORKSHOP_USERS = 10_000
 WORKSHOP_SPAWN_RATE = 500.0

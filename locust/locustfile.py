@@ -59,6 +59,7 @@ from loadtest.data import (
 )
 from loadtest.open_model import (
     ARRIVALS,
+    SCHEDULED_HEADER,
     STATS_MESSAGE,
     STEP_MESSAGE,
     FixedSteps,
@@ -74,6 +75,7 @@ from loadtest.open_model import (
     staircase_rates,
 )
 from loadtest.profiles import (
+    OPEN_PROFILES,
     PROFILES,
     WORKSHOP_SPAWN_RATE,
     WORKSHOP_THINK_TIME,
@@ -112,7 +114,7 @@ def add_arguments(parser: Any) -> None:
         choices=PROFILES,
         default="plain",
         env_var="LOCUST_LOAD_PROFILE",
-        help="load profile: plain (-u/-r/-t), workshop, staircase or search",
+        help="load profile: plain (-u/-r/-t), workshop, staircase, search or soak",
     )
     group.add_argument(
         "--model-mix",
@@ -218,6 +220,13 @@ def add_arguments(parser: Any) -> None:
         default=500.0,
         env_var="LOCUST_MAX_RATE",
         help="staircase: highest arrival rate, requests/s",
+    )
+    group.add_argument(
+        "--soak-steps",
+        type=int,
+        default=30,
+        env_var="LOCUST_SOAK_STEPS",
+        help="soak: steps of --step-seconds each at --start-rate, none skipped on failure",
     )
     group.add_argument(
         "--step-seconds",
@@ -439,13 +448,17 @@ class _Answer:
 
 
 def _post_checked(
-    http: HTTPClient, url: str, body: object, check: Callable[[Any], str | None]
+    http: HTTPClient,
+    url: str,
+    body: object,
+    check: Callable[[Any], str | None],
+    headers: dict[str, str] = JSON_HEADERS,
 ) -> _Answer:
     """POST `body` as JSON, read the whole answer (so the connection stays usable) and check a
     200's body; the open-model and the workshop users send through here."""
     answer = _Answer()
     try:
-        with http.post(url, body=json.dumps(body), headers=JSON_HEADERS) as response:
+        with http.post(url, body=json.dumps(body), headers=headers) as response:
             content = response.read()
             answer.status, answer.length = response.status_code, len(content)
             if answer.status == 200:
@@ -598,6 +611,7 @@ def _check_options(options: Any) -> None:
         (options.precision > 0, "--precision must be > 0"),
         (options.ceiling >= 0, "--ceiling must be >= 0 (0: none)"),
         (options.step_seconds > 0, "--step-seconds must be > 0"),
+        (options.soak_steps > 0, "--soak-steps must be > 0"),
         (
             0 <= options.settle_seconds < options.step_seconds,
             "--settle-seconds must be >= 0 and shorter than --step-seconds",
@@ -674,7 +688,9 @@ class OpenModelUser(User):
     def _request(self, start: float, offset: float, recorder: StepRecorder) -> None:
         url, body, check = WORKLOAD.request(self.environment.parsed_options, self.rng)
         sent = time.monotonic()
-        answer = _post_checked(self.http, url, body, check)
+        scheduled_wall = time.time() - (sent - (start + offset))
+        headers = {**JSON_HEADERS, SCHEDULED_HEADER: f"{scheduled_wall:.6f}"}
+        answer = _post_checked(self.http, url, body, check, headers)
         finished = time.monotonic()
         if answer.timed_out:
             failure: str | None = "timeout"
@@ -835,7 +851,7 @@ class PenguinShape(LoadTestShape):
 
     def tick(self) -> tuple[int, float] | tuple[int, float, list[type[User]]] | None:
         options = self.runner.environment.parsed_options
-        if options.load_profile in ("search", "staircase"):
+        if options.load_profile in OPEN_PROFILES:
             if self._open is None:
                 self._open = _OpenDriver(self.runner, options)
             return self._open.tick()
@@ -882,6 +898,10 @@ class _OpenDriver:
                 options.precision,
                 options.ceiling or None,
                 options.max_steps,
+            )
+        elif options.load_profile == "soak":
+            self.search = FixedSteps(
+                [options.start_rate] * options.soak_steps, stop_on_failure=False
             )
         else:
             self.search = FixedSteps(
@@ -974,7 +994,8 @@ class _OpenDriver:
         result = merge_reports(self.plan, self.reports.pop(self.plan.index, []), self.users)
         result.started, result.ended = self.started_wall, time.time()
         judge(result, self.objective)
-        if not result.passed:
+        if not result.passed and self.options.load_profile != "soak":
+            # (A soak holds its rate: a pause would hide what it is there to see.)
             # An overloaded service still works off the requests it queued, also those whose
             # clients gave up: let that backlog drain, or the next step would measure it too.
             self.resume_at = time.monotonic() + drain_seconds(result, self.options.request_timeout)

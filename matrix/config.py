@@ -154,6 +154,51 @@ class StaircaseProfile(_OpenStepsProfile):
         return self.duration_seconds()
 
 
+class SoakProfile(_OpenStepsProfile):
+    """One arrival rate held for `duration_seconds` (open model), reported per `step_seconds`
+    (a minute by default): `rate`, or `knee_share` of `knee_rps` (a cell's measured knee).
+    The analysis and its flags: matrix/analyse/soak.py."""
+
+    kind: Literal["soak"]
+    step_seconds: Annotated[float, Field(ge=10, le=600)] = 60.0
+    duration_seconds_: Annotated[float, Field(gt=0, le=86_400, alias="duration_seconds")] = 1800.0
+    rate: Annotated[float | None, Field(gt=0)] = None
+    knee_rps: Annotated[float | None, Field(gt=0)] = None
+    knee_share: Annotated[float, Field(gt=0, le=1)] = 0.7
+    # Flags: memory growing faster than this (least-squares slope over the per-minute means),
+    # and the last third's median p95 over the first third's above this ratio.
+    max_memory_slope_mb_per_10min: Annotated[float, Field(gt=0)] = 5.0
+    max_p95_drift: Annotated[float, Field(gt=1)] = 1.5
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> SoakProfile:
+        if (self.rate is None) == (self.knee_rps is None):
+            raise ValueError("soak needs either rate or knee_rps (with knee_share), not both")
+        if self.duration_seconds_ < 2 * self.step_seconds:
+            raise ValueError(
+                f"duration_seconds ({self.duration_seconds_:g}) must hold at least two "
+                f"samples of step_seconds ({self.step_seconds:g})"
+            )
+        return self
+
+    @property
+    def held_rate(self) -> float:
+        """The arrival rate the soak holds, req/s."""
+        if self.rate is not None:
+            return self.rate
+        assert self.knee_rps is not None  # _one_rate
+        return round(self.knee_share * self.knee_rps, 1)
+
+    def steps(self) -> int:
+        return math.ceil(self.duration_seconds_ / self.step_seconds - 1e-9)
+
+    def duration_seconds(self) -> float:
+        return self.steps() * self.step_cost_seconds()
+
+    def expected_seconds(self) -> float:
+        return self.duration_seconds()
+
+
 class PlainProfile(_Strict):
     kind: Literal["plain"]
     users: Annotated[int, Field(gt=0)]
@@ -202,9 +247,10 @@ class WorkshopProfile(_Strict):
 
 
 Profile = Annotated[
-    SearchProfile | StaircaseProfile | PlainProfile | WorkshopProfile, Field(discriminator="kind")
+    SearchProfile | StaircaseProfile | SoakProfile | PlainProfile | WorkshopProfile,
+    Field(discriminator="kind"),
 ]
-OPEN_PROFILE_TYPES = (SearchProfile, StaircaseProfile)
+OPEN_PROFILE_TYPES = (SearchProfile, StaircaseProfile, SoakProfile)
 
 
 class Cells(_Strict):

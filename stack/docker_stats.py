@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from stack.engine import DockerError, Engine
@@ -14,16 +15,26 @@ from stack.engine import DockerError, Engine
 class DockerStatsSampler(threading.Thread):
     """Samples the service's running containers into a CSV until stopped.
 
-    Each sample takes about a second or two on its own, which is the sampling resolution."""
+    Each sample takes about a second or two on its own, which is the sampling resolution.
+    `clock` gives each sample's timestamp (wall-clock seconds, which the summaries compare with
+    the steps' times); the tests pass one of their own."""
 
     FIELDS = ("timestamp", "container", "name", "cpu_percent", "mem_bytes", "mem_limit_bytes")
 
-    def __init__(self, engine: Engine, service: str, output: Path, interval: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        service: str,
+        output: Path,
+        interval: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__(name=f"docker-stats-{service}", daemon=True)
         self.engine = engine
         self.service = service
         self.output = output
         self.interval = interval
+        self.clock = clock
         self._stop_event = threading.Event()
         self.errors: list[str] = []
 
@@ -40,7 +51,7 @@ class DockerStatsSampler(threading.Thread):
                 try:
                     samples = self.engine.container_stats(self.service)
                     # One timestamp per sample: the summary adds up the containers by it.
-                    now = round(time.time(), 3)
+                    now = round(self.clock(), 3)
                     for s in samples:
                         writer.writerow(
                             (

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from matrix.analyse.soak import SoakSummary
 from matrix.measure.prometheus import ServerFigures
 
 
@@ -146,6 +147,8 @@ class CellRecord(_Record):
     observation: str = ""
     # The open-model search run before the cell's own load (search_first), or a sibling's.
     reference: TrialRecord | None = None
+    # A soak profile: each trial minute by minute, with its trends (matrix/analyse/soak.py).
+    soak: list[SoakSummary] = []
 
     @property
     def knees(self) -> list[float]:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from matrix.analyse.analysis import docker_stats_summary
 from matrix.analyse.records import CellRecord, TrialRecord
-from matrix.config import MatrixFile, MatrixSettings
+from matrix.analyse.soak import soak_summary
+from matrix.config import MatrixFile, MatrixSettings, SoakProfile
 from matrix.measure.cgroups import CgroupSampler, read_samples, window_cpu
 from matrix.measure.cluster_target import ClusterTarget
 from matrix.measure.loadgen import TrialRun
@@ -141,3 +142,7 @@ class CellLoad:
         record.api_cpu_mean_cores = stats["api_cpu_mean_cores"]
         record.api_cpu_peak_cores = stats["api_cpu_peak_cores"]
         record.api_mem_peak_mb = stats["api_mem_peak_mb"]
+        if isinstance(profile, SoakProfile):
+            record.soak = [
+                soak_summary(trial, out / "docker_stats.csv", profile) for trial in record.trials
+            ]

@@ -87,12 +87,16 @@ class CgroupSampler(threading.Thread):
         output: Path,
         interval: float = 0.5,
         refresh: float = 5.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(name="cgroup-sampler", daemon=True)
         self.cgroup_dirs = cgroup_dirs
         self.output = output
         self.interval = interval
         self.refresh = refresh
+        # Each sample's timestamp (wall-clock seconds, compared with the steps' times); the
+        # tests pass one of their own.
+        self.clock = clock
         self.errors: list[str] = []
         self._stop_event = threading.Event()
 
@@ -114,7 +118,7 @@ class CgroupSampler(threading.Thread):
                     except Exception as error:  # noqa: BLE001 - keep sampling what we had
                         self.errors.append(str(error))
                     listed = now
-                stamp = round(time.time(), 3)
+                stamp = round(self.clock(), 3)
                 for container, stat_dir in dirs.items():
                     counters = read_counters(stat_dir)
                     if counters is not None:

@@ -24,6 +24,7 @@ from matrix.config import (
     MatrixFile,
     MatrixSettings,
     SearchProfile,
+    SoakProfile,
 )
 from matrix.config import WorkshopProfile as WorkshopProfileModel
 
@@ -62,7 +63,7 @@ def profile_arguments(matrix: MatrixFile) -> list[str]:
             "--load-profile",
             profile.kind,
             "--start-rate",
-            f"{profile.start_rate:g}",
+            f"{profile.held_rate if isinstance(profile, SoakProfile) else profile.start_rate:g}",
             "--step-seconds",
             f"{profile.step_seconds:g}",
             "--settle-seconds",
@@ -97,6 +98,8 @@ def profile_arguments(matrix: MatrixFile) -> list[str]:
                 "--max-steps",
                 str(profile.max_steps),
             ]
+        elif isinstance(profile, SoakProfile):
+            args += ["--soak-steps", str(profile.steps())]
         else:
             args += ["--step-rate", f"{profile.step_rate:g}", "--max-rate", f"{profile.max_rate:g}"]
         return args

@@ -239,3 +239,36 @@ def plot_workshop_timeline(
         for ax in axes[-1]:
             ax.set_xlabel("seconds since the first answer")
     return path
+
+
+def plot_soak(cell: CellRecord, p95_objective_ms: float, path: Path) -> Path:
+    """A soak per minute: the api containers' memory with its least-squares trend, p95 against
+    the objective, and errors; one line per trial."""
+    fig, (ax_mem, ax_p95, ax_err) = plt.subplots(
+        3, 1, figsize=(FIGURE_SIZE[0], FIGURE_SIZE[1] * 1.6), sharex=True
+    )
+    with _saved(fig, path):
+        for soak in cell.soak:
+            label = f"trial {soak.trial}"
+            minutes = [m.start_s / 60.0 for m in soak.minutes]
+            memory = [(x, m.memory_mb) for x, m in zip(minutes, soak.minutes, strict=True)]
+            known = [(x, y) for x, y in memory if y is not None]
+            ax_mem.plot([x for x, _ in known], [y for _, y in known], marker="o", label=label)
+            if soak.memory_slope_mb_per_10min is not None and known:
+                # The fitted line through the means, drawn from its slope and the points' centre.
+                mean_x = sum(x for x, _ in known) / len(known)
+                mean_y = sum(y for _, y in known) / len(known)
+                per_minute = soak.memory_slope_mb_per_10min / 10.0
+                ends = [known[0][0], known[-1][0]]
+                ax_mem.plot(
+                    ends, [mean_y + per_minute * (x - mean_x) for x in ends], linestyle="--"
+                )
+            ax_p95.plot(minutes, [m.p95_ms for m in soak.minutes], marker="o", label=label)
+            ax_err.bar(minutes, [m.errors for m in soak.minutes], width=0.6, label=label)
+        ax_mem.set_ylabel("api memory MB")
+        ax_mem.legend(loc="best")
+        ax_p95.axhline(p95_objective_ms, color=FAIL_COLOUR, linestyle="--", label="objective")
+        ax_p95.set_ylabel("p95 ms")
+        ax_err.set_ylabel("errors")
+        ax_err.set_xlabel("minutes since the soak began")
+    return path

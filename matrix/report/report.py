@@ -21,11 +21,18 @@ from matrix.analyse.analysis import (
     write_summary,
 )
 from matrix.analyse.records import CellRecord
-from matrix.config import OPEN_PROFILE_TYPES, MatrixFile, SearchProfile, WorkshopProfile
+from matrix.config import (
+    OPEN_PROFILE_TYPES,
+    MatrixFile,
+    SearchProfile,
+    SoakProfile,
+    WorkshopProfile,
+)
 from matrix.report.plots import (
     plot_across_cells,
     plot_cell_steps,
     plot_failures,
+    plot_soak,
     plot_workshop_timeline,
 )
 
@@ -109,12 +116,16 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
     plots.mkdir(exist_ok=True)
     write_summary(run_dir / "summary.csv", cells, matrix.target_rps)
     objective = matrix.objective
-    step_plots = {}
+    step_plots, soak_plots = {}, {}
     for cell in cells:
         if cell.trials:
             name = f"steps-{cell.cell_id}.png"
             plot_cell_steps(cell, objective.p95_ms, plots / name)
             step_plots[cell.cell_id] = name
+        if cell.soak:
+            soak_plots[cell.cell_id] = plot_soak(
+                cell, objective.p95_ms, plots / f"soak-{cell.cell_id}.png"
+            ).name
     plot_across_cells(cells, matrix.target_rps, objective.p95_ms, plots / "capacity-vs-cpu.png")
     plot_failures(cells, objective.max_failure_ratio, plots / "failures.png")
     workshop_context: dict[str, Any] | None = None
@@ -152,6 +163,8 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
         "planned": len(matrix.cell_list()),
         "any_generator_limited": any(c.generator_limited for c in cells),
         "workshop": workshop_context,
+        "soak": matrix.profile if isinstance(matrix.profile, SoakProfile) else None,
+        "soak_plots": soak_plots,
     }
     env = template_environment()
     text = env.get_template("report.md.j2").render(context)

@@ -25,7 +25,7 @@ import pytest
 
 from cluster.settings import ClusterSettings
 from cluster.topology import plan, read_env_file
-from tests.nginx.load import LoadGenerator, report
+from tests.nginx.load import LoadGenerator, check_resends, nginx_reloads, report
 from tests.support import (
     PROJECT_ROOT,
     SEED_BODY,
@@ -155,12 +155,10 @@ def _nginx_upstreams(cluster: Cluster) -> set[str]:
     }
 
 
-def _nginx_failures(cluster: Cluster, since: str) -> str:
-    """Nginx's story since `since` (the engine's clock), to explain a failure that happens once in
-    several CI runs: its error log (the fixture lowers the proxy errors' level so that refused or
-    timed-out tries and "no live upstreams" appear), the entrypoint's upstream rewrites, and the
-    access-log lines around them, which name the replicas each request reached."""
-    logs = subprocess.run(
+def _nginx_logs(cluster: Cluster, since: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """The edge Nginx container's output since `since` (the engine's clock): the access log on
+    stdout, the error log and the entrypoint's lines (its reloads) on stderr."""
+    return subprocess.run(
         [
             "docker",
             "--host",
@@ -168,7 +166,7 @@ def _nginx_failures(cluster: Cluster, since: str) -> str:
             "logs",
             "--since",
             since,
-            "--timestamps",
+            *options,
             _nginx_container(cluster),
         ],
         capture_output=True,
@@ -176,6 +174,14 @@ def _nginx_failures(cluster: Cluster, since: str) -> str:
         timeout=60,
         check=False,
     )
+
+
+def _nginx_failures(cluster: Cluster, since: str) -> str:
+    """Nginx's story since `since` (the engine's clock), to explain a failure that happens once in
+    several CI runs: its error log (the fixture lowers the proxy errors' level so that refused or
+    timed-out tries and "no live upstreams" appear), the entrypoint's upstream rewrites, and the
+    access-log lines around them, which name the replicas each request reached."""
+    logs = _nginx_logs(cluster, since, "--timestamps")
     # The access log is on stdout, everything else on stderr: merged by their timestamps.
     errors = set(logs.stderr.splitlines())
     lines = sorted(logs.stdout.splitlines() + list(errors))
@@ -342,6 +348,7 @@ def test_draining_a_worker_moves_the_api_with_no_failed_request(
     assert load.result.sent > 0
     if load.result.failed:
         pytest.fail(f"{load.result.failures}\nNginx:\n{_nginx_failures(cluster, since)}")
+    check_resends(load.result, nginx_reloads(_nginx_logs(cluster, since).stderr))
 
 
 def test_losing_a_worker_fails_only_requests_in_flight(
@@ -353,6 +360,7 @@ def test_losing_a_worker_fails_only_requests_in_flight(
     _wait("Nginx over three replicas", lambda: _balanced(cluster, 3), timeout=60)
     lost = {task.address for task in _tasks(cluster, API) if task.node == WORKER_A}
     assert len(lost) == 1, _tasks(cluster, API)
+    since = cluster.docker("info", "--format", "{{.SystemTime}}").strip()
     load = LoadGenerator(
         f"{cluster.nginx_url}/predict", threads=LOAD_THREADS, pause=0.01, max_seconds=180
     )
@@ -385,6 +393,7 @@ def test_losing_a_worker_fails_only_requests_in_flight(
     # keep-alive connection to it before Nginx drops its address. Each hangs its load thread for
     # the client timeout (15 s), longer than that takes, so at most one per thread.
     assert load.result.failed <= LOAD_THREADS, load.result.failures
+    check_resends(load.result, nginx_reloads(_nginx_logs(cluster, since).stderr))
 
 
 def test_the_lost_worker_comes_back_and_takes_work_again(

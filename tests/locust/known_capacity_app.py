@@ -5,7 +5,10 @@ a busy machine too (a CPU-bound server has it only on a core of its own), and th
 stays free, so a request reaches the app as soon as it arrives: the queue forms at the lock,
 inside the app's own timing. It answers like the penguin API (so the load test's checks pass)
 and appends its own timing of every request to KNOWN_CAPACITY_LOG: the wall time the request
-reached the app, and how long until its answer was sent, queueing included.
+reached the app, and how long until its answer was sent, queueing included. When the request
+carries the time the load test scheduled it for (loadtest/open_model.py: SCHEDULED_HEADER), a
+fourth column gives the time from then until the answer was sent: the interval the load test's
+reported latency covers, less the answer's way back.
 
 With KNOWN_CAPACITY_MAX_WAITING=N it also sheds load like the stack's admission control: a
 request that finds N others already waiting gets 503 with Retry-After at once (logged with a
@@ -19,6 +22,8 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from loadtest.open_model import SCHEDULED_HEADER
 
 SERVICE_SECONDS = float(os.environ.get("KNOWN_CAPACITY_SERVICE_MS", "20")) / 1000.0
 LOG_PATH = os.environ.get("KNOWN_CAPACITY_LOG", "")
@@ -38,6 +43,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     arrived = time.time()
     started = time.perf_counter()
+    scheduled = dict(scope.get("headers", [])).get(SCHEDULED_HEADER.lower().encode())
     more = True
     while more:
         message = await receive()
@@ -72,5 +78,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     if LOG_PATH and scope["path"] == "/predict":
+        line = f"{arrived:.6f} {time.perf_counter() - started:.6f} {status}"
+        if scheduled is not None:
+            line += f" {time.time() - float(scheduled):.6f}"
         with open(LOG_PATH, "a", encoding="ascii") as log:
-            log.write(f"{arrived:.6f} {time.perf_counter() - started:.6f} {status}\n")
+            log.write(line + "\n")

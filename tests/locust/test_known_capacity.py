@@ -3,15 +3,18 @@ and two workers) search the limit of a test server that can serve 20 requests/s 
 (one worker whose only event loop each request holds for 50 ms; tests/locust/known_capacity_app.py).
 
 - The served knee must land within 10 % of that capacity.
-- For the step at half the capacity, the load test's p95 from each request's actual send must
-  match, within 10 %, the p95 of the same requests as the server timed them itself; its p95 from
-  the intended send (the figure the reports use) adds the generator's own lateness on top and
-  must never be below it.
+- For the step at half the capacity, the p95 the load test reports (from each request's intended
+  send) must match, within 10 %, the server's own p95 of the same requests over the same
+  interval: from the time the load test scheduled each one (it travels in a header) until the
+  server sent the answer. Its p95 from the actual send must likewise match the server's timing
+  from each request's arrival, and can never exceed the reported one.
 
-Why not the intended-send p95 against the server's: that figure rightly charges the generator's
-delays to latency, and on a busy 2-core machine they reach 5 ms at the p95 (a CI run: 63.0 ms
-from the intended send, 58.1 from the actual send, 54.8 at the server), which is as much as the
-whole 10 % when the step's p95 happens to be low.
+Why the server times from the scheduled send: the reported figure rightly charges the
+generator's own delays to latency, and on a busy 2-core machine they reach 5 ms at the p95. A
+server timing from arrival leaves them out, so the two differed by up to the whole 10 % when the
+step's p95 happened to be low (a CI run: 63.0 ms reported, 58.1 from the actual send, 54.8 at
+the server from arrival). Timed from the same instant, only the answer's way back to the client
+is outside the server's figure.
 """
 
 from __future__ import annotations
@@ -84,20 +87,25 @@ def test_search_finds_a_known_capacity_and_measures_latency_like_the_server(tmp_
 
     half = next(s for s in steps if s.rate == pytest.approx(CAPACITY_RPS / 2))
     window = (half.started + SETTLE_S, half.started + STEP_S)
-    server_seconds = []
+    from_arrival, from_scheduled = [], []
     for line in timings.read_text().splitlines():
-        arrived, took = (float(x) for x in line.split()[:2])
-        if window[0] <= arrived < window[1]:
-            server_seconds.append(took)
-    intended_p95 = half.percentiles_ms()["p95"]
+        arrived, took, _status, since_scheduled = (float(x) for x in line.split())
+        # The load test keeps a request by its scheduled time; so does this.
+        scheduled = arrived + took - since_scheduled
+        if window[0] <= scheduled < window[1]:
+            from_arrival.append(took)
+            from_scheduled.append(since_scheduled)
+    reported_p95 = half.percentiles_ms()["p95"]
     sent_p95 = half.percentiles_ms(service=True)["p95"]
-    server_p95 = 1000.0 * percentile(server_seconds, 95)
+    server_p95 = 1000.0 * percentile(from_scheduled, 95)
+    server_arrival_p95 = 1000.0 * percentile(from_arrival, 95)
     print(
         f"step at {half.rate:g} req/s: {half.ok} answers measured by the load test, "
-        f"{len(server_seconds)} by the server; p95 {intended_p95:.2f} ms (load test, from the "
-        f"intended send; {sent_p95:.2f} from the actual send) against {server_p95:.2f} ms "
-        f"(server)"
+        f"{len(from_scheduled)} by the server; p95 reported {reported_p95:.2f} ms against "
+        f"{server_p95:.2f} ms at the server (both from the scheduled send); from the actual "
+        f"send {sent_p95:.2f} ms against {server_arrival_p95:.2f} ms from arrival"
     )
-    assert len(server_seconds) == pytest.approx(half.ok, abs=3)
-    assert sent_p95 == pytest.approx(server_p95, rel=0.10)
-    assert intended_p95 is not None and sent_p95 is not None and intended_p95 >= sent_p95
+    assert len(from_scheduled) == pytest.approx(half.ok, abs=3)
+    assert reported_p95 == pytest.approx(server_p95, rel=0.10)
+    assert sent_p95 == pytest.approx(server_arrival_p95, rel=0.10)
+    assert reported_p95 is not None and sent_p95 is not None and reported_p95 >= sent_p95

@@ -219,13 +219,10 @@ def test_staircase_with_processes_logs_every_generators_steps(
     assert failures == 0 and requests >= sum(s["scheduled"] for s in steps)
 
 
-@pytest.mark.integration
-@pytest.mark.timeout(120)
-def test_staircase_stops_after_a_step_that_breaks_the_objective(
-    service_url: str, tmp_path: Path
-) -> None:
+def _run_unreachable_objective(service_url: str, tmp_path: Path, profile: list[str]) -> Path:
+    """One Locust process running `profile` (--load-profile and its options) in 3 s steps
+    against an objective no request meets (p95 0.05 ms); returns its step log."""
     step_log = tmp_path / "steps.jsonl"
-    # No real request is answered within a twentieth of a millisecond: the first step breaks.
     subprocess.run(
         [
             LOCUST,
@@ -235,15 +232,9 @@ def test_staircase_stops_after_a_step_that_breaks_the_objective(
             "--host",
             service_url,
             "--load-profile",
-            "staircase",
-            "--start-rate",
-            "10",
-            "--step-rate",
-            "10",
+            *profile,
             "--step-seconds",
             "3",
-            "--max-rate",
-            "50",
             "--p95-ms",
             "0.05",
             "--step-log",
@@ -257,11 +248,46 @@ def test_staircase_stops_after_a_step_that_breaks_the_objective(
         timeout=100,
         check=False,
     )
+    return step_log
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_staircase_stops_after_a_step_that_breaks_the_objective(
+    service_url: str, tmp_path: Path
+) -> None:
+    # No real request is answered within a twentieth of a millisecond: the first step breaks.
+    step_log = _run_unreachable_objective(
+        service_url,
+        tmp_path,
+        ["staircase", "--start-rate", "10", "--step-rate", "10", "--max-rate", "50"],
+    )
     events = _step_events(step_log)
     steps = [e for e in events if e["event"] == "step"]
     assert [s["index"] for s in steps] == [0]
     assert not steps[0]["passed"] and "p95" in steps[0]["reasons"][0]
     assert events[-1]["event"] == "end" and events[-1]["knee_rate"] is None
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_soak_holds_its_rate_for_every_step_even_when_they_fail(
+    service_url: str, tmp_path: Path
+) -> None:
+    # As above every step breaks the objective; a soak runs them all at the one rate anyway.
+    step_log = _run_unreachable_objective(
+        service_url, tmp_path, ["soak", "--start-rate", "10", "--soak-steps", "3"]
+    )
+    events = _step_events(step_log)
+    steps = [e for e in events if e["event"] == "step"]
+    assert [(s["index"], s["rate"], s["passed"]) for s in steps] == [
+        (0, 10, False),
+        (1, 10, False),
+        (2, 10, False),
+    ]
+    assert all(s["ok"] == s["scheduled"] > 0 for s in steps)
+    assert events[0]["profile"] == "soak"
+    assert events[-1]["event"] == "end" and events[-1]["outcome"] == "all steps done"
 
 
 @pytest.mark.integration

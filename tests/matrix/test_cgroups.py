@@ -76,7 +76,10 @@ def test_sampler_writes_what_it_reads(tmp_path: Path) -> None:
     dirs = {ID: tmp_path / "cpu" / "docker" / ID, "gone": tmp_path / "cpu" / "docker" / "gone"}
     sampler = CgroupSampler(lambda: dirs, output, interval=0.05)
     sampler.start()
-    time.sleep(0.3)
+    # Until two samples are written, however slowly the thread gets the CPU (10 s at most).
+    deadline = time.monotonic() + 10
+    while len(read_samples(output).get(ID, [])) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     sampler.stop()
     samples = read_samples(output)
     assert list(samples) == [ID] and len(samples[ID]) >= 2

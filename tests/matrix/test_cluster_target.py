@@ -10,7 +10,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from matrix import __main__ as main_module
 from matrix.config import MatrixSettings
 from matrix.measure import cell_load as cell_load_module
 from matrix.measure.cell_load import NODE_CPU_FILE, per_node_cores
-from matrix.measure.cgroups import FIELDS
+from matrix.measure.cgroups import FIELDS, CgroupSampler
 from matrix.measure.cluster_target import (
     ClusterTarget,
     ClusterTargetError,
@@ -71,29 +71,25 @@ def fake_cluster(root: Path, routed: bool = True) -> FakeCluster:
 
 
 @pytest.fixture
-def ticking_cgroups(tmp_path: Path) -> Iterator[Path]:
-    """cgroup v2 folders of the workers whose usage grows at NODE_CORES until the test ends."""
+def ticking_cgroups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """cgroup v2 folders of the workers whose usage grows at NODE_CORES. The node sampler's clock
+    writes each node's counters for the very time it stamps the sample with, so the per-node
+    cores come out exact whatever the machine's load (no thread that may fall behind)."""
     root = tmp_path / "cgroup"
     for node in NODE_CORES:
         (root / node).mkdir(parents=True)
-    stop = threading.Event()
     start = time.time()
 
-    def tick() -> None:
-        while not stop.is_set():
-            elapsed = time.time() - start
-            for node, cores in NODE_CORES.items():
-                usage = int(elapsed * cores * 1e6)
-                (root / node / "cpu.stat.tmp").write_text(f"usage_usec {usage}\nnr_periods 0\n")
-                (root / node / "cpu.stat.tmp").replace(root / node / "cpu.stat")
-            stop.wait(0.005)
+    def clock() -> float:
+        now = time.time()
+        for node, cores in NODE_CORES.items():
+            usage = int((now - start) * cores * 1e6)
+            (root / node / "cpu.stat.tmp").write_text(f"usage_usec {usage}\nnr_periods 0\n")
+            (root / node / "cpu.stat.tmp").replace(root / node / "cpu.stat")
+        return now
 
-    thread = threading.Thread(target=tick, daemon=True)
-    thread.start()
-    time.sleep(0.05)
-    yield root
-    stop.set()
-    thread.join()
+    monkeypatch.setattr(cell_load_module, "CgroupSampler", partial(CgroupSampler, clock=clock))
+    return root
 
 
 def test_the_env_file_names_engine_stack_url_and_each_nodes_cgroup(tmp_path: Path) -> None:
@@ -231,7 +227,8 @@ def test_cluster_run_records_where_each_task_ran_and_each_nodes_cpu(
     cores = two["node_cpu_mean_cores"]
     assert set(cores) == set(NODE_CORES)  # node 1 has no cgroup folder here
     for node, expected in NODE_CORES.items():
-        assert cores[node] == pytest.approx(expected, rel=0.3)
+        # Only the stamps' rounding to the millisecond stands between them.
+        assert cores[node] == pytest.approx(expected, rel=0.02)
     report = (run_dir / "report.md").read_text()
     assert "## Where it ran" in report
     assert re.search(

@@ -46,6 +46,21 @@ load_generator: {where: stack, workers: 2, processes: 2, model_mix: default, bod
 converge_timeout_seconds: 150
 """
 
+# The soak profile for two minutes: one replica held at a rate it serves easily, one row per
+# minute.
+SHORT_SOAK = """
+name: soak-test
+cells:
+  - {replicas: 1, cpus: 0.5, memory: 256M}
+profile: {kind: soak, rate: 50, duration_seconds: 120, step_seconds: 60, settle_seconds: 1,
+          request_timeout_seconds: 2}
+objective: {p95_ms: 500, max_failure_ratio: 0.01}
+target_rps: 50
+warmup_seconds: 2
+load_generator: {processes: 2}
+converge_timeout_seconds: 150
+"""
+
 
 def _swarm_active() -> bool:
     if not docker_engine_available():
@@ -243,3 +258,28 @@ def test_reduced_workshop_on_the_stacks_own_locust(stack: Stack, tmp_path: Path)
     assert (run_dir / "plots" / "workshop-timeline.png").stat().st_size > 0
     # Nginx is back to the limit it had before the matrix.
     assert _service_env(f"{stack.name}_nginx").get(knob.env) == before
+
+
+@pytest.mark.swarm
+@pytest.mark.timeout(600)
+def test_two_minute_soak(stack: Stack, tmp_path: Path) -> None:
+    """The soak profile on the stack: a row per minute with the replica's memory, a memory
+    slope, no restart, and the report's soak section."""
+    run_dir, _ = _run_matrix(stack, SHORT_SOAK, tmp_path, 540)
+    record = json.loads((run_dir / "cells" / "r1-c0.5-m256M" / "cell.json").read_text())
+    assert record["status"] == "measured", record.get("error")
+    (soak,) = record["soak"]
+    minutes = soak["minutes"]
+    assert [m["index"] for m in minutes] == [0, 1]
+    for minute in minutes:
+        assert minute["offered_rps"] == 50
+        assert minute["served_rps"] == pytest.approx(50, rel=0.05)
+        assert minute["errors"] == 0 and minute["restarts"] == 0 and minute["passed"]
+        assert minute["memory_mb"] > 0
+    assert 55 <= minutes[1]["start_s"] <= 70  # a minute after the first began
+    assert soak["memory_slope_mb_per_10min"] is not None
+    assert record["restarts"] == 0 and record["oom_kills"] == 0
+    report = (run_dir / "report.md").read_text()
+    assert "## Soak" in report and "Memory slope: **" in report
+    assert "restarts 0; errors 0" in report
+    assert (run_dir / "plots" / "soak-r1-c0.5-m256M.png").stat().st_size > 0

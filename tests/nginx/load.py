@@ -13,14 +13,18 @@ import pytest
 
 from tests.support import SEED_BODY
 
+# What nginx/entrypoint.sh logs each time it reloads Nginx for a changed upstream set.
+RELOAD_LOG_LINE = "upstreams changed, reloaded"
+
 
 @dataclass
 class LoadResult:
     sent: int = 0
     failed: int = 0
     # Requests re-sent once because Nginx closed or reset their idle keep-alive connection
-    # (see _send).
+    # (see _send), in all and per load thread (each thread holds one connection at a time).
     retried: int = 0
+    retried_by_thread: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     # First few failures only: enough to diagnose, bounded in size.
     failures: list[str] = field(default_factory=list)
@@ -70,11 +74,13 @@ class LoadGenerator:
                 with self._lock:
                     self.result.record(status, error)
                     self.result.retried += retried
+                    if retried:
+                        self.result.retried_by_thread[threading.current_thread().name] += retried
                 if self.pause:
                     self._stop.wait(self.pause)
 
     def _send(self, client: httpx.Client) -> tuple[int | None, str | None, int]:
-        """One request; returns (status, error, retries).
+        """One request; returns (status, error, re-sends).
 
         A reload of Nginx (it follows the api replica set that way) closes idle client keep-alive
         connections; a request sent on one at that instant is dropped before any response. HTTP
@@ -83,20 +89,28 @@ class LoadGenerator:
         of two ways, depending on whether the request reached Nginx's socket before the old
         worker closed it: a clean close (FIN) with no response, or a reset, which the kernel
         sends when a socket is closed with unread data, or receives data after its close
-        (RFC 2525 2.17). Either way Nginx never read the request. Any other error, a second
-        drop, or a non-200 answer is a failure.
+        (RFC 2525 2.17). Either way Nginx never read the request. Only a request that went out
+        on a reused (kept-alive) connection can meet that race: a drop on a connection opened
+        for the request, any other error, a second drop, or a non-200 answer is a failure.
         """
         retries = 0
         while True:
+            opened: list[str] = []
+
+            def trace(event: str, _info: object, opened: list[str] = opened) -> None:
+                # httpcore's trace extension: a new connection shows as connect_tcp events.
+                if event.startswith("connection.connect_tcp"):
+                    opened.append(event)
+
             try:
-                response = client.post(self.url, json=self.body)
+                response = client.post(self.url, json=self.body, extensions={"trace": trace})
             except httpx.RemoteProtocolError as exc:
-                if retries == 0 and "without sending a response" in str(exc):
+                if retries == 0 and not opened and "without sending a response" in str(exc):
                     retries += 1
                     continue
                 return None, f"{type(exc).__name__}: {exc}", retries
             except (httpx.ReadError, httpx.WriteError) as exc:
-                if retries == 0 and _reset_by_peer(exc):
+                if retries == 0 and not opened and _reset_by_peer(exc):
                     retries += 1
                     continue
                 return None, f"{type(exc).__name__}: {exc}", retries
@@ -148,3 +162,19 @@ def report(capsys: pytest.CaptureFixture[str], scenario: str, result: LoadResult
             f"re-sent after a keep-alive close or reset={result.retried} "
             f"statuses={dict(result.statuses)}\n"
         )
+
+
+def nginx_reloads(log: str) -> int:
+    """How many times the entrypoint reloaded Nginx for a new upstream set in `log`."""
+    return log.count(RELOAD_LOG_LINE)
+
+
+def check_resends(result: LoadResult, reloads: int) -> None:
+    """Re-sends come only from Nginx reloads: a reload closes each idle kept-alive connection
+    once, and each load thread holds one connection at a time, so no thread may have re-sent
+    more requests than there were reloads (none without a reload)."""
+    worst = max(result.retried_by_thread.values(), default=0)
+    assert worst <= reloads, (
+        f"{worst} re-sent request(s) on one load thread but {reloads} Nginx reload(s): "
+        f"{dict(result.retried_by_thread)}"
+    )

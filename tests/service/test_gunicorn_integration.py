@@ -210,14 +210,38 @@ def test_logs_are_json_lines_without_access_log(server: Server) -> None:
     assert not any(event["logger"].endswith("access") for event in events)
 
 
+def _access_pids(server: Server, marker: str, want: int) -> list[int]:
+    """The worker pid of each access-log line whose request has `marker`, once `want` of them
+    are written (the log is flushed asynchronously), or what there is after 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        events = [json.loads(line) for line in server.log_lines()]
+        pids = [
+            int(e["pid"])
+            for e in events
+            if e["logger"] == "uvicorn.access" and marker in e["message"]
+        ]
+        if len(pids) >= want or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.1)
+
+
 def test_metrics_are_summed_over_workers(models_dir: Path, tmp_path: Path) -> None:
-    server = _start(tmp_path, workers=2)
+    # The access log names the worker that served each request.
+    server = _start(tmp_path, workers=2, extra_env={"PENGUIN_ACCESS_LOG": "true"})
     try:
-        assert len(server.worker_pids()) == 2
-        requests = 40
-        for _ in range(requests):
-            # A fresh connection each time, so the kernel spreads them over both workers.
-            assert _request(f"{server.url}/health")[0] == 200
+        workers = server.worker_pids()
+        assert len(workers) == 2
+        # A fresh connection each time, so the kernel spreads them over both workers: in
+        # batches until both served some (a sum over one worker would prove nothing).
+        requests, served_by = 0, []
+        while requests < 400 and set(served_by) != workers:
+            for _ in range(20):
+                assert _request(f"{server.url}/health?probe=sum")[0] == 200
+            requests += 20
+            served_by = _access_pids(server, "/health?probe=sum", requests)
+        assert len(served_by) == requests
+        assert set(served_by) == workers, f"{requests} requests, all served by {set(served_by)}"
         samples = []
         for _ in range(6):
             text = _request(f"{server.url}/metrics")[1].decode()

@@ -4,6 +4,7 @@ rows of a sample at one timestamp, engine errors kept and sampling going on."""
 from __future__ import annotations
 
 import csv
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,20 +39,28 @@ def _sample_until(sampler: DockerStatsSampler, done: Callable[[], bool]) -> None
 def test_writes_one_row_per_container_and_sample(tmp_path: Path) -> None:
     engine = FakeEngine(RESOURCES, update_config={}, stats=STATS)
     output = tmp_path / "docker_stats.csv"
-    started = time.time()
+    # Explicit timestamps, one second apart from 1000: the summary's window below never
+    # depends on how the wall clock moved while the sampler ran.
+    ticks = itertools.count(1000)
     _sample_until(
-        DockerStatsSampler(engine, "t_api", output, interval=0.01),
+        DockerStatsSampler(engine, "t_api", output, interval=0.01, clock=lambda: next(ticks)),
         lambda: output.is_file() and output.read_text().count("\n") >= 5,
     )
     rows = list(csv.DictReader(output.open()))
     assert list(rows[0]) == list(DockerStatsSampler.FIELDS)
     assert len(rows) >= 4 and len(rows) % 2 == 0
     assert {r["container"] for r in rows} == {"aaaaaaaaaaaa", "bbbbbbbbbbbb"}
-    assert rows[0]["timestamp"] == rows[1]["timestamp"]
+    assert [float(r["timestamp"]) for r in rows[:4]] == [1000, 1000, 1001, 1001]
     assert int(rows[1]["mem_bytes"]) == 120 * 2**20 and float(rows[1]["cpu_percent"]) == 25.5
-    # The summary adds the containers of one sample up: 0.5 + 0.255 cores.
-    summary = docker_stats_summary(output, started, time.time())
-    assert summary["api_cpu_peak_cores"] == 0.755 and summary["api_mem_peak_mb"] == 120.0
+    # The summary adds the containers of one sample up: 0.5 + 0.255 cores; its window is
+    # inclusive, and a window without samples has no figures.
+    summary = docker_stats_summary(output, 1000, 1001)
+    assert summary == {
+        "api_cpu_mean_cores": 0.755,
+        "api_cpu_peak_cores": 0.755,
+        "api_mem_peak_mb": 120.0,
+    }
+    assert set(docker_stats_summary(output, 900, 999.9).values()) == {None}
 
 
 def test_engine_errors_are_kept_and_sampling_goes_on(tmp_path: Path) -> None:

@@ -182,7 +182,6 @@ def test_prometheus_follows_scale_up_and_down(
     deployed: Deployed, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _wait_for_targets(deployed, 1, 60)
-    _scale(3)
     command = time.monotonic()
     _scale(3)
     converged = time.monotonic() - command
@@ -228,9 +227,10 @@ OPEN_FORM = """
 def test_locust_ui_in_chromium_with_the_login(deployed: Deployed, tmp_path: Path) -> None:
     page = DevToolsPage(tmp_path / "ui")
     try:
-        # Without the login the browser gets no UI (headless Chromium cancels the challenge).
+        # Without the login the browser gets no UI (headless Chromium cancels the challenge and
+        # shows the refusal's own text): once that text is on the page, there is no UI header.
         page.call("Page.navigate", url=f"{deployed.locust}/")
-        time.sleep(3)
+        page.wait_for_text("the Locust UI needs the lab's login")
         assert page.evaluate("document.querySelector('#root header') === null") is True
         # With it (sent on every request, the page's own fetch() calls included), a user starts
         # a test from the form, as in the workshop, and the UI shows it running.
@@ -263,6 +263,15 @@ def test_locust_ui_in_chromium_with_the_login(deployed: Deployed, tmp_path: Path
         httpx.post(f"{deployed.locust}/stop", auth=deployed.login.auth, timeout=10)
 
 
+# The console's Locust row: users and request rate, as shown.
+CONSOLE_LOCUST_ROW = """
+(() => {
+  const cells = document.querySelectorAll('#locust tr:nth-child(2) td');
+  return cells.length >= 3 ? [cells[0].innerText, cells[2].innerText] : null;
+})()
+"""
+
+
 def test_console_in_chromium_during_a_locust_run(
     deployed: Deployed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -275,14 +284,22 @@ def test_console_in_chromium_during_a_locust_run(
     assert started.json().get("success"), started.text
     page = DevToolsPage(tmp_path / "console")
     try:
-        time.sleep(12)  # a full 10 s window of figures
         page.call("Network.enable")
         page.call("Network.setExtraHTTPHeaders", headers={"Authorization": deployed.login.header()})
-        page.call("Page.navigate", url=f"{deployed.prometheus}/consoles/penguins.html?refresh=off")
-        body = page.wait_for_text("Locust (load generator)")
+        # The console renders on the server from what Prometheus scraped so far: reload it until
+        # it shows the 6 users and a request rate, or the deadline passes.
+        deadline = time.monotonic() + 60
+        while True:
+            page.call(
+                "Page.navigate", url=f"{deployed.prometheus}/consoles/penguins.html?refresh=off"
+            )
+            body = page.wait_for_text("Locust (load generator)")
+            users, rate = page.evaluate(CONSOLE_LOCUST_ROW) or ["", ""]
+            if (users == "6" and rate != "-") or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         assert "no api replica discovered" not in body
-        users = page.evaluate("document.querySelector('#locust tr:nth-child(2) td').innerText")
-        assert users == "6", body[-1500:]
+        assert users == "6" and rate != "-", body[-1500:]
         shot = page.call(
             "Page.captureScreenshot",
             format="png",

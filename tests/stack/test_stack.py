@@ -20,7 +20,7 @@ import pytest
 
 from matrix.measure.service_info import evaluator
 from stack.credentials import lab_ui_credentials
-from tests.nginx.load import LoadGenerator, report
+from tests.nginx.load import LoadGenerator, check_resends, nginx_reloads, report
 from tests.stack.held_connections import hold_connections, raise_open_file_limit
 from tests.support import (
     PROJECT_ROOT,
@@ -130,16 +130,21 @@ def _nginx_upstreams() -> set[str]:
     }
 
 
-def _served_ips(since: str) -> dict[str, int]:
-    """Per upstream IP, the requests Nginx's JSON access log shows since `since` (RFC 3339)."""
+def _nginx_log(since: str) -> str:
+    """The Nginx container's output since `since` (RFC 3339): access log and entrypoint."""
     result = subprocess.run(
         ["docker", "logs", "--since", since, _nginx_container()],
         capture_output=True,
         text=True,
         timeout=60,
     )
+    return result.stdout + result.stderr
+
+
+def _served_ips(since: str) -> dict[str, int]:
+    """Per upstream IP, the requests Nginx's JSON access log shows since `since` (RFC 3339)."""
     counts: dict[str, int] = {}
-    for line in (result.stdout + result.stderr).splitlines():
+    for line in _nginx_log(since).splitlines():
         if not line.startswith("{"):
             continue
         entry = json.loads(line)
@@ -299,6 +304,7 @@ def test_every_replica_serves_traffic(stack: Stack, capsys: pytest.CaptureFixtur
         time.sleep(5)
     report(capsys, "swarm: every replica serves", load.result)
     assert load.result.failed == 0, load.result.failures
+    check_resends(load.result, nginx_reloads(_nginx_log(since)))
     served = _served_ips(since)
     _figure(capsys, f"[swarm: every replica serves] per replica: {served}")
     assert set(served) == replicas
@@ -309,6 +315,7 @@ def test_scale_up_and_down_under_load_fails_no_request(
 ) -> None:
     _scale(1)
     _wait_for_upstreams(_container_ips(_api_containers()), timeout=60)
+    started = _now()
     load = LoadGenerator(f"{stack.url}/predict", threads=4, pause=0.01, max_seconds=180)
     with load:
         time.sleep(2)
@@ -335,6 +342,7 @@ def test_scale_up_and_down_under_load_fails_no_request(
     report(capsys, "swarm: scale 1 -> 3 -> 1 under load", load.result)
     assert load.result.sent > 0
     assert load.result.failed == 0, load.result.failures
+    check_resends(load.result, nginx_reloads(_nginx_log(started)))
     assert set(served_by_three) == three
 
 
@@ -344,6 +352,7 @@ def test_killing_an_api_container_fails_no_request(
     _scale(2)
     _wait_for_upstreams(_container_ips(_api_containers()), timeout=60)
     victim = _api_containers()[0]
+    started = _now()
     load = LoadGenerator(f"{stack.url}/predict", threads=4, pause=0.01, max_seconds=120)
     with load:
         time.sleep(2)
@@ -360,10 +369,12 @@ def test_killing_an_api_container_fails_no_request(
     report(capsys, "swarm: docker rm -f one api container under load", load.result)
     assert load.result.sent > 0
     assert load.result.failed == 0, load.result.failures
+    check_resends(load.result, nginx_reloads(_nginx_log(started)))
 
 
 def test_rolling_update_fails_no_request(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     before = set(_api_containers())
+    started = _now()
     load = LoadGenerator(f"{stack.url}/predict", threads=4, pause=0.01, max_seconds=300)
     with load:
         time.sleep(2)
@@ -373,6 +384,7 @@ def test_rolling_update_fails_no_request(stack: Stack, capsys: pytest.CaptureFix
     report(capsys, "swarm: rolling update (service update --force) under load", load.result)
     assert not before & set(_api_containers()), "every replica should have been replaced"
     assert load.result.failed == 0, load.result.failures
+    check_resends(load.result, nginx_reloads(_nginx_log(started)))
 
 
 def test_small_replica_survives_sustained_load_without_oom(
@@ -412,6 +424,7 @@ def test_small_replica_survives_sustained_load_without_oom(
     # Beyond what 2 x 0.25 CPU can serve, so the replicas run flat out for the whole window;
     # the batch requests exercise the bigger allocations.
     batch = {"instances": [SEED_BODY] * 100}
+    started = _now()
     singles = LoadGenerator(f"{stack.url}/predict?model=rf", threads=6, max_seconds=25)
     batches = LoadGenerator(
         f"{stack.url}/predict/batch?model=svm", threads=2, max_seconds=25, body=batch
@@ -439,6 +452,9 @@ def test_small_replica_survives_sustained_load_without_oom(
     assert singles.result.sent > 0 and batches.result.sent > 0
     assert singles.result.failed == 0, singles.result.failures
     assert batches.result.failed == 0, batches.result.failures
+    reloads = nginx_reloads(_nginx_log(started))
+    check_resends(singles.result, reloads)
+    check_resends(batches.result, reloads)
 
 
 # More connections at once than Docker's userland proxy survives with the open-file limit an
