@@ -7,7 +7,6 @@ every replica is full (admission control) never reach a replica, yet they are de
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from autoscaler.policy import Observation
@@ -18,6 +17,7 @@ from matrix.measure.prometheus import (
     PrometheusUnavailable,
     QueryFn,
 )
+from matrix.measure.prometheus import _one as one_value  # None for no sample or NaN
 from stack.credentials import UiCredentials, lab_ui_credentials
 
 
@@ -39,23 +39,16 @@ def queries(window_s: int) -> dict[str, str]:
     }
 
 
-def _value(query: QueryFn, expr: str, at: float) -> float | None:
-    samples = query(expr, at)
-    if not samples or math.isnan(samples[0][1]):
-        return None
-    return samples[0][1]
-
-
 def observe(query: QueryFn, at: float, window_s: int) -> Observation:
     """The api's figures at `at` (epoch seconds); NoFigures when there are none to trust."""
     exprs = queries(window_s)
     try:
-        served = _value(query, exprs["served"], at)
+        served = one_value(query, exprs["served"], at)
         if served is None:
             raise NoFigures("Prometheus has no api request series (no replica scraped yet?)")
-        nginx = _value(query, exprs["nginx"], at)
-        in_flight = _value(query, exprs["in_flight"], at)
-        refused = _value(query, exprs["refused"], at)
+        nginx = one_value(query, exprs["nginx"], at)
+        in_flight = one_value(query, exprs["in_flight"], at)
+        refused = one_value(query, exprs["refused"], at)
     except PrometheusUnavailable as error:
         raise NoFigures(str(error)) from None
     return Observation(
