@@ -34,6 +34,8 @@ class Phase:
 @dataclass
 class PhaseResult:
     phase: Phase
+    started: float = 0.0  # time.monotonic()
+    ended: float = 0.0
     scheduled: int = 0
     dropped: int = 0
     resent: int = 0
@@ -105,8 +107,8 @@ class OpenLoad:
             self.open -= 1
 
     async def run(self, phase: Phase) -> PhaseResult:
-        result = PhaseResult(phase)
-        started = time.monotonic()
+        result = PhaseResult(phase, started=time.monotonic())
+        started = result.started
         tasks: set[asyncio.Task[None]] = set()
         total = int(phase.rate * phase.seconds)
         for index in range(total):
@@ -125,6 +127,7 @@ class OpenLoad:
         if tasks:
             # Answers still owed belong to this phase; Nginx times out at 30 s at the latest.
             await asyncio.wait(tasks, timeout=35)
+        result.ended = time.monotonic()
         return result
 
     def close(self) -> None:
@@ -142,8 +145,9 @@ def run_phases(url: str, phases: list[Phase], max_connections: int = 400) -> lis
         try:
             for phase in phases:
                 if phase.rate <= 0:
+                    started = time.monotonic()
                     await asyncio.sleep(phase.seconds)
-                    results.append(PhaseResult(phase))
+                    results.append(PhaseResult(phase, started, time.monotonic()))
                 else:
                     results.append(await load.run(phase))
         finally:
