@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the images of the stack (penguin-lab/api, nginx, locust and prometheus).
+# Builds the images of the stack (penguin-lab/api, nginx, locust, prometheus and autoscaler).
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -13,8 +13,8 @@ usage() {
 Usage: scripts/build_images.sh [--tag TAG] [--prefix PREFIX] [--only NAME]... [--local-base]
                                [--no-cache] [--wheels-only]
 
-Builds \${IMAGE_PREFIX}penguin-lab/{api,nginx,locust,prometheus}:\${IMAGE_TAG} from the repository
-root.
+Builds \${IMAGE_PREFIX}penguin-lab/{api,nginx,locust,prometheus,autoscaler}:\${IMAGE_TAG} from the
+repository root.
 Re-running is cheap: wheels, models, the base image and Docker's layer cache are reused.
 
 Steps: trains the models when models/manifest.json is missing; downloads the pinned wheels for
@@ -26,7 +26,7 @@ when present or pullable, otherwise a local Debian bookworm base built once with
 
   --tag TAG        image tag (default: \$IMAGE_TAG or latest)
   --prefix PREFIX  registry prefix, e.g. registry.example.com:5000/ (default: \$IMAGE_PREFIX)
-  --only NAME      build only api, nginx, locust or prometheus (repeatable)
+  --only NAME      build only api, nginx, locust, prometheus or autoscaler (repeatable)
   --local-base     skip pulling; always use the local debootstrap base
   --no-cache       rebuild every layer
   --wheels-only    only prepare build/wheels/ (for a plain \`docker build\` afterwards)
@@ -50,8 +50,8 @@ while [ "$#" -gt 0 ]; do
     --only)
       [ "$#" -ge 2 ] || die "--only needs a value"
       case "$2" in
-        api|nginx|locust|prometheus) only+=("$2") ;;
-        *) die "--only takes api, nginx, locust or prometheus, not '$2'" ;;
+        api|nginx|locust|prometheus|autoscaler) only+=("$2") ;;
+        *) die "--only takes api, nginx, locust, prometheus or autoscaler, not '$2'" ;;
       esac
       shift ;;
     --local-base) export USE_LOCAL_BASE=1 ;;
@@ -62,7 +62,7 @@ while [ "$#" -gt 0 ]; do
   esac
   shift
 done
-[ "${#only[@]}" -gt 0 ] || only=(api nginx locust prometheus)
+[ "${#only[@]}" -gt 0 ] || only=(api nginx locust prometheus autoscaler)
 
 # prepare_wheels PART: pinned wheels for requirements/PART.txt, downloaded again only when the
 # requirements change. The platform flags make this work from any host Python or OS.
@@ -91,13 +91,15 @@ prepare_wheels() {
   echo "$want" >"$stamp"
 }
 
-# build_image NAME DOCKERFILE BASE: one docker build from the repository root, quiet unless it fails.
+# build_image NAME DOCKERFILE BASE [DOCKER-BUILD-ARG...]: one docker build from the repository root,
+# quiet unless it fails.
 build_image() {
   local name="$1" dockerfile="$2" base="$3" image build_log
+  shift 3
   image="${IMAGE_PREFIX}penguin-lab/$name:$IMAGE_TAG"
   build_log="$PROJECT_ROOT/build/$name-image.log"
   log "building $image (FROM $base)"
-  if ! docker build "${no_cache[@]}" --build-arg "BASE_IMAGE=$base" -f "$dockerfile" -t "$image" \
+  if ! docker build "${no_cache[@]}" --build-arg "BASE_IMAGE=$base" "$@" -f "$dockerfile" -t "$image" \
       "$PROJECT_ROOT" >"$build_log" 2>&1; then
     tail -n 30 "$build_log" >&2
     die "building $image failed; the whole log is $build_log"
@@ -112,6 +114,7 @@ mkdir -p build
 ensure_venv
 wants api && prepare_wheels service
 wants locust && prepare_wheels locust
+wants autoscaler && prepare_wheels autoscaler
 [ "$wheels_only" -eq 1 ] && { log "wheels are ready in ${WHEELHOUSE#"$PROJECT_ROOT"/}"; exit 0; }
 
 ensure_docker_engine
@@ -119,7 +122,7 @@ if wants api; then
   ensure_models
   [ -f models/manifest.json ] || die "models/manifest.json is missing after training"
 fi
-if wants api || wants locust; then
+if wants api || wants locust || wants autoscaler; then
   python_base="${PYTHON_BASE_IMAGE:-$(resolve_base "$PYTHON_BASE_DEFAULT")}"
 fi
 if wants nginx || wants prometheus; then
@@ -131,4 +134,9 @@ wants nginx && build_image nginx nginx/Dockerfile "$nginx_base"
 wants locust && build_image locust locust/Dockerfile "$python_base"
 # Debian's Prometheus and exporters: the same plain bookworm base as Nginx.
 wants prometheus && build_image prometheus prometheus/Dockerfile "$nginx_base"
+# The autoscaler's user joins the group that owns this host's Docker socket (autoscaler/Dockerfile).
+if wants autoscaler; then
+  build_image autoscaler autoscaler/Dockerfile "$python_base" \
+    --build-arg "DOCKER_GID=$(stat -c %g "${DOCKER_SOCKET:-/var/run/docker.sock}")"
+fi
 log "images ready: $(for name in "${only[@]}"; do printf '%spenguin-lab/%s:%s ' "$IMAGE_PREFIX" "$name" "$IMAGE_TAG"; done)"

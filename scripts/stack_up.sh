@@ -12,6 +12,7 @@ usage() {
   cat <<USAGE
 Usage: scripts/stack_up.sh [--stack-name NAME] [--no-build] [--timeout SECONDS]
                            [--with-registry-auth] [--public-host HOST]
+                           [--autoscale] [--autoscale-from RUN]
 
 Starts the Docker engine and a single-node Swarm when missing, builds the images
 (scripts/build_images.sh), deploys stack/docker-stack.yml, waits until every service has all its
@@ -25,6 +26,10 @@ again applies changed settings as a rolling update.
                         image digests in the registry (use with IMAGE_PREFIX)
   --public-host HOST    multi-node Swarm: the address of the node that publishes Nginx's port
                         (default: this machine); used to wait for /ready and in the URLs
+  --autoscale           run the autoscaler (autoscaler/README.md): the api follows the traffic
+                        between AUTOSCALE_MIN_REPLICAS and AUTOSCALE_MAX_REPLICAS
+  --autoscale-from RUN  --autoscale, with AUTOSCALE_TARGET_RPS_PER_REPLICA from a matrix run
+                        (results/<run>): 70 % of its knee per replica at API_CPUS / API_MEMORY
   -h, --help            show this help
 
 Knobs (environment, defaults in brackets): API_REPLICAS [2], API_CPUS [1.0], API_MEMORY [512M],
@@ -44,6 +49,8 @@ timeout_s=300
 build=1
 registry=0
 public_host=""
+autoscale=0
+autoscale_run=""
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --stack-name) [ "$#" -ge 2 ] || die "--stack-name needs a value"; STACK_NAME="$2"; shift ;;
@@ -51,6 +58,10 @@ while [ "$#" -gt 0 ]; do
     --timeout) [ "$#" -ge 2 ] || die "--timeout needs a value"; timeout_s="$2"; shift ;;
     --with-registry-auth) registry=1 ;;
     --public-host) [ "$#" -ge 2 ] || die "--public-host needs a value"; public_host="$2"; shift ;;
+    --autoscale) autoscale=1 ;;
+    --autoscale-from)
+      [ "$#" -ge 2 ] || die "--autoscale-from needs a matrix run's directory"
+      autoscale=1; autoscale_run="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $1" ;;
   esac
@@ -62,6 +73,18 @@ check_network_access
 
 cd "$PROJECT_ROOT"
 ensure_venv
+# The autoscaler: off (0 replicas) unless asked for; its target measured by a matrix run or given.
+if [ "$autoscale" -eq 1 ]; then
+  export AUTOSCALE_ENABLED=true AUTOSCALE_REPLICAS=1
+  if [ -n "$autoscale_run" ]; then
+    AUTOSCALE_TARGET_RPS_PER_REPLICA="$("$VENV_PYTHON" -m autoscaler.from_run "$autoscale_run" \
+      --cpus "${API_CPUS:-1.0}" --memory "${API_MEMORY:-512M}")" || die "--autoscale-from: see above"
+    export AUTOSCALE_TARGET_RPS_PER_REPLICA
+  fi
+  log "autoscaler on${AUTOSCALE_TARGET_RPS_PER_REPLICA:+, target $AUTOSCALE_TARGET_RPS_PER_REPLICA req/s per replica}"
+else
+  export AUTOSCALE_ENABLED=false AUTOSCALE_REPLICAS=0
+fi
 ensure_docker_engine
 ensure_swarm
 [ "$build" -eq 1 ] && "$PROJECT_ROOT/scripts/build_images.sh"
@@ -96,7 +119,7 @@ export NGINX_TEMPLATE_VERSION PROMETHEUS_TEMPLATE_VERSION PROMETHEUS_CONSOLE_VER
 
 # Locally built images keep their tag across rebuilds and Swarm does not look at what a tag points
 # to: with each image's ID in a container label, a rebuilt image rolls the services that use it.
-for name in api nginx locust prometheus; do
+for name in api nginx locust prometheus autoscaler; do
   image_id="$(docker image inspect --format '{{.Id}}' \
     "${IMAGE_PREFIX:-}penguin-lab/$name:${IMAGE_TAG:-latest}" 2>/dev/null || true)"
   export "${name^^}_IMAGE_ID=${image_id#sha256:}"

@@ -18,6 +18,7 @@ DOCKERFILES = {
     "nginx": PROJECT_ROOT / "nginx" / "Dockerfile",
     "locust": PROJECT_ROOT / "locust" / "Dockerfile",
     "prometheus": PROJECT_ROOT / "prometheus" / "Dockerfile",
+    "autoscaler": PROJECT_ROOT / "autoscaler" / "Dockerfile",
 }
 SCRIPTS = ["build_images.sh", "stack_up.sh", "stack_down.sh"]
 
@@ -78,7 +79,7 @@ def test_a_rebuilt_image_rolls_its_services(stack: dict) -> None:
         variable = f"{image.upper()}_IMAGE_ID"
         assert service["labels"]["com.penguin-lab.image-id"] == f"${{{variable}:-}}", name
     assert '"${name^^}_IMAGE_ID=' in script
-    assert "for name in api nginx locust prometheus" in script
+    assert "for name in api nginx locust prometheus autoscaler" in script
 
 
 def test_nginx_config_comes_from_a_swarm_config(stack: dict) -> None:
@@ -143,6 +144,8 @@ def test_bad_stack_name_is_a_clear_error(script: str) -> None:
 def _placeable(service: dict, labels: dict[str, str]) -> bool:
     """Swarm's reading of `node.labels.KEY ==/!= VALUE`: a missing label is the empty string."""
     for constraint in service["deploy"].get("placement", {}).get("constraints", []):
+        if constraint == "node.role == manager":
+            continue  # the edge node is the manager (cluster/); checked on the autoscaler below
         match = re.fullmatch(r"node\.labels\.(\S+) (==|!=) (\S+)", constraint)
         assert match, f"unexpected constraint {constraint!r}"
         key, operator, value = match.groups()
@@ -174,6 +177,7 @@ def test_placement_pins_the_edge_and_keeps_a_plain_swarm_working(stack: dict) ->
         "prometheus": ["edge"],
         "nginx-exporter": ["edge"],
         "node-exporter": ["edge", "worker"],
+        "autoscaler": ["edge"],
     }
 
 
@@ -251,3 +255,23 @@ def test_every_service_rotates_its_log_with_the_engines_defaults(stack: dict) ->
             "max-size": f"${{LAB_LOG_MAX_SIZE:-{DEFAULT_LOG_MAX_SIZE}}}",
             "max-file": f"${{LAB_LOG_MAX_FILE:-{DEFAULT_LOG_MAX_FILE}}}",
         }
+
+
+def test_only_the_autoscaler_gets_the_docker_socket_on_a_manager_and_is_off_by_default(
+    stack: dict,
+) -> None:
+    services = stack["services"]
+    socket_users = [
+        name
+        for name, service in services.items()
+        for volume in service.get("volumes", [])
+        if isinstance(volume, dict) and volume.get("source") == "/var/run/docker.sock"
+    ]
+    assert socket_users == ["autoscaler"]
+    autoscaler = services["autoscaler"]
+    assert "node.role == manager" in autoscaler["deploy"]["placement"]["constraints"]
+    assert autoscaler["deploy"]["replicas"] == "${AUTOSCALE_REPLICAS:-0}"
+    assert autoscaler["environment"]["AUTOSCALE_ENABLED"] == "${AUTOSCALE_ENABLED:-false}"
+    assert autoscaler["environment"]["AUTOSCALE_SERVICE"] == "${STACK_NAME:-penguins}_api"
+    (secret,) = autoscaler["secrets"]
+    assert secret["mode"] == 0o400 and secret["uid"] != "0"

@@ -1,0 +1,169 @@
+"""The autoscaler on a real single-node Swarm under a traffic spike.
+
+A stack of its own (PENGUIN_AUTOSCALE_TEST_STACK, default penguins-autoscale-test) on free
+ports, deployed with `stack_up.sh --autoscale-from docs/quick-run` at 0.05 CPU per replica
+(min 1, max 3 replicas, a 30 s stabilisation window). An open-model spike of 3x one replica's
+knee (docs/quick-run's, the figure the target comes from) must take the api to 2 replicas or
+more within 30 s; once the load falls to a trickle, it must come back to 1 within the window
++ 30 s, without a failed request on the way down. Loopback only; bounded in time (~2 min of
+load) and in connections.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import docker
+import pytest
+
+from autoscaler.from_run import SUMMARY, knee_per_replica
+from stack.credentials import DIR_ENV
+from tests.autoscaler.spike import Phase, run_phases
+from tests.support import PROJECT_ROOT, docker_engine_available, free_port, require, run_checked
+
+pytestmark = pytest.mark.swarm
+
+STACK = os.environ.get("PENGUIN_AUTOSCALE_TEST_STACK", "penguins-autoscale-test")
+QUICK_RUN = PROJECT_ROOT / "docs" / "quick-run"
+CPUS, MEMORY = 0.05, "256M"
+STABILISATION_S = 30
+SCALE_UP_WITHIN_S = 30
+SCALE_DOWN_MARGIN_S = 30
+SPIKE_S = 35
+TRICKLE_RPS = 20
+
+
+@dataclass
+class Deployed:
+    nginx: str
+    output: str
+
+
+def _stack_down() -> None:
+    run_checked(
+        [str(PROJECT_ROOT / "scripts" / "stack_down.sh"), "--stack-name", STACK], timeout=240
+    )
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    require(docker_engine_available(), "no Docker engine (scripts/test.sh starts one as root)")
+    nginx_port = free_port()
+    logins = tmp_path_factory.mktemp("logins") / "penguin-lab"
+    env = {
+        **os.environ,
+        "NGINX_PORT": str(nginx_port),
+        "LOCUST_WEB_PORT": str(free_port()),
+        "PROMETHEUS_PORT": str(free_port()),
+        "API_REPLICAS": "1",
+        "API_CPUS": str(CPUS),
+        "API_MEMORY": MEMORY,
+        "AUTOSCALE_MIN_REPLICAS": "1",
+        "AUTOSCALE_MAX_REPLICAS": "3",
+        "AUTOSCALE_STABILISATION_S": str(STABILISATION_S),
+        "AUTOSCALE_INTERVAL_S": "2",
+        DIR_ENV: str(logins),
+    }
+    env.pop("LAB_UI_PASSWORD", None)
+    _stack_down()
+    try:
+        output = run_checked(
+            [
+                str(PROJECT_ROOT / "scripts" / "stack_up.sh"),
+                "--stack-name",
+                STACK,
+                "--autoscale-from",
+                str(QUICK_RUN),
+            ],
+            timeout=1200,
+            env=env,
+        )
+        yield Deployed(f"http://127.0.0.1:{nginx_port}", output)
+    finally:
+        _stack_down()
+        shutil.rmtree(logins, ignore_errors=True)
+
+
+class ReplicaWatch:
+    """The api service's replica count (its spec, what the autoscaler sets), once a second."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.samples: list[tuple[float, int]] = []
+        self._api = docker.from_env().api
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            spec = self._api.inspect_service(self.service)["Spec"]
+            self.samples.append((time.monotonic(), int(spec["Mode"]["Replicated"]["Replicas"])))
+            self._stop.wait(1.0)
+
+    def first(self, after: float, wanted: int, at_least: bool) -> float | None:
+        for at, replicas in self.samples:
+            if at >= after and (replicas >= wanted if at_least else replicas == wanted):
+                return at
+        return None
+
+    def timeline(self, origin: float) -> str:
+        changes = [
+            f"{at - origin:+.0f}s:{n}"
+            for i, (at, n) in enumerate(self.samples)
+            if i == 0 or n != self.samples[i - 1][1]
+        ]
+        return " ".join(changes)
+
+    def __enter__(self) -> ReplicaWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def _decisions() -> str:
+    return run_checked(
+        ["docker", "service", "logs", "--raw", "--tail", "60", f"{STACK}_autoscaler"], timeout=60
+    )
+
+
+def test_a_spike_scales_up_and_the_fall_scales_back_without_failures(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    knee = knee_per_replica(QUICK_RUN / SUMMARY, CPUS, MEMORY)
+    spike = round(3 * knee)
+    trickle_s = STABILISATION_S + SCALE_DOWN_MARGIN_S + 15
+    with ReplicaWatch(f"{STACK}_api") as watch:
+        results = run_phases(
+            f"{deployed.nginx}/predict",
+            [
+                Phase("spike", spike, SPIKE_S),
+                Phase("pause", 0, 3),
+                Phase("trickle", TRICKLE_RPS, trickle_s),
+            ],
+        )
+    spiked, _pause, trickled = results
+    decisions = _decisions()
+    timeline = watch.timeline(spiked.started)
+    with capsys.disabled():
+        sys.stderr.write(
+            f"\n[autoscale] knee per replica {knee:g} req/s; replicas (s from spike start): "
+            f"{timeline}\n  {spiked.summary()}\n  {trickled.summary()}\n"
+        )
+    context = f"replicas {timeline}\n{spiked.summary()}\n{trickled.summary()}\n{decisions}"
+    up_at = watch.first(spiked.started, 2, at_least=True)
+    assert up_at is not None and up_at - spiked.started <= SCALE_UP_WITHIN_S, context
+    down_at = watch.first(up_at, 1, at_least=False)
+    assert down_at is not None, context
+    assert down_at - spiked.ended <= STABILISATION_S + SCALE_DOWN_MARGIN_S, context
+    # Nothing failed or went unsent on the way down, replicas leaving included.
+    assert trickled.failed == 0 and trickled.dropped == 0, context
+    assert trickled.answered == trickled.scheduled, context
