@@ -97,7 +97,9 @@ class MatrixRunner:
         if any(c.admission != "stack" for c in self.matrix.cell_list()):
             self.admission.record()
         # For the report's header: "c" (the C module) or "numpy" served single rows.
-        self.run_info["evaluator"] = self.run_info.get("evaluator") or evaluator(self.settings.base_url)
+        self.run_info["evaluator"] = self.run_info.get("evaluator") or evaluator(
+            self.settings.base_url
+        )
         write_json(self.run_dir / RUN_FILE, self.run_info)
         cells = self.matrix.cell_list()
         done = [c.cell_id for c in cells if self.cell_done(c)]
