@@ -66,7 +66,7 @@ log "mypy"
 "$VENV_PYTHON" -m mypy
 if command -v shellcheck >/dev/null 2>&1; then
   log "shellcheck"
-  shellcheck -x scripts/*.sh scripts/lib/*.sh service/*.sh nginx/*.sh prometheus/*.sh
+  shellcheck -x scripts/*.sh scripts/lib/*.sh nginx/*.sh prometheus/*.sh
 fi
 
 log "pytest"
