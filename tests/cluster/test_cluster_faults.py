@@ -238,7 +238,8 @@ def _unreachable(address: str) -> bool:
     """Whether the kernel refuses to route `address` at all (our guard route), rather than
     sending it somewhere, e.g. out of the default route."""
     route = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True)
-    return route.returncode != 0 and "unreachable" in route.stderr.lower()
+    # An `unreachable` route answers EHOSTUNREACH: "RTNETLINK answers: No route to host".
+    return route.returncode != 0 and "no route to host" in route.stderr.lower()
 
 
 def test_the_subnet_is_closed_but_for_our_link(cluster: Cluster) -> None:
