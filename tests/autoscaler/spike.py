@@ -70,16 +70,18 @@ class OpenLoad:
         self.idle: list[Connection] = []
         self.open = 0
 
-    async def _connection(self) -> tuple[Connection, bool]:
-        """An idle keep-alive connection (True: reused) or a new one."""
-        if self.idle:
+    async def _connection(self, fresh: bool) -> tuple[Connection, bool]:
+        """An idle keep-alive connection (True: reused), or a new one when there is none or
+        `fresh` is asked: a reload closes every idle connection at once, so a re-send on
+        another idle one would meet the same close."""
+        if self.idle and not fresh:
             return self.idle.pop(), True
         return await asyncio.open_connection(self.host, self.port), False
 
     async def _one(self, result: PhaseResult) -> None:
         try:
             for attempt in range(2):
-                connection, reused = await self._connection()
+                connection, reused = await self._connection(fresh=attempt > 0)
                 reader, writer = connection
                 try:
                     writer.write(self.request)
