@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from matrix.config import MatrixSettings
 from stack.credentials import UiCredentials, lab_ui_credentials
 
+# Type names only: the autoscaler's image carries this module without the matrix's configuration
+# (and its YAML) or records.
 if TYPE_CHECKING:
     from matrix.analyse.records import TrialRecord
+    from matrix.config import MatrixSettings
 
 # How long after a step's end the last scrape that covers it may take: one interval and a margin.
 SCRAPE_SETTLE_S = 2.5
