@@ -92,6 +92,31 @@ class TaskPlacement:
     node: str
 
 
+ENDED_TASKS_SHOWN = 3
+
+
+def _task_line(service: str, task: Mapping[str, Any]) -> str:
+    status = task["Status"]
+    return f"{service}.{task.get('Slot', '')} {status['State']} {status.get('Err', '')}".rstrip()
+
+
+def pending_task_lines(
+    service: str, tasks: Sequence[Mapping[str, Any]], desired: int
+) -> tuple[str, ...]:
+    """Why a service runs fewer tasks than it should: its wanted tasks that do not run and, when
+    replicas are missing, its latest ended ones with their errors. A task that failed is shut
+    down at once and its replacement waits out the restart delay, so between the two no wanted
+    task explains the gap: the failed one does (`stack_up.sh` listed nothing there before)."""
+    wanted = [t for t in tasks if t.get("DesiredState") == "running"]
+    lines = [_task_line(service, t) for t in wanted if t["Status"]["State"] != "running"]
+    running = len(wanted) - len(lines)
+    if running < desired:
+        ended = [t for t in tasks if t.get("DesiredState") != "running"]
+        ended.sort(key=lambda t: str(t.get("UpdatedAt", "")), reverse=True)
+        lines += [f"{_task_line(service, t)} (ended)" for t in ended[:ENDED_TASKS_SHOWN]]
+    return tuple(lines)
+
+
 class Engine(Protocol):
     """The engine calls the matrix makes; `DockerEngine` is the real one."""
 
@@ -477,20 +502,18 @@ class DockerEngine:
         states = []
         for service in services:
             spec = service["Spec"]
-            tasks = self._tasks(spec["Name"], **{"desired-state": "running"})
-            not_running = [t for t in tasks if t["Status"]["State"] != "running"]
+            tasks = self._tasks(spec["Name"])
+            wanted = [t for t in tasks if t.get("DesiredState") == "running"]
+            running = sum(1 for t in wanted if t["Status"]["State"] == "running")
             replicated = (spec.get("Mode") or {}).get("Replicated")
+            desired = int(replicated.get("Replicas", 1)) if replicated else len(wanted)
             states.append(
                 ServiceState(
                     name=spec["Name"],
-                    running=len(tasks) - len(not_running),
-                    desired=int(replicated.get("Replicas", 1)) if replicated else len(tasks),
+                    running=running,
+                    desired=desired,
                     update_state=(service.get("UpdateStatus") or {}).get("State"),
-                    pending_tasks=tuple(
-                        f"{spec['Name']}.{t.get('Slot', '')} {t['Status']['State']} "
-                        f"{t['Status'].get('Err', '')}".rstrip()
-                        for t in not_running
-                    ),
+                    pending_tasks=pending_task_lines(spec["Name"], tasks, desired),
                 )
             )
         return sorted(states, key=lambda state: state.name)

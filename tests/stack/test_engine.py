@@ -17,6 +17,7 @@ from stack.engine import (
     cpu_percent,
     memory_used,
     parse_stub_status,
+    pending_task_lines,
 )
 
 CONTAINER = "8e4211dd293929a67183037e3f9632608609b8c740355bdcb9408ab1bfec7028"
@@ -146,3 +147,39 @@ def test_an_explicit_engine_address_wins_over_docker_host(monkeypatch: pytest.Mo
     DockerEngine.from_env("unix:///run/cluster/node1/docker.sock")
     assert [c["base_url"] for c in clients] == ["unix:///run/cluster/node1/docker.sock"]
     assert os.environ["DOCKER_HOST"] == "unix:///nonexistent/from-the-environment.sock"
+
+
+def _task(slot: int, desired: str, state: str, updated: str, err: str = "") -> dict:
+    status = {"State": state, **({"Err": err} if err else {})}
+    return {"Slot": slot, "DesiredState": desired, "Status": status, "UpdatedAt": updated}
+
+
+def test_a_gap_between_a_failed_task_and_its_replacement_names_the_failure() -> None:
+    # The replacement is not created yet (restart delay): only the ended tasks explain the gap.
+    tasks = [
+        _task(1, "shutdown", "failed", "2026-12-05T10:00:01Z", "task: non-zero exit (1)"),
+        _task(1, "shutdown", "failed", "2026-12-05T10:00:09Z", "task: non-zero exit (2)"),
+    ]
+    assert pending_task_lines("s_autoscaler", tasks, desired=1) == (
+        "s_autoscaler.1 failed task: non-zero exit (2) (ended)",
+        "s_autoscaler.1 failed task: non-zero exit (1) (ended)",
+    )
+
+
+def test_a_service_at_its_replicas_lists_no_ended_task() -> None:
+    tasks = [
+        _task(1, "running", "running", "2026-12-05T10:00:09Z"),
+        _task(1, "shutdown", "failed", "2026-12-05T10:00:01Z", "old failure"),
+    ]
+    assert pending_task_lines("s_api", tasks, desired=1) == ()
+
+
+def test_a_wanted_task_not_yet_running_is_listed_first() -> None:
+    tasks = [
+        _task(1, "running", "preparing", "2026-12-05T10:00:09Z"),
+        _task(1, "shutdown", "rejected", "2026-12-05T10:00:05Z", "no suitable node"),
+    ]
+    assert pending_task_lines("s_api", tasks, desired=1) == (
+        "s_api.1 preparing",
+        "s_api.1 rejected no suitable node (ended)",
+    )
