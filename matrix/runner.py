@@ -182,6 +182,7 @@ class MatrixRunner:
             if self.matrix.warmup_seconds > 0:
                 say(f"warming up for {self.matrix.warmup_seconds:g} s")
                 record.warmup_requests = warm_up(self.settings.base_url, self.matrix.warmup_seconds)
+            self.load.measure_idle(record, say)
             if cell.search_first:
                 record.reference = self._reference(cell, partial_dir)
             self.load.run(partial_dir, record, say)
