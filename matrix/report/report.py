@@ -12,6 +12,7 @@ import jinja2
 import markdown
 
 from loadtest.closed_model import CONNECTION_ERROR, OK, REFUSED, TIMEOUT
+from loadtest.open_model import MAX_CONFIRM_STEPS, MAX_DRAIN_S
 from matrix.analyse import workshop
 from matrix.analyse.analysis import (
     HOST_SATURATION,
@@ -31,6 +32,7 @@ from matrix.config import (
 from matrix.report.plots import (
     plot_across_cells,
     plot_cell_steps,
+    plot_cost_curve,
     plot_failures,
     plot_soak,
     plot_workshop_timeline,
@@ -128,6 +130,7 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
             ).name
     plot_across_cells(cells, matrix.target_rps, objective.p95_ms, plots / "capacity-vs-cpu.png")
     plot_failures(cells, objective.max_failure_ratio, plots / "failures.png")
+    cost_curve = plot_cost_curve(cells, plots / "cost-curve.png")
     workshop_context: dict[str, Any] | None = None
     if isinstance(matrix.profile, WorkshopProfile):
         plot_workshop_timeline(cells, objective.p95_ms, plots / "workshop-timeline.png")
@@ -165,6 +168,12 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
         "workshop": workshop_context,
         "soak": matrix.profile if isinstance(matrix.profile, SoakProfile) else None,
         "soak_plots": soak_plots,
+        "cost_curve": cost_curve.name if cost_curve is not None else None,
+        "drain_timeout": MAX_DRAIN_S,
+        "drain_probed": any(
+            s.drain_proven is not None for c in cells for t in c.trials for s in t.steps
+        ),
+        "max_confirm_steps": MAX_CONFIRM_STEPS,
     }
     env = template_environment()
     text = env.get_template("report.md.j2").render(context)
