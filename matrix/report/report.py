@@ -29,6 +29,7 @@ from matrix.config import (
     SoakProfile,
     WorkshopProfile,
 )
+from matrix.measure.host_facts import SPEED_DRIFT_LIMIT, SPEED_RATE, SPEED_SECONDS, speed_drift
 from matrix.report.plots import (
     plot_across_cells,
     plot_cell_steps,
@@ -96,6 +97,21 @@ def cell_notes(cell: CellRecord) -> list[str]:
     if not cell.reserved:
         notes.append("no reservation (did not fit the node)")
     return notes
+
+
+def speed_context(run_info: dict[str, Any]) -> dict[str, Any]:
+    """The host speed index at the run's start and end, its drift, and whether it is flagged."""
+    start, end = run_info.get("speed_index_start_us"), run_info.get("speed_index_end_us")
+    drift = speed_drift(start, end)
+    return {
+        "start": start,
+        "end": end,
+        "drift": drift,
+        "flagged": drift is not None and abs(drift) > SPEED_DRIFT_LIMIT,
+        "limit": SPEED_DRIFT_LIMIT,
+        "rate": SPEED_RATE,
+        "seconds": SPEED_SECONDS,
+    }
 
 
 def template_environment() -> jinja2.Environment:
@@ -174,6 +190,7 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
             s.drain_proven is not None for c in cells for t in c.trials for s in t.steps
         ),
         "max_confirm_steps": MAX_CONFIRM_STEPS,
+        "speed": speed_context(run_info),
     }
     env = template_environment()
     text = env.get_template("report.md.j2").render(context)
