@@ -12,7 +12,7 @@ import jinja2
 import markdown
 
 from loadtest.closed_model import CONNECTION_ERROR, OK, REFUSED, TIMEOUT
-from loadtest.open_model import MAX_CONFIRM_STEPS, MAX_DRAIN_S
+from loadtest.open_model import CONFIRMED, CONVERGED, MAX_CONFIRM_STEPS, MAX_DRAIN_S
 from matrix.analyse import workshop
 from matrix.analyse.analysis import (
     HOST_SATURATION,
@@ -83,7 +83,7 @@ def cell_notes(cell: CellRecord) -> list[str]:
     if cell.status != "measured":
         notes.append(f"not measured: {cell.error}")
     outcomes = sorted({t.outcome for t in cell.trials})
-    if outcomes and outcomes != ["converged"]:
+    if set(outcomes) - {CONVERGED, CONFIRMED}:
         notes.append("search ended: " + ", ".join(outcomes))
     if cell.generator_limited:
         notes.append("**load generator limited: a lower bound, not the service's limit**")

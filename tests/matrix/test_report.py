@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from loadtest import open_model
 from matrix.analyse.records import CellRecord, StepRecord
 from matrix.config import load_matrix_file
 from matrix.measure.trial import analyse_trial
 from matrix.report.plots import plot_across_cells, plot_cell_steps, plot_failures
-from matrix.report.report import CELL_FILE, write_report
+from matrix.report.report import CELL_FILE, cell_notes, write_report
 from tests.matrix.test_analysis import cell
 
 FIXTURE = Path(__file__).parent / "fixtures" / "search-swarm"
@@ -127,3 +128,12 @@ def test_the_header_says_which_evaluator_served(run_dir: Path) -> None:
     assert "Single rows evaluated by: `numpy`" in recorded
     unknown = write_report(run_dir, matrix, {"evaluator": None}).read_text()
     assert "Single rows evaluated by: `not recorded`" in unknown
+
+
+def test_a_knee_that_held_needs_no_note_one_that_stepped_down_does() -> None:
+    held = cell(1, 0.1, [300.0])
+    held.trials[0].outcome = open_model.CONFIRMED
+    assert cell_notes(held) == []
+    stepped = cell(1, 0.1, [300.0])
+    stepped.trials[0].outcome = open_model.STEPPED_DOWN
+    assert cell_notes(stepped) == [f"search ended: {open_model.STEPPED_DOWN}"]
