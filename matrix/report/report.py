@@ -29,7 +29,13 @@ from matrix.config import (
     SoakProfile,
     WorkshopProfile,
 )
-from matrix.measure.host_facts import SPEED_DRIFT_LIMIT, SPEED_RATE, SPEED_SECONDS, speed_drift
+from matrix.measure.host_facts import (
+    SPEED_DRIFT_LIMIT,
+    SPEED_RATE,
+    SPEED_ROUNDS,
+    SPEED_SECONDS,
+    speed_drift,
+)
 from matrix.report.plots import (
     plot_across_cells,
     plot_cell_steps,
@@ -111,6 +117,7 @@ def speed_context(run_info: dict[str, Any]) -> dict[str, Any]:
         "limit": SPEED_DRIFT_LIMIT,
         "rate": SPEED_RATE,
         "seconds": SPEED_SECONDS,
+        "rounds": SPEED_ROUNDS,
     }
 
 
