@@ -5,12 +5,19 @@ for the probe instead (loadtest/drain.py)."""
 
 from __future__ import annotations
 
+import json
 import random
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from loadtest import open_model
 from loadtest.drain import DrainWait
+from tests.locust.known_capacity import known_capacity_server, run_locust
 
 STEP_S, SETTLE_S, TIMEOUT_S = 3.0, 0.5, 2.0
 
@@ -104,3 +111,93 @@ def test_a_wait_that_never_sees_rest_ends_at_its_timeout_and_says_so() -> None:
         "drain_polls": 6,
         "drain_last": answers,
     }
+
+
+class BusyEveryOtherTime:
+    """A drain probe on loopback that answers 'busy' to every odd request, 'quiet' to every
+    even one: each wait of the master takes exactly two polls."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+        probe = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                probe.polls += 1
+                quiet = probe.polls % 2 == 0
+                body = json.dumps({"quiet": quiet, "reasons": [] if quiet else ["busy"]})
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/quiet"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+def test_the_master_waits_for_the_probe_and_confirms_its_knee(tmp_path: Path) -> None:
+    """Real Locust processes against the known-capacity server (20 req/s): every step after the
+    first waits for the probe (two polls, a tick apart), and the converged search holds its knee
+    rate for --confirm-seconds before it reports it."""
+    probe = BusyEveryOtherTime()
+    step_log = tmp_path / "steps.jsonl"
+    try:
+        with known_capacity_server(tmp_path, 50.0) as (url, _timings):
+            result = run_locust(
+                url,
+                tmp_path,
+                [
+                    "--load-profile",
+                    "search",
+                    "--start-rate",
+                    "10",
+                    "--precision",
+                    "0.5",
+                    "--step-seconds",
+                    "3",
+                    "--settle-seconds",
+                    "0.5",
+                    "--confirm-seconds",
+                    "4",
+                    "--p95-ms",
+                    "250",
+                    "--request-timeout",
+                    "2",
+                    "--drain-probe-url",
+                    probe.url,
+                    "--model-mix",
+                    "lr=1",
+                    "--step-log",
+                    str(step_log),
+                    "-t",
+                    "180s",
+                ],
+                timeout=210,
+            )
+    finally:
+        probe.server.shutdown()
+    events = [json.loads(line) for line in step_log.read_text().splitlines()]
+    steps = [e for e in events if e["event"] == "step"]
+    assert steps, result.stderr[-3000:]
+    print([(e["rate"], e["passed"], e["drain_wait_s"], e["confirmation"]) for e in steps])
+    assert steps[0]["drain_wait_s"] == 0.0 and steps[0]["drain_proven"] is None
+    for step in steps[1:]:
+        assert step["drain_proven"] is True and not step["drain_timed_out"]
+        assert step["drain_polls"] == 2 and step["drain_wait_s"] >= 0.9
+    held = [e for e in steps if e["confirmation"]]
+    assert held and held[0]["duration_s"] == 4.0
+    short = [open_model.StepResult.from_record(e) for e in steps if not e["confirmation"]]
+    lowest_fail = min((s.rate for s in short if not s.passed), default=float("inf"))
+    assert held[0]["rate"] == max(s.rate for s in short if s.passed and s.rate < lowest_fail)
+    end = events[-1]
+    assert end["event"] == "end" and end["outcome"] in (
+        open_model.CONFIRMED,
+        open_model.STEPPED_DOWN,
+        open_model.NOT_CONFIRMED,
+    )
