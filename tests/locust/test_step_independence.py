@@ -139,6 +139,11 @@ class BusyEveryOtherTime:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def arguments(options: dict[str, str], step_log: Path, probe_url: str) -> list[str]:
+    pairs = {**options, "step-log": str(step_log), "drain-probe-url": probe_url}
+    return [part for name, value in pairs.items() for part in (f"--{name}", value)]
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(240)
 def test_the_master_waits_for_the_probe_and_confirms_its_knee(tmp_path: Path) -> None:
@@ -147,39 +152,23 @@ def test_the_master_waits_for_the_probe_and_confirms_its_knee(tmp_path: Path) ->
     rate for --confirm-seconds before it reports it."""
     probe = BusyEveryOtherTime()
     step_log = tmp_path / "steps.jsonl"
+    # 10 req/s passes; the first failure is within --precision of the highest pass, so the
+    # search converges after a few steps and holds that rate for 4 s.
+    options = {
+        "load-profile": "search",
+        "start-rate": "10",
+        "precision": "0.5",
+        "step-seconds": "3",
+        "settle-seconds": "0.5",
+        "confirm-seconds": "4",
+        "p95-ms": "250",
+        "request-timeout": "2",
+        "model-mix": "lr=1",
+        "run-time": "180s",
+    }
     try:
         with known_capacity_server(tmp_path, 50.0) as (url, _timings):
-            result = run_locust(
-                url,
-                tmp_path,
-                [
-                    "--load-profile",
-                    "search",
-                    "--start-rate",
-                    "10",
-                    "--precision",
-                    "0.5",
-                    "--step-seconds",
-                    "3",
-                    "--settle-seconds",
-                    "0.5",
-                    "--confirm-seconds",
-                    "4",
-                    "--p95-ms",
-                    "250",
-                    "--request-timeout",
-                    "2",
-                    "--drain-probe-url",
-                    probe.url,
-                    "--model-mix",
-                    "lr=1",
-                    "--step-log",
-                    str(step_log),
-                    "-t",
-                    "180s",
-                ],
-                timeout=210,
-            )
+            result = run_locust(url, tmp_path, [*arguments(options, step_log, probe.url)], 210)
     finally:
         probe.server.shutdown()
     events = [json.loads(line) for line in step_log.read_text().splitlines()]
