@@ -23,13 +23,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from matrix.config import PROJECT_ROOT
 from service.benchmark import Target, paced
-from stack.engine import Engine
+from stack.engine import DockerError, Engine
 
 # The libraries whose versions the report lists (as installed in the host virtualenv; the
 # images install the same pins from requirements/constraints.txt).
@@ -116,16 +115,20 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def _first(dirs: Mapping[str, Path]) -> Path | None:
-    return next(iter(dirs.values()), None)
+def _first_cgroup(engine: Engine, service: str) -> Path | None:
+    """One container's cgroup folder of the service; None when there is none on this host or
+    the engine cannot say (the facts are a record, never a reason to stop the run)."""
+    try:
+        return next(iter(engine.cgroup_dirs(service).values()), None)
+    except DockerError:
+        return None
 
 
 def host_facts(engine: Engine, stack: str) -> dict[str, Any]:
     """The facts of this host and stack as the run starts; any that cannot be read stay
     None."""
     api, nginx = f"{stack}_api", f"{stack}_nginx"
-    api_dir = _first(engine.cgroup_dirs(api))
-    nginx_dir = _first(engine.cgroup_dirs(nginx))
+    api_dir, nginx_dir = _first_cgroup(engine, api), _first_cgroup(engine, nginx)
     return {
         "images": {name: engine.service_image(f"{stack}_{name}") for name in ("api", "nginx")},
         "kernel": platform.release(),
