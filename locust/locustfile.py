@@ -641,7 +641,10 @@ def _check_options(options: Any) -> None:
             "--settle-seconds must be >= 0 and shorter than --step-seconds",
         ),
         (options.request_timeout > 0, "--request-timeout must be > 0"),
-        (options.confirm_seconds >= 0, "--confirm-seconds must be >= 0 (0: none)"),
+        (
+            options.confirm_seconds == 0 or options.confirm_seconds > options.settle_seconds,
+            "--confirm-seconds must be 0 (none) or longer than --settle-seconds",
+        ),
         (options.drain_timeout > 0, "--drain-timeout must be > 0"),
         (options.max_in_flight > 0, "--max-in-flight must be > 0"),
         (options.p95_ms > 0, "--p95-ms must be > 0"),

@@ -119,6 +119,11 @@ class SearchProfile(_OpenStepsProfile):
             raise ValueError(
                 f"ceiling ({self.ceiling:g}) is below start_rate ({self.start_rate:g})"
             )
+        if 0 < self.confirm_seconds < self.step_seconds:
+            raise ValueError(
+                f"confirm_seconds ({self.confirm_seconds:g}) must be 0 (none) or at least "
+                f"step_seconds ({self.step_seconds:g}): a shorter hold confirms nothing"
+            )
         return self
 
     def expected_steps(self) -> int:
