@@ -406,7 +406,8 @@ class RateSearch:
     With `confirm`, a converged search holds its knee rate once more, in a longer step the
     driver runs (`confirming` names the rate; Envoy Nighthawk's adaptive load controller calls
     it the testing stage): the knee is reported only if it holds; otherwise the rate steps down
-    by `precision` and is held again, at most MAX_CONFIRM_STEPS times.
+    by `precision`, then twice that, and so on (at most by half), and is held again, at most
+    MAX_CONFIRM_STEPS times.
     """
 
     start_rate: float
@@ -450,8 +451,10 @@ class RateSearch:
         elif passed:
             self.outcome = STEPPED_DOWN if self.confirm_failures else CONFIRMED
         else:
+            # Each step down twice the last (precision, 2x, 4x ...): a knee that 3 s steps
+            # overstate by more than the precision is found within MAX_CONFIRM_STEPS holds.
+            lower = rate * (1.0 - min(0.5, self.precision * 2**self.confirm_failures))
             self.confirm_failures += 1
-            lower = rate * (1.0 - self.precision)
             if self.confirm_failures >= MAX_CONFIRM_STEPS or lower < self.min_rate:
                 self.outcome = NOT_CONFIRMED
             else:

@@ -257,12 +257,12 @@ def test_a_knee_that_holds_is_confirmed() -> None:
     assert open_model.knee_step(steps) is confirmation
 
 
-def test_a_knee_that_does_not_hold_steps_down_by_the_precision() -> None:
-    search, steps = _confirmed_search(capacity=333.0, held=300.0)
+def test_a_knee_that_does_not_hold_steps_down_by_the_precision_then_twice_that() -> None:
+    search, steps = _confirmed_search(capacity=333.0, held=290.0)
     held = [s for s in steps if s.confirmation]
     assert [s.passed for s in held] == [False, False, True]
     assert held[1].rate == pytest.approx(held[0].rate * 0.95)
-    assert held[2].rate == pytest.approx(held[0].rate * 0.95**2)
+    assert held[2].rate == pytest.approx(held[0].rate * 0.95 * 0.9)
     assert search.outcome == open_model.STEPPED_DOWN
     # The knee is the rate that held, though a short step passed above it.
     assert open_model.knee_step(steps) is held[2]
