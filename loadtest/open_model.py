@@ -205,6 +205,14 @@ class StepResult:
     service_histogram: str  # the same from the actual send
     started: float = 0.0  # unix time the master started the step
     ended: float = 0.0  # unix time the master had every generator's report
+    # How long the master waited before this step for the last one's backlog to go
+    # (loadtest/drain.py): proven by the drain probe (True), its timeout ran out (False), or
+    # no probe, a pause it estimated (None).
+    drain_wait_s: float = 0.0
+    drain_proven: bool | None = None
+    drain_timed_out: bool = False
+    # A confirmation step: the search's knee rate held for longer (RateSearch.confirm).
+    confirmation: bool = False
     passed: bool = False
     generator_limited: bool = False
     reasons: list[str] = field(default_factory=list)
@@ -374,6 +382,11 @@ def judge(step: StepResult, objective: Objective) -> StepResult:
 
 # Why a search ended.
 CONVERGED = "converged"
+CONFIRMED = "converged, knee held"
+STEPPED_DOWN = "converged, held after stepping down"
+NOT_CONFIRMED = "converged, no rate held"
+# Confirmation steps tried at most, each `precision` below the last, before giving up.
+MAX_CONFIRM_STEPS = 3
 GENERATOR_LIMITED = "generator-limited"
 CEILING = "ceiling"
 NO_PASS = "no passing rate"
@@ -389,6 +402,12 @@ class RateSearch:
     perf_analyzer's binary search do the same). If the very first rate fails, rates shrink by
     `growth` until one passes. `ceiling` is a safety limit, not a target: a cell that passes it
     ends flagged. A generator-limited step ends the search: above it nothing can be measured.
+
+    With `confirm`, a converged search holds its knee rate once more, in a longer step the
+    driver runs (`confirming` names the rate; Envoy Nighthawk's adaptive load controller calls
+    it the testing stage): the knee is reported only if it holds; otherwise the rate steps down
+    by `precision`, then twice that, and so on (at most by half), and is held again, at most
+    MAX_CONFIRM_STEPS times.
     """
 
     start_rate: float
@@ -401,6 +420,9 @@ class RateSearch:
     failed_rates: list[float] = field(default_factory=list)
     outcome: str | None = None
     steps: int = 0
+    confirm: bool = False
+    confirming: float | None = None  # the rate being held in a confirmation step
+    confirm_failures: int = 0
 
     @property
     def lo(self) -> float | None:
@@ -414,17 +436,36 @@ class RateSearch:
 
     def record(self, rate: float, passed: bool, generator_limited: bool = False) -> None:
         self.steps += 1
-        if generator_limited:
+        if self.confirming is not None:
+            self._record_confirmation(rate, passed, generator_limited)
+        elif generator_limited:
             self.outcome = GENERATOR_LIMITED
         elif passed:
             self.passed_rates.append(rate)
         else:
             self.failed_rates.append(rate)
 
+    def _record_confirmation(self, rate: float, passed: bool, generator_limited: bool) -> None:
+        if generator_limited:
+            self.outcome = GENERATOR_LIMITED
+        elif passed:
+            self.outcome = STEPPED_DOWN if self.confirm_failures else CONFIRMED
+        else:
+            # Each step down twice the last (precision, 2x, 4x ...): a knee that 3 s steps
+            # overstate by more than the precision is found within MAX_CONFIRM_STEPS holds.
+            lower = rate * (1.0 - min(0.5, self.precision * 2**self.confirm_failures))
+            self.confirm_failures += 1
+            if self.confirm_failures >= MAX_CONFIRM_STEPS or lower < self.min_rate:
+                self.outcome = NOT_CONFIRMED
+            else:
+                self.confirming = lower
+
     def next_rate(self) -> float | None:
         """The next rate to measure, or None when the search is over (see `outcome`)."""
         if self.outcome is not None:
             return None
+        if self.confirming is not None:
+            return self.confirming
         if self.steps >= self.max_steps:
             self.outcome = MAX_STEPS
             return None
@@ -444,6 +485,9 @@ class RateSearch:
                 return None
             return lower
         if (hi - lo) / lo <= self.precision:
+            if self.confirm:
+                self.confirming = lo
+                return lo
             self.outcome = CONVERGED
             return None
         return (lo + hi) / 2.0
@@ -502,8 +546,12 @@ def drain_seconds(step: StepResult, request_timeout_s: float) -> float:
 def knee_step(steps: Sequence[StepResult]) -> StepResult | None:
     """The step that stands for the cell's limit: the highest-rate passing step below every
     failing step (a pass above a failure is noise, not capacity). Generator-limited steps say
-    nothing about the service and are left out."""
+    nothing about the service and are left out. A search that confirmed its knee reports the
+    confirmation step that held, or none when none held."""
     judged = [s for s in steps if not s.generator_limited]
+    if any(s.confirmation for s in judged):
+        held = [s for s in judged if s.confirmation and s.passed]
+        return max(held, key=lambda s: s.rate, default=None)
     lowest_fail = min((s.rate for s in judged if not s.passed), default=math.inf)
     passing = [s for s in judged if s.passed and s.rate < lowest_fail]
     return max(passing, key=lambda s: s.rate, default=None)

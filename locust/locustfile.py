@@ -57,8 +57,10 @@ from loadtest.data import (
     load_rows,
     parse_model_mix,
 )
+from loadtest.drain import DrainWait, http_probe
 from loadtest.open_model import (
     ARRIVALS,
+    MAX_DRAIN_S,
     SCHEDULED_HEADER,
     STATS_MESSAGE,
     STEP_MESSAGE,
@@ -271,6 +273,28 @@ def add_arguments(parser: Any) -> None:
         env_var="LOCUST_MAX_IN_FLIGHT",
         help="search/staircase: requests each generator keeps waiting at most; "
         "arrivals beyond are dropped and counted",
+    )
+    group.add_argument(
+        "--confirm-seconds",
+        type=float,
+        default=0.0,
+        env_var="LOCUST_CONFIRM_SECONDS",
+        help="search: hold the knee rate this long after converging and report it only if it "
+        "holds, else step down by --precision (0: no confirmation)",
+    )
+    group.add_argument(
+        "--drain-probe-url",
+        default="",
+        env_var="LOCUST_DRAIN_PROBE_URL",
+        help="search/staircase: before each step, wait until this URL answers quiet (the "
+        "matrix serves it); empty: pause after a failing step for an estimated time",
+    )
+    group.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=MAX_DRAIN_S,
+        env_var="LOCUST_DRAIN_TIMEOUT",
+        help="search/staircase: longest wait for the drain probe, seconds",
     )
     group.add_argument(
         "--p95-ms",
@@ -617,6 +641,11 @@ def _check_options(options: Any) -> None:
             "--settle-seconds must be >= 0 and shorter than --step-seconds",
         ),
         (options.request_timeout > 0, "--request-timeout must be > 0"),
+        (
+            options.confirm_seconds == 0 or options.confirm_seconds > options.settle_seconds,
+            "--confirm-seconds must be 0 (none) or longer than --settle-seconds",
+        ),
+        (options.drain_timeout > 0, "--drain-timeout must be > 0"),
         (options.max_in_flight > 0, "--max-in-flight must be > 0"),
         (options.p95_ms > 0, "--p95-ms must be > 0"),
     ]
@@ -898,6 +927,7 @@ class _OpenDriver:
                 options.precision,
                 options.ceiling or None,
                 options.max_steps,
+                confirm=options.confirm_seconds > 0,
             )
         elif options.load_profile == "soak":
             self.search = FixedSteps(
@@ -916,6 +946,12 @@ class _OpenDriver:
         self.step_end = 0.0
         self.report_deadline = 0.0
         self.resume_at = 0.0
+        # The wait before the next step: when the last step was finished, and the probe's wait.
+        self.finished_at = 0.0
+        self.drain: DrainWait | None = None
+        self.confirming = False
+        self.waited_s = 0.0
+        self.probe = http_probe(options.drain_probe_url) if options.drain_probe_url else None
 
     def tick(self) -> tuple[int, float, list[type[User]]] | None:
         keep = (self.users, float(self.users), [OpenModelUser])
@@ -931,6 +967,8 @@ class _OpenDriver:
                 return keep
             self._finish_step()
             self.step_end = 0.0
+        if self.drain is not None and not self.drain.poll():
+            return keep
         if now < self.resume_at:
             return keep
         return keep if self._next_step() else None
@@ -971,11 +1009,12 @@ class _OpenDriver:
                     "settle_seconds": options.settle_seconds,
                 },
             )
+        confirming = isinstance(self.search, RateSearch) and self.search.confirming is not None
         self.plan = StepPlan(
             index=index,
             rate=round(rate, 3),
             rate_per_user=rate / self.users,
-            duration_s=options.step_seconds,
+            duration_s=options.confirm_seconds if confirming else options.step_seconds,
             settle_s=options.settle_seconds,
             arrival=options.arrival,
             timeout_s=options.request_timeout,
@@ -983,9 +1022,17 @@ class _OpenDriver:
             max_in_flight=options.max_in_flight,
         )
         self.started_wall = time.time()
+        self.confirming = confirming
+        self.waited_s = time.monotonic() - self.finished_at if self.finished_at else 0.0
         self.step_end = time.monotonic() + self.plan.duration_s
         self.report_deadline = self.step_end + options.request_timeout + REPORT_GRACE_S
-        logger.info("step %d: %.1f req/s for %g s", index, rate, options.step_seconds)
+        logger.info(
+            "step %d: %.1f req/s for %g s%s",
+            index,
+            rate,
+            self.plan.duration_s,
+            " (confirmation)" if confirming else "",
+        )
         self.runner.send_message(STEP_MESSAGE, self.plan.to_message())
         return True
 
@@ -993,11 +1040,22 @@ class _OpenDriver:
         assert self.plan is not None
         result = merge_reports(self.plan, self.reports.pop(self.plan.index, []), self.users)
         result.started, result.ended = self.started_wall, time.time()
+        result.confirmation = self.confirming
+        result.drain_wait_s = round(self.waited_s, 3)
+        drain = self.drain.record() if self.drain is not None else {}
+        if self.drain is not None:
+            result.drain_proven = self.drain.quiet
+            result.drain_timed_out = self.drain.timed_out
         judge(result, self.objective)
-        if not result.passed and self.options.load_profile != "soak":
-            # (A soak holds its rate: a pause would hide what it is there to see.)
-            # An overloaded service still works off the requests it queued, also those whose
-            # clients gave up: let that backlog drain, or the next step would measure it too.
+        self.finished_at, self.drain = time.monotonic(), None
+        # An overloaded service still works off the requests it queued, also those whose
+        # clients gave up: the next step waits until the probe shows that backlog gone, or it
+        # would measure it too (after one overloaded step, rates that passed would fail).
+        # Without a probe, a failing step is followed by a pause of estimated length. (A soak
+        # holds its rate: a pause would hide what it is there to see.)
+        if self.options.load_profile != "soak" and self.probe is not None:
+            self.drain = DrainWait(self.probe, self.options.drain_timeout)
+        elif self.options.load_profile != "soak" and not result.passed:
             self.resume_at = time.monotonic() + drain_seconds(result, self.options.request_timeout)
         self.search.record(self.plan.rate, result.passed, result.generator_limited)
         self.results.append(result)
@@ -1011,7 +1069,7 @@ class _OpenDriver:
             100 * result.late_ratio,
             "pass" if result.passed else "; ".join(result.reasons),
         )
-        _log(self.options, {"event": "step", **result.to_record()})
+        _log(self.options, {"event": "step", **result.to_record(), **drain})
 
 
 def _log(options: Any, record: dict[str, Any]) -> None:

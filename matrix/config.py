@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings
 
+from loadtest.open_model import MAX_CONFIRM_STEPS
 from stack.env import component_config, env_error_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -108,12 +109,20 @@ class SearchProfile(_OpenStepsProfile):
     precision: Annotated[float, Field(gt=0, lt=1)] = 0.05
     ceiling: Annotated[float | None, Field(gt=0)] = None  # a safety limit, not a target
     max_steps: Annotated[int, Field(ge=2, le=100)] = 30
+    # After converging, hold the knee rate this long; the knee counts only if it holds, else
+    # the rate steps down by `precision` (loadtest/open_model.py, RateSearch). 0: no such step.
+    confirm_seconds: Annotated[float, Field(ge=0, le=600)] = 0.0
 
     @model_validator(mode="after")
     def _ceiling(self) -> SearchProfile:
         if self.ceiling is not None and self.ceiling < self.start_rate:
             raise ValueError(
                 f"ceiling ({self.ceiling:g}) is below start_rate ({self.start_rate:g})"
+            )
+        if 0 < self.confirm_seconds < self.step_seconds:
+            raise ValueError(
+                f"confirm_seconds ({self.confirm_seconds:g}) must be 0 (none) or at least "
+                f"step_seconds ({self.step_seconds:g}): a shorter hold confirms nothing"
             )
         return self
 
@@ -124,10 +133,13 @@ class SearchProfile(_OpenStepsProfile):
         return min(self.max_steps, climb + bisect)
 
     def duration_seconds(self) -> float:
-        return self.max_steps * self.step_cost_seconds()
+        # The confirmation steps come on top of max_steps, each with its drain wait.
+        return self.max_steps * self.step_cost_seconds() + MAX_CONFIRM_STEPS * (
+            self.confirm_seconds + 2.0
+        )
 
     def expected_seconds(self) -> float:
-        return self.expected_steps() * self.step_cost_seconds()
+        return self.expected_steps() * self.step_cost_seconds() + self.confirm_seconds
 
 
 class StaircaseProfile(_OpenStepsProfile):

@@ -25,6 +25,7 @@ from matrix.errors import MatrixRunError
 from matrix.measure.cell_load import CellLoad
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, RouteGuard
 from matrix.measure.deploy import CellDeployer
+from matrix.measure.host_facts import host_facts, speed_index_us
 from matrix.measure.service_info import evaluator
 from matrix.measure.service_state import ApiServiceState, NginxAdmission
 from matrix.measure.stack_locust import StackLocustError
@@ -76,6 +77,7 @@ class MatrixRunner:
         self.settings = settings
         self.run_dir = run_dir
         self.run_info = run_info
+        self.engine = engine
         self.api = ApiServiceState(matrix, settings, engine, run_info)
         self.admission = NginxAdmission(matrix, settings, engine, run_info)
         self.deployer = CellDeployer(matrix, settings, engine)
@@ -100,6 +102,10 @@ class MatrixRunner:
         self.run_info["evaluator"] = self.run_info.get("evaluator") or evaluator(
             self.settings.base_url
         )
+        if "host_facts" not in self.run_info:  # a resumed run keeps the facts it started with
+            self.progress.note("reproducibility: host facts, and the host speed index (start)")
+            self.run_info["host_facts"] = host_facts(self.engine, self.settings.stack_name)
+            self.run_info["speed_index_start_us"] = speed_index_us()
         write_json(self.run_dir / RUN_FILE, self.run_info)
         cells = self.matrix.cell_list()
         done = [c.cell_id for c in cells if self.cell_done(c)]
@@ -125,6 +131,9 @@ class MatrixRunner:
             if changed:
                 self.api.restore(restore_to, self.progress.note)
                 self.admission.restore(self.progress.note)
+        if changed:
+            self.progress.note("reproducibility: the host speed index (end)")
+            self.run_info["speed_index_end_us"] = speed_index_us()
         self.run_info["status"] = "complete"
         self.run_info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         report = write_report(self.run_dir, self.matrix, self.run_info)
@@ -182,6 +191,7 @@ class MatrixRunner:
             if self.matrix.warmup_seconds > 0:
                 say(f"warming up for {self.matrix.warmup_seconds:g} s")
                 record.warmup_requests = warm_up(self.settings.base_url, self.matrix.warmup_seconds)
+            self.load.measure_idle(record, say)
             if cell.search_first:
                 record.reference = self._reference(cell, partial_dir)
             self.load.run(partial_dir, record, say)

@@ -22,6 +22,8 @@ NANO = 1_000_000_000
 NGINX_STATUS_URL = "http://127.0.0.1:8081/nginx_status"
 SERVICE_LABEL = "com.docker.swarm.service.name"
 STACK_LABEL = "com.docker.stack.namespace"
+# The image ID stack_up.sh puts on each service's containers (a rebuilt local image rolls them).
+IMAGE_ID_LABEL = "com.penguin-lab.image-id"
 # Written by nginx/entrypoint.sh: one `server ... max_fails=...;` line per api replica.
 NGINX_UPSTREAMS_FILE = "/run/penguin-nginx/upstream-servers.conf"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -125,6 +127,10 @@ class Engine(Protocol):
 
     def update_config(self, service: str) -> dict[str, Any]:
         """The service's UpdateConfig, to put back after the matrix changed it."""
+
+    def service_image(self, service: str) -> str | None:
+        """The image the service's tasks run, with its ID where the stack labelled it
+        (stack_up.sh's com.penguin-lab.image-id); None when the service is not there."""
 
     def set_update_config(self, service: str, config: Mapping[str, Any]) -> None:
         """Puts an UpdateConfig back (changes no task)."""
@@ -306,6 +312,16 @@ class DockerEngine:
 
     def update_config(self, service: str) -> dict[str, Any]:
         return dict(self._service(service)["Spec"].get("UpdateConfig") or {})
+
+    def service_image(self, service: str) -> str | None:
+        try:
+            spec = self._service(service)["Spec"]
+        except DockerError:
+            return None
+        container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+        image = str(container.get("Image", ""))
+        image_id = (container.get("Labels") or {}).get(IMAGE_ID_LABEL)
+        return f"{image} (id {image_id[:19]})" if image_id else image or None
 
     def set_update_config(self, service: str, config: Mapping[str, Any]) -> None:
         def change(spec: dict[str, Any]) -> None:

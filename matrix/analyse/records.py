@@ -40,6 +40,14 @@ class StepRecord(_Record):
     reasons: list[str] = []
     started: float = 0.0
     ended: float = 0.0
+    # The wait before this step for the last one's backlog to go (loadtest/drain.py): proven
+    # by the drain probe (True), cut by its timeout (drain_timed_out), or a pause the master
+    # estimated without a probe (None).
+    drain_wait_s: float = 0.0
+    drain_proven: bool | None = None
+    drain_timed_out: bool = False
+    # The knee rate held for longer after the search converged (profile confirm_seconds).
+    confirmation: bool = False
     # Host-side figures over the same window.
     loadgen_cpu_share: float | None = None  # of the cores the generator may use
     loadgen_max_process_share: float | None = None  # busiest process, of one core
@@ -48,6 +56,15 @@ class StepRecord(_Record):
     api_cpu_cores: float | None = None  # all api containers, from their cgroups
     throttled_share: float | None = None  # of CFS periods, all api containers
     throttled_ms_per_s: float | None = None  # per api container
+    # Service demand over exactly the step's measured window (matrix/measure/measurements.py,
+    # HostWindows.demand): CPU-us per successful answer completed in it. All api replicas
+    # together (their idle CPU not subtracted), the same divided by the replicas (so a
+    # replica's utilisation is the served rate x this / its CPU limit), the Nginx container's,
+    # and the load generator's processes'. None where the counters were not recorded.
+    demand_us_per_request: float | None = None
+    demand_us_per_request_per_replica: float | None = None
+    nginx_us_per_request: float | None = None
+    loadgen_us_per_request: float | None = None
     # Closed model (workshop): p50-max above are of successful answers only; refusals apart.
     refused_p95_ms: float | None = None
     answered_rps: float | None = None  # every answer, refusals and errors included
@@ -136,6 +153,10 @@ class CellRecord(_Record):
     api_cpu_mean_cores: float | None = None
     api_cpu_peak_cores: float | None = None
     api_mem_peak_mb: float | None = None
+    # The api containers with no load, after the warm-up drained and before the first step
+    # (matrix/measure/idle.py): CPU in cores and throttled CFS periods per second, all together.
+    idle_cpu_cores: float | None = None
+    idle_throttled_per_s: float | None = None
     nginx_requests: int | None = None
     # api tasks per node hostname once the cell converged; on the local cluster (`--cluster`)
     # also each node's mean CPU (cores, its whole cgroup) over the cell's trials.

@@ -15,6 +15,8 @@ from matrix.analyse.soak import soak_summary
 from matrix.config import MatrixFile, MatrixSettings, SoakProfile
 from matrix.measure.cgroups import CgroupSampler, read_samples, window_cpu
 from matrix.measure.cluster_target import ClusterTarget
+from matrix.measure.drain_probe import DrainProbe, QuietReference, nginx_busy
+from matrix.measure.idle import IDLE_SECONDS, measure_idle
 from matrix.measure.loadgen import TrialRun
 from matrix.measure.prometheus import attach_server_figures, stack_client
 from matrix.measure.stack_locust import LocustMaster, run_stack_trial
@@ -64,6 +66,8 @@ class CellLoad:
         self.api_service = f"{settings.stack_name}_api"
         self.nginx_service = f"{settings.stack_name}_nginx"
         self.locust_master = LocustMaster(settings.locust_url, locust_auth(settings))
+        # The cell's rest (measure_idle), which the drain probe of each trial waits for.
+        self.quiet: QuietReference | None = None
 
     def reference(self, out: Path, say: Say) -> TrialRecord:
         """The cell's knee from an open-model search (host Locust)."""
@@ -77,9 +81,50 @@ class CellLoad:
         )
         return run_trial(self._run(matrix, out / "reference", 0, say))
 
+    def measure_idle(self, record: CellRecord, say: Say) -> None:
+        """The api containers' CPU with no load, before the cell's first step; from then on
+        every trial's master waits for the cell to be back at that rest before each step."""
+        say(f"idle baseline: the api containers' CPU over {IDLE_SECONDS:g} s with no load")
+        cgroup_dirs = partial(self.engine.cgroup_dirs, self.api_service)
+        baseline = measure_idle(cgroup_dirs, record.total_cpus, self._nginx_busy)
+        if baseline is None:
+            say("idle baseline: no api cgroup readable here; steps follow without a drain probe")
+            self.quiet = None
+            return
+        record.idle_cpu_cores = baseline.cpu_cores
+        record.idle_throttled_per_s = baseline.throttled_per_s
+        self.quiet = QuietReference(
+            baseline.cpu_cores,
+            baseline.throttled_per_s,
+            record.total_cpus,
+            record.replicas,
+            baseline.nginx_busy,
+        )
+        say(
+            f"idle baseline: {baseline.cpu_cores:.4f} cores, {baseline.throttled_per_s:g} "
+            f"throttled periods/s (after {baseline.settle_s:g} s for the warm-up to drain)"
+        )
+
+    def _nginx_busy(self) -> int | None:
+        return nginx_busy(self.engine.nginx_status(self.nginx_service))
+
     def _run(self, matrix: MatrixFile, out: Path, trial: int, say: Say) -> TrialRun:
         cgroup_dirs = partial(self.engine.cgroup_dirs, self.api_service)
-        return TrialRun(matrix, self.settings, out, trial, cgroup_dirs, _trial_say(say, trial))
+        probe = (
+            DrainProbe(self.quiet, cgroup_dirs, self._nginx_busy)
+            if self.quiet is not None
+            else None
+        )
+        return TrialRun(
+            matrix,
+            self.settings,
+            out,
+            trial,
+            cgroup_dirs,
+            _trial_say(say, trial),
+            partial(self.engine.cgroup_dirs, self.nginx_service),
+            probe,
+        )
 
     def _trial(self, out: Path, trial: int, say: Say) -> TrialRecord:
         run = self._run(self.matrix, out, trial, say)

@@ -15,9 +15,10 @@ cgroup lives is the engine client's business (stack.engine.cgroup_candidates).
 from __future__ import annotations
 
 import csv
+import itertools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,6 +167,38 @@ def read_samples(path: Path) -> dict[str, list[tuple[float, CpuCounters]]]:
                 )
             )
     return samples
+
+
+def interpolate(points: Sequence[tuple[float, float]], at: float) -> float | None:
+    """A cumulative counter's value at instant `at`, interpolated linearly between the samples
+    (time, value) around it, oldest first; None when `at` lies outside them."""
+    for (t0, v0), (t1, v1) in itertools.pairwise(points):
+        if t0 <= at <= t1:
+            return v1 if t1 <= t0 else v0 + (v1 - v0) * (at - t0) / (t1 - t0)
+    return None
+
+
+def window_usage_us(
+    samples: Mapping[str, list[tuple[float, CpuCounters]]], start: float, end: float
+) -> tuple[float, int] | None:
+    """CPU time (us) every container used over exactly [start, end], and how many containers
+    counted: each cumulative counter is interpolated at both ends between the samples around
+    them, so the window is the step's own, not the nearest samples'. A container sampled over
+    only part of the window (started or replaced meanwhile) counts for the part it covers;
+    None when no container has samples around the window."""
+    total = 0.0
+    counted = 0
+    for series in samples.values():
+        if len(series) < 2 or series[-1][0] < start or series[0][0] > end:
+            continue
+        usage = [(t, float(c.usage_us)) for t, c in series]
+        first = interpolate(usage, max(start, series[0][0]))
+        last = interpolate(usage, min(end, series[-1][0]))
+        if first is None or last is None:
+            continue
+        total += last - first
+        counted += 1
+    return (total, counted) if counted else None
 
 
 def window_cpu(

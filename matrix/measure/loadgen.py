@@ -27,6 +27,7 @@ from matrix.config import (
     SoakProfile,
 )
 from matrix.config import WorkshopProfile as WorkshopProfileModel
+from matrix.measure.drain_probe import DrainProbe
 
 LOCUSTFILE = PROJECT_ROOT / "locust" / "locustfile.py"
 CSV_PREFIX = "locust"
@@ -47,6 +48,11 @@ class TrialRun:
     trial: int
     cgroup_dirs: Callable[[], Mapping[str, Path]]
     say: Callable[[str], None]
+    # The Nginx container's cgroup (its CPU per request); None: not sampled.
+    nginx_cgroup_dirs: Callable[[], Mapping[str, Path]] | None = None
+    # Asked by the Locust master before each step (matrix/measure/drain_probe.py); None: the
+    # master pauses after a failing step for a time it estimates instead.
+    drain_probe: DrainProbe | None = None
 
 
 def locust_executable() -> str:
@@ -97,6 +103,8 @@ def profile_arguments(matrix: MatrixFile) -> list[str]:
                 f"{profile.ceiling or 0:g}",
                 "--max-steps",
                 str(profile.max_steps),
+                "--confirm-seconds",
+                f"{profile.confirm_seconds:g}",
             ]
         elif isinstance(profile, SoakProfile):
             args += ["--soak-steps", str(profile.steps())]
@@ -227,13 +235,25 @@ class CpuSampler(threading.Thread):
         with self.output.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(
-                ("timestamp", "total_percent", "max_process_percent", "host_percent", "processes")
+                (
+                    "timestamp",
+                    "total_percent",
+                    "max_process_percent",
+                    "host_percent",
+                    "processes",
+                    "cpu_seconds",
+                )
             )
             while not self._stop_event.wait(self.interval):
                 percents = []
+                # Cumulative CPU time of the live processes: cut at a step's exact boundaries
+                # for the generator's CPU per request (percentages average whole samples).
+                seconds = 0.0
                 for proc in self._tree():
                     try:
                         percents.append(proc.cpu_percent(None))
+                        times = proc.cpu_times()
+                        seconds += times.user + times.system
                     except psutil.Error:
                         continue
                 if not percents:
@@ -245,6 +265,7 @@ class CpuSampler(threading.Thread):
                         round(max(percents), 2),
                         psutil.cpu_percent(None),
                         len(percents),
+                        round(seconds, 4),
                     )
                 )
                 handle.flush()

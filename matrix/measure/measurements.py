@@ -20,7 +20,7 @@ from loadtest.closed_model import OK, REFUSED, Window, merge_windows, summarise
 from loadtest.open_model import Objective, StepResult, judge, knee_step, objective_reasons
 from matrix.analyse.records import StepRecord, TimelinePoint
 from matrix.config import MatrixFile
-from matrix.measure.cgroups import CpuCounters, window_cpu
+from matrix.measure.cgroups import CpuCounters, interpolate, window_cpu, window_usage_us
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class CpuSample:
     total_percent: float
     max_process_percent: float
     host_percent: float
+    # Cumulative CPU time of the generator's processes (None in files from before it was kept).
+    cpu_seconds: float | None = None
 
 
 def _number(text: str | None) -> float | None:
@@ -95,6 +97,7 @@ def read_cpu_samples(path: Path) -> list[CpuSample]:
                 float(r["total_percent"]),
                 float(r["max_process_percent"]),
                 float(r["host_percent"]),
+                _number(r.get("cpu_seconds")),
             )
             for r in csv.DictReader(handle)
         ]
@@ -128,6 +131,31 @@ class HostWindows:
     cgroup_samples: dict[str, list[tuple[float, CpuCounters]]] = field(default_factory=dict)
     loadgen_cores: float = 1.0
     saturation: float = 0.9
+    # The Nginx container's cgroup counters (empty in trials from before they were kept).
+    nginx_samples: dict[str, list[tuple[float, CpuCounters]]] = field(default_factory=dict)
+
+    def demand(self, step: StepRecord, start: float, end: float) -> StepRecord:
+        """CPU-us per request completed in [start, end]: the api containers' (all of them, idle
+        not subtracted, and per replica), Nginx's and the generator's, each counter cut at
+        exactly the window's ends. The requests are the successful answers completed inside the
+        window (the served rate's count): the work the cell did for its users."""
+        completed = step.served_rps * (end - start)
+        if completed < 1:
+            return step
+        api = window_usage_us(self.cgroup_samples, start, end)
+        if api is not None:
+            step.demand_us_per_request = round(api[0] / completed, 2)
+            step.demand_us_per_request_per_replica = round(api[0] / completed / api[1], 2)
+        nginx = window_usage_us(self.nginx_samples, start, end)
+        if nginx is not None:
+            step.nginx_us_per_request = round(nginx[0] / completed, 2)
+        cumulative = [
+            (s.timestamp, s.cpu_seconds) for s in self.cpu_samples if s.cpu_seconds is not None
+        ]
+        first, last = interpolate(cumulative, start), interpolate(cumulative, end)
+        if first is not None and last is not None:
+            step.loadgen_us_per_request = round((last - first) * 1e6 / completed, 2)
+        return step
 
     def annotate(self, step: StepRecord, start: float, end: float) -> StepRecord:
         samples = [s for s in self.cpu_samples if start <= s.timestamp <= end]
@@ -151,7 +179,7 @@ class HostWindows:
             step.api_cpu_cores = cpu.cpu_cores
             step.throttled_share = cpu.throttled_share
             step.throttled_ms_per_s = cpu.throttled_ms_per_s
-        return step
+        return self.demand(step, start, end)
 
 
 def open_steps(
@@ -189,6 +217,10 @@ def open_steps(
             reasons=result.reasons,
             started=result.started,
             ended=result.ended,
+            drain_wait_s=result.drain_wait_s,
+            drain_proven=result.drain_proven,
+            drain_timed_out=result.drain_timed_out,
+            confirmation=result.confirmation,
         )
         records.append(
             host.annotate(

@@ -35,6 +35,7 @@ from matrix.measure.measurements import (
 )
 
 CGROUP_FILE = "cgroup_cpu.csv"
+NGINX_CGROUP_FILE = "nginx_cgroup_cpu.csv"
 CGROUP_SAMPLE_INTERVAL_S = 0.5
 
 
@@ -82,10 +83,18 @@ def run_trial(run: TrialRun) -> TrialRecord:
         matrix.load_generator,
         profile.duration_seconds(),
     )
+    probe = run.drain_probe.start() if run.drain_probe is not None else None
+    if probe is not None:
+        command += ["--drain-probe-url", probe.url]
     (out / "locust_command.txt").write_text(" ".join(command) + "\n", encoding="utf-8")
-    sampler = CgroupSampler(run.cgroup_dirs, out / CGROUP_FILE, CGROUP_SAMPLE_INTERVAL_S)
+    samplers = [CgroupSampler(run.cgroup_dirs, out / CGROUP_FILE, CGROUP_SAMPLE_INTERVAL_S)]
+    if run.nginx_cgroup_dirs is not None:
+        samplers.append(
+            CgroupSampler(run.nginx_cgroup_dirs, out / NGINX_CGROUP_FILE, CGROUP_SAMPLE_INTERVAL_S)
+        )
     watcher = StepWatcher(out / STEP_LOG, run.say)
-    sampler.start()
+    for sampler in samplers:
+        sampler.start()
     try:
         exit_code = run_locust(
             command,
@@ -95,7 +104,10 @@ def run_trial(run: TrialRun) -> TrialRecord:
             on_tick=watcher.poll,
         )
     finally:
-        sampler.stop()
+        for sampler in samplers:
+            sampler.stop()
+        if probe is not None:
+            probe.stop()
     watcher.poll()
     return analyse_trial(matrix, out, run.trial, exit_code)
 
@@ -109,6 +121,7 @@ def analyse_trial(matrix: MatrixFile, out: Path, trial: int, exit_code: int | No
         read_samples(out / CGROUP_FILE),
         float(min(processes, os.cpu_count() or 1)),
         generator.saturation,
+        read_samples(out / NGINX_CGROUP_FILE),
     )
     events = read_step_events(out / STEP_LOG)
     stats_path = out / f"{CSV_PREFIX}_stats.csv"

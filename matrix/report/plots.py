@@ -272,3 +272,44 @@ def plot_soak(cell: CellRecord, p95_objective_ms: float, path: Path) -> Path:
         ax_err.set_ylabel("errors")
         ax_err.set_xlabel("minutes since the soak began")
     return path
+
+
+def plot_cost_curve(cells: Sequence[CellRecord], path: Path) -> Path | None:
+    """The cost curve: each cell's service demand (api CPU-us per successful answer, all its
+    replicas, idle included) against the offered rate, one line per cell over the steps of all
+    its trials; dashed in the same colour, the part of it the cell's idle CPU alone accounts
+    for (idle cores / rate), which falls as the rate grows. None when no step has a demand."""
+    series = []
+    for cell in cells:
+        points = sorted(
+            (s.offered_rps, s.demand_us_per_request)
+            for t in cell.trials
+            for s in t.steps
+            if s.offered_rps is not None and s.demand_us_per_request is not None
+        )
+        if points:
+            series.append((cell, points))
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=FIGURE_SIZE)
+    with _saved(fig, path):
+        for cell, points in series:
+            rates = [rate for rate, _ in points]
+            (line,) = ax.plot(
+                rates, [demand for _, demand in points], marker="o", label=cell.cell_id
+            )
+            if cell.idle_cpu_cores:
+                idle_rates = [min(rates) + (max(rates) - min(rates)) * i / 50 for i in range(51)]
+                ax.plot(
+                    idle_rates,
+                    [cell.idle_cpu_cores * 1e6 / rate for rate in idle_rates],
+                    linestyle="--",
+                    color=line.get_color(),
+                    label=f"{cell.cell_id}: idle share ({cell.idle_cpu_cores:.3g} cores)",
+                )
+        ax.set_xlabel("offered rate (req/s)")
+        ax.set_ylabel("api CPU per answer (us)")
+        ax.set_ylim(bottom=0)
+        ax.set_title("Service demand against rate (dashed: the idle CPU's share)")
+        ax.legend(fontsize="small")
+    return path

@@ -12,6 +12,7 @@ import jinja2
 import markdown
 
 from loadtest.closed_model import CONNECTION_ERROR, OK, REFUSED, TIMEOUT
+from loadtest.open_model import CONFIRMED, CONVERGED, MAX_CONFIRM_STEPS, MAX_DRAIN_S
 from matrix.analyse import workshop
 from matrix.analyse.analysis import (
     HOST_SATURATION,
@@ -28,9 +29,17 @@ from matrix.config import (
     SoakProfile,
     WorkshopProfile,
 )
+from matrix.measure.host_facts import (
+    SPEED_DRIFT_LIMIT,
+    SPEED_RATE,
+    SPEED_ROUNDS,
+    SPEED_SECONDS,
+    speed_drift,
+)
 from matrix.report.plots import (
     plot_across_cells,
     plot_cell_steps,
+    plot_cost_curve,
     plot_failures,
     plot_soak,
     plot_workshop_timeline,
@@ -80,7 +89,7 @@ def cell_notes(cell: CellRecord) -> list[str]:
     if cell.status != "measured":
         notes.append(f"not measured: {cell.error}")
     outcomes = sorted({t.outcome for t in cell.trials})
-    if outcomes and outcomes != ["converged"]:
+    if set(outcomes) - {CONVERGED, CONFIRMED}:
         notes.append("search ended: " + ", ".join(outcomes))
     if cell.generator_limited:
         notes.append("**load generator limited: a lower bound, not the service's limit**")
@@ -94,6 +103,22 @@ def cell_notes(cell: CellRecord) -> list[str]:
     if not cell.reserved:
         notes.append("no reservation (did not fit the node)")
     return notes
+
+
+def speed_context(run_info: dict[str, Any]) -> dict[str, Any]:
+    """The host speed index at the run's start and end, its drift, and whether it is flagged."""
+    start, end = run_info.get("speed_index_start_us"), run_info.get("speed_index_end_us")
+    drift = speed_drift(start, end)
+    return {
+        "start": start,
+        "end": end,
+        "drift": drift,
+        "flagged": drift is not None and abs(drift) > SPEED_DRIFT_LIMIT,
+        "limit": SPEED_DRIFT_LIMIT,
+        "rate": SPEED_RATE,
+        "seconds": SPEED_SECONDS,
+        "rounds": SPEED_ROUNDS,
+    }
 
 
 def template_environment() -> jinja2.Environment:
@@ -128,6 +153,7 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
             ).name
     plot_across_cells(cells, matrix.target_rps, objective.p95_ms, plots / "capacity-vs-cpu.png")
     plot_failures(cells, objective.max_failure_ratio, plots / "failures.png")
+    cost_curve = plot_cost_curve(cells, plots / "cost-curve.png")
     workshop_context: dict[str, Any] | None = None
     if isinstance(matrix.profile, WorkshopProfile):
         plot_workshop_timeline(cells, objective.p95_ms, plots / "workshop-timeline.png")
@@ -165,6 +191,13 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
         "workshop": workshop_context,
         "soak": matrix.profile if isinstance(matrix.profile, SoakProfile) else None,
         "soak_plots": soak_plots,
+        "cost_curve": cost_curve.name if cost_curve is not None else None,
+        "drain_timeout": MAX_DRAIN_S,
+        "drain_probed": any(
+            s.drain_proven is not None for c in cells for t in c.trials for s in t.steps
+        ),
+        "max_confirm_steps": MAX_CONFIRM_STEPS,
+        "speed": speed_context(run_info),
     }
     env = template_environment()
     text = env.get_template("report.md.j2").render(context)

@@ -233,3 +233,43 @@ def test_drain_pause_covers_the_backlog_an_overloaded_step_left() -> None:
     assert open_model.drain_seconds(step, 2.0) == 2.0
     step.failures = {"timeout": 10**6}
     assert open_model.drain_seconds(step, 2.0) == open_model.MAX_DRAIN_S
+
+
+def _confirmed_search(capacity: float, held: float) -> tuple[open_model.RateSearch, list]:
+    """A search whose short steps pass up to `capacity` but whose longer confirmation steps
+    pass only up to `held` (a rate sustained for seconds, not for longer)."""
+    search = open_model.RateSearch(start_rate=100.0, precision=0.05, confirm=True)
+    steps = []
+    while (rate := search.next_rate()) is not None:
+        confirming = search.confirming is not None
+        step = _step(rate, rate <= (held if confirming else capacity))
+        step.confirmation = confirming
+        search.record(rate, step.passed)
+        steps.append(step)
+    return search, steps
+
+
+def test_a_knee_that_holds_is_confirmed() -> None:
+    search, steps = _confirmed_search(capacity=333.0, held=1000.0)
+    assert search.outcome == open_model.CONFIRMED
+    confirmation = steps[-1]
+    assert confirmation.confirmation and confirmation.rate == search.lo
+    assert open_model.knee_step(steps) is confirmation
+
+
+def test_a_knee_that_does_not_hold_steps_down_by_the_precision_then_twice_that() -> None:
+    search, steps = _confirmed_search(capacity=333.0, held=290.0)
+    held = [s for s in steps if s.confirmation]
+    assert [s.passed for s in held] == [False, False, True]
+    assert held[1].rate == pytest.approx(held[0].rate * 0.95)
+    assert held[2].rate == pytest.approx(held[0].rate * 0.95 * 0.9)
+    assert search.outcome == open_model.STEPPED_DOWN
+    # The knee is the rate that held, though a short step passed above it.
+    assert open_model.knee_step(steps) is held[2]
+
+
+def test_no_knee_when_no_confirmation_holds() -> None:
+    search, steps = _confirmed_search(capacity=333.0, held=10.0)
+    assert len([s for s in steps if s.confirmation]) == open_model.MAX_CONFIRM_STEPS
+    assert search.outcome == open_model.NOT_CONFIRMED
+    assert open_model.knee_step(steps) is None

@@ -14,6 +14,7 @@ from matrix.measure.cgroups import (
     read_counters,
     read_samples,
     window_cpu,
+    window_usage_us,
 )
 
 ID = "0123abcd" * 8
@@ -84,3 +85,26 @@ def test_sampler_writes_what_it_reads(tmp_path: Path) -> None:
     samples = read_samples(output)
     assert list(samples) == [ID] and len(samples[ID]) >= 2
     assert samples[ID][0][1] == CpuCounters(1000, 10, 1, 1)
+
+
+def test_window_usage_is_cut_at_the_windows_exact_ends() -> None:
+    """Samples every second; the window starts and ends between them: the counters are
+    interpolated there, not taken from the nearest samples."""
+    samples = {
+        "a": [
+            (0.0, CpuCounters(0, 0, 0, 0)),
+            (1.0, CpuCounters(1_000_000, 0, 0, 0)),
+            (2.0, CpuCounters(1_500_000, 0, 0, 0)),
+        ],
+        "b": [(0.0, CpuCounters(0, 0, 0, 0)), (2.0, CpuCounters(200_000, 0, 0, 0))],
+    }
+    used, containers = window_usage_us(samples, 0.5, 1.5) or (0.0, 0)
+    # a: 500 000 of its first second's half plus 250 000 of its second's; b: 100 000.
+    assert used == pytest.approx(850_000)
+    assert containers == 2
+
+
+def test_window_usage_counts_a_container_only_for_the_part_it_was_sampled() -> None:
+    samples = {"late": [(1.0, CpuCounters(0, 0, 0, 0)), (3.0, CpuCounters(400_000, 0, 0, 0))]}
+    assert window_usage_us(samples, 0.0, 2.0) == (pytest.approx(200_000), 1)
+    assert window_usage_us(samples, 5.0, 6.0) is None

@@ -117,6 +117,10 @@ def test_fingerprint_follows_the_plan_not_the_formatting(tmp_path: Path) -> None
             ["profile.search.arrival"],
         ),
         (SEARCH + "objective: {min_completion_ratio: 0}\n", ["objective.min_completion_ratio"]),
+        (
+            SEARCH.replace("start_rate: 100", "start_rate: 100, confirm_seconds: 3"),
+            ["profile.search", "confirm_seconds (3) must be 0 (none) or at least step_seconds"],
+        ),
     ],
 )
 def test_invalid_files_name_file_field_and_fault(

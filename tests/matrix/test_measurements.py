@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from loadtest.open_model import Objective
+from matrix.analyse.records import StepRecord
 from matrix.config import MatrixFile
-from matrix.measure.cgroups import read_samples
+from matrix.measure.cgroups import CpuCounters, read_samples
 from matrix.measure.measurements import (
+    CpuSample,
     HostWindows,
     closed_step,
     open_objective,
@@ -119,3 +121,37 @@ def test_objective_of_a_matrix_file_includes_the_generator_tolerance() -> None:
         }
     )
     assert open_objective(matrix) == Objective(p95_ms=200, p99_ms=400, max_late_ratio=0.02)
+
+
+def test_demand_of_the_recorded_steps_fits_the_quota(events: list[dict], host: HostWindows) -> None:
+    """CPU per answer x answers per second is the CPU used, which the quota caps; the fixture
+    predates the Nginx and generator counters, which stay unknown."""
+    steps, _, _ = open_steps(events, Objective(), host)
+    for step in steps:
+        assert step.demand_us_per_request is not None
+        used = step.demand_us_per_request * step.served_rps / 1e6
+        assert used <= CELL_CPUS * 1.05
+        assert used == pytest.approx(step.api_cpu_cores, rel=0.1)
+        assert step.demand_us_per_request_per_replica == step.demand_us_per_request  # 1 replica
+        assert step.nginx_us_per_request is None and step.loadgen_us_per_request is None
+
+
+def test_demand_per_request_over_the_exact_window() -> None:
+    """Two replicas at 0.1 core each, Nginx at 0.02, the generator at 0.3, answering 200 req/s
+    over a window that starts and ends between samples."""
+
+    def counter(cores: float) -> list[tuple[float, CpuCounters]]:
+        return [(t, CpuCounters(round(cores * t * 1e6), 0, 0, 0)) for t in (0.0, 0.5, 1.0, 1.5)]
+
+    loadgen = [CpuSample(t, 30.0, 15.0, 50.0, 0.3 * t) for t in (0.0, 1.0, 2.0)]
+    host = HostWindows(
+        loadgen, {"a": counter(0.1), "b": counter(0.1)}, nginx_samples={"n": counter(0.02)}
+    )
+    step = StepRecord(index=0, offered_rps=200.0, served_rps=200.0)
+    host.demand(step, 0.2, 1.2)
+    assert step.demand_us_per_request == pytest.approx(1000.0)  # 0.2 core / 200 req/s
+    assert step.demand_us_per_request_per_replica == pytest.approx(500.0)
+    assert step.nginx_us_per_request == pytest.approx(100.0)
+    assert step.loadgen_us_per_request == pytest.approx(1500.0)
+    idle = StepRecord(index=1, offered_rps=1.0, served_rps=0.0)
+    assert host.demand(idle, 0.2, 1.2).demand_us_per_request is None  # no answer: no demand

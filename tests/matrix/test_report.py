@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from matrix.analyse.records import CellRecord
+from loadtest import open_model
+from matrix.analyse.records import CellRecord, StepRecord
 from matrix.config import load_matrix_file
 from matrix.measure.trial import analyse_trial
 from matrix.report.plots import plot_across_cells, plot_cell_steps, plot_failures
-from matrix.report.report import CELL_FILE, write_report
+from matrix.report.report import CELL_FILE, cell_notes, write_report
 from tests.matrix.test_analysis import cell
 
 FIXTURE = Path(__file__).parent / "fixtures" / "search-swarm"
@@ -52,6 +53,7 @@ def run_dir(tmp_path: Path) -> Path:
             total_cpus=0.2,
             status="measured",
             trials=[recorded, recorded.model_copy(update={"trial": 2})],
+            idle_cpu_cores=0.012,
         ),
         cell(2, 0.1, [], status="failed", error="did not converge"),
     ]
@@ -59,6 +61,12 @@ def run_dir(tmp_path: Path) -> Path:
         (tmp_path / "cells" / record.cell_id).mkdir(parents=True)
         (tmp_path / "cells" / record.cell_id / CELL_FILE).write_text(record.model_dump_json())
     return tmp_path
+
+
+def recorded_knee(run_dir: Path) -> StepRecord:
+    trial = analyse_trial(load_matrix_file(run_dir / "matrix.yaml"), FIXTURE, 1, 0)
+    assert trial.knee is not None and trial.knee.demand_us_per_request is not None
+    return trial.knee
 
 
 def test_report_holds_knees_ranges_flags_and_the_recommendation(run_dir: Path) -> None:
@@ -78,12 +86,22 @@ def test_report_holds_knees_ranges_flags_and_the_recommendation(run_dir: Path) -
     assert "Shared machine" in report and "2 CPU cores" in report
     assert "What these figures do not prove" in report
     # Every step of every trial, with throttling, and the knee marked.
-    assert report.count("| 4 (knee) | 900 |") == 2
+    assert report.count("| 4 (knee) | 0 | 900 |") == 2
     assert "throttled ms/s" in report
+    # The demand per step and its cost curve, with the idle baseline apart.
+    knee = recorded_knee(run_dir)
+    assert f"| {knee.demand_us_per_request:.0f} |" in report
+    assert "| r1-c0.2-m256M | 1 x 0.2 | 0.012 (6 %) |" in report
+    assert "plots/cost-curve.png" in report
     html = (run_dir / "report.html").read_text()
     assert "<table>" in html and "plots/capacity-vs-cpu.png" in html
     assert "What these figures do not prove" in html
-    for name in ("capacity-vs-cpu.png", "failures.png", "steps-r1-c0.2-m256M.png"):
+    for name in (
+        "capacity-vs-cpu.png",
+        "failures.png",
+        "steps-r1-c0.2-m256M.png",
+        "cost-curve.png",
+    ):
         assert_png(run_dir / "plots" / name)
     assert (run_dir / "summary.csv").read_text().count("\n") == 4
 
@@ -110,3 +128,12 @@ def test_the_header_says_which_evaluator_served(run_dir: Path) -> None:
     assert "Single rows evaluated by: `numpy`" in recorded
     unknown = write_report(run_dir, matrix, {"evaluator": None}).read_text()
     assert "Single rows evaluated by: `not recorded`" in unknown
+
+
+def test_a_knee_that_held_needs_no_note_one_that_stepped_down_does() -> None:
+    held = cell(1, 0.1, [300.0])
+    held.trials[0].outcome = open_model.CONFIRMED
+    assert cell_notes(held) == []
+    stepped = cell(1, 0.1, [300.0])
+    stepped.trials[0].outcome = open_model.STEPPED_DOWN
+    assert cell_notes(stepped) == [f"search ended: {open_model.STEPPED_DOWN}"]

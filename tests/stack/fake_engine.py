@@ -71,6 +71,9 @@ class FakeEngine:
     def update_config(self, service: str) -> dict[str, Any]:
         return dict(self.config)
 
+    def service_image(self, service: str) -> str | None:
+        return f"penguin-lab/{service.rpartition('_')[2]}:latest (id 0123abcd)"
+
     def set_update_config(self, service: str, config: Mapping[str, Any]) -> None:
         self.config = dict(config)
         self.restored_configs.append(dict(config))
