@@ -1,0 +1,185 @@
+"""A capacity model that predicts a cell's knee from its service demand and its CPU quota.
+
+Two layers (matrix/README.md, "The capacity model"):
+
+1. The utilisation law, U = X x D: the api replicas together may use replicas x cpus cores, so
+   at a demand of D CPU-seconds per request they cannot serve more than replicas x cpus / D
+   requests a second (the saturation rate). The demand itself depends on the rate (a busy
+   worker batches: fewer wake-ups and system calls per request), so D is a curve fitted to the
+   steps' measured demand, D(rate) = a x rate^b, and the saturation rate is where
+   rate x D(rate) meets the quota.
+2. A small discrete-event simulation of one step, for the knee: arrivals at the profile's
+   pattern (evenly spaced or Poisson), dealt round-robin over the replicas as Nginx does, each
+   replica's Gunicorn workers (one per whole CPU, at least one) serving one request at a time
+   for D(rate), and the CFS quota: each worker may run cpus / workers x 100 ms in every 100 ms
+   period and then waits for the next one. The step is judged as the load test judges it (p95
+   from the intended send over the requests after the settle time, answers within the timeout);
+   the knee is the highest rate that passes, by bisection.
+
+Pure and deterministic (a fixed seed for Poisson arrivals): the same inputs give the same
+prediction."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+# Docker's (and the kernel's) default CFS period: a quota of `cpus` is cpus x 100 ms per 100 ms.
+CFS_PERIOD_S = 0.1
+# The simulation's bisection stops when the bracket is this narrow (relative).
+MODEL_PRECISION = 0.005
+SEED = 18
+
+Arrival = Literal["constant", "poisson"]
+
+
+@dataclass(frozen=True)
+class DemandCurve:
+    """CPU-µs per request as a power of the rate: D(rate) = a x rate^b (b < 0: cheaper when
+    busier)."""
+
+    a: float
+    b: float
+    points: int
+
+    def at(self, rate: float) -> float:
+        return self.a * rate**self.b
+
+
+def fit_demand(points: Sequence[tuple[float, float]]) -> DemandCurve | None:
+    """Least squares on log rate / log demand over (served req/s, CPU-µs per request) pairs;
+    a single rate gives a flat curve. None without a usable point."""
+    usable = [(math.log(r), math.log(d)) for r, d in points if r > 0 and d > 0]
+    if not usable:
+        return None
+    xs, ys = [x for x, _ in usable], [y for _, y in usable]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    slope = 0.0 if spread < 1e-12 else sum((x - mean_x) * (y - mean_y) for x, y in usable) / spread
+    return DemandCurve(math.exp(mean_y - slope * mean_x), slope, len(usable))
+
+
+def saturation_rps(curve: DemandCurve, replicas: int, cpus: float) -> float:
+    """The rate at which rate x D(rate) uses the whole quota of every replica (the utilisation
+    law solved on the fitted curve)."""
+    capacity_us = replicas * cpus * 1e6  # CPU-µs per second
+    exponent = 1.0 + curve.b
+    if exponent <= 0.05:
+        # Demand falling as fast as the rate rises: the fit says nothing about a limit.
+        raise ValueError(f"demand curve exponent {curve.b:.2f}: no saturation rate")
+    return float((capacity_us / curve.a) ** (1.0 / exponent))
+
+
+@dataclass(frozen=True)
+class StepShape:
+    """What one step of the load test is and how it is judged."""
+
+    seconds: float
+    settle_seconds: float
+    timeout_seconds: float
+    p95_ms: float
+    min_completion_ratio: float
+    arrival: Arrival = "constant"
+
+
+@dataclass(frozen=True)
+class SimulatedStep:
+    served_rps: float  # answers completed after the settle time and inside the step, per second
+    p95_ms: float
+    completed_share: float
+    passed: bool
+
+
+def _arrivals(rate: float, seconds: float, arrival: Arrival) -> list[float]:
+    if arrival == "constant":
+        return [i / rate for i in range(int(rate * seconds))]
+    rng = random.Random(SEED)
+    times, now = [], rng.expovariate(rate)
+    while now < seconds:
+        times.append(now)
+        now += rng.expovariate(rate)
+    return times
+
+
+def _serve(start: float, work: float, budget: float, state: list[float]) -> float:
+    """Runs `work` CPU-seconds from `start` on one worker whose quota is `budget` per period;
+    `state` is [period index, budget left in it]. Returns the finish time."""
+    now = start
+    while True:
+        period = math.floor(now / CFS_PERIOD_S + 1e-12)
+        if period != state[0]:
+            state[0], state[1] = period, budget
+        if state[1] <= 1e-12:
+            now = (period + 1) * CFS_PERIOD_S
+            continue
+        run = min(work, state[1], (period + 1) * CFS_PERIOD_S - now)
+        now += run
+        work -= run
+        state[1] -= run
+        if work <= 1e-12:
+            return now
+
+
+def simulate_step(
+    rate: float, demand_us: float, replicas: int, cpus: float, shape: StepShape
+) -> SimulatedStep:
+    """One step at `rate` req/s on `replicas` replicas of `cpus` CPU, each request needing
+    `demand_us` CPU-µs, judged on its p95 and completed share."""
+    workers_per_replica = max(1, math.floor(cpus))
+    budget = min(1.0, cpus / workers_per_replica) * CFS_PERIOD_S
+    servers = replicas * workers_per_replica
+    free = [0.0] * servers
+    quota = [[-1.0, budget] for _ in range(servers)]
+    work = demand_us / 1e6
+    latencies, scheduled, served = [], 0, 0
+    for i, arrived in enumerate(_arrivals(rate, shape.seconds, shape.arrival)):
+        server = i % servers  # round robin, as Nginx deals requests
+        finished = _serve(max(arrived, free[server]), work, budget, quota[server])
+        free[server] = finished
+        if arrived >= shape.settle_seconds:
+            scheduled += 1
+            latencies.append(finished - arrived)
+            served += finished <= shape.seconds
+    if not scheduled:
+        return SimulatedStep(0.0, 0.0, 1.0, True)
+    latencies.sort()
+    p95_ms = latencies[min(len(latencies) - 1, math.ceil(0.95 * len(latencies)) - 1)] * 1000
+    completed = sum(latency <= shape.timeout_seconds for latency in latencies) / scheduled
+    passed = p95_ms <= shape.p95_ms and completed >= shape.min_completion_ratio
+    window = shape.seconds - shape.settle_seconds
+    return SimulatedStep(served / window, p95_ms, completed, passed)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    knee_rps: float  # served at the highest passing rate, as the lab reports a knee
+    knee_offered_rps: float
+    saturation_rps: float
+    demand_us_per_request: float  # D at the predicted knee
+
+
+def predict(curve: DemandCurve, replicas: int, cpus: float, shape: StepShape) -> Prediction:
+    """The highest rate whose simulated step passes, and the utilisation law's limit."""
+    saturation = saturation_rps(curve, replicas, cpus)
+
+    def step(rate: float) -> SimulatedStep:
+        return simulate_step(rate, curve.at(rate), replicas, cpus, shape)
+
+    def passes(rate: float) -> bool:
+        return step(rate).passed
+
+    low, high = saturation / 20, saturation * 2
+    while not passes(low) and low > 1e-3:
+        low /= 2
+    while passes(high):
+        low, high = high, high * 2
+    while (high - low) / low > MODEL_PRECISION:
+        middle = (low + high) / 2
+        if passes(middle):
+            low = middle
+        else:
+            high = middle
+    return Prediction(min(low, step(low).served_rps), low, saturation, curve.at(low))
