@@ -46,7 +46,7 @@ class DemandCurve:
     points: int
 
     def at(self, rate: float) -> float:
-        return self.a * rate**self.b
+        return float(self.a * rate**self.b)
 
 
 def fit_demand(points: Sequence[tuple[float, float]]) -> DemandCurve | None:
