@@ -25,7 +25,11 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from matrix.analyse.records import TrialRecord
+    from matrix.config import Objective, SearchProfile, StaircaseProfile
 
 # Docker's (and the kernel's) default CFS period: a quota of `cpus` is cpus x 100 ms per 100 ms.
 CFS_PERIOD_S = 0.1
@@ -183,3 +187,42 @@ def predict(curve: DemandCurve, replicas: int, cpus: float, shape: StepShape) ->
         else:
             high = middle
     return Prediction(min(low, step(low).served_rps), low, saturation, curve.at(low))
+
+
+def step_shape(profile: SearchProfile | StaircaseProfile, objective: Objective) -> StepShape:
+    """The step a matrix's open profile runs, with the objective it is judged by."""
+    return StepShape(
+        seconds=profile.step_seconds,
+        settle_seconds=profile.settle_seconds,
+        timeout_seconds=profile.request_timeout_seconds,
+        p95_ms=objective.p95_ms,
+        min_completion_ratio=objective.min_completion_ratio,
+        arrival=profile.arrival,
+    )
+
+
+def demand_points(trials: Sequence[TrialRecord]) -> list[tuple[float, float]]:
+    """(served req/s, CPU-µs per request) of the passing steps below each trial's knee: the
+    knee step's own demand is left out, so the prediction is not the knee restated (at the
+    knee the replicas use their whole quota, and served x demand is the quota by definition).
+    A trial whose only passing step is its knee gives that step."""
+    points = []
+    for trial in trials:
+        passing = [s for s in trial.steps if s.passed and s.demand_us_per_request]
+        below = [s for s in passing if s.index != trial.knee_index] or passing
+        points += [(s.served_rps, s.demand_us_per_request or 0.0) for s in below]
+    return points
+
+
+def predict_cell(
+    trials: Sequence[TrialRecord], replicas: int, cpus: float, shape: StepShape
+) -> Prediction | None:
+    """The cell's predicted knee from its trials' demand curve; None without demand figures
+    (or with a curve that implies no limit)."""
+    curve = fit_demand(demand_points(trials))
+    if curve is None:
+        return None
+    try:
+        return predict(curve, replicas, cpus, shape)
+    except ValueError:
+        return None
