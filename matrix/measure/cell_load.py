@@ -4,15 +4,24 @@ them (restarts, OOM kills, Nginx's counters, the replicas' own figures from Prom
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
 from matrix.analyse.analysis import docker_stats_summary
+from matrix.analyse.capacity_model import predict_cell, step_shape
+from matrix.analyse.confidence import converged
 from matrix.analyse.records import CellRecord, TrialRecord
 from matrix.analyse.soak import soak_summary
-from matrix.config import MatrixFile, MatrixSettings, SoakProfile
+from matrix.config import (
+    MatrixFile,
+    MatrixSettings,
+    SearchProfile,
+    SoakProfile,
+    StaircaseProfile,
+)
 from matrix.measure.cgroups import CgroupSampler, read_samples, window_cpu
 from matrix.measure.cluster_target import ClusterTarget
 from matrix.measure.loadgen import TrialRun
@@ -24,6 +33,10 @@ from stack.docker_stats import DockerStatsSampler
 from stack.engine import Engine
 
 NODE_CPU_FILE = "node_cpu.csv"
+CLOSED_LOOP_DIR = "closed-loop"
+# A later trial's search starts at this share of the expected knee: one passing step below
+# the limit, then x growth across it, instead of climbing from the file's start_rate again.
+LATER_START_SHARE = 0.5
 NODE_CPU_SAMPLE_INTERVAL_S = 1.0
 
 Say = Callable[[str], None]
@@ -43,6 +56,18 @@ def per_node_cores(samples_file: Path, start: float, end: float) -> dict[str, fl
         if window is not None:
             cores[node] = round(window.cpu_cores, 3)
     return cores
+
+
+def trials_ended(
+    knees: Sequence[float], ci_target: float, elapsed_with_next: float, budget: float | None
+) -> str:
+    """Why no further trial should run ("" to run one): the knee's interval is narrow enough,
+    or another trial (as long as the longest so far) would end past the cell's budget."""
+    if converged(knees, ci_target):
+        return "converged"
+    if budget is not None and elapsed_with_next > budget:
+        return "budget"
+    return ""
 
 
 def _trial_say(say: Say, trial: int) -> Say:
@@ -81,16 +106,97 @@ class CellLoad:
         cgroup_dirs = partial(self.engine.cgroup_dirs, self.api_service)
         return TrialRun(matrix, self.settings, out, trial, cgroup_dirs, _trial_say(say, trial))
 
-    def _trial(self, out: Path, trial: int, say: Say) -> TrialRecord:
-        run = self._run(self.matrix, out, trial, say)
-        if self.matrix.load_generator.where == "host":
+    def _trial(self, matrix: MatrixFile, out: Path, trial: int, say: Say) -> TrialRecord:
+        run = self._run(matrix, out, trial, say)
+        if matrix.load_generator.where == "host":
             return run_trial(run)
         watcher = StepWatcher(out / "steps.jsonl", run.say)
         return run_stack_trial(run, self.engine, self.locust_master, watcher.poll, analyse_trial)
 
+    def _trials(self, out: Path, record: CellRecord, say: Say) -> None:
+        """At least `trials`; with adaptive trials, more until the knee's interval is within
+        +-ci_target of the median, max_trials ran, or another would overrun the budget."""
+        matrix, profile = self.matrix, self.matrix.profile
+        generator = matrix.load_generator
+        where = (
+            f"{generator.workers} Locust workers of the stack"
+            if generator.where == "stack"
+            else f"{generator.processes} Locust processes"
+        )
+        most = (matrix.max_trials or matrix.trials) if matrix.adaptive else matrix.trials
+        started = time.monotonic()
+        longest = 0.0
+        for trial in range(1, most + 1):
+            if trial > matrix.trials:
+                ended = trials_ended(
+                    record.knees,
+                    matrix.ci_target,
+                    time.monotonic() - started + longest,
+                    matrix.cell_budget_seconds,
+                )
+                if ended:
+                    record.trials_ended = ended
+                    say(f"no further trial: {ended}")
+                    return
+            run_matrix = self._placed(matrix, record)
+            start = run_matrix.profile
+            placed = (
+                f", first step at {start.start_rate:g} req/s"
+                if isinstance(start, SearchProfile) and start != profile
+                else ""
+            )
+            count = f"{matrix.trials}-{most}" if most > matrix.trials else f"{most}"
+            say(
+                f"trial {trial} of {count}: {profile.kind} load, about "
+                f"{start.expected_seconds():.0f} s ({where}){placed}"
+            )
+            began = time.monotonic()
+            record.trials.append(self._trial(run_matrix, out / f"trial-{trial}", trial, say))
+            longest = max(longest, time.monotonic() - began)
+        if matrix.adaptive:
+            record.trials_ended = (
+                "converged" if converged(record.knees, matrix.ci_target) else "max trials"
+            )
+
+    def _placed(self, matrix: MatrixFile, record: CellRecord) -> MatrixFile:
+        """A later search starts near the limit: at LATER_START_SHARE of the knee the capacity
+        model predicts from the trials so far (their median knee without demand figures)."""
+        profile = matrix.profile
+        if not isinstance(profile, SearchProfile) or not record.knees:
+            return matrix
+        prediction = predict_cell(
+            record.trials, record.replicas, record.cpus, step_shape(profile, matrix.objective)
+        )
+        expected = prediction.knee_rps if prediction else statistics.median(record.knees)
+        if expected <= 0:
+            return matrix
+        start = round(LATER_START_SHARE * expected, 1)
+        if profile.ceiling is not None:
+            start = min(start, profile.ceiling)
+        return matrix.model_copy(
+            update={"profile": profile.model_copy(update={"start_rate": start})}
+        )
+
+    def _closed_loop(self, out: Path, say: Say) -> TrialRecord:
+        """The closed-loop run against the same cell (host Locust, no think time)."""
+        closed = self.matrix.closed_loop
+        profile = self.matrix.profile
+        assert isinstance(profile, SearchProfile | StaircaseProfile)  # the file's validation
+        generator = self.matrix.load_generator.model_copy(update={"where": "host"})
+        matrix = self.matrix.model_copy(
+            update={
+                "profile": closed.profile(profile.request_timeout_seconds),
+                "load_generator": generator,
+            }
+        )
+        say(
+            f"closed loop: {closed.users} users without think time for {closed.seconds:g} s, "
+            "for the comparison with the open-model knee"
+        )
+        return run_trial(self._run(matrix, out, 0, say))
+
     def run(self, out: Path, record: CellRecord, say: Say) -> None:
         """Runs every trial of the cell; restarts, OOM kills and Nginx counters over all."""
-        generator = self.matrix.load_generator
         profile = self.matrix.profile
         tasks_before = self.engine.task_ids(self.api_service)
         nginx_before = self.engine.nginx_status(self.nginx_service)
@@ -111,18 +217,9 @@ class CellLoad:
         if nodes is not None:
             nodes.start()
         try:
-            for trial in range(1, self.matrix.trials + 1):
-                where = (
-                    f"{generator.workers} Locust workers of the stack"
-                    if generator.where == "stack"
-                    else f"{generator.processes} Locust processes"
-                )
-                say(
-                    f"trial {trial}/{self.matrix.trials}: "
-                    f"{profile.kind} load, about "
-                    f"{profile.expected_seconds():.0f} s ({where})"
-                )
-                record.trials.append(self._trial(out / f"trial-{trial}", trial, say))
+            self._trials(out, record, say)
+            if self.matrix.closed_loop.enabled:
+                record.closed_loop = self._closed_loop(out / CLOSED_LOOP_DIR, say)
         finally:
             sampler.stop()
             if nodes is not None:

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from matrix import runner as runner_module
-from matrix.config import MatrixSettings, load_matrix_file
+from matrix.config import ClosedLoop, MatrixFile, MatrixSettings, load_matrix_file
 from matrix.measure import deploy as deploy_module
 from matrix.measure import trial as trial_module
+from matrix.measure.cell_load import trials_ended
+from matrix.measure.loadgen import profile_arguments
 from matrix.runner import MatrixRunner, find_unfinished_run, prepare_run_dir
 from stack.engine import ServiceResources
 from tests.stack.fake_engine import FakeEngine
@@ -189,3 +192,52 @@ def test_a_cell_that_cannot_deploy_is_recorded_and_the_rest_go_on(
     }
     assert "not measured" in (run_dir / "report.md").read_text()
     assert engine.updates[-1] == ORIGINAL
+
+
+def test_adaptive_trials_stop_when_the_interval_is_narrow_and_start_near_the_knee(
+    setup: tuple, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _, _, settings = setup
+    path = tmp_path / "adaptive.yaml"
+    path.write_text(
+        MATRIX.replace("trials: 2", "trials: 1\nmax_trials: 4\nci_target: 0.1")
+        .replace("replicas: [1, 2]", "replicas: [1]")
+        .replace("memory: [256M, 512M]", "memory: [256M]")
+    )
+    matrix = load_matrix_file(path)
+    assert matrix.adaptive
+    engine = new_engine()
+    locust = replay_locust(monkeypatch, engine)
+    run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
+    MatrixRunner(matrix, settings, run_dir, info, engine).run()
+    cell_dir = run_dir / "cells" / matrix.cell_list()[0].cell_id
+    result = json.loads((cell_dir / "cell.json").read_text())
+    # One trial gives no interval, so a second ran; the replay gives it the same knee, a
+    # zero-width interval, and the third never started.
+    assert locust.runs == 2 and len(result["trials"]) == 2
+    assert result["trials_ended"] == "converged"
+    knee = result["trials"][0]["steps"][result["trials"][0]["knee_index"]]["served_rps"]
+    # The second search started at half the first one's knee (no demand figures in the
+    # replay, so the measured knee stands in for the prediction), not at the file's 150.
+    first = (cell_dir / "trial-1" / "locust_command.txt").read_text().split()
+    second = (cell_dir / "trial-2" / "locust_command.txt").read_text().split()
+    assert first[first.index("--start-rate") + 1] == "150"
+    assert float(second[second.index("--start-rate") + 1]) == pytest.approx(knee / 2, abs=0.1)
+
+
+def test_no_further_trial_once_converged_or_past_the_budget() -> None:
+    assert trials_ended([500.0], 0.1, 50.0, 100.0) == ""
+    assert trials_ended([500.0, 505.0], 0.1, 50.0, 100.0) == "converged"
+    assert trials_ended([400.0, 600.0], 0.1, 50.0, 100.0) == ""
+    assert trials_ended([400.0, 600.0], 0.1, 150.0, 100.0) == "budget"
+    assert trials_ended([400.0, 600.0], 0.1, 150.0, None) == ""
+
+
+def test_the_closed_loop_is_a_workshop_run_without_think_time() -> None:
+    profile = ClosedLoop(enabled=True, users=64, seconds=10).profile(2.0)
+    matrix = MatrixFile.model_validate(yaml.safe_load(MATRIX))
+    args = profile_arguments(matrix.model_copy(update={"profile": profile}))
+    assert args[args.index("--workshop-users") + 1] == "64"
+    assert args[args.index("--think-min") + 1] == "0" == args[args.index("--think-max") + 1]
+    assert args[args.index("--hold-seconds") + 1] == "10"
+    assert args[args.index("--request-timeout") + 1] == "2"
