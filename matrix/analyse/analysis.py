@@ -117,7 +117,7 @@ def summary_row(
         "trials": len(cell.trials),
         "trials_ended": cell.trials_ended,
         "knee_rps_low": cell.knee_low,
-        "knee_rps_median": cell.knee_median,
+        "knee_rps_median": _round(cell.knee_median),
         "knee_rps_high": cell.knee_high,
         "knee_rps_ci_low": _round(interval.low if interval else None),
         "knee_rps_ci_high": _round(interval.high if interval else None),

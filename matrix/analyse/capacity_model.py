@@ -4,17 +4,20 @@ Two layers (matrix/README.md, "The capacity model"):
 
 1. The utilisation law, U = X x D: the api replicas together may use replicas x cpus cores, so
    at a demand of D CPU-seconds per request they cannot serve more than replicas x cpus / D
-   requests a second (the saturation rate). The demand itself depends on the rate (a busy
-   worker batches: fewer wake-ups and system calls per request), so D is a curve fitted to the
-   steps' measured demand, D(rate) = a x rate^b, and the saturation rate is where
-   rate x D(rate) meets the quota.
+   requests a second (the saturation rate). The demand depends on how requests arrive, in two
+   regimes the measurements show: *paced*, while the replicas keep up, it falls slowly with the
+   rate (the idle baseline spread over more requests), fitted as D(rate) = a x rate^b; once
+   the quota binds, requests wait for the next CFS period and a worker that wakes finds a batch
+   of them, so the demand drops to a *saturated* level (about half the paced one at 0.1 CPU),
+   the median of the steps that used the whole quota. The saturation rate is the quota over
+   the saturated demand (without a saturated step: where rate x D(rate) meets the quota).
 2. A small discrete-event simulation of one step, for the knee: arrivals at the profile's
    pattern (evenly spaced or Poisson), dealt round-robin over the replicas as Nginx does, each
    replica's Gunicorn workers (one per whole CPU, at least one) serving one request at a time
-   for D(rate), and the CFS quota: each worker may run cpus / workers x 100 ms in every 100 ms
-   period and then waits for the next one. The step is judged as the load test judges it (p95
-   from the intended send over the requests after the settle time, answers within the timeout);
-   the knee is the highest rate that passes, by bisection.
+   for the demand at that rate, and the CFS quota: each worker may run cpus / workers x 100 ms
+   in every 100 ms period and then waits for the next one. The step is judged as the load test
+   judges it (p95 from the intended send over the requests after the settle time, answers
+   within the timeout); the knee is what the highest passing rate served, by bisection.
 
 Pure and deterministic (a fixed seed for Poisson arrivals): the same inputs give the same
 prediction."""
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 
 # Docker's (and the kernel's) default CFS period: a quota of `cpus` is cpus x 100 ms per 100 ms.
 CFS_PERIOD_S = 0.1
+# A step whose api containers used at least this share of their quota ran saturated.
+SATURATED_SHARE = 0.9
 # The simulation's bisection stops when the bracket is this narrow (relative).
 MODEL_PRECISION = 0.005
 SEED = 18
@@ -66,15 +71,63 @@ def fit_demand(points: Sequence[tuple[float, float]]) -> DemandCurve | None:
     return DemandCurve(math.exp(mean_y - slope * mean_x), slope, len(usable))
 
 
-def saturation_rps(curve: DemandCurve, replicas: int, cpus: float) -> float:
-    """The rate at which rate x D(rate) uses the whole quota of every replica (the utilisation
-    law solved on the fitted curve)."""
+@dataclass(frozen=True)
+class DemandPoint:
+    """One step's served rate and CPU-µs per request, and whether it used the whole quota."""
+
+    rate: float
+    demand_us: float
+    saturated: bool
+
+
+@dataclass(frozen=True)
+class DemandModel:
+    """The demand in its two regimes: paced (a curve over the rate) and saturated (a level)."""
+
+    paced: DemandCurve | None
+    saturated_us: float | None
+
+    def at(self, rate: float, capacity_us: float) -> float:
+        """CPU-µs per request at `rate` on replicas that may use `capacity_us` per second."""
+        paced = self.paced.at(rate) if self.paced is not None else None
+        if paced is None:
+            assert self.saturated_us is not None  # demand_model never builds neither
+            return self.saturated_us
+        if self.saturated_us is None or rate * paced <= capacity_us:
+            return paced
+        return self.saturated_us
+
+
+def demand_model(points: Sequence[DemandPoint]) -> DemandModel | None:
+    """The paced curve fitted to the unsaturated points, the saturated level as the median of
+    the saturated ones; None without a usable point."""
+    paced = fit_demand([(p.rate, p.demand_us) for p in points if not p.saturated])
+    saturated = sorted(p.demand_us for p in points if p.saturated and p.demand_us > 0)
+    level = None
+    if saturated:
+        middle = len(saturated) // 2
+        level = (
+            saturated[middle]
+            if len(saturated) % 2
+            else (saturated[middle - 1] + saturated[middle]) / 2
+        )
+    if paced is None and level is None:
+        return None
+    return DemandModel(paced, level)
+
+
+def saturation_rps(model: DemandModel, replicas: int, cpus: float) -> float:
+    """The utilisation law's limit: the quota over the saturated demand, or without one the rate
+    at which rate x D(rate) on the paced curve uses the whole quota."""
     capacity_us = replicas * cpus * 1e6  # CPU-µs per second
-    exponent = 1.0 + curve.b
+    if model.saturated_us is not None:
+        return capacity_us / model.saturated_us
+    assert model.paced is not None
+    exponent = 1.0 + model.paced.b
     if exponent <= 0.05:
         # Demand falling as fast as the rate rises: the fit says nothing about a limit.
-        raise ValueError(f"demand curve exponent {curve.b:.2f}: no saturation rate")
-    return float((capacity_us / curve.a) ** (1.0 / exponent))
+        raise ValueError(f"demand curve exponent {model.paced.b:.2f}: no saturation rate")
+    return float((capacity_us / model.paced.a) ** (1.0 / exponent))
 
 
 @dataclass(frozen=True)
@@ -91,7 +144,7 @@ class StepShape:
 
 @dataclass(frozen=True)
 class SimulatedStep:
-    served_rps: float  # answers completed after the settle time and inside the step, per second
+    served_rps: float  # answers completed between the settle time and the step's end, per second
     p95_ms: float
     completed_share: float
     passed: bool
@@ -143,10 +196,10 @@ def simulate_step(
         server = i % servers  # round robin, as Nginx deals requests
         finished = _serve(max(arrived, free[server]), work, budget, quota[server])
         free[server] = finished
+        served += shape.settle_seconds <= finished <= shape.seconds
         if arrived >= shape.settle_seconds:
             scheduled += 1
             latencies.append(finished - arrived)
-            served += finished <= shape.seconds
     if not scheduled:
         return SimulatedStep(0.0, 0.0, 1.0, True)
     latencies.sort()
@@ -165,12 +218,13 @@ class Prediction:
     demand_us_per_request: float  # D at the predicted knee
 
 
-def predict(curve: DemandCurve, replicas: int, cpus: float, shape: StepShape) -> Prediction:
+def predict(model: DemandModel, replicas: int, cpus: float, shape: StepShape) -> Prediction:
     """The highest rate whose simulated step passes, and the utilisation law's limit."""
-    saturation = saturation_rps(curve, replicas, cpus)
+    saturation = saturation_rps(model, replicas, cpus)
+    capacity_us = replicas * cpus * 1e6
 
     def step(rate: float) -> SimulatedStep:
-        return simulate_step(rate, curve.at(rate), replicas, cpus, shape)
+        return simulate_step(rate, model.at(rate, capacity_us), replicas, cpus, shape)
 
     def passes(rate: float) -> bool:
         return step(rate).passed
@@ -186,7 +240,7 @@ def predict(curve: DemandCurve, replicas: int, cpus: float, shape: StepShape) ->
             low = middle
         else:
             high = middle
-    return Prediction(min(low, step(low).served_rps), low, saturation, curve.at(low))
+    return Prediction(min(low, step(low).served_rps), low, saturation, model.at(low, capacity_us))
 
 
 def step_shape(profile: SearchProfile | StaircaseProfile, objective: Objective) -> StepShape:
@@ -201,28 +255,32 @@ def step_shape(profile: SearchProfile | StaircaseProfile, objective: Objective) 
     )
 
 
-def demand_points(trials: Sequence[TrialRecord]) -> list[tuple[float, float]]:
-    """(served req/s, CPU-µs per request) of the passing steps below each trial's knee: the
-    knee step's own demand is left out, so the prediction is not the knee restated (at the
-    knee the replicas use their whole quota, and served x demand is the quota by definition).
-    A trial whose only passing step is its knee gives that step."""
+def demand_points(trials: Sequence[TrialRecord], total_cpus: float) -> list[DemandPoint]:
+    """Every step with a demand figure except each trial's knee step: the knee's own demand is
+    left out, so the prediction is not the knee restated (at the knee the replicas use their
+    whole quota, and served x demand is the quota by definition). Steps above the knee are in:
+    they show the saturated demand."""
     points = []
     for trial in trials:
-        passing = [s for s in trial.steps if s.passed and s.demand_us_per_request]
-        below = [s for s in passing if s.index != trial.knee_index] or passing
-        points += [(s.served_rps, s.demand_us_per_request or 0.0) for s in below]
+        for step in trial.steps:
+            demand = step.demand_us_per_request
+            if step.index == trial.knee_index or not demand or step.served_rps <= 0:
+                continue
+            cores = step.api_cpu_cores
+            saturated = cores is not None and cores >= SATURATED_SHARE * total_cpus
+            points.append(DemandPoint(step.served_rps, demand, saturated))
     return points
 
 
 def predict_cell(
     trials: Sequence[TrialRecord], replicas: int, cpus: float, shape: StepShape
 ) -> Prediction | None:
-    """The cell's predicted knee from its trials' demand curve; None without demand figures
-    (or with a curve that implies no limit)."""
-    curve = fit_demand(demand_points(trials))
-    if curve is None:
+    """The cell's predicted knee from its trials' demand; None without demand figures (or with
+    a curve that implies no limit)."""
+    model = demand_model(demand_points(trials, replicas * cpus))
+    if model is None:
         return None
     try:
-        return predict(curve, replicas, cpus, shape)
+        return predict(model, replicas, cpus, shape)
     except ValueError:
         return None

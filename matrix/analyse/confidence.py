@@ -19,7 +19,10 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-CONFIDENCE = 0.95
+# A search reports one of a few discrete rates (its steps), so two trials often land on the
+# same one and give a zero-width interval from a spread estimated on one difference: the
+# stopping rule wants a third.
+MIN_TRIALS_TO_CONVERGE = 3
 # Two-sided 95 %: the 0.975 quantile of Student's t with df = 1 .. 30 degrees of freedom.
 _T975 = (
     12.706205,
@@ -121,7 +124,9 @@ def ratio_interval(numerator: Sequence[float], denominator: Sequence[float]) -> 
 
 
 def converged(knees: Sequence[float], target: float) -> bool:
-    """Whether the knee's 95 % interval lies within +-`target` of the trials' median: the
-    adaptive trials' stopping rule."""
+    """Whether the knee's 95 % interval lies within +-`target` of the trials' median, from at
+    least MIN_TRIALS_TO_CONVERGE trials: the adaptive trials' stopping rule."""
+    if len(knees) < MIN_TRIALS_TO_CONVERGE:
+        return False
     interval = knee_interval(knees)
     return interval is not None and interval.within(target, of=statistics.median(knees))

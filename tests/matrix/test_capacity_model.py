@@ -9,7 +9,10 @@ import pytest
 from matrix.analyse.capacity_model import (
     CFS_PERIOD_S,
     DemandCurve,
+    DemandModel,
+    DemandPoint,
     StepShape,
+    demand_model,
     fit_demand,
     predict,
     saturation_rps,
@@ -36,25 +39,49 @@ def test_fit_recovers_a_power_law() -> None:
     assert fit_demand([(0.0, 100.0)]) is None
 
 
+def paced(a: float, b: float = 0.0) -> DemandModel:
+    return DemandModel(DemandCurve(a, b, 3), saturated_us=None)
+
+
 def test_saturation_is_the_utilisation_law() -> None:
-    flat = DemandCurve(a=200.0, b=0.0, points=1)  # 200 µs per request at any rate
+    flat = paced(200.0)  # 200 µs per request at any rate
     assert saturation_rps(flat, replicas=1, cpus=0.1) == pytest.approx(500.0)
     assert saturation_rps(flat, replicas=2, cpus=0.05) == pytest.approx(500.0)
     # D = 1000 x rate^-0.5: rate x D = 1000 sqrt(rate) = 100 000 µs/s at rate 10 000.
-    assert saturation_rps(DemandCurve(1000.0, -0.5, 3), 1, 0.1) == pytest.approx(10_000.0)
+    assert saturation_rps(paced(1000.0, -0.5), 1, 0.1) == pytest.approx(10_000.0)
     with pytest.raises(ValueError, match="no saturation rate"):
-        saturation_rps(DemandCurve(1000.0, -1.0, 3), 1, 0.1)
+        saturation_rps(paced(1000.0, -1.0), 1, 0.1)
+    # A saturated level decides: the quota over it.
+    assert saturation_rps(DemandModel(None, 125.0), 1, 0.1) == pytest.approx(800.0)
+
+
+def test_the_demand_drops_to_its_saturated_level_once_the_quota_binds() -> None:
+    # Paced 250 µs (0.1 CPU binds at 400 req/s), saturated 120 µs, as a 0.1 CPU replica does.
+    points = [
+        DemandPoint(100.0, 250.0, saturated=False),
+        DemandPoint(200.0, 250.0, saturated=False),
+        DemandPoint(850.0, 110.0, saturated=True),
+        DemandPoint(900.0, 120.0, saturated=True),
+        DemandPoint(950.0, 130.0, saturated=True),
+    ]
+    model = demand_model(points)
+    assert model is not None and model.saturated_us == 120.0
+    assert model.at(300.0, 1e5) == pytest.approx(250.0)  # 0.075 cores: still paced
+    assert model.at(500.0, 1e5) == 120.0  # 0.125 cores paced: the quota binds
+    assert saturation_rps(model, 1, 0.1) == pytest.approx(1e5 / 120)
+    # The paced curve alone would have said 400 req/s; the saturated level says 833.
+    prediction = predict(model, 1, 0.1, QUICK)
+    assert prediction.knee_rps == pytest.approx(833.3, rel=0.03)
+    assert demand_model([]) is None
 
 
 def test_deterministic_service_without_quota_knees_at_one_over_demand() -> None:
     # 1 ms a request on a whole CPU (no throttling): the knee is 1/D = 1000 req/s.
-    prediction = predict(DemandCurve(1000.0, 0.0, 1), 1, 1.0, LONG_STRICT)
+    prediction = predict(paced(1000.0), 1, 1.0, LONG_STRICT)
     assert prediction.saturation_rps == pytest.approx(1000.0)
     assert prediction.knee_rps == pytest.approx(1000.0, rel=0.01)
     # Two replicas, each a whole CPU: twice that.
-    assert predict(DemandCurve(1000.0, 0.0, 1), 2, 1.0, LONG_STRICT).knee_rps == pytest.approx(
-        2000.0, rel=0.01
-    )
+    assert predict(paced(1000.0), 2, 1.0, LONG_STRICT).knee_rps == pytest.approx(2000.0, rel=0.01)
 
 
 def test_the_quota_makes_requests_wait_for_the_next_period() -> None:
@@ -76,7 +103,7 @@ def test_the_quota_makes_requests_wait_for_the_next_period() -> None:
 
 
 def test_a_short_step_passes_a_little_above_saturation_but_serves_no_more() -> None:
-    prediction = predict(DemandCurve(200.0, 0.0, 1), 1, 0.1, QUICK)
+    prediction = predict(paced(200.0), 1, 0.1, QUICK)
     assert prediction.saturation_rps == pytest.approx(500.0)
     # The backlog of a 3 s step above saturation stays under 500 ms for a while, so the
     # highest passing offered rate is above 500 req/s; what it served is not.

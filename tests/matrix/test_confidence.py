@@ -54,8 +54,12 @@ def test_stopping_rule() -> None:
     assert converged([512.0, 540.0, 498.0, 530.0, 505.0], 0.10)
     # Two knees 30 % apart: the t interval with one degree of freedom is far wider.
     assert not converged([400.0, 520.0], 0.10)
-    # Identical trials: a zero-width interval, converged.
-    assert converged([450.0, 450.0], 0.10)
+    # Two identical trials (a search's discrete rates make it common): a zero-width interval,
+    # but not enough to stop on; a third that agrees is.
+    interval = knee_interval([450.0, 450.0])
+    assert interval is not None and interval.low == interval.high == pytest.approx(450.0)
+    assert not converged([450.0, 450.0], 0.10)
+    assert converged([450.0, 450.0, 460.0], 0.10)
 
 
 def test_ratio_matches_welch_by_scipy() -> None:

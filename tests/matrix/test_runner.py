@@ -212,9 +212,9 @@ def test_adaptive_trials_stop_when_the_interval_is_narrow_and_start_near_the_kne
     MatrixRunner(matrix, settings, run_dir, info, engine).run()
     cell_dir = run_dir / "cells" / matrix.cell_list()[0].cell_id
     result = json.loads((cell_dir / "cell.json").read_text())
-    # One trial gives no interval, so a second ran; the replay gives it the same knee, a
-    # zero-width interval, and the third never started.
-    assert locust.runs == 2 and len(result["trials"]) == 2
+    # The replay gives every trial the same knee: the stopping rule wants three trials, and
+    # the fourth never started.
+    assert locust.runs == 3 and len(result["trials"]) == 3
     assert result["trials_ended"] == "converged"
     knee = result["trials"][0]["steps"][result["trials"][0]["knee_index"]]["served_rps"]
     # The second search started at half the first one's knee (no demand figures in the
@@ -227,7 +227,8 @@ def test_adaptive_trials_stop_when_the_interval_is_narrow_and_start_near_the_kne
 
 def test_no_further_trial_once_converged_or_past_the_budget() -> None:
     assert trials_ended([500.0], 0.1, 50.0, 100.0) == ""
-    assert trials_ended([500.0, 505.0], 0.1, 50.0, 100.0) == "converged"
+    assert trials_ended([500.0, 505.0], 0.1, 50.0, 100.0) == ""  # two are never enough
+    assert trials_ended([500.0, 505.0, 502.0], 0.1, 50.0, 100.0) == "converged"
     assert trials_ended([400.0, 600.0], 0.1, 50.0, 100.0) == ""
     assert trials_ended([400.0, 600.0], 0.1, 150.0, 100.0) == "budget"
     assert trials_ended([400.0, 600.0], 0.1, 150.0, None) == ""
