@@ -132,3 +132,23 @@ def test_an_unknown_block_is_refused(tmp_path: Path) -> None:
 def test_an_unclosed_block_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="closes"):
         render_text("<!-- rendered: quick-run-table -->\nold\n", tmp_path / "README.md")
+
+
+def test_a_summary_with_intervals_renders_them(tmp_path: Path) -> None:
+    docs = _copy_fixtures(tmp_path)
+    summary = docs / "quick-run" / "summary.csv"
+    with summary.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row, (low, high) in zip(rows, [(250, 300), (600, 680), (700, 790)], strict=True):
+        row.update(knee_rps_ci_low=str(low), knee_rps_ci_high=str(high))
+    rows[1]["trials"] = "4"
+    with summary.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    text = render_text(
+        _blank(["quick-run-table", "quick-run-worked-example"]), tmp_path / "README.md", docs
+    )
+    assert "median (95 % interval of 2-4 trials)" in text
+    assert "| r1-c0.1-m256M | 1 x 0.1 | 637 (600-680) |" in text
+    assert "**637 req/s (600-680)** (median and 95 % interval)" in text
