@@ -88,14 +88,19 @@ class DemandModel:
     saturated_us: float | None
 
     def at(self, rate: float, capacity_us: float) -> float:
-        """CPU-µs per request at `rate` on replicas that may use `capacity_us` per second."""
+        """CPU-µs per request at `rate` on replicas that may use `capacity_us` per second: the
+        paced curve while it fits in the quota, the saturated level once it does not. The
+        saturated level is also a floor: batching is the cheapest a request gets, so a steep
+        paced curve extrapolated past the measured rates never undercuts it."""
         paced = self.paced.at(rate) if self.paced is not None else None
         if paced is None:
             assert self.saturated_us is not None  # demand_model never builds neither
             return self.saturated_us
-        if self.saturated_us is None or rate * paced <= capacity_us:
+        if self.saturated_us is None:
             return paced
-        return self.saturated_us
+        if rate * paced > capacity_us:
+            return self.saturated_us
+        return max(paced, self.saturated_us)
 
 
 def demand_model(points: Sequence[DemandPoint]) -> DemandModel | None:

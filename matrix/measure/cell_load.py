@@ -62,7 +62,7 @@ def trials_ended(
     knees: Sequence[float], ci_target: float, elapsed_with_next: float, budget: float | None
 ) -> str:
     """Why no further trial should run ("" to run one): the knee's interval is narrow enough,
-    or another trial (as long as the longest so far) would end past the cell's budget."""
+    or another trial (as long as the latest) would end past the cell's budget."""
     if converged(knees, ci_target):
         return "converged"
     if budget is not None and elapsed_with_next > budget:
@@ -125,13 +125,13 @@ class CellLoad:
         )
         most = (matrix.max_trials or matrix.trials) if matrix.adaptive else matrix.trials
         started = time.monotonic()
-        longest = 0.0
+        last = 0.0  # the latest trial's duration: later ones start near the knee, so are shorter
         for trial in range(1, most + 1):
             if trial > matrix.trials:
                 ended = trials_ended(
                     record.knees,
                     matrix.ci_target,
-                    time.monotonic() - started + longest,
+                    time.monotonic() - started + last,
                     matrix.cell_budget_seconds,
                 )
                 if ended:
@@ -152,7 +152,7 @@ class CellLoad:
             )
             began = time.monotonic()
             record.trials.append(self._trial(run_matrix, out / f"trial-{trial}", trial, say))
-            longest = max(longest, time.monotonic() - began)
+            last = time.monotonic() - began
         if matrix.adaptive:
             record.trials_ended = (
                 "converged" if converged(record.knees, matrix.ci_target) else "max trials"

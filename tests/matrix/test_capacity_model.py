@@ -75,6 +75,24 @@ def test_the_demand_drops_to_its_saturated_level_once_the_quota_binds() -> None:
     assert demand_model([]) is None
 
 
+def test_a_steep_paced_curve_never_undercuts_the_saturated_level() -> None:
+    # Two paced points falling steeply (433 µs at 100/s, 272 at 200/s: b = -0.67) would
+    # extrapolate to 77 µs at 1300 req/s, where rate x demand still fits 0.1 CPU; the
+    # saturated level (116 µs) is the floor, so the quota binds at 862 req/s, as measured.
+    model = demand_model(
+        [
+            DemandPoint(100.0, 433.0, saturated=False),
+            DemandPoint(200.0, 272.0, saturated=False),
+            DemandPoint(900.0, 116.0, saturated=True),
+        ]
+    )
+    assert model is not None and model.paced is not None
+    assert model.paced.at(1300.0) < 80.0
+    assert model.at(1300.0, 1e5) == 116.0
+    prediction = predict(model, 2, 0.05, QUICK)
+    assert prediction.knee_rps == pytest.approx(1e5 / 116, rel=0.02)
+
+
 def test_deterministic_service_without_quota_knees_at_one_over_demand() -> None:
     # 1 ms a request on a whole CPU (no throttling): the knee is 1/D = 1000 req/s.
     prediction = predict(paced(1000.0), 1, 1.0, LONG_STRICT)

@@ -97,7 +97,7 @@ def test_report_holds_knees_ranges_flags_and_the_recommendation(run_dir: Path) -
     assert "| 1000 |" in row and "| 848 (848-848) |" in row
     # The closed loop next to the knee, with the reason.
     assert "| r1-c0.2-m256M | 848 | **1500** | 80 | 1.77x | 200 / 90 |" in report
-    assert "Why a closed loop serves more than the knee" in report
+    assert "Why the two differ: a closed loop keeps every worker busy" in report
     assert "not measured: did not converge" in report
     assert "**1 replica(s) x 0.2 CPU x 256M**" in report
     assert "Shared machine" in report and "2 CPU cores" in report
