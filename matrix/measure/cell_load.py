@@ -70,6 +70,24 @@ def trials_ended(
     return ""
 
 
+def later_start(matrix: MatrixFile, record: CellRecord) -> MatrixFile:
+    """A later search starts near the limit: at LATER_START_SHARE of the knee the capacity
+    model predicts from the trials so far (their median knee without demand figures)."""
+    profile = matrix.profile
+    if not isinstance(profile, SearchProfile) or not record.knees:
+        return matrix
+    prediction = predict_cell(
+        record.trials, record.replicas, record.cpus, step_shape(profile, matrix.objective)
+    )
+    expected = prediction.knee_rps if prediction else statistics.median(record.knees)
+    if expected <= 0:
+        return matrix
+    start = round(LATER_START_SHARE * expected, 1)
+    if profile.ceiling is not None:
+        start = min(start, profile.ceiling)
+    return matrix.model_copy(update={"profile": profile.model_copy(update={"start_rate": start})})
+
+
 def _trial_say(say: Say, trial: int) -> Say:
     return lambda message: say(f"trial {trial}: {message}")
 
@@ -138,9 +156,9 @@ class CellLoad:
                     record.trials_ended = ended
                     say(f"no further trial: {ended}")
                     return
-            run_matrix = self._placed(matrix, record)
+            run_matrix = later_start(matrix, record)
             start = run_matrix.profile
-            placed = (
+            first_step = (
                 f", first step at {start.start_rate:g} req/s"
                 if isinstance(start, SearchProfile) and start != profile
                 else ""
@@ -148,7 +166,7 @@ class CellLoad:
             count = f"{matrix.trials}-{most}" if most > matrix.trials else f"{most}"
             say(
                 f"trial {trial} of {count}: {profile.kind} load, about "
-                f"{start.expected_seconds():.0f} s ({where}){placed}"
+                f"{start.expected_seconds():.0f} s ({where}){first_step}"
             )
             began = time.monotonic()
             record.trials.append(self._trial(run_matrix, out / f"trial-{trial}", trial, say))
@@ -157,25 +175,6 @@ class CellLoad:
             record.trials_ended = (
                 "converged" if converged(record.knees, matrix.ci_target) else "max trials"
             )
-
-    def _placed(self, matrix: MatrixFile, record: CellRecord) -> MatrixFile:
-        """A later search starts near the limit: at LATER_START_SHARE of the knee the capacity
-        model predicts from the trials so far (their median knee without demand figures)."""
-        profile = matrix.profile
-        if not isinstance(profile, SearchProfile) or not record.knees:
-            return matrix
-        prediction = predict_cell(
-            record.trials, record.replicas, record.cpus, step_shape(profile, matrix.objective)
-        )
-        expected = prediction.knee_rps if prediction else statistics.median(record.knees)
-        if expected <= 0:
-            return matrix
-        start = round(LATER_START_SHARE * expected, 1)
-        if profile.ceiling is not None:
-            start = min(start, profile.ceiling)
-        return matrix.model_copy(
-            update={"profile": profile.model_copy(update={"start_rate": start})}
-        )
 
     def _closed_loop(self, out: Path, say: Say) -> TrialRecord:
         """The closed-loop run against the same cell (host Locust, no think time)."""

@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from matrix import runner as runner_module
-from matrix.config import ClosedLoop, MatrixFile, MatrixSettings, load_matrix_file
+from matrix.analyse.records import CellRecord, StepRecord, TrialRecord
+from matrix.config import ClosedLoop, MatrixFile, MatrixSettings, SearchProfile, load_matrix_file
 from matrix.measure import deploy as deploy_module
 from matrix.measure import trial as trial_module
-from matrix.measure.cell_load import trials_ended
+from matrix.measure.cell_load import later_start, trials_ended
 from matrix.measure.loadgen import profile_arguments
 from matrix.runner import MatrixRunner, find_unfinished_run, prepare_run_dir
 from stack.engine import ServiceResources
@@ -242,3 +243,55 @@ def test_the_closed_loop_is_a_workshop_run_without_think_time() -> None:
     assert args[args.index("--think-min") + 1] == "0" == args[args.index("--think-max") + 1]
     assert args[args.index("--hold-seconds") + 1] == "10"
     assert args[args.index("--request-timeout") + 1] == "2"
+
+
+def test_a_later_search_starts_at_half_the_predicted_knee() -> None:
+    matrix = MatrixFile.model_validate(yaml.safe_load(MATRIX))
+    steps = [
+        # paced below the knee, saturated above it (0.5 CPU: 125 µs x 4000/s fills it)
+        StepRecord(
+            index=0,
+            offered_rps=1000,
+            served_rps=1000,
+            passed=True,
+            api_cpu_cores=0.25,
+            demand_us_per_request=250.0,
+        ),
+        StepRecord(
+            index=1,
+            offered_rps=2000,
+            served_rps=1990,
+            passed=True,
+            api_cpu_cores=0.49,
+            demand_us_per_request=246.0,
+        ),
+        StepRecord(
+            index=2,
+            offered_rps=4000,
+            served_rps=3900,
+            passed=False,
+            api_cpu_cores=0.5,
+            demand_us_per_request=125.0,
+        ),
+    ]
+    record = CellRecord(
+        cell_id="r1-c0.5-m256M",
+        replicas=1,
+        cpus=0.5,
+        memory="256M",
+        memory_bytes=256 * 1024**2,
+        total_cpus=0.5,
+        trials=[TrialRecord(trial=1, outcome="converged", steps=steps, knee_index=1)],
+    )
+    start = later_start(matrix, record).profile
+    assert isinstance(start, SearchProfile)
+    # The quota over the saturated demand: 0.5 x 10^6 / 125 = 4000 req/s, half of it.
+    assert start.start_rate == pytest.approx(2000, rel=0.02)
+    # Without demand figures, half the measured median knee.
+    for step in steps:
+        step.demand_us_per_request = None
+    fallback = later_start(matrix, record).profile
+    assert isinstance(fallback, SearchProfile) and fallback.start_rate == 995.0
+    # The first trial starts where the file says.
+    record.trials = []
+    assert later_start(matrix, record) is matrix
