@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from matrix import runner as runner_module
-from matrix.analyse.records import CellRecord, StepRecord, TrialRecord
+from matrix.analyse.records import StepRecord, TrialRecord
 from matrix.config import ClosedLoop, MatrixFile, MatrixSettings, SearchProfile, load_matrix_file
 from matrix.measure import deploy as deploy_module
 from matrix.measure import trial as trial_module
@@ -20,6 +20,7 @@ from matrix.measure.cell_load import later_start, trials_ended
 from matrix.measure.loadgen import profile_arguments
 from matrix.runner import MatrixRunner, find_unfinished_run, prepare_run_dir
 from stack.engine import ServiceResources
+from tests.matrix.test_analysis import cell
 from tests.stack.fake_engine import FakeEngine
 from tests.stack.ready_server import ReadyServer
 
@@ -274,15 +275,8 @@ def test_a_later_search_starts_at_half_the_predicted_knee() -> None:
             demand_us_per_request=125.0,
         ),
     ]
-    record = CellRecord(
-        cell_id="r1-c0.5-m256M",
-        replicas=1,
-        cpus=0.5,
-        memory="256M",
-        memory_bytes=256 * 1024**2,
-        total_cpus=0.5,
-        trials=[TrialRecord(trial=1, outcome="converged", steps=steps, knee_index=1)],
-    )
+    record = cell(1, 0.5, [])
+    record.trials = [TrialRecord(trial=1, outcome="converged", steps=steps, knee_index=1)]
     start = later_start(matrix, record).profile
     assert isinstance(start, SearchProfile)
     # The quota over the saturated demand: 0.5 x 10^6 / 125 = 4000 req/s, half of it.
