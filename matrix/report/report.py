@@ -140,7 +140,9 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
             soak_plots[cell.cell_id] = plot_soak(
                 cell, objective.p95_ms, plots / f"soak-{cell.cell_id}.png"
             ).name
-    plot_across_cells(cells, matrix.target_rps, objective.p95_ms, plots / "capacity-vs-cpu.png")
+    plot_across_cells(
+        cells, matrix.target_rps, objective.p95_ms, plots / "capacity-vs-cpu.png", predicted
+    )
     plot_failures(cells, objective.max_failure_ratio, plots / "failures.png")
     workshop_context: dict[str, Any] | None = None
     if isinstance(matrix.profile, WorkshopProfile):
