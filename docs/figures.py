@@ -74,6 +74,29 @@ def _all_steps(report: Report) -> list[dict[str, str]]:
 # --- the quick run ---------------------------------------------------------------------------
 
 
+def _has_interval(report: Report) -> bool:
+    """A summary with the knee's 95 % interval (adaptive trials), or an older one with the
+    trials' range only."""
+    return all(row.get("knee_rps_ci_low") for row in report.summary)
+
+
+def _trial_count(report: Report) -> str:
+    counts = sorted({int(row["trials"]) for row in report.summary})
+    return f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
+def _knee(row: dict[str, str], unit: str = "") -> str:
+    """A cell's knee: the median with its 95 % interval, or with the trials' range."""
+    low, high = (
+        (row["knee_rps_ci_low"], row["knee_rps_ci_high"])
+        if row.get("knee_rps_ci_low")
+        else (row["knee_rps_low"], row["knee_rps_high"])
+    )
+    return (
+        f"{whole(float(row['knee_rps_median']))}{unit} ({whole(float(low))}-{whole(float(high))})"
+    )
+
+
 def quick_run_method(report: Report, link: str) -> str:
     objective = report.header_match(r"Objective for every step: (.*?)\. Target load")
     target = report.header_match(r"Target load: \*\*(\d+) req/s\*\*")
@@ -81,13 +104,12 @@ def quick_run_method(report: Report, link: str) -> str:
     search = report.header_match(
         r"from ([0-9.]+) req/s, x([0-9.]+) per step .*? within ([0-9.]+) % of"
     )
-    trials = report.header_match(r"(\d+) trial\(s\) per cell")
     return (
         f"The report of a real `scripts/run_matrix.sh --quick` (run started {_started(report)}, "
         f"on a {_cores(report)}-core machine), in full: {_report_link(report, link)} "
         "(with `summary.csv` and plots). Locust, Nginx and the API shared the cores, so the "
         "absolute figures describe this machine only; the method carries over. Each cell was "
-        f"searched {trials.group(1)} times: open-model steps of constant arrival rate "
+        f"searched {_trial_count(report)} times: open-model steps of constant arrival rate "
         f"({step.group(1)} s each), from {search.group(1)} req/s, x{search.group(2)} per step, "
         f"until a step failed the objective ({objective.group(1)}), then bisecting to within "
         f"{search.group(3)} %. The knee is the rate the cell *served* at its highest passing "
@@ -97,9 +119,10 @@ def quick_run_method(report: Report, link: str) -> str:
 
 
 def quick_run_table(report: Report, link: str) -> str:
-    trials = report.header_match(r"(\d+) trial\(s\) per cell").group(1)
+    spread = "95 % interval" if _has_interval(report) else "range"
     lines = [
-        f"| cell | replicas x CPU | knee: served req/s, median (range of {trials} trials) "
+        f"| cell | replicas x CPU | knee: served req/s, median ({spread} of "
+        f"{_trial_count(report)} trials) "
         "| p95 at knee: clients (lowest trial) / replicas | CPU periods throttled at knee "
         "| restarts / OOM |",
         "|---|---|---|---|---|---|",
@@ -110,8 +133,7 @@ def quick_run_table(report: Report, link: str) -> str:
         )
         lines.append(
             f"| {row['cell']} | {row['replicas']} x {fmt(float(row['cpus']))} "
-            f"| {whole(float(row['knee_rps_median']))} "
-            f"({whole(float(row['knee_rps_low']))}-{whole(float(row['knee_rps_high']))}) "
+            f"| {_knee(row)} "
             f"| {fmt(float(row['knee_p95_ms']))} ms / "
             f"{span(f'{server[0]:.1f}', f'{server[-1]:.1f}')} ms "
             f"| {_percent(float(row['knee_throttled_share']))} "
@@ -252,9 +274,13 @@ def quick_run_worked_example(report: Report, link: str) -> str:
         "",
         f"{search} with a knee of **{knee['served']} req/s served** "
         f"(at {knee['offered']} offered).{throttling} With all its trials the report gives this "
-        f"cell **{whole(float(row['knee_rps_median']))} req/s "
-        f"({whole(float(row['knee_rps_low']))}-{whole(float(row['knee_rps_high']))})**, and "
-        f"recommends on the lowest. The generator used at most {generator:.0f} % of its cores "
+        f"cell **{_knee(row, ' req/s')}**"
+        + (
+            " (median and 95 % interval), and recommends on the interval's low end."
+            if _has_interval(report)
+            else ", and recommends on the lowest."
+        )
+        + f" The generator used at most {generator:.0f} % of its cores "
         f"and the host at most {host:.0f} % in this cell's trials.",
     ]
     return "\n".join(lines)

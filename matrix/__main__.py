@@ -106,9 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def describe_plan(matrix: MatrixFile) -> str:
     cells = matrix.cell_list()
-    per_cell = matrix.trials * matrix.profile.expected_seconds() + matrix.warmup_seconds
+    per_cell = matrix.expected_load_seconds()
+    trials = f"{matrix.trials}-{matrix.max_trials}" if matrix.adaptive else f"{matrix.trials}"
     lines = [
-        f"matrix '{matrix.name}': {len(cells)} cells x {matrix.trials} trial(s), "
+        f"matrix '{matrix.name}': {len(cells)} cells x {trials} trial(s), "
         f"{matrix.profile.kind} profile, about {per_cell * len(cells) / 60:.1f} min of load "
         "plus convergence"
     ]

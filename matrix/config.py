@@ -351,6 +351,28 @@ class ExplicitCell(_Strict):
         return str(value)
 
 
+class ClosedLoop(_Strict):
+    """After a cell's trials, one short closed-loop run against the same cell: `users` Locust
+    users sending their next request as soon as the last is answered (no think time), held for
+    `seconds`, as wrk or ab would load it. Its served rate and p95 are reported beside the
+    open-model knee, with why they differ."""
+
+    enabled: bool = False
+    users: Annotated[int, Field(ge=1, le=10_000)] = 64
+    seconds: Annotated[float, Field(ge=2, le=600)] = 10.0
+
+    def profile(self, request_timeout_seconds: float) -> WorkshopProfile:
+        """The run as a workshop profile without think time, every user started in one second."""
+        return WorkshopProfile(
+            kind="workshop",
+            users=self.users,
+            spawn_rate=float(self.users),
+            hold_seconds=self.seconds,
+            think_time=(0.0, 0.0),
+            request_timeout_seconds=request_timeout_seconds,
+        )
+
+
 # Admission control per cell: 'stack' leaves Nginx as deployed, 'on' applies the stack file's
 # default in-flight limit per replica, 'off' disables it, a number sets that limit.
 Admission = Literal["stack", "on", "off"] | Annotated[int, Field(ge=1, le=100_000)]
@@ -403,9 +425,16 @@ class MatrixFile(_Strict):
     reference_search: SearchProfile | None = None
     objective: Objective = Objective()
     target_rps: Annotated[float, Field(gt=0)]
-    # Each cell is measured this many times; the report shows the spread and recommends on the
-    # lowest trial.
+    # Each cell is measured at least this many times. With a search or staircase profile,
+    # further trials follow (up to max_trials, within cell_budget_seconds) until the knee's
+    # 95 % interval lies within +-ci_target of the median (matrix/analyse/confidence.py).
     trials: Annotated[int, Field(ge=1, le=20)] = 1
+    max_trials: Annotated[int | None, Field(ge=1, le=20)] = None  # None: exactly `trials`
+    ci_target: Annotated[float, Field(gt=0, lt=1)] = 0.10
+    # Wall-clock seconds of trials per cell: no further trial starts when the last one's
+    # duration would not fit any more. None: no limit but max_trials.
+    cell_budget_seconds: Annotated[float | None, Field(gt=0)] = None
+    closed_loop: ClosedLoop = ClosedLoop()
     warmup_seconds: Annotated[float, Field(ge=0, le=600)] = 10.0
     load_generator: LoadGenerator = LoadGenerator()
     # Limits and reservations: reserve what is limited when it fits the node ('auto'), always,
@@ -432,6 +461,25 @@ class MatrixFile(_Strict):
             for admission in self.admission
         ]
 
+    @property
+    def adaptive(self) -> bool:
+        """Whether trials go on past `trials` until the knee's interval is narrow enough."""
+        return (
+            isinstance(self.profile, SearchProfile | StaircaseProfile)
+            and (self.max_trials or self.trials) > self.trials
+        )
+
+    def expected_load_seconds(self) -> float:
+        """A cell's load for time estimates: its trials (adaptive: up to the budget, or to
+        max_trials without one), the closed loop and the warm-up."""
+        trial = self.profile.expected_seconds()
+        trials = self.trials * trial
+        if self.adaptive:
+            most = (self.max_trials or self.trials) * trial
+            trials = max(trials, min(most, self.cell_budget_seconds or most))
+        closed = self.closed_loop.seconds + 2 if self.closed_loop.enabled else 0.0
+        return trials + closed + self.warmup_seconds
+
     def fingerprint(self) -> str:
         """Identifies the measurement plan, so a resumed run only continues the same matrix."""
         canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
@@ -446,6 +494,17 @@ class MatrixFile(_Strict):
         repeated = sorted({i for i in ids if ids.count(i) > 1})
         if repeated:
             raise ValueError(f"cells: {', '.join(repeated)} listed more than once")
+        if self.max_trials is not None and self.max_trials < self.trials:
+            raise ValueError(
+                f"max_trials ({self.max_trials}) is below trials ({self.trials}), the minimum"
+            )
+        if self.closed_loop.enabled and not isinstance(
+            self.profile, SearchProfile | StaircaseProfile
+        ):
+            raise ValueError(
+                "closed_loop: compares a closed loop with the open-model knee, so it needs a "
+                "search or staircase profile"
+            )
         if any(c.search_first for c in cells) and self.reference_search is None:
             raise ValueError("cells: search_first needs a reference_search profile")
         if self.load_generator.where == "stack" and not isinstance(

@@ -82,11 +82,7 @@ class MatrixRunner:
         self.admission = NginxAdmission(matrix, settings, engine, run_info)
         self.deployer = CellDeployer(matrix, settings, engine)
         self.load = CellLoad(matrix, settings, engine, cluster)
-        per_cell = (
-            matrix.trials * matrix.profile.expected_seconds()
-            + matrix.warmup_seconds
-            + CELL_OVERHEAD_S
-        )
+        per_cell = matrix.expected_load_seconds() + CELL_OVERHEAD_S
         self.progress = Progress(len(matrix.cell_list()), per_cell)
 
     def cell_done(self, cell: Cell) -> bool:

@@ -1,16 +1,19 @@
 """Across cells: the summary table, the recommendation and horizontal against vertical scaling.
 
-Every decision uses each cell's *lowest* trial: a configuration is recommended only if it held
-the target load every time it was measured."""
+Every decision uses the low end of each cell's 95 % knee interval (with one trial, that trial):
+a configuration is recommended only if it can be relied on to hold the target load. Two cells
+are compared by the interval of the ratio of their knees (matrix/analyse/confidence.py)."""
 
 from __future__ import annotations
 
 import csv
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from matrix.analyse.capacity_model import Prediction
+from matrix.analyse.confidence import Interval, ratio_interval
 from matrix.analyse.records import CellRecord
 
 HOST_SATURATION = 0.9
@@ -22,9 +25,18 @@ SUMMARY_FIELDS = (
     "memory",
     "total_cpus",
     "trials",
+    "trials_ended",
     "knee_rps_low",
     "knee_rps_median",
     "knee_rps_high",
+    "knee_rps_ci_low",
+    "knee_rps_ci_high",
+    "demand_us_per_request",
+    "predicted_knee_rps",
+    "predicted_saturation_rps",
+    "prediction_error",
+    "closed_loop_rps",
+    "closed_loop_p95_ms",
     "knee_offered_rps",
     "knee_p95_ms",
     "knee_p99_ms",
@@ -64,20 +76,37 @@ def docker_stats_summary(path: Path, start: float, end: float) -> dict[str, floa
 
 
 def meets_target(cell: CellRecord, target_rps: float) -> bool:
-    """Every trial served the target rate within the objective, without a restart or an OOM
-    kill."""
+    """The low end of the knee's interval (one trial: that trial) reaches the target rate,
+    without a restart or an OOM kill."""
+    floor = cell.knee_floor
     return (
         cell.status == "measured"
-        and cell.knee_low is not None
-        and cell.knee_low >= target_rps - 1e-9
+        and floor is not None
+        and floor >= target_rps - 1e-9
         and not cell.restarts
         and not cell.oom_kills
     )
 
 
-def summary_row(cell: CellRecord, target_rps: float) -> dict[str, object]:
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return round(value, digits) if value is not None else None
+
+
+def prediction_error(cell: CellRecord, prediction: Prediction | None) -> float | None:
+    """Predicted over measured median knee, minus one (0.1: predicted 10 % high)."""
+    if prediction is None or not cell.knee_median:
+        return None
+    return prediction.knee_rps / cell.knee_median - 1
+
+
+def summary_row(
+    cell: CellRecord, target_rps: float, prediction: Prediction | None = None
+) -> dict[str, object]:
     lowest = cell.lowest_trial
     knee = lowest.knee if lowest else None
+    interval = cell.knee_ci
+    closed = cell.closed_loop.steps[0] if cell.closed_loop and cell.closed_loop.steps else None
+    error = prediction_error(cell, prediction)
     return {
         "cell": cell.cell_id,
         "status": cell.status,
@@ -86,9 +115,18 @@ def summary_row(cell: CellRecord, target_rps: float) -> dict[str, object]:
         "memory": cell.memory,
         "total_cpus": cell.total_cpus,
         "trials": len(cell.trials),
+        "trials_ended": cell.trials_ended,
         "knee_rps_low": cell.knee_low,
-        "knee_rps_median": cell.knee_median,
+        "knee_rps_median": _round(cell.knee_median),
         "knee_rps_high": cell.knee_high,
+        "knee_rps_ci_low": _round(interval.low if interval else None),
+        "knee_rps_ci_high": _round(interval.high if interval else None),
+        "demand_us_per_request": _round(cell.knee_demand_us),
+        "predicted_knee_rps": _round(prediction.knee_rps if prediction else None),
+        "predicted_saturation_rps": _round(prediction.saturation_rps if prediction else None),
+        "prediction_error": _round(error, 4),
+        "closed_loop_rps": _round(closed.served_rps if closed else None),
+        "closed_loop_p95_ms": _round(closed.p95_ms if closed else None, 2),
         "knee_offered_rps": knee.offered_rps if knee else None,
         "knee_p95_ms": knee.p95_ms if knee else None,
         "knee_p99_ms": knee.p99_ms if knee else None,
@@ -108,12 +146,17 @@ def summary_row(cell: CellRecord, target_rps: float) -> dict[str, object]:
     }
 
 
-def write_summary(path: Path, cells: Sequence[CellRecord], target_rps: float) -> None:
+def write_summary(
+    path: Path,
+    cells: Sequence[CellRecord],
+    target_rps: float,
+    predictions: Mapping[str, Prediction | None] | None = None,
+) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=SUMMARY_FIELDS)
         writer.writeheader()
         for cell in cells:
-            writer.writerow(summary_row(cell, target_rps))
+            writer.writerow(summary_row(cell, target_rps, (predictions or {}).get(cell.cell_id)))
 
 
 def _cost_key(cell: CellRecord) -> tuple[float, int, int]:
@@ -125,11 +168,18 @@ def _shape(cell: CellRecord) -> str:
 
 
 def _range(cell: CellRecord) -> str:
-    if len(cell.trials) == 1:
-        return f"{cell.knee_low:.0f} req/s"
+    """The knee as a person reads it: the median with its 95 % interval."""
+    interval = cell.knee_ci
+    if interval is None:
+        if len(cell.trials) == 1:
+            return f"{cell.knee_low:.0f} req/s (one trial, no interval)"
+        return (
+            f"{cell.knee_median:.0f} req/s (median of {len(cell.trials)} trials, "
+            f"{cell.knee_low:.0f}-{cell.knee_high:.0f}; no interval: a trial served nothing)"
+        )
     return (
         f"{cell.knee_median:.0f} req/s (median of {len(cell.trials)} trials, "
-        f"{cell.knee_low:.0f}-{cell.knee_high:.0f})"
+        f"95 % interval {interval.low:.0f}-{interval.high:.0f})"
     )
 
 
@@ -146,9 +196,9 @@ def recommend(cells: Sequence[CellRecord], target_rps: float) -> Recommendation:
     if eligible:
         best = eligible[0]
         text = (
-            f"The cheapest configuration that met the objective at {target_rps:g} req/s in "
-            f"every trial is **{_shape(best)}** ({best.total_cpus:g} CPU in total; it "
-            f"served {_range(best)} at its limit)."
+            f"The cheapest configuration whose knee interval's low end reaches "
+            f"{target_rps:g} req/s is **{_shape(best)}** ({best.total_cpus:g} CPU in total; "
+            f"it served {_range(best)} at its limit)."
         )
         if best.generator_limited:
             text += (
@@ -156,17 +206,18 @@ def recommend(cells: Sequence[CellRecord], target_rps: float) -> Recommendation:
                 "capacity may be higher."
             )
         return Recommendation(best, text)
-    measured = [c for c in cells if c.status == "measured" and c.knee_low]
+    measured = [c for c in cells if c.status == "measured" and c.knee_median]
     if not measured:
         return Recommendation(
             None,
             f"No configuration met the objective at any measured rate; "
             f"none can be recommended for {target_rps:g} req/s.",
         )
-    top = max(measured, key=lambda c: c.knee_low or 0.0)
+    top = max(measured, key=lambda c: c.knee_floor or 0.0)
     text = (
-        f"No measured configuration met the objective at {target_rps:g} req/s in every "
-        f"trial. The best, {_shape(top)}, served {_range(top)}: measure larger cells."
+        f"No measured configuration can be relied on for {target_rps:g} req/s (the low end "
+        f"of its knee interval). The best, {_shape(top)}, served {_range(top)}: measure "
+        f"larger cells, or more trials where an interval is wide."
     )
     if any(c.generator_limited for c in measured):
         text += (
@@ -183,29 +234,39 @@ class ScalingComparison:
     vertical: CellRecord  # fewer, bigger replicas
 
     @property
-    def gain(self) -> float | None:
-        """Horizontal median knee over vertical median knee (1.25 = 25 % more)."""
-        h, v = self.horizontal.knee_median, self.vertical.knee_median
-        if not h or not v:
-            return None
-        return float(h) / float(v)
+    def ratio(self) -> Interval | None:
+        """Horizontal knee over vertical knee with its 95 % interval (1.25: 25 % more)."""
+        return ratio_interval(self.horizontal.knees, self.vertical.knees)
+
+    @property
+    def decided(self) -> bool:
+        """Whether the ratio's interval excludes 1: one of the two serves more."""
+        ratio = self.ratio
+        return ratio is not None and not ratio.contains(1.0)
 
     def describe(self) -> str:
         h, v = self.horizontal, self.vertical
+        shape_h, shape_v = f"{h.replicas} x {h.cpus:g}", f"{v.replicas} x {v.cpus:g}"
         line = (
-            f"At {self.total_cpus:g} CPU in total, {h.replicas} x {h.cpus:g} CPU served "
-            f"{_range(h) if h.trials else 'nothing'} and {v.replicas} x {v.cpus:g} CPU "
-            f"served {_range(v) if v.trials else 'nothing'}"
+            f"At {self.total_cpus:g} CPU in total, {shape_h} CPU served "
+            f"{_range(h) if h.trials else 'nothing'} and {shape_v} CPU served "
+            f"{_range(v) if v.trials else 'nothing'}"
         )
-        gain = self.gain
-        if h.overlaps(v):
-            line += ": their trial ranges overlap, so there is **no measurable difference**"
-        elif gain is not None:
-            # Said as a positive share either way: "cost -20%" would read as a saving.
-            if gain >= 1:
-                line += f": the {h.replicas} smaller replicas served {gain - 1:.0%} more"
+        ratio = self.ratio
+        if ratio is None:
+            line += (
+                ": **undecided**, each needs at least two trials that served something to "
+                "give the ratio an interval"
+            )
+        else:
+            figure = f"{ratio.centre:.2f}x ({ratio.low:.2f}-{ratio.high:.2f})"
+            if ratio.contains(1.0):
+                line += (
+                    f": {shape_h} serves {figure} what {shape_v} serves, **undecided at this "
+                    "budget** (the 95 % interval contains 1)"
+                )
             else:
-                line += f": the {h.replicas} smaller replicas served {1 - gain:.0%} less"
+                line += f": **{shape_h} serves {figure} what {shape_v} serves**"
         if h.generator_limited or v.generator_limited:
             line += " (load generator limited in one of them: treat as a lower bound)"
         return line + "."

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from matrix.analyse.confidence import Interval, knee_interval
 from matrix.analyse.soak import SoakSummary
 from matrix.measure.prometheus import ServerFigures
 
@@ -170,6 +171,10 @@ class CellRecord(_Record):
     reference: TrialRecord | None = None
     # A soak profile: each trial minute by minute, with its trends (matrix/analyse/soak.py).
     soak: list[SoakSummary] = []
+    # Why no further trial ran (adaptive trials): converged, max trials, budget; "" otherwise.
+    trials_ended: str = ""
+    # The closed-loop run after the trials (matrix file's closed_loop), for the comparison.
+    closed_loop: TrialRecord | None = None
 
     @property
     def knees(self) -> list[float]:
@@ -216,10 +221,25 @@ class CellRecord(_Record):
     def reference_knee(self) -> float | None:
         return self.reference.knee_rps if self.reference is not None else None
 
-    def overlaps(self, other: CellRecord) -> bool:
-        """Whether the two cells' trial ranges of the knee overlap: no measurable difference."""
-        if not self.trials or not other.trials:
-            return False
-        assert self.knee_low is not None and self.knee_high is not None
-        assert other.knee_low is not None and other.knee_high is not None
-        return self.knee_low <= other.knee_high and other.knee_low <= self.knee_high
+    @property
+    def knee_ci(self) -> Interval | None:
+        """The 95 % interval of the knee over the trials (matrix/analyse/confidence.py); None
+        with one trial or a trial that served nothing."""
+        return knee_interval(self.knees)
+
+    @property
+    def knee_floor(self) -> float | None:
+        """What the cell can be relied on to serve: the interval's low end, or without an
+        interval the lowest trial."""
+        interval = self.knee_ci
+        return interval.low if interval is not None else self.knee_low
+
+    @property
+    def knee_demand_us(self) -> float | None:
+        """CPU-µs per request at the knee step, the median over the trials that have it."""
+        values = [
+            t.knee.demand_us_per_request
+            for t in self.trials
+            if t.knee is not None and t.knee.demand_us_per_request is not None
+        ]
+        return statistics.median(values) if values else None

@@ -4,15 +4,24 @@ them (restarts, OOM kills, Nginx's counters, the replicas' own figures from Prom
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
 from matrix.analyse.analysis import docker_stats_summary
+from matrix.analyse.capacity_model import predict_cell, step_shape
+from matrix.analyse.confidence import converged
 from matrix.analyse.records import CellRecord, TrialRecord
 from matrix.analyse.soak import soak_summary
-from matrix.config import MatrixFile, MatrixSettings, SoakProfile
+from matrix.config import (
+    MatrixFile,
+    MatrixSettings,
+    SearchProfile,
+    SoakProfile,
+    StaircaseProfile,
+)
 from matrix.measure.cgroups import CgroupSampler, read_samples, window_cpu
 from matrix.measure.cluster_target import ClusterTarget
 from matrix.measure.drain_probe import DrainProbe, QuietReference, nginx_busy
@@ -26,6 +35,10 @@ from stack.docker_stats import DockerStatsSampler
 from stack.engine import Engine
 
 NODE_CPU_FILE = "node_cpu.csv"
+CLOSED_LOOP_DIR = "closed-loop"
+# A later trial's search starts at this share of the expected knee: one passing step below
+# the limit, then x growth across it, instead of climbing from the file's start_rate again.
+LATER_START_SHARE = 0.5
 NODE_CPU_SAMPLE_INTERVAL_S = 1.0
 
 Say = Callable[[str], None]
@@ -45,6 +58,39 @@ def per_node_cores(samples_file: Path, start: float, end: float) -> dict[str, fl
         if window is not None:
             cores[node] = round(window.cpu_cores, 3)
     return cores
+
+
+def trials_ended(
+    knees: Sequence[float], ci_target: float, elapsed_with_next: float, budget: float | None
+) -> str:
+    """Why no further trial should run ("" to run one): the knee's interval is narrow enough,
+    or another trial (as long as the latest) would end past the cell's budget."""
+    if converged(knees, ci_target):
+        return "converged"
+    if budget is not None and elapsed_with_next > budget:
+        return "budget"
+    return ""
+
+
+def later_start(matrix: MatrixFile, record: CellRecord) -> MatrixFile:
+    """A later search starts near the limit: at LATER_START_SHARE of the lower of the knee the
+    capacity model predicts from the trials so far and their median knee. The lower, because a
+    start above the knee costs a failing first step and its drain, and the model can be far
+    off where its demand figures are (a cell dominated by its idle cost, a shared host)."""
+    profile = matrix.profile
+    knees = [knee for knee in record.knees if knee > 0]
+    if not isinstance(profile, SearchProfile) or not knees:
+        return matrix
+    prediction = predict_cell(
+        record.trials, record.replicas, record.cpus, step_shape(profile, matrix.objective)
+    )
+    expected = statistics.median(knees)
+    if prediction is not None and prediction.knee_rps > 0:
+        expected = min(expected, prediction.knee_rps)
+    start = round(LATER_START_SHARE * expected, 1)
+    if profile.ceiling is not None:
+        start = min(start, profile.ceiling)
+    return matrix.model_copy(update={"profile": profile.model_copy(update={"start_rate": start})})
 
 
 def _trial_say(say: Say, trial: int) -> Say:
@@ -126,16 +172,78 @@ class CellLoad:
             probe,
         )
 
-    def _trial(self, out: Path, trial: int, say: Say) -> TrialRecord:
-        run = self._run(self.matrix, out, trial, say)
-        if self.matrix.load_generator.where == "host":
+    def _trial(self, matrix: MatrixFile, out: Path, trial: int, say: Say) -> TrialRecord:
+        run = self._run(matrix, out, trial, say)
+        if matrix.load_generator.where == "host":
             return run_trial(run)
         watcher = StepWatcher(out / "steps.jsonl", run.say)
         return run_stack_trial(run, self.engine, self.locust_master, watcher.poll, analyse_trial)
 
+    def _trials(self, out: Path, record: CellRecord, say: Say) -> None:
+        """At least `trials`; with adaptive trials, more until the knee's interval is within
+        +-ci_target of the median, max_trials ran, or another would overrun the budget."""
+        matrix, profile = self.matrix, self.matrix.profile
+        generator = matrix.load_generator
+        where = (
+            f"{generator.workers} Locust workers of the stack"
+            if generator.where == "stack"
+            else f"{generator.processes} Locust processes"
+        )
+        most = (matrix.max_trials or matrix.trials) if matrix.adaptive else matrix.trials
+        started = time.monotonic()
+        last = 0.0  # the latest trial's duration: later ones start near the knee, so are shorter
+        for trial in range(1, most + 1):
+            if trial > matrix.trials:
+                ended = trials_ended(
+                    record.knees,
+                    matrix.ci_target,
+                    time.monotonic() - started + last,
+                    matrix.cell_budget_seconds,
+                )
+                if ended:
+                    record.trials_ended = ended
+                    say(f"no further trial: {ended}")
+                    return
+            run_matrix = later_start(matrix, record)
+            start = run_matrix.profile
+            first_step = (
+                f", first step at {start.start_rate:g} req/s"
+                if isinstance(start, SearchProfile) and start != profile
+                else ""
+            )
+            count = f"{matrix.trials}-{most}" if most > matrix.trials else f"{most}"
+            say(
+                f"trial {trial} of {count}: {profile.kind} load, about "
+                f"{start.expected_seconds():.0f} s ({where}){first_step}"
+            )
+            began = time.monotonic()
+            record.trials.append(self._trial(run_matrix, out / f"trial-{trial}", trial, say))
+            last = time.monotonic() - began
+        if matrix.adaptive:
+            record.trials_ended = (
+                "converged" if converged(record.knees, matrix.ci_target) else "max trials"
+            )
+
+    def _closed_loop(self, out: Path, say: Say) -> TrialRecord:
+        """The closed-loop run against the same cell (host Locust, no think time)."""
+        closed = self.matrix.closed_loop
+        profile = self.matrix.profile
+        assert isinstance(profile, SearchProfile | StaircaseProfile)  # the file's validation
+        generator = self.matrix.load_generator.model_copy(update={"where": "host"})
+        matrix = self.matrix.model_copy(
+            update={
+                "profile": closed.profile(profile.request_timeout_seconds),
+                "load_generator": generator,
+            }
+        )
+        say(
+            f"closed loop: {closed.users} users without think time for {closed.seconds:g} s, "
+            "for the comparison with the open-model knee"
+        )
+        return run_trial(self._run(matrix, out, 0, say))
+
     def run(self, out: Path, record: CellRecord, say: Say) -> None:
         """Runs every trial of the cell; restarts, OOM kills and Nginx counters over all."""
-        generator = self.matrix.load_generator
         profile = self.matrix.profile
         tasks_before = self.engine.task_ids(self.api_service)
         nginx_before = self.engine.nginx_status(self.nginx_service)
@@ -156,18 +264,9 @@ class CellLoad:
         if nodes is not None:
             nodes.start()
         try:
-            for trial in range(1, self.matrix.trials + 1):
-                where = (
-                    f"{generator.workers} Locust workers of the stack"
-                    if generator.where == "stack"
-                    else f"{generator.processes} Locust processes"
-                )
-                say(
-                    f"trial {trial}/{self.matrix.trials}: "
-                    f"{profile.kind} load, about "
-                    f"{profile.expected_seconds():.0f} s ({where})"
-                )
-                record.trials.append(self._trial(out / f"trial-{trial}", trial, say))
+            self._trials(out, record, say)
+            if self.matrix.closed_loop.enabled:
+                record.closed_loop = self._closed_loop(out / CLOSED_LOOP_DIR, say)
         finally:
             sampler.stop()
             if nodes is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from matplotlib.figure import Figure  # noqa: E402
 
+from matrix.analyse.capacity_model import Prediction  # noqa: E402
 from matrix.analyse.records import CellRecord  # noqa: E402
 
 FIGURE_SIZE = (9.0, 4.5)
@@ -108,11 +109,24 @@ def plot_cell_steps(cell: CellRecord, p95_objective_ms: float, path: Path) -> Pa
     return path
 
 
+def _knee_bar(cell: CellRecord) -> tuple[float, float]:
+    """The knee's 95 % interval, or the trials' range without one."""
+    interval = cell.knee_ci
+    if interval is not None:
+        return interval.low, interval.high
+    return cell.knee_low or 0.0, cell.knee_high or 0.0
+
+
 def plot_across_cells(
-    cells: Sequence[CellRecord], target_rps: float, p95_objective_ms: float, path: Path
+    cells: Sequence[CellRecord],
+    target_rps: float,
+    p95_objective_ms: float,
+    path: Path,
+    predicted: Mapping[str, Prediction | None] | None = None,
 ) -> Path:
-    """Knee (median, with the trials' range as error bars) and its p95 against total CPU, one
-    colour per replica count."""
+    """Knee (median, with its 95 % interval as error bars, cut at twice the largest median so a
+    wide interval does not flatten the rest) and its p95 against total CPU, one colour per
+    replica count; the capacity model's knee as a black cross where there is one."""
     fig, (ax_rate, ax_p95) = plt.subplots(1, 2, figsize=(FIGURE_SIZE[0] * 1.3, FIGURE_SIZE[1]))
     with _saved(fig, path):
         measured = [c for c in cells if c.status == "measured" and c.trials]
@@ -120,9 +134,10 @@ def plot_across_cells(
             group = [c for c in measured if c.replicas == replicas]
             label = f"{replicas} replica(s)"
             medians = [c.knee_median or 0.0 for c in group]
+            bars = [_knee_bar(c) for c in group]
             errors = [
-                [m - (c.knee_low or 0.0) for c, m in zip(group, medians, strict=True)],
-                [(c.knee_high or 0.0) - m for c, m in zip(group, medians, strict=True)],
+                [max(0.0, m - low) for (low, _), m in zip(bars, medians, strict=True)],
+                [max(0.0, high - m) for (_, high), m in zip(bars, medians, strict=True)],
             ]
             ax_rate.errorbar(
                 [c.total_cpus for c in group],
@@ -148,11 +163,24 @@ def plot_across_cells(
                     xytext=(6, 4),
                     textcoords="offset points",
                 )
+        forecasts = [(c.total_cpus, (predicted or {}).get(c.cell_id)) for c in measured]
+        shown = [(x, p.knee_rps) for x, p in forecasts if p is not None]
+        if shown:
+            ax_rate.scatter(
+                [x for x, _ in shown],
+                [y for _, y in shown],
+                marker="x",
+                color="black",
+                s=60,
+                label="predicted",
+                zorder=3,
+            )
         ax_rate.axhline(target_rps, color="black", linestyle="--", linewidth=0.8)
         ax_rate.set_xlabel("total CPU (replicas x cpus)")
         ax_rate.set_ylabel("served req/s at the knee")
-        ax_rate.set_title("Capacity against CPU (bars: trial range; dashed: target)")
-        ax_rate.set_ylim(bottom=0)
+        ax_rate.set_title("Capacity against CPU (bars: 95 % interval; dashed: target)")
+        top = max([c.knee_median or 0.0 for c in measured] + [target_rps / 2]) * 2
+        ax_rate.set_ylim(0, top)
         ax_p95.axhline(p95_objective_ms, color="tab:red", linestyle="--", linewidth=0.8)
         ax_p95.set_xlabel("total CPU (replicas x cpus)")
         ax_p95.set_ylabel("p95 at the knee (ms)")

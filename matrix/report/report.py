@@ -17,16 +17,19 @@ from matrix.analyse import workshop
 from matrix.analyse.analysis import (
     HOST_SATURATION,
     meets_target,
+    prediction_error,
     recommend,
     scaling_comparisons,
     write_summary,
 )
+from matrix.analyse.capacity_model import Prediction, predict_cell, step_shape
 from matrix.analyse.records import CellRecord
 from matrix.config import (
     OPEN_PROFILE_TYPES,
     MatrixFile,
     SearchProfile,
     SoakProfile,
+    StaircaseProfile,
     WorkshopProfile,
 )
 from matrix.measure.host_facts import (
@@ -84,6 +87,16 @@ def pct(share: float | None, digits: int = 1) -> str:
     return "-" if share is None else f"{100.0 * share:.{digits}f} %"
 
 
+def predictions(cells: list[CellRecord], matrix: MatrixFile) -> dict[str, Prediction | None]:
+    """Each cell's knee as the capacity model predicts it from the cell's measured demand
+    (matrix/analyse/capacity_model.py); only for the search and staircase profiles."""
+    profile = matrix.profile
+    if not isinstance(profile, SearchProfile | StaircaseProfile):
+        return {}
+    shape = step_shape(profile, matrix.objective)
+    return {c.cell_id: predict_cell(c.trials, c.replicas, c.cpus, shape) for c in cells}
+
+
 def cell_notes(cell: CellRecord) -> list[str]:
     notes = []
     if cell.status != "measured":
@@ -139,7 +152,8 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
     cells = load_cells(run_dir, matrix)
     plots = run_dir / PLOTS_DIR
     plots.mkdir(exist_ok=True)
-    write_summary(run_dir / "summary.csv", cells, matrix.target_rps)
+    predicted = predictions(cells, matrix)
+    write_summary(run_dir / "summary.csv", cells, matrix.target_rps, predicted)
     objective = matrix.objective
     step_plots, soak_plots = {}, {}
     for cell in cells:
@@ -151,7 +165,9 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
             soak_plots[cell.cell_id] = plot_soak(
                 cell, objective.p95_ms, plots / f"soak-{cell.cell_id}.png"
             ).name
-    plot_across_cells(cells, matrix.target_rps, objective.p95_ms, plots / "capacity-vs-cpu.png")
+    plot_across_cells(
+        cells, matrix.target_rps, objective.p95_ms, plots / "capacity-vs-cpu.png", predicted
+    )
     plot_failures(cells, objective.max_failure_ratio, plots / "failures.png")
     cost_curve = plot_cost_curve(cells, plots / "cost-curve.png")
     workshop_context: dict[str, Any] | None = None
@@ -198,6 +214,11 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
         ),
         "max_confirm_steps": MAX_CONFIRM_STEPS,
         "speed": speed_context(run_info),
+        "predicted": predicted,
+        "prediction_error": {
+            c.cell_id: prediction_error(c, predicted.get(c.cell_id)) for c in cells
+        },
+        "closed_loop": [c for c in cells if c.closed_loop is not None and c.closed_loop.steps],
     }
     env = template_environment()
     text = env.get_template("report.md.j2").render(context)

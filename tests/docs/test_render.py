@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -49,17 +50,26 @@ def test_a_figure_typed_over_in_a_readme_is_found(tmp_path: Path) -> None:
     assert render_text(tampered, tmp_path / "README.md", FIXTURES) == rendered != tampered
 
 
-def test_a_changed_report_changes_the_rendered_figures(tmp_path: Path) -> None:
-    docs = _copy_fixtures(tmp_path)
+def _edit_summary(docs: Path, edit: Callable[[list[dict[str, str]]], None]) -> None:
+    """Rewrites the quick run's summary.csv after `edit` changed its rows."""
     summary = docs / "quick-run" / "summary.csv"
     with summary.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    rows[1]["knee_rps_median"] = "512.3"
-    rows[1]["api_mem_peak_mb"] = "99.4"
+    edit(rows)
     with summary.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def test_a_changed_report_changes_the_rendered_figures(tmp_path: Path) -> None:
+    docs = _copy_fixtures(tmp_path)
+
+    def edit(rows: list[dict[str, str]]) -> None:
+        rows[1]["knee_rps_median"] = "512.3"
+        rows[1]["api_mem_peak_mb"] = "99.4"
+
+    _edit_summary(docs, edit)
     text = render_text(
         _blank(["quick-run-table", "quick-run-memory"]), tmp_path / "README.md", docs
     )
@@ -132,3 +142,20 @@ def test_an_unknown_block_is_refused(tmp_path: Path) -> None:
 def test_an_unclosed_block_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="closes"):
         render_text("<!-- rendered: quick-run-table -->\nold\n", tmp_path / "README.md")
+
+
+def test_a_summary_with_intervals_renders_them(tmp_path: Path) -> None:
+    docs = _copy_fixtures(tmp_path)
+
+    def edit(rows: list[dict[str, str]]) -> None:
+        for row, (low, high) in zip(rows, [(250, 300), (600, 680), (700, 790)], strict=True):
+            row.update(knee_rps_ci_low=str(low), knee_rps_ci_high=str(high))
+        rows[1]["trials"] = "4"
+
+    _edit_summary(docs, edit)
+    text = render_text(
+        _blank(["quick-run-table", "quick-run-worked-example"]), tmp_path / "README.md", docs
+    )
+    assert "median (95 % interval of 2-4 trials)" in text
+    assert "| r1-c0.1-m256M | 1 x 0.1 | 637 (600-680) |" in text
+    assert "**637 req/s (600-680)** (median and 95 % interval)" in text

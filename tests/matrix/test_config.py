@@ -40,10 +40,11 @@ def test_shipped_matrix_files_are_valid() -> None:
     quick = load_matrix_file(QUICK_MATRIX_FILE)
     assert len(full.cell_list()) > len(quick.cell_list()) >= 2
     # The quick matrix must leave room for stack_up's image build in its 10 minutes, measure
-    # every cell more than once (to show the spread) and search for each cell's own limit.
-    assert quick.profile.kind == "search" and quick.trials >= 2
-    per_cell = quick.trials * quick.profile.expected_seconds() + quick.warmup_seconds
-    assert per_cell * len(quick.cell_list()) <= 7 * 60
+    # every cell more than once (to give an interval), search for each cell's own limit, and
+    # compare it with a closed loop.
+    assert quick.profile.kind == "search" and quick.trials >= 2 and quick.adaptive
+    assert quick.closed_loop.enabled and full.closed_loop.enabled
+    assert quick.expected_load_seconds() * len(quick.cell_list()) <= 8.5 * 60
 
 
 def test_minimal_file_gets_defaults_and_the_cartesian_product(tmp_path: Path) -> None:
@@ -120,6 +121,18 @@ def test_fingerprint_follows_the_plan_not_the_formatting(tmp_path: Path) -> None
         (
             SEARCH.replace("start_rate: 100", "start_rate: 100, confirm_seconds: 3"),
             ["profile.search", "confirm_seconds (3) must be 0 (none) or at least step_seconds"],
+        ),
+        (SEARCH + "max_trials: 1\n", ["max_trials (1) is below trials (2)"]),
+        (SEARCH + "ci_target: 0\n", ["ci_target", "greater than 0"]),
+        (SEARCH + "cell_budget_seconds: -5\n", ["cell_budget_seconds"]),
+        (SEARCH + "closed_loop: {enabled: true, users: 0}\n", ["closed_loop.users"]),
+        (
+            MINIMAL.replace(
+                "{kind: staircase, start_rate: 10, step_rate: 10, step_seconds: 10, max_rate: 50}",
+                "{kind: plain, users: 5, spawn_rate: 5, duration_seconds: 10}",
+            )
+            + "closed_loop: {enabled: true}\n",
+            ["closed_loop", "needs a search or staircase profile"],
         ),
     ],
 )

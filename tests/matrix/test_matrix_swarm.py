@@ -27,6 +27,7 @@ target_rps: 10
 warmup_seconds: 2
 load_generator: {processes: 2}
 converge_timeout_seconds: 150
+closed_loop: {enabled: true, users: 8, seconds: 3}
 """
 # The workshop's shape, reduced: 400 users at 200/s thinking 0.2-0.6 s offer ~1000 req/s, far
 # above what 0.1 CPU serves, so admission control has to refuse.
@@ -59,6 +60,7 @@ target_rps: 50
 warmup_seconds: 2
 load_generator: {processes: 2}
 converge_timeout_seconds: 150
+closed_loop: {enabled: true, users: 8, seconds: 3}
 """
 
 
@@ -182,6 +184,8 @@ def test_two_cell_matrix_end_to_end(stack: Stack, tmp_path: Path) -> None:
         assert int(row["nginx_requests"]) >= int(row["requests"])
         assert row["restarts"] == "0" and row["oom_kills"] == "0"
         assert float(row["api_mem_peak_mb"]) > 0
+        # The closed loop ran against the cell after its trials and served something.
+        assert float(row["closed_loop_rps"]) > 0 and float(row["closed_loop_p95_ms"]) > 0
     report = (run_dir / "report.md").read_text()
     assert "## Recommendation" in report and "Horizontal against vertical" in report
     # The replicas' own p95 per step, from the stack's Prometheus.

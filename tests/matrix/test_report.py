@@ -1,5 +1,6 @@
 """The report from typed records: real PNG plots, Markdown and HTML that say the same things,
-knees with their trial range, flags, the recommendation and the notes a reader needs."""
+knees with their interval, predicted against measured, the closed loop beside the open model,
+flags, the recommendation and the notes a reader needs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 
 from loadtest import open_model
-from matrix.analyse.records import CellRecord, StepRecord
+from matrix.analyse.records import CellRecord, StepRecord, TrialRecord
 from matrix.config import load_matrix_file
 from matrix.measure.trial import analyse_trial
 from matrix.report.plots import plot_across_cells, plot_cell_steps, plot_failures
@@ -42,6 +43,19 @@ def run_dir(tmp_path: Path) -> Path:
     (tmp_path / "matrix.yaml").write_text(MATRIX)
     matrix = load_matrix_file(tmp_path / "matrix.yaml")
     recorded = analyse_trial(matrix, FIXTURE, 1, 0)
+    # 200 CPU-µs per request at every rate: the utilisation law's limit at 0.2 CPU is 1000/s.
+    for step in recorded.steps:
+        step.demand_us_per_request = 200.0
+    closed = TrialRecord(
+        trial=0,
+        model="closed",
+        outcome="held",
+        steps=[
+            StepRecord(
+                index=0, offered_rps=None, served_rps=1500.0, p95_ms=80.0, demand_us_per_request=90
+            )
+        ],
+    )
     cells = [
         cell(1, 0.1, [300.0, 330.0]),
         CellRecord(
@@ -54,6 +68,7 @@ def run_dir(tmp_path: Path) -> Path:
             status="measured",
             trials=[recorded, recorded.model_copy(update={"trial": 2})],
             idle_cpu_cores=0.012,
+            closed_loop=closed,
         ),
         cell(2, 0.1, [], status="failed", error="did not converge"),
     ]
@@ -74,13 +89,23 @@ def test_report_holds_knees_ranges_flags_and_the_recommendation(run_dir: Path) -
     report = write_report(
         run_dir, matrix, {"started": "now", "stack": "s", "host_cores": 2}
     ).read_text()
-    assert "| r1-c0.1-m256M | 1 x 0.1 | 256M | 0.1 | **315** (300-330) |" in report
+    # Knees 300 and 330: a t interval on their logs with one degree of freedom, by hand
+    # 314.6 x exp(+-12.706 x ln(1.1) / 2).
+    assert "| r1-c0.1-m256M | 1 x 0.1 | 256M | 0.1 | **315** (172-576) | 2 |" in report
     # The recorded cell served 848 req/s at its knee (900 offered) in both trials.
     assert re.search(
         r"\| r1-c0.2-m256M \| 1 x 0.2 \| 256M \| 0.2 \| \*\*848\*\* \(848-848\) "
-        r"\| 900 \|",
+        r"\| 2 \| 900 \|",
         report,
     )
+    # Predicted from the demand: saturation 0.2 CPU / 200 µs = 1000 req/s; without demand
+    # figures, no prediction.
+    assert "| r1-c0.1-m256M | - | - | - (no demand figures) | 315 (172-576) | - |" in report
+    (row,) = [line for line in report.splitlines() if line.startswith("| r1-c0.2-m256M | 200 |")]
+    assert "| 1000 |" in row and "| 848 (848-848) |" in row
+    # The closed loop next to the knee, with the reason.
+    assert "| r1-c0.2-m256M | 848 | **1500** | 80 | 1.77x | 200 / 90 |" in report
+    assert "Why the two differ: a closed loop keeps every worker busy" in report
     assert "not measured: did not converge" in report
     assert "**1 replica(s) x 0.2 CPU x 256M**" in report
     assert "Shared machine" in report and "2 CPU cores" in report

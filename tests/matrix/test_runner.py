@@ -9,13 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from matrix import runner as runner_module
-from matrix.config import MatrixSettings, load_matrix_file
+from matrix.analyse.records import StepRecord, TrialRecord
+from matrix.config import ClosedLoop, MatrixFile, MatrixSettings, SearchProfile, load_matrix_file
 from matrix.measure import deploy as deploy_module
 from matrix.measure import trial as trial_module
+from matrix.measure.cell_load import later_start, trials_ended
+from matrix.measure.loadgen import profile_arguments
 from matrix.runner import MatrixRunner, find_unfinished_run, prepare_run_dir
 from stack.engine import ServiceResources
+from tests.matrix.test_analysis import cell
 from tests.stack.fake_engine import FakeEngine
 from tests.stack.ready_server import ReadyServer
 
@@ -189,3 +194,105 @@ def test_a_cell_that_cannot_deploy_is_recorded_and_the_rest_go_on(
     }
     assert "not measured" in (run_dir / "report.md").read_text()
     assert engine.updates[-1] == ORIGINAL
+
+
+def test_adaptive_trials_stop_when_the_interval_is_narrow_and_start_near_the_knee(
+    setup: tuple, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _, _, settings = setup
+    path = tmp_path / "adaptive.yaml"
+    path.write_text(
+        MATRIX.replace("trials: 2", "trials: 1\nmax_trials: 4\nci_target: 0.1")
+        .replace("replicas: [1, 2]", "replicas: [1]")
+        .replace("memory: [256M, 512M]", "memory: [256M]")
+    )
+    matrix = load_matrix_file(path)
+    assert matrix.adaptive
+    engine = new_engine()
+    locust = replay_locust(monkeypatch, engine)
+    run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
+    MatrixRunner(matrix, settings, run_dir, info, engine).run()
+    cell_dir = run_dir / "cells" / matrix.cell_list()[0].cell_id
+    result = json.loads((cell_dir / "cell.json").read_text())
+    # The replay gives every trial the same knee: the stopping rule wants three trials, and
+    # the fourth never started.
+    assert locust.runs == 3 and len(result["trials"]) == 3
+    assert result["trials_ended"] == "converged"
+    knee = result["trials"][0]["steps"][result["trials"][0]["knee_index"]]["served_rps"]
+    # The second search started at half the first one's knee, not at the file's 150: the
+    # replay's demand figures are of another cell, so the model expects far more than the
+    # measured knee, and the lower of the two wins.
+    first = (cell_dir / "trial-1" / "locust_command.txt").read_text().split()
+    second = (cell_dir / "trial-2" / "locust_command.txt").read_text().split()
+    assert first[first.index("--start-rate") + 1] == "150"
+    assert float(second[second.index("--start-rate") + 1]) == pytest.approx(knee / 2, abs=0.1)
+
+
+def test_no_further_trial_once_converged_or_past_the_budget() -> None:
+    assert trials_ended([500.0], 0.1, 50.0, 100.0) == ""
+    assert trials_ended([500.0, 505.0], 0.1, 50.0, 100.0) == ""  # two are never enough
+    assert trials_ended([500.0, 505.0, 502.0], 0.1, 50.0, 100.0) == "converged"
+    assert trials_ended([400.0, 600.0], 0.1, 50.0, 100.0) == ""
+    assert trials_ended([400.0, 600.0], 0.1, 150.0, 100.0) == "budget"
+    assert trials_ended([400.0, 600.0], 0.1, 150.0, None) == ""
+
+
+def test_the_closed_loop_is_a_workshop_run_without_think_time() -> None:
+    profile = ClosedLoop(enabled=True, users=64, seconds=10).profile(2.0)
+    matrix = MatrixFile.model_validate(yaml.safe_load(MATRIX))
+    args = profile_arguments(matrix.model_copy(update={"profile": profile}))
+    assert args[args.index("--workshop-users") + 1] == "64"
+    assert args[args.index("--think-min") + 1] == "0" == args[args.index("--think-max") + 1]
+    assert args[args.index("--hold-seconds") + 1] == "10"
+    assert args[args.index("--request-timeout") + 1] == "2"
+
+
+def test_a_later_search_starts_at_half_the_predicted_knee() -> None:
+    matrix = MatrixFile.model_validate(yaml.safe_load(MATRIX))
+    steps = [
+        # paced below the knee, saturated above it (0.5 CPU: 125 µs x 4000/s fills it)
+        StepRecord(
+            index=0,
+            offered_rps=1000,
+            served_rps=1000,
+            passed=True,
+            api_cpu_cores=0.25,
+            demand_us_per_request=250.0,
+        ),
+        StepRecord(
+            index=1,
+            offered_rps=2000,
+            served_rps=1990,
+            passed=True,
+            api_cpu_cores=0.49,
+            demand_us_per_request=246.0,
+        ),
+        StepRecord(
+            index=2,
+            offered_rps=4000,
+            served_rps=3900,
+            passed=False,
+            api_cpu_cores=0.5,
+            demand_us_per_request=125.0,
+        ),
+    ]
+    record = cell(1, 0.5, [])
+    record.trials = [TrialRecord(trial=1, outcome="converged", steps=steps, knee_index=1)]
+    start = later_start(matrix, record).profile
+    assert isinstance(start, SearchProfile)
+    # The model expects the quota over the saturated demand, 0.5 x 10^6 / 125 = 4000 req/s,
+    # above the measured 1990: half the lower one.
+    assert start.start_rate == 995.0
+    # A saturated demand of 500 µs: the model expects 1000 req/s, below the measured knee.
+    steps[2].demand_us_per_request = 500.0
+    lower = later_start(matrix, record).profile
+    assert isinstance(lower, SearchProfile)
+    assert lower.start_rate == pytest.approx(500, rel=0.02)
+    # Without demand figures, half the measured median knee.
+    for step in steps:
+        step.demand_us_per_request = None
+    fallback = later_start(matrix, record).profile
+    assert isinstance(fallback, SearchProfile) and fallback.start_rate == 995.0
+    # The first trial starts where the file says.
+    record.trials = []
+    assert later_start(matrix, record) is matrix

@@ -1,0 +1,84 @@
+"""The knee's confidence interval and the ratio of two cells, against known answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from scipy import stats
+
+from matrix.analyse.confidence import converged, knee_interval, ratio_interval, t_quantile_975
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 5, 9, 19, 30, 31, 38, 100, 1000])
+def test_t_quantiles_match_scipy(df: int) -> None:
+    assert t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=1e-5)
+
+
+def test_fractional_degrees_of_freedom_round_down() -> None:
+    assert t_quantile_975(2.9) == t_quantile_975(2)
+    with pytest.raises(ValueError, match="at least 1"):
+        t_quantile_975(0.5)
+
+
+def test_two_trials_by_hand() -> None:
+    # Knees 400 and 900: logs differ by ln(2.25); mean log = ln(600), sd = ln(2.25)/sqrt(2),
+    # half-width = 12.706 * sd / sqrt(2) = 12.706 * ln(2.25) / 2 = 5.1518.
+    interval = knee_interval([400.0, 900.0])
+    assert interval is not None
+    assert interval.centre == pytest.approx(600.0)
+    half = 12.706205 * math.log(2.25) / 2
+    assert interval.low == pytest.approx(600.0 * math.exp(-half))
+    assert interval.high == pytest.approx(600.0 * math.exp(half))
+
+
+def test_interval_matches_scipy_on_log_knees() -> None:
+    knees = [512.0, 540.0, 498.0, 530.0, 505.0]
+    logs = [math.log(k) for k in knees]
+    low, high = stats.t.interval(
+        0.95, len(logs) - 1, loc=sum(logs) / len(logs), scale=stats.sem(logs)
+    )
+    interval = knee_interval(knees)
+    assert interval is not None
+    assert (interval.low, interval.high) == pytest.approx((math.exp(low), math.exp(high)))
+
+
+def test_no_interval_from_one_trial_or_a_trial_that_served_nothing() -> None:
+    assert knee_interval([500.0]) is None
+    assert knee_interval([500.0, 0.0]) is None
+    assert not converged([500.0], 0.1)
+
+
+def test_stopping_rule() -> None:
+    # Five close knees: the interval is well inside +-10 % of their median.
+    assert converged([512.0, 540.0, 498.0, 530.0, 505.0], 0.10)
+    # Two knees 30 % apart: the t interval with one degree of freedom is far wider.
+    assert not converged([400.0, 520.0], 0.10)
+    # Two identical trials (a search's discrete rates make it common): a zero-width interval,
+    # but not enough to stop on; a third that agrees is.
+    interval = knee_interval([450.0, 450.0])
+    assert interval is not None and interval.low == interval.high == pytest.approx(450.0)
+    assert not converged([450.0, 450.0], 0.10)
+    assert converged([450.0, 450.0, 460.0], 0.10)
+
+
+def test_ratio_matches_welch_by_scipy() -> None:
+    a = [780.0, 810.0, 795.0, 760.0]
+    b = [600.0, 640.0, 610.0]
+    la, lb = [math.log(x) for x in a], [math.log(x) for x in b]
+    result = stats.ttest_ind(la, lb, equal_var=False)
+    ci = result.confidence_interval(0.95)
+    interval = ratio_interval(a, b)
+    assert interval is not None
+    # Ours rounds Welch's fractional df down, so it is at least as wide as scipy's.
+    assert interval.low <= math.exp(ci.low) and interval.high >= math.exp(ci.high)
+    assert interval.low == pytest.approx(math.exp(ci.low), rel=0.02)
+    assert interval.high == pytest.approx(math.exp(ci.high), rel=0.02)
+    assert interval.centre == pytest.approx(math.exp(sum(la) / 4 - sum(lb) / 3))
+    assert interval.low > 1  # clearly more
+
+
+def test_ratio_of_overlapping_cells_contains_one() -> None:
+    interval = ratio_interval([540.0, 787.0], [487.0, 554.0])
+    assert interval is not None and interval.contains(1.0)
+    assert ratio_interval([540.0], [487.0, 554.0]) is None
