@@ -25,6 +25,7 @@ from matrix.config import (
     load_settings,
 )
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, load_cluster_target
+from matrix.measure.target_smoke import check_target
 from matrix.report.report import write_report
 from matrix.runner import RUN_FILE, MatrixRunError, MatrixRunner, prepare_run_dir
 from stack.engine import DockerEngine, DockerError
@@ -292,6 +293,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(describe_plan(matrix), flush=True)
     try:
+        engine = DockerEngine.from_env(cluster.docker_host if cluster is not None else None)
+        # A target is refused here, naming the field, before the stack or the matrix starts.
+        check_target(
+            matrix,
+            engine,
+            settings.stack_name,
+            lambda line: print(line, flush=True),
+            reachable=cluster is None,
+        )
         if not args.no_stack_up and cluster is None:
             _stack_script("stack_up.sh", settings, cluster)
         run_dir, info = prepare_run_dir(
@@ -303,7 +313,6 @@ def main(argv: list[str] | None = None) -> int:
             matrix_as_run(matrix_path, matrix, target is not None),
         )
         print(f"results: {run_dir}", flush=True)
-        engine = DockerEngine.from_env(cluster.docker_host if cluster is not None else None)
         MatrixRunner(matrix, settings, run_dir, info, engine, cluster).run()
     except KeyboardInterrupt:
         print(
