@@ -236,6 +236,38 @@ def stack_client(settings: MatrixSettings) -> PrometheusClient:
     return PrometheusClient(settings.prometheus_url, lab_ui_credentials(settings.stack_name))
 
 
+# What the per-step figures above read from the api replicas: the penguin service's own metrics.
+PENGUIN_METRICS = ("penguin_http_request_duration_seconds", "penguin_http_requests_total")
+# The Prometheus job that scrapes every api task (prometheus/prometheus.yml.template).
+API_JOB = "api"
+
+
+def target_metrics_note(query: QueryFn, at: float, port: int) -> str | None:
+    """Why the server-side figures of a target are absent, from what Prometheus' api job
+    scraped of it; None when the target exposes the penguin service's metrics (then they are
+    read as ours). Prometheus that cannot be asked is a reason too."""
+    try:
+        scrapes = query(f'up{{job="{API_JOB}"}}', at)
+        penguin = query(f'count({{job="{API_JOB}",__name__="{PENGUIN_METRICS[1]}"}})', at)
+    except PrometheusUnavailable as error:
+        return f"absent: the stack's Prometheus could not be asked ({error})"
+    if penguin:
+        return None
+    up = sum(1 for _labels, value in scrapes if value == 1)
+    if not up:
+        return (
+            f"absent: the target serves no Prometheus metrics at :{port}/metrics (the stack's "
+            f"Prometheus scraped {len(scrapes)} replica(s) there, job `{API_JOB}`, and no scrape "
+            "succeeded); the client-side figures and the containers' cgroup figures stand alone"
+        )
+    return (
+        f"absent: the target's own metrics at :{port}/metrics are scraped into the stack's "
+        f"Prometheus (job `{API_JOB}`, {up} of {len(scrapes)} replica(s) up: query them there), "
+        f"but they are not the penguin service's ({', '.join(PENGUIN_METRICS)}), the only ones "
+        "this report reads per step"
+    )
+
+
 def attach_server_figures(
     trials: Iterable[TrialRecord],
     query: QueryFn,

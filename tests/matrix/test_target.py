@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 
 from loadtest.data import pick_target_request, target_requests
-from matrix.config import MatrixFileError, MatrixSettings, load_matrix_file
+from matrix.config import MatrixFile, MatrixFileError, MatrixSettings, load_matrix_file
+from matrix.measure import cell_load
 from matrix.measure import deploy as deploy_module
 from matrix.measure.deploy import NO_HEALTHCHECK
+from matrix.measure.prometheus import PrometheusUnavailable, target_metrics_note
 from matrix.runner import MatrixRunner, prepare_run_dir
 from tests.matrix.test_runner import new_engine, replay_locust
+from tests.stack.fake_engine import FakeEngine
 from tests.stack.ready_server import ReadyServer
 
 BASE = """
@@ -169,22 +172,28 @@ def test_a_bad_requests_file_is_refused() -> None:
         target_requests({"requests": []})
 
 
-def test_the_runner_deploys_the_target_and_puts_everything_back(
-    tmp_path: Path, ready_server: ReadyServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def run_target(
+    path: Path, port: int, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> tuple[MatrixFile, Path]:
+    """The runner over the matrix at `path` on the fake engine, a replayed Locust run per trial
+    and the ready server as Nginx; the matrix and the run folder."""
     monkeypatch.setattr(deploy_module, "READY_INTERVAL_S", 0.0)
-    path = write(tmp_path, BASE + TARGET)
     matrix = load_matrix_file(path)
-    settings = MatrixSettings(
-        results_dir=tmp_path / "results", stack_name="t", nginx_port=ready_server.port
-    )
-    engine = new_engine()
-    engine.images.add("my-model-api:1.0")
-    engine.env = {"t_nginx": {"NGINX_UPSTREAM_PORT": "8000"}, "t_prometheus": {}}
-    original = engine.container_settings("t_api")
+    settings = MatrixSettings(results_dir=path.parent / "results", stack_name="t", nginx_port=port)
     replay_locust(monkeypatch, engine)
     run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
     MatrixRunner(matrix, settings, run_dir, info, engine).run()
+    return matrix, run_dir
+
+
+def test_the_runner_deploys_the_target_and_puts_everything_back(
+    tmp_path: Path, ready_server: ReadyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = new_engine()
+    engine.env = {"t_nginx": {"NGINX_UPSTREAM_PORT": "8000"}, "t_prometheus": {}}
+    original = engine.container_settings("t_api")
+    path = write(tmp_path, BASE + TARGET)
+    matrix, run_dir = run_target(path, ready_server.port, engine, monkeypatch)
 
     # The cell ran the target's image and environment only, without a container health check.
     deployed = engine.container_updates[0]
@@ -216,18 +225,11 @@ def test_the_runner_deploys_the_target_and_puts_everything_back(
 def test_a_target_that_never_answers_its_health_path_fails_the_cell_not_the_run(
     tmp_path: Path, ready_server: ReadyServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(deploy_module, "READY_INTERVAL_S", 0.0)
     text = (BASE + TARGET).replace("health_path: /ready", "health_path: /healthz")
     text = text.replace("cells: {replicas: [1]", "cells: {replicas: [1, 2]")
     path = write(tmp_path, text + "converge_timeout_seconds: 1\n")
-    matrix = load_matrix_file(path)
-    settings = MatrixSettings(
-        results_dir=tmp_path / "results", stack_name="t", nginx_port=ready_server.port
-    )
     engine = new_engine()
-    replay_locust(monkeypatch, engine)
-    run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
-    MatrixRunner(matrix, settings, run_dir, info, engine).run()
+    matrix, run_dir = run_target(path, ready_server.port, engine, monkeypatch)
     for cell in matrix.cell_list():
         record = json.loads((run_dir / "cells" / cell.cell_id / "cell.json").read_text())
         assert record["status"] != "measured"
@@ -238,3 +240,52 @@ def test_a_target_that_never_answers_its_health_path_fails_the_cell_not_the_run(
         "Env": ["PENGUIN_DEFAULT_MODEL=lr"],
         "Healthcheck": {"Test": ["CMD", "/usr/local/bin/penguin-healthcheck"]},
     }
+
+
+class _Scrapes:
+    """Prometheus' answers about the api job: each replica's `up`, and whether the penguin
+    service's request counter is among what it scraped."""
+
+    def __init__(self, up: list[float], penguin: bool) -> None:
+        self.up, self.penguin = up, penguin
+
+    def query(self, expr: str, at: float) -> list[tuple[dict[str, str], float]]:
+        if expr.startswith("up{"):
+            return [({"instance": f"10.0.0.{i}:8080"}, v) for i, v in enumerate(self.up)]
+        if expr.startswith("count("):
+            return [({}, 3.0)] if self.penguin else []
+        raise PrometheusUnavailable(f"not asked in this test: {expr}")
+
+
+def test_why_a_targets_server_side_figures_are_absent() -> None:
+    no_metrics = target_metrics_note(_Scrapes([0, 0], penguin=False).query, 0.0, 8080)
+    assert no_metrics is not None
+    assert "the target serves no Prometheus metrics at :8080/metrics" in no_metrics
+    assert "scraped 2 replica(s)" in no_metrics
+    its_own = target_metrics_note(_Scrapes([1, 0], penguin=False).query, 0.0, 8080)
+    assert its_own is not None
+    assert "scraped into the stack's Prometheus (job `api`, 1 of 2 replica(s) up" in its_own
+    assert "not the penguin service's" in its_own
+    # A target exposing our metrics (our own image, say) gets the figures read as ours.
+    assert target_metrics_note(_Scrapes([1], penguin=True).query, 0.0, 8080) is None
+
+    def down(expr: str, at: float) -> list[tuple[dict[str, str], float]]:
+        raise PrometheusUnavailable("http://127.0.0.1:9090: connection refused")
+
+    refused = target_metrics_note(down, 0.0, 8080)
+    assert refused is not None and "could not be asked" in refused
+
+
+def test_the_report_says_why_the_server_side_is_absent(
+    tmp_path: Path, ready_server: ReadyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cell_load, "stack_client", lambda _s: _Scrapes([0], penguin=False))
+    path = write(tmp_path, BASE + TARGET)
+    _, run_dir = run_target(path, ready_server.port, new_engine(), monkeypatch)
+    report = (run_dir / "report.md").read_text()
+    assert "the target `my-model-api:1.0` (port 8080) as the stack's api service" in report
+    assert "Server-side figures absent: the target serves no Prometheus metrics at :8080" in report
+    # Every client-side figure is still there: the knee of each trial.
+    cell = json.loads((run_dir / "cells" / "r1-c0.5-m256M" / "cell.json").read_text())
+    assert cell["trials"][0]["knee_index"] == 4
+    assert all(s["server"] is None for s in cell["trials"][0]["steps"])
