@@ -133,7 +133,7 @@ class CellLoad:
         query = stack_client(self.settings).query
         target = self.matrix.target
         if target is not None:
-            record.server_metrics = target_metrics_note(query, time.time(), target.port)
+            record.server_metrics = target_metrics_note(query, time.time(), started, target.port)
         if record.server_metrics is None:
             attach_server_figures(record.trials, query, log=say)
         if nodes is not None:

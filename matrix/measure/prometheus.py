@@ -242,13 +242,17 @@ PENGUIN_METRICS = ("penguin_http_request_duration_seconds", "penguin_http_reques
 API_JOB = "api"
 
 
-def target_metrics_note(query: QueryFn, at: float, port: int) -> str | None:
+def target_metrics_note(query: QueryFn, at: float, since: float, port: int) -> str | None:
     """Why the server-side figures of a target are absent, from what Prometheus' api job
-    scraped of it; None when the target exposes the penguin service's metrics (then they are
-    read as ours). Prometheus that cannot be asked is a reason too."""
+    scraped of it since `since` (the cell's load began); None when the target exposes the
+    penguin service's metrics (then they are read as ours). Prometheus that cannot be asked is
+    a reason too. Only samples newer than `since` count: the penguin replicas scraped before
+    the target replaced them stay visible for minutes (Prometheus' lookback, and no staleness
+    marker when Prometheus restarted to follow the target's port)."""
+    fresh = f'timestamp({{job="{API_JOB}",__name__="%s"}}) > {since:.3f}'
     try:
-        scrapes = query(f'up{{job="{API_JOB}"}}', at)
-        penguin = query(f'count({{job="{API_JOB}",__name__="{PENGUIN_METRICS[1]}"}})', at)
+        scrapes = query(f'up{{job="{API_JOB}"}} and on(instance) ({fresh % "up"})', at)
+        penguin = query(f"count({fresh % PENGUIN_METRICS[1]})", at)
     except PrometheusUnavailable as error:
         return f"absent: the stack's Prometheus could not be asked ({error})"
     if penguin:

@@ -258,21 +258,21 @@ class _Scrapes:
 
 
 def test_why_a_targets_server_side_figures_are_absent() -> None:
-    no_metrics = target_metrics_note(_Scrapes([0, 0], penguin=False).query, 0.0, 8080)
+    no_metrics = target_metrics_note(_Scrapes([0, 0], penguin=False).query, 0.0, 0.0, 8080)
     assert no_metrics is not None
     assert "the target serves no Prometheus metrics at :8080/metrics" in no_metrics
     assert "scraped 2 replica(s)" in no_metrics
-    its_own = target_metrics_note(_Scrapes([1, 0], penguin=False).query, 0.0, 8080)
+    its_own = target_metrics_note(_Scrapes([1, 0], penguin=False).query, 0.0, 0.0, 8080)
     assert its_own is not None
     assert "scraped into the stack's Prometheus (job `api`, 1 of 2 replica(s) up" in its_own
     assert "not the penguin service's" in its_own
     # A target exposing our metrics (our own image, say) gets the figures read as ours.
-    assert target_metrics_note(_Scrapes([1], penguin=True).query, 0.0, 8080) is None
+    assert target_metrics_note(_Scrapes([1], penguin=True).query, 0.0, 0.0, 8080) is None
 
     def down(expr: str, at: float) -> list[tuple[dict[str, str], float]]:
         raise PrometheusUnavailable("http://127.0.0.1:9090: connection refused")
 
-    refused = target_metrics_note(down, 0.0, 8080)
+    refused = target_metrics_note(down, 0.0, 0.0, 8080)
     assert refused is not None and "could not be asked" in refused
 
 
