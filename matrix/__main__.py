@@ -270,7 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         matrix_path = args.report_only / "matrix.yaml"
         # A target's body_file is relative to the matrix file the run started from.
-        info = json.loads((args.report_only / RUN_FILE).read_text(encoding="utf-8"))
+        try:
+            info = json.loads((args.report_only / RUN_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            print(
+                f"error: --report-only {args.report_only}: no readable {RUN_FILE} ({error})",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         base_dir = Path(info["matrix_file"]).parent if info.get("matrix_file") else None
     try:
         target = target_from_flags(args.target_image, args.target_port, args.request_file)

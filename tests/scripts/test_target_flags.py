@@ -132,3 +132,26 @@ def test_the_script_refuses_a_target_flag_without_its_value(flag: str, tmp_path:
     assert code == 1
     assert f"{flag} needs a value" in stderr
     assert calls == ""
+
+
+def test_report_only_of_a_folder_without_a_run_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--report-only", str(tmp_path)]) == 2
+    assert f"--report-only {tmp_path}: no readable run.json" in capsys.readouterr().err
+
+
+def test_report_only_reads_a_file_targets_body_from_where_the_run_started(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    matrix_path, _ = files
+    (tmp_path / "bodies").mkdir()
+    (tmp_path / "bodies" / "b.json").write_text("{}")
+    block = "target: {image: a, port: 80, requests: [{path: /p, body_file: bodies/b.json}]}\n"
+    matrix_path.write_text(MATRIX + block)
+    run_dir = tmp_path / "results" / "run"
+    (run_dir / "cells").mkdir(parents=True)
+    (run_dir / "matrix.yaml").write_text(matrix_path.read_text())
+    (run_dir / "run.json").write_text(json.dumps({"matrix_file": str(matrix_path)}))
+    assert main(["--report-only", str(run_dir)]) == 0, capsys.readouterr().err
+    assert (run_dir / "report.md").is_file()
