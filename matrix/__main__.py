@@ -208,6 +208,12 @@ def describe_plan(matrix: MatrixFile) -> str:
         f"{matrix.profile.kind} profile, about {per_cell * len(cells) / 60:.1f} min of load "
         "plus convergence"
     ]
+    if matrix.target is not None:
+        target = matrix.target
+        lines.append(
+            f"  target: {target.image} (port {target.port}, health {target.health_path}), "
+            f"{len(target.requests)} request(s), in place of the penguin service"
+        )
     lines += [f"  {cell.cell_id} (total {cell.total_cpus:g} CPU)" for cell in cells]
     return "\n".join(lines)
 

@@ -155,3 +155,13 @@ def test_report_only_reads_a_file_targets_body_from_where_the_run_started(
     (run_dir / "run.json").write_text(json.dumps({"matrix_file": str(matrix_path)}))
     assert main(["--report-only", str(run_dir)]) == 0, capsys.readouterr().err
     assert (run_dir / "report.md").is_file()
+
+
+def test_validate_only_lists_the_target(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    matrix_path, requests = files
+    argv = ["--matrix", str(matrix_path), "--validate-only", "--target-image", "my-api:1"]
+    assert main([*argv, "--target-port", "8080", "--request-file", str(requests)]) == 0
+    out = capsys.readouterr().out
+    assert "target: my-api:1 (port 8080, health /healthz), 2 request(s)" in out
