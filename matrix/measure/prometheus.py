@@ -35,6 +35,10 @@ SCRAPE_SETTLE_S = 2.5
 # Traffic routes only: probes (/ready, /health) and scrapes (/metrics) are not the load.
 TRAFFIC = 'route!~"/metrics|/ready|/health"'
 QUERY_TIMEOUT_S = 5.0
+# What the per-step figures read from the api replicas: the penguin service's own metrics
+# (service/metrics.py), the latency histogram and the request counter.
+PENGUIN_METRICS = ("penguin_http_request_duration_seconds", "penguin_http_requests_total")
+_DURATION, _REQUESTS = PENGUIN_METRICS
 
 
 class PrometheusUnavailable(RuntimeError):
@@ -147,11 +151,8 @@ def _one(query: QueryFn, expr: str, at: float) -> float | None:
 def step_figures(query: QueryFn, started: float, ended: float) -> ServerFigures:
     """The server-side figures of the window [started, ended] (epoch seconds)."""
     window = _window(ended - started)
-    latency = (
-        f"sum by (le) (increase(penguin_http_request_duration_seconds_bucket"
-        f"{{{TRAFFIC}}}[{window}]))"
-    )
-    requests = f"increase(penguin_http_requests_total{{{TRAFFIC}}}[{window}])"
+    latency = f"sum by (le) (increase({_DURATION}_bucket{{{TRAFFIC}}}[{window}]))"
+    requests = f"increase({_REQUESTS}{{{TRAFFIC}}}[{window}])"
     per_replica = {
         labels.get("instance", "?"): value
         for labels, value in query(f"sum by (instance) ({requests})", ended)
@@ -173,12 +174,12 @@ def step_figures(query: QueryFn, started: float, ended: float) -> ServerFigures:
         per_replica=per_replica,
         errors_5xx=_one(
             query,
-            f'sum(increase(penguin_http_requests_total{{status=~"5.."}}[{window}])) or vector(0)',
+            f'sum(increase({_REQUESTS}{{status=~"5.."}}[{window}])) or vector(0)',
             ended,
         ),
         errors_503=_one(
             query,
-            f'sum(increase(penguin_http_requests_total{{status="503"}}[{window}])) or vector(0)',
+            f'sum(increase({_REQUESTS}{{status="503"}}[{window}])) or vector(0)',
             ended,
         ),
         nginx_requests=nginx_requests,
@@ -236,8 +237,6 @@ def stack_client(settings: MatrixSettings) -> PrometheusClient:
     return PrometheusClient(settings.prometheus_url, lab_ui_credentials(settings.stack_name))
 
 
-# What the per-step figures above read from the api replicas: the penguin service's own metrics.
-PENGUIN_METRICS = ("penguin_http_request_duration_seconds", "penguin_http_requests_total")
 # The Prometheus job that scrapes every api task (prometheus/prometheus.yml.template).
 API_JOB = "api"
 
@@ -252,7 +251,7 @@ def target_metrics_note(query: QueryFn, at: float, since: float, port: int) -> s
     fresh = f'timestamp({{job="{API_JOB}",__name__="%s"}}) > {since:.3f}'
     try:
         scrapes = query(f'up{{job="{API_JOB}"}} and on(instance) ({fresh % "up"})', at)
-        penguin = query(f"count({fresh % PENGUIN_METRICS[1]})", at)
+        penguin = query(f"count({fresh % _REQUESTS})", at)
     except PrometheusUnavailable as error:
         return f"absent: the stack's Prometheus could not be asked ({error})"
     if penguin:
