@@ -27,7 +27,12 @@ from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, Rou
 from matrix.measure.deploy import CellDeployer
 from matrix.measure.host_facts import host_facts, speed_index_us
 from matrix.measure.service_info import evaluator
-from matrix.measure.service_state import ApiServiceState, NginxAdmission
+from matrix.measure.service_state import (
+    ApiServiceState,
+    NginxAdmission,
+    NginxTargetPort,
+    PrometheusTargetPort,
+)
 from matrix.measure.stack_locust import StackLocustError
 from matrix.measure.trial import TrialError
 from matrix.measure.warmup import warm_up
@@ -80,6 +85,11 @@ class MatrixRunner:
         self.engine = engine
         self.api = ApiServiceState(matrix, settings, engine, run_info)
         self.admission = NginxAdmission(matrix, settings, engine, run_info)
+        # A target listens on its own port: Nginx proxies to it, Prometheus scrapes it there.
+        self.target_ports = [
+            NginxTargetPort(matrix, settings, engine, run_info),
+            PrometheusTargetPort(matrix, settings, engine, run_info),
+        ]
         self.deployer = CellDeployer(matrix, settings, engine)
         self.load = CellLoad(matrix, settings, engine, cluster)
         per_cell = matrix.expected_load_seconds() + CELL_OVERHEAD_S
@@ -94,10 +104,14 @@ class MatrixRunner:
         restore_to = self.api.record()
         if any(c.admission != "stack" for c in self.matrix.cell_list()):
             self.admission.record()
-        # For the report's header: "c" (the C module) or "numpy" served single rows.
-        self.run_info["evaluator"] = self.run_info.get("evaluator") or evaluator(
-            self.settings.base_url
-        )
+        target = self.matrix.target
+        if target is not None:
+            self.run_info["target"] = {"image": target.image, "port": target.port}
+        else:
+            # For the report's header: "c" (the C module) or "numpy" served single rows.
+            self.run_info["evaluator"] = self.run_info.get("evaluator") or evaluator(
+                self.settings.base_url
+            )
         if "host_facts" not in self.run_info:  # a resumed run keeps the facts it started with
             self.progress.note("reproducibility: host facts, and the host speed index (start)")
             self.run_info["host_facts"] = host_facts(self.engine, self.settings.stack_name)
@@ -127,6 +141,8 @@ class MatrixRunner:
             if changed:
                 self.api.restore(restore_to, self.progress.note)
                 self.admission.restore(self.progress.note)
+                for port in self.target_ports:
+                    port.restore(self.progress.note)
         if changed:
             self.progress.note("reproducibility: the host speed index (end)")
             self.run_info["speed_index_end_us"] = speed_index_us()
@@ -183,10 +199,14 @@ class MatrixRunner:
                 guard.start()
             if cell.admission != "stack":
                 self.admission.apply(cell, record, say)
+            for port in self.target_ports:
+                port.apply(say)
             self.deployer.deploy(cell, record, say)
             if self.matrix.warmup_seconds > 0:
                 say(f"warming up for {self.matrix.warmup_seconds:g} s")
-                record.warmup_requests = warm_up(self.settings.base_url, self.matrix.warmup_seconds)
+                record.warmup_requests = warm_up(
+                    self.settings.base_url, self.matrix.warmup_seconds, self.matrix.target
+                )
             self.load.measure_idle(record, say)
             if cell.search_first:
                 record.reference = self._reference(cell, partial_dir)

@@ -175,6 +175,9 @@ class CellRecord(_Record):
     trials_ended: str = ""
     # The closed-loop run after the trials (matrix file's closed_loop), for the comparison.
     closed_loop: TrialRecord | None = None
+    # A target without the penguin service's metrics: why the server-side figures are absent
+    # (matrix/measure/prometheus.py target_metrics_note); None when they were read.
+    server_metrics: str | None = None
 
     @property
     def knees(self) -> list[float]:
