@@ -12,6 +12,8 @@ Profiles (--load-profile, env LOCUST_LOAD_PROFILE; Locust itself owns --profile)
   measured from each request's intended send time (see loadtest_open.py).
 - `staircase` (open model): fixed rates --start-rate, + --step-rate ... up to --max-rate,
   stopping after the first step that fails.
+- `spike` (open model): --spike-steps LEAD,PEAK,TAIL steps at --start-rate, --spike-rate and
+  --start-rate again, none skipped or paused after on failure (loadtest/spike.py).
 - `workshop` (closed model): ramps to --workshop-users at --workshop-spawn-rate users/s and holds
   --hold-seconds (the original 10 000-user experiment); each user waits a think time uniform in
   [--think-min, --think-max] s after each answer (the course's `between(1, 2.5)`). Outcomes are
@@ -75,6 +77,7 @@ from loadtest.open_model import (
     staircase_rates,
 )
 from loadtest.profiles import (
+    HELD_PROFILES,
     OPEN_PROFILES,
     PROFILES,
     WORKSHOP_SPAWN_RATE,
@@ -87,6 +90,7 @@ from loadtest.profiles import (
     think_time,
     workshop_steps,
 )
+from loadtest.spike import spike_counts, spike_step_rates
 from locust import LoadTestShape, User, events, task
 
 # Imported for their init listeners: the web UI's login and its Prometheus /metrics route.
@@ -114,7 +118,7 @@ def add_arguments(parser: Any) -> None:
         choices=PROFILES,
         default="plain",
         env_var="LOCUST_LOAD_PROFILE",
-        help="load profile: plain (-u/-r/-t), workshop, staircase, search or soak",
+        help="load profile: plain (-u/-r/-t), workshop, staircase, search, soak or spike",
     )
     group.add_argument(
         "--model-mix",
@@ -227,6 +231,19 @@ def add_arguments(parser: Any) -> None:
         default=30,
         env_var="LOCUST_SOAK_STEPS",
         help="soak: steps of --step-seconds each at --start-rate, none skipped on failure",
+    )
+    group.add_argument(
+        "--spike-rate",
+        type=float,
+        default=300.0,
+        env_var="LOCUST_SPIKE_RATE",
+        help="spike: the peak's arrival rate, requests/s (the base is --start-rate)",
+    )
+    group.add_argument(
+        "--spike-steps",
+        default="2,6,9",
+        env_var="LOCUST_SPIKE_STEPS",
+        help="spike: LEAD,PEAK,TAIL steps of --step-seconds at the base, the peak and the base",
     )
     group.add_argument(
         "--step-seconds",
@@ -621,6 +638,8 @@ def _check_options(options: Any) -> None:
         (options.p95_ms > 0, "--p95-ms must be > 0"),
     ]
     check_think_time(options.think_min, options.think_max)
+    if options.load_profile == "spike":
+        spike_step_rates(options.start_rate, options.spike_rate, spike_counts(options.spike_steps))
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
@@ -903,6 +922,11 @@ class _OpenDriver:
             self.search = FixedSteps(
                 [options.start_rate] * options.soak_steps, stop_on_failure=False
             )
+        elif options.load_profile == "spike":
+            rates = spike_step_rates(
+                options.start_rate, options.spike_rate, spike_counts(options.spike_steps)
+            )
+            self.search = FixedSteps(rates, stop_on_failure=False)
         else:
             self.search = FixedSteps(
                 staircase_rates(options.start_rate, options.step_rate, options.max_rate)
@@ -994,8 +1018,8 @@ class _OpenDriver:
         result = merge_reports(self.plan, self.reports.pop(self.plan.index, []), self.users)
         result.started, result.ended = self.started_wall, time.time()
         judge(result, self.objective)
-        if not result.passed and self.options.load_profile != "soak":
-            # (A soak holds its rate: a pause would hide what it is there to see.)
+        if not result.passed and self.options.load_profile not in HELD_PROFILES:
+            # (A soak or a spike holds its schedule: a pause would hide what it is there to see.)
             # An overloaded service still works off the requests it queued, also those whose
             # clients gave up: let that backlog drain, or the next step would measure it too.
             self.resume_at = time.monotonic() + drain_seconds(result, self.options.request_timeout)

@@ -291,6 +291,29 @@ def test_soak_holds_its_rate_for_every_step_even_when_they_fail(
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_spike_runs_its_base_peak_and_base_steps_even_when_they_fail(
+    service_url: str, tmp_path: Path
+) -> None:
+    # Every step breaks the objective; a spike runs its whole schedule anyway (loadtest/spike.py).
+    step_log = _run_unreachable_objective(
+        service_url,
+        tmp_path,
+        ["spike", "--start-rate", "5", "--spike-rate", "20", "--spike-steps", "1,2,1"],
+    )
+    events = _step_events(step_log)
+    steps = [e for e in events if e["event"] == "step"]
+    assert [(s["index"], s["rate"], s["passed"]) for s in steps] == [
+        (0, 5, False),
+        (1, 20, False),
+        (2, 20, False),
+        (3, 5, False),
+    ]
+    assert events[0]["profile"] == "spike"
+    assert events[-1]["event"] == "end" and events[-1]["outcome"] == "all steps done"
+
+
+@pytest.mark.integration
 @pytest.mark.timeout(60)
 def test_invalid_options_fail_clearly(tmp_path: Path) -> None:
     result = subprocess.run(
