@@ -22,6 +22,7 @@ from typing import Any
 from matrix.analyse.records import CellRecord, TrialRecord
 from matrix.config import Cell, MatrixFile, MatrixSettings, memory_bytes
 from matrix.errors import MatrixRunError
+from matrix.measure.autoscale import AutoscalerCells
 from matrix.measure.cell_load import CellLoad
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, RouteGuard
 from matrix.measure.deploy import CellDeployer
@@ -79,6 +80,7 @@ class MatrixRunner:
         self.api = ApiServiceState(matrix, settings, engine, run_info)
         self.admission = NginxAdmission(matrix, settings, engine, run_info)
         self.deployer = CellDeployer(matrix, settings, engine)
+        self.autoscaler = AutoscalerCells(matrix, settings, engine, run_info)
         self.load = CellLoad(matrix, settings, engine, cluster)
         per_cell = (
             matrix.trials * matrix.profile.expected_seconds()
@@ -96,6 +98,7 @@ class MatrixRunner:
         restore_to = self.api.record()
         if any(c.admission != "stack" for c in self.matrix.cell_list()):
             self.admission.record()
+        self.autoscaler.record()
         # For the report's header: "c" (the C module) or "numpy" served single rows.
         self.run_info["evaluator"] = self.run_info.get("evaluator") or evaluator(
             self.settings.base_url
@@ -123,6 +126,8 @@ class MatrixRunner:
                     self.progress.finish_cell()
         finally:
             if changed:
+                # The autoscaler first: it would scale the api away from what is put back.
+                self.autoscaler.restore(self.progress.note)
                 self.api.restore(restore_to, self.progress.note)
                 self.admission.restore(self.progress.note)
         self.run_info["status"] = "complete"
@@ -178,13 +183,19 @@ class MatrixRunner:
                 guard.start()
             if cell.admission != "stack":
                 self.admission.apply(cell, record, say)
+            self.autoscaler.prepare(cell, say)
             self.deployer.deploy(cell, record, say)
             if self.matrix.warmup_seconds > 0:
                 say(f"warming up for {self.matrix.warmup_seconds:g} s")
                 record.warmup_requests = warm_up(self.settings.base_url, self.matrix.warmup_seconds)
             if cell.search_first:
                 record.reference = self._reference(cell, partial_dir)
-            self.load.run(partial_dir, record, say)
+            self.autoscaler.start(cell, record, partial_dir, say)
+            try:
+                self.load.run(partial_dir, record, say)
+            finally:
+                self.autoscaler.finish(cell, partial_dir, say)
+            self.autoscaler.timelines(cell, record, partial_dir)
             record.status = "measured"
         except ClusterTargetError as error:
             raise MatrixRunError(str(error)) from None

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from matrix.analyse.soak import SoakSummary
+from matrix.analyse.spike import SpikeTimeline
 from matrix.measure.prometheus import ServerFigures
 
 
@@ -149,6 +150,9 @@ class CellRecord(_Record):
     reference: TrialRecord | None = None
     # A soak profile: each trial minute by minute, with its trends (matrix/analyse/soak.py).
     soak: list[SoakSummary] = []
+    # A spike profile: each trial's timeline, with its times (matrix/analyse/spike.py).
+    spike: list[SpikeTimeline] = []
+    autoscale: str = "stack"
 
     @property
     def knees(self) -> list[float]:

@@ -53,6 +53,8 @@ class FakeEngine:
         self.env: dict[str, dict[str, str]] = {}
         self.env_updates: list[tuple[str, dict[str, str]]] = []
         self.scaled: dict[str, int] = {}
+        # What service_logs answers, by service.
+        self.logs: dict[str, list[str]] = {}
 
     def serve(self, requests: int, *, replace_task: bool = False, oom_kill: bool = False) -> None:
         """What a load run does to the fake: Nginx counts requests, a task may be replaced and
@@ -156,3 +158,6 @@ class FakeEngine:
 
     def scale_service(self, service: str, replicas: int, timeout: float) -> None:
         self.scaled[service] = replicas
+
+    def service_logs(self, service: str, since: float) -> list[str]:
+        return list(self.logs.get(service, []))
