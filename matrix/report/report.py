@@ -26,6 +26,7 @@ from matrix.config import (
     MatrixFile,
     SearchProfile,
     SoakProfile,
+    SpikeProfile,
     WorkshopProfile,
 )
 from matrix.report.plots import (
@@ -35,6 +36,7 @@ from matrix.report.plots import (
     plot_soak,
     plot_workshop_timeline,
 )
+from matrix.report.spike_plot import plot_spike
 
 CELLS_DIR = "cells"
 CELL_FILE = "cell.json"
@@ -116,7 +118,7 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
     plots.mkdir(exist_ok=True)
     write_summary(run_dir / "summary.csv", cells, matrix.target_rps)
     objective = matrix.objective
-    step_plots, soak_plots = {}, {}
+    step_plots, soak_plots, spike_plots = {}, {}, {}
     for cell in cells:
         if cell.trials:
             name = f"steps-{cell.cell_id}.png"
@@ -126,6 +128,8 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
             soak_plots[cell.cell_id] = plot_soak(
                 cell, objective.p95_ms, plots / f"soak-{cell.cell_id}.png"
             ).name
+        if cell.spike:
+            spike_plots[cell.cell_id] = plot_spike(cell, plots / f"spike-{cell.cell_id}.png").name
     plot_across_cells(cells, matrix.target_rps, objective.p95_ms, plots / "capacity-vs-cpu.png")
     plot_failures(cells, objective.max_failure_ratio, plots / "failures.png")
     workshop_context: dict[str, Any] | None = None
@@ -165,6 +169,9 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
         "workshop": workshop_context,
         "soak": matrix.profile if isinstance(matrix.profile, SoakProfile) else None,
         "soak_plots": soak_plots,
+        "spike": matrix.profile if isinstance(matrix.profile, SpikeProfile) else None,
+        "spike_plots": spike_plots,
+        "host_saturation": HOST_SATURATION,
     }
     env = template_environment()
     text = env.get_template("report.md.j2").render(context)
