@@ -330,7 +330,8 @@ def test_the_report_draws_a_timeline_per_spike_cell(tmp_path: Path) -> None:
         cell_dir = tmp_path / CELLS_DIR / cell.cell_id
         cell_dir.mkdir(parents=True)
         (cell_dir / CELL_FILE).write_text(record.model_dump_json(), encoding="utf-8")
-    text = write_report(tmp_path, matrix, {"host_cores": 2}).read_text(encoding="utf-8")
+    run_info = {"host_cores": 2, "started": "2026-12-05T19:00:00+00:00"}
+    text = write_report(tmp_path, matrix, run_info).read_text(encoding="utf-8")
     assert "## Spike" in text
     assert "then **828 req/s (3x the knee)**" in text
     assert "| r1-c0.05-m256M-ason | on | 1 -> 2 | 7 (12) | 10 | 42 | 50 | 0 | 50 % |" in text
