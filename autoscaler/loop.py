@@ -31,6 +31,8 @@ def decision_record(decision: Decision, service: str, at: float, error: str | No
         "in_flight": None if observation is None else round(observation.in_flight, 2),
         "refused_rps": None if observation is None else round(observation.refused_rps, 2),
     }
+    if observation is not None and observation.missing is not None:
+        record["missing"] = observation.missing
     if error is not None:
         record["error"] = error
     return json.dumps(record, sort_keys=False)
