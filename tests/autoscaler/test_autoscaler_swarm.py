@@ -17,6 +17,7 @@ import shutil
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ import pytest
 
 from autoscaler.from_run import SUMMARY, knee_per_replica
 from loadtest.spike import Phase, spike_phases
+from matrix.analyse.spike import parse_decisions
 from matrix.measure.prometheus import PrometheusClient
 from stack.credentials import DIR_ENV, lab_ui_credentials
 from tests.autoscaler.spike import run_phases
@@ -142,8 +144,18 @@ class ReplicaWatch:
 
 def _decisions() -> str:
     return run_checked(
-        ["docker", "service", "logs", "--raw", "--tail", "60", f"{STACK}_autoscaler"], timeout=60
+        ["docker", "service", "logs", "--raw", "--tail", "200", f"{STACK}_autoscaler"], timeout=60
     )
+
+
+def _way_up(log: str, spike_start: float) -> str:
+    """The decisions from the spike's start to the first scale-up, by code, and that one: what
+    a slow scale-up spent its time on (no figures, cooldown, a rate still in tolerance)."""
+    decisions = [d for d in parse_decisions(log.splitlines()) if d.at >= spike_start]
+    up = next((d for d in decisions if d.code == "scale_up"), None)
+    before = Counter(d.code for d in decisions if up is None or d.at < up.at)
+    first = "none" if up is None else f"+{up.at - spike_start:.0f} s at {up.rps} req/s seen"
+    return f"decisions before the first scale-up {dict(before)}; the first scale-up: {first}"
 
 
 def test_a_spike_scales_up_and_the_fall_scales_back_without_failures(
@@ -159,10 +171,13 @@ def test_a_spike_scales_up_and_the_fall_scales_back_without_failures(
     spiked, _pause, trickled = results
     decisions = _decisions()
     timeline = watch.timeline(spiked.started)
+    # The decisions carry wall-clock times; the phases monotonic ones.
+    spike_start = time.time() - (time.monotonic() - spiked.started)
     with capsys.disabled():
         sys.stderr.write(
             f"\n[autoscale] knee per replica {knee:g} req/s; replicas (s from spike start): "
             f"{timeline}\n  {spiked.summary()}\n  {trickled.summary()}\n"
+            f"  {_way_up(decisions, spike_start)}\n"
         )
     context = f"replicas {timeline}\n{spiked.summary()}\n{trickled.summary()}\n{decisions}"
     up_at = watch.first(spiked.started, 2, at_least=True)
