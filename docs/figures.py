@@ -396,16 +396,16 @@ def spike_run(report: Report, link: str) -> str:
         f"{spike.group(1)} req/s ({spike.group(2)}x its quick-run knee). With the autoscaler "
         f"the api went {on['replicas: start -> most']} replicas: the first one added "
         f"{_seconds(on['up s'].split(' ')[0])} after the jump (running "
-        f"{_seconds(on['up s'].split('(')[1].rstrip(')'))} after it), p95 within the objective "
-        f"from {_seconds(on['p95 back s'])} after the jump, back to the start "
+        f"{_seconds(on['up s'].split('(')[1].rstrip(')'))} after it), the objective met again "
+        f"from {_seconds(on['objective again s'])} after the jump, back to the start "
         f"{_seconds(on['back to min s'])} after the fall; {on['503s in the peak']} requests "
         f"were refused with 503 in the peak and {on['failed on the way down']} failed or went "
         f"unsent on the way down (the host's CPU {on['host CPU in the peak']} busy in the peak)."
     ]
     for off in (row for row in rows if row["autoscaler"] == "off"):
         lines.append(
-            f" Without it ({off['cell']}): {off['replicas: start -> most']} replicas, p95 within "
-            f"the objective from {_seconds(off['p95 back s'])} after the jump, "
+            f" Without it ({off['cell']}): {off['replicas: start -> most']} replicas, the "
+            f"objective met again from {_seconds(off['objective again s'])} after the jump, "
             f"{off['503s in the peak']} refused with 503 in the peak, "
             f"{off['failed on the way down']} failed on the way down (host CPU "
             f"{off['host CPU in the peak']})."

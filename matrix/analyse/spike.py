@@ -7,9 +7,10 @@ autoscaler set; `running`: its running tasks), and the autoscaler's own decision
 Times are seconds from the jump (the first peak step's start):
 
 - scale-up: the first sample after the jump with more replicas than at the start (desired, and
-  running: a new task also has to start and pass its health check);
-- p95 back: the start of the first peak step from which every peak step's p95 met the
-  objective (0 when none missed it; none when the last one still missed it);
+  running: Swarm counts a task running once its health check passed);
+- objective met again: the start of the first peak step from which every peak step met the
+  objective's p95 and failure share, 503s counted as failures (0 when none missed it; none when
+  the last one still missed it: a p95 alone would count fast refusals as good answers);
 - back to min: from the fall (the last peak step's end), the first sample with both desired and
   running back at the start count (none when the replicas never rose, or never came back);
 - failures on the way down: failed and unsent requests in the steps after the peak.
@@ -37,7 +38,7 @@ REFUSED = "HTTP 503"
 # objective within 60 s of it, back to the minimum within the stabilisation window + 30 s of
 # the fall, and no failure on the way down.
 SCALE_UP_WITHIN_S = 30.0
-P95_BACK_WITHIN_S = 60.0
+OBJECTIVE_BACK_WITHIN_S = 60.0
 BACK_TO_MIN_MARGIN_S = 30.0
 # The autoscaler's settings kept with the timeline (the names of its AUTOSCALE_* variables).
 AUTOSCALER_SETTINGS = (
@@ -88,12 +89,14 @@ class SpikePoint(_Model):
     other_failures: int  # failures that are not 503s: timeouts, connection errors, 5xx
     dropped: int
     p95_ms: float | None
+    failure_ratio: float  # failed of answered, 503s included
 
 
 class SpikeTimeline(_Model):
     trial: int
     autoscale: str
     objective_p95_ms: float
+    max_failure_ratio: float
     start_replicas: int
     points: list[SpikePoint]
     replicas: list[tuple[float, int, int]]  # (s from the jump, desired, running)
@@ -102,7 +105,7 @@ class SpikeTimeline(_Model):
     scale_up_s: float | None
     scale_up_running_s: float | None
     max_replicas: int
-    p95_back_s: float | None
+    back_within_s: float | None  # the objective met again, from the jump
     back_to_min_s: float | None  # from the fall
     refused_in_peak: int
     failures_down: int  # failed or unsent after the peak, 503s included
@@ -120,9 +123,11 @@ class SpikeTimeline(_Model):
         def seconds(value: float | None) -> str:
             return "never" if value is None else f"{value:.0f} s"
 
-        p95 = f"{seconds(self.p95_back_s)} after the jump"
-        if self.p95_back_s is None and (self.host_cpu_peak or 0.0) > host_saturation:
-            p95 += f"; the host was the limit (its CPU {self.host_cpu_peak:.0%} busy in the peak)"
+        within = f"{seconds(self.back_within_s)} after the jump"
+        if self.back_within_s is None and (self.host_cpu_peak or 0.0) > host_saturation:
+            within += (
+                f"; the host was the limit (its CPU {self.host_cpu_peak:.0%} busy in the peak)"
+            )
         allowed = (self.stabilisation_s or 0.0) + BACK_TO_MIN_MARGIN_S
         up = self.scale_up_s
         back = self.back_to_min_s
@@ -134,9 +139,10 @@ class SpikeTimeline(_Model):
                 up is not None and up <= SCALE_UP_WITHIN_S,
             ),
             (
-                f"p95 within {self.objective_p95_ms:g} ms within {P95_BACK_WITHIN_S:.0f} s",
-                p95,
-                self.p95_back_s is not None and self.p95_back_s <= P95_BACK_WITHIN_S,
+                f"p95 <= {self.objective_p95_ms:g} ms and failures <= "
+                f"{self.max_failure_ratio:.0%} again within {OBJECTIVE_BACK_WITHIN_S:.0f} s",
+                within,
+                self.back_within_s is not None and self.back_within_s <= OBJECTIVE_BACK_WITHIN_S,
             ),
             (
                 f"back to {self.start_replicas} within the stabilisation window + "
@@ -200,6 +206,7 @@ def _point(step: StepRecord, phase: str, origin: float) -> SpikePoint:
         other_failures=step.failed - refused,
         dropped=step.dropped,
         p95_ms=step.p95_ms,
+        failure_ratio=round(step.failure_ratio, 4),
     )
 
 
@@ -213,11 +220,17 @@ def _first(samples: Sequence[ReplicaSample], after: float, test: str, count: int
     return None
 
 
-def p95_back_s(peak: Sequence[SpikePoint], objective_ms: float) -> float | None:
-    """The start of the first peak step from which every peak step met the p95 objective."""
+def back_within_s(
+    peak: Sequence[SpikePoint], objective_ms: float, max_failure_ratio: float
+) -> float | None:
+    """The start of the first peak step from which every peak step met the objective."""
     back: float | None = None
     for point in peak:
-        within = point.p95_ms is not None and point.p95_ms <= objective_ms
+        within = (
+            point.p95_ms is not None
+            and point.p95_ms <= objective_ms
+            and point.failure_ratio <= max_failure_ratio
+        )
         if not within:
             back = None
         elif back is None:
@@ -231,6 +244,7 @@ def spike_timeline(
     samples: Sequence[ReplicaSample],
     decisions: Sequence[AutoscalerDecision],
     objective_p95_ms: float,
+    max_failure_ratio: float,
     autoscale: str,
     autoscaler: dict[str, str],
     until: float = math.inf,
@@ -269,6 +283,7 @@ def spike_timeline(
         trial=trial.trial,
         autoscale=autoscale,
         objective_p95_ms=objective_p95_ms,
+        max_failure_ratio=max_failure_ratio,
         start_replicas=start,
         points=points,
         replicas=[(round(s.at - origin, 3), s.desired, s.running) for s in in_window],
@@ -281,7 +296,7 @@ def spike_timeline(
         scale_up_s=_first(in_window, origin, "desired", start),
         scale_up_running_s=_first(in_window, origin, "running", start),
         max_replicas=max((max(s.desired, s.running) for s in after_jump), default=start),
-        p95_back_s=p95_back_s(peak, objective_p95_ms),
+        back_within_s=back_within_s(peak, objective_p95_ms, max_failure_ratio),
         back_to_min_s=back_to_min,
         refused_in_peak=sum(s.failures.get(REFUSED, 0) for s in peak_records),
         failures_down=sum(s.failed + s.dropped for s in after),

@@ -41,7 +41,8 @@ Say = Callable[[str], None]
 
 
 class ReplicaSampler(threading.Thread):
-    """The api service's desired replicas (its spec) and running tasks, to a CSV file."""
+    """The api service's desired replicas (its spec) and running tasks (Swarm's state: after
+    their health check passed), to a CSV file."""
 
     def __init__(self, engine: Engine, service: str, output: Path, interval: float) -> None:
         super().__init__(name="replicas", daemon=True)
@@ -55,7 +56,7 @@ class ReplicaSampler(threading.Thread):
             while True:
                 try:
                     desired = self.engine.service_resources(self.service).replicas
-                    running = len(self.engine.containers(self.service))
+                    running = len(self.engine.task_nodes(self.service))
                 except DockerError:
                     desired = running = -1  # left out below: a gap, not a zero
                 if desired >= 0:
@@ -159,6 +160,7 @@ class AutoscalerCells:
                 samples,
                 decisions,
                 self.matrix.objective.p95_ms,
+                self.matrix.objective.max_failure_ratio,
                 cell.autoscale,
                 self.run_info.get("autoscaler", {}).get(cell.cell_id, {}),
                 until=starts[i + 1],
