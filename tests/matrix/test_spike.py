@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,15 @@ from matrix.config import (
     load_matrix_file,
 )
 from matrix.errors import MatrixRunError
+from matrix.measure import deploy as deploy_module
+from matrix.measure import trial as trial_module
 from matrix.measure.autoscale import ORIGINAL_KEY, AutoscalerCells
 from matrix.measure.loadgen import profile_arguments
 from matrix.report.report import CELL_FILE, CELLS_DIR, write_report
+from matrix.runner import MatrixRunner, prepare_run_dir
 from stack.engine import ServiceResources
 from tests.stack.fake_engine import FakeEngine
+from tests.stack.ready_server import ReadyServer
 
 T0 = 1_700_000_000.0  # the jump; every time below is explicit
 STEP_S = 5.0
@@ -386,3 +391,57 @@ def test_the_replicas_file_round_trips(tmp_path: Path) -> None:
         writer.writerow((T0, 2, 1))
     assert read_replicas(path) == [ReplicaSample(at=T0, desired=2, running=1)]
     assert read_replicas(tmp_path / "missing.csv") == []
+
+
+# --- a whole run, on the fake engine and a recorded spike ----------------------------------------
+
+SPIKE_FIXTURE = Path(__file__).parent / "fixtures" / "spike-swarm"
+
+
+def test_a_spike_run_drives_the_autoscaler_around_each_cell_and_reports(
+    tmp_path: Path, ready_server: ReadyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(deploy_module, "READY_INTERVAL_S", 0.0)
+
+    def replayed_locust(command: list[str], out: Path, *_args: object, **_kwargs: object) -> int:
+        assert "--spike-steps" in command
+        for source in SPIKE_FIXTURE.iterdir():
+            shutil.copy(source, out / source.name)
+        return 0
+
+    monkeypatch.setattr(trial_module, "run_locust", replayed_locust)
+    path = tmp_path / "matrix.yaml"
+    spike_file = (PROJECT_ROOT / "matrix" / "matrix-spike.yaml").read_text(encoding="utf-8")
+    path.write_text(spike_file.replace("warmup_seconds: 5", "warmup_seconds: 0"), "utf-8")
+    matrix = load_matrix_file(path)
+    settings = MatrixSettings(
+        results_dir=tmp_path / "results", stack_name="t", nginx_port=ready_server.port
+    )
+    engine = fake_engine()
+    engine.logs["t_autoscaler"] = [
+        '2026 INFO {"at": 1, "current": 1, "desired": 2, "applied": 2, "code": "scale_up"}'
+    ]
+    scalings: list[int] = []
+    scale = engine.scale_service
+
+    def recorded_scale(service: str, replicas: int, timeout: float) -> None:
+        if service == "t_autoscaler":
+            scalings.append(replicas)
+        scale(service, replicas, timeout)
+
+    monkeypatch.setattr(engine, "scale_service", recorded_scale)
+    run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
+    MatrixRunner(matrix, settings, run_dir, info, engine).run()
+    on, off = (
+        CellRecord.model_validate_json((run_dir / CELLS_DIR / c.cell_id / CELL_FILE).read_text())
+        for c in matrix.cell_list()
+    )
+    # Off before each deployment, on for the autoscaled cell's load only, back as it was (1).
+    assert scalings == [0, 1, 0, 0, 0, 1]
+    assert (on.autoscale, off.autoscale) == ("on", "off")
+    assert len(on.spike) == len(off.spike) == 1
+    assert [p.phase for p in on.spike[0].points].count("peak") == 12
+    assert on.spike[0].autoscaler["AUTOSCALE_STABILISATION_S"] == "30"
+    assert (run_dir / CELLS_DIR / on.cell_id / DECISIONS_FILE).is_file()
+    assert not (run_dir / CELLS_DIR / off.cell_id / DECISIONS_FILE).exists()
+    assert "## Spike" in (run_dir / "report.md").read_text(encoding="utf-8")
