@@ -403,11 +403,16 @@ def spike_run(report: Report, link: str) -> str:
         f"unsent on the way down (the host's CPU {on['host CPU in the peak']} busy in the peak)."
     ]
     for off in (row for row in rows if row["autoscaler"] == "off"):
+        again = off["objective again s"]
+        met = (
+            "never met the objective again during the peak"
+            if again == "-"
+            else f"met the objective again from {again} s after the jump"
+        )
         lines.append(
-            f" Without it ({off['cell']}): {off['replicas: start -> most']} replicas, the "
-            f"objective met again from {_seconds(off['objective again s'])} after the jump, "
-            f"{off['503s in the peak']} refused with 503 in the peak, "
-            f"{off['failed on the way down']} failed on the way down (host CPU "
+            f" Without it ({off['cell']}) the api stayed at {off['replicas: start -> most']} "
+            f"replicas and {met}: {off['503s in the peak']} requests refused with 503 in the "
+            f"peak, {off['failed on the way down']} failed on the way down (host CPU "
             f"{off['host CPU in the peak']})."
         )
     table = [
