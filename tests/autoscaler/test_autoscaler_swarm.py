@@ -29,6 +29,7 @@ from loadtest.spike import Phase, spike_phases
 from matrix.analyse.spike import parse_decisions
 from matrix.measure.prometheus import PrometheusClient
 from stack.credentials import DIR_ENV, lab_ui_credentials
+from stack.engine import DockerEngine
 from tests.autoscaler.spike import run_phases
 from tests.support import PROJECT_ROOT, docker_engine_available, free_port, require, run_checked
 
@@ -142,10 +143,10 @@ class ReplicaWatch:
         self._thread.join(timeout=10)
 
 
-def _decisions() -> str:
-    return run_checked(
-        ["docker", "service", "logs", "--raw", "--tail", "200", f"{STACK}_autoscaler"], timeout=60
-    )
+def _decisions(since: float) -> str:
+    # Through the engine, not `docker service logs`: the autoscaler logs to stderr, which the
+    # CLI passes on as its own stderr.
+    return "\n".join(DockerEngine.from_env().service_logs(f"{STACK}_autoscaler", since))
 
 
 def _way_up(log: str, spike_start: float) -> str:
@@ -169,10 +170,10 @@ def test_a_spike_scales_up_and_the_fall_scales_back_without_failures(
     with ReplicaWatch(f"{STACK}_api") as watch:
         results = run_phases(f"{deployed.nginx}/predict", [peak, Phase("pause", 0, 3), after])
     spiked, _pause, trickled = results
-    decisions = _decisions()
     timeline = watch.timeline(spiked.started)
     # The decisions carry wall-clock times; the phases monotonic ones.
     spike_start = time.time() - (time.monotonic() - spiked.started)
+    decisions = _decisions(spike_start - 10)
     with capsys.disabled():
         sys.stderr.write(
             f"\n[autoscale] knee per replica {knee:g} req/s; replicas (s from spike start): "
