@@ -409,11 +409,12 @@ def spike_run(report: Report, link: str) -> str:
             if again == "-"
             else f"met the objective again from {again} s after the jump"
         )
+        most = off["replicas: start -> most"].split("->")[-1].strip()
         lines.append(
-            f" Without it ({off['cell']}) the api stayed at {off['replicas: start -> most']} "
-            f"replicas and {met}: {off['503s in the peak']} requests refused with 503 in the "
-            f"peak, {off['failed on the way down']} failed on the way down (host CPU "
-            f"{off['host CPU in the peak']})."
+            f" Without it ({off['cell']}) the api stayed at {most} replica(s) and {met}: "
+            f"{off['503s in the peak']} requests refused with 503 in the peak, "
+            f"{off['failed on the way down']} failed on the way down "
+            f"(host CPU {off['host CPU in the peak']})."
         )
     table = [
         "| " + " | ".join(checks.header) + " |",
