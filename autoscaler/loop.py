@@ -16,10 +16,11 @@ from matrix.measure.prometheus import QueryFn
 LOG = logging.getLogger("autoscaler")
 
 
-def decision_record(decision: Decision, service: str, error: str | None = None) -> str:
-    """One JSON line per decision: inputs, desired, applied and why."""
+def decision_record(decision: Decision, service: str, at: float, error: str | None = None) -> str:
+    """One JSON line per decision: when (epoch seconds), inputs, desired, applied and why."""
     observation = decision.observation
     record: dict[str, object] = {
+        "at": round(at, 3),
         "service": service,
         "current": decision.current,
         "desired": decision.desired,
@@ -30,6 +31,8 @@ def decision_record(decision: Decision, service: str, error: str | None = None) 
         "in_flight": None if observation is None else round(observation.in_flight, 2),
         "refused_rps": None if observation is None else round(observation.refused_rps, 2),
     }
+    if observation is not None and observation.missing is not None:
+        record["missing"] = observation.missing
     if error is not None:
         record["error"] = error
     return json.dumps(record, sort_keys=False)
@@ -50,8 +53,9 @@ def step(
         return None
     observation: Observation | None
     problem = None
+    at = wall_clock()
     try:
-        observation = observe(query, wall_clock(), settings.rate_window_s)
+        observation = observe(query, at, settings.rate_window_s)
     except NoFigures as error:
         observation, problem = None, str(error)
     decision = policy.decide(current, observation)
@@ -64,5 +68,5 @@ def step(
             failure = str(error)
         metrics.record_scaling(decision, ok=failure is None)
     level = logging.ERROR if failure else logging.WARNING if problem else logging.INFO
-    LOG.log(level, decision_record(decision, settings.service, failure or problem))
+    LOG.log(level, decision_record(decision, settings.service, at, failure or problem))
     return decision

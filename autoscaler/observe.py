@@ -2,7 +2,8 @@
 
 The offered rate is the higher of what the api replicas counted (penguin_http_requests_total,
 service/metrics.py) and what Nginx counted (its exporter): requests Nginx refuses with a 503 when
-every replica is full (admission control) never reach a replica, yet they are demand.
+every replica is full (admission control) never reach a replica, yet they are demand. Either
+alone will do; with neither there are no figures.
 """
 
 from __future__ import annotations
@@ -44,15 +45,23 @@ def observe(query: QueryFn, at: float, window_s: int) -> Observation:
     exprs = queries(window_s)
     try:
         served = one_value(query, exprs["served"], at)
-        if served is None:
-            raise NoFigures("Prometheus has no api request series (no replica scraped yet?)")
         nginx = one_value(query, exprs["nginx"], at)
         in_flight = one_value(query, exprs["in_flight"], at)
         refused = one_value(query, exprs["refused"], at)
     except PrometheusUnavailable as error:
         raise NoFigures(str(error)) from None
+    if served is None and nginx is None:
+        raise NoFigures(
+            "Prometheus has no request series of the api or Nginx (nothing scraped yet?)"
+        )
+    # A replica too busy to answer its scrape in time is the very moment to scale: without its
+    # series, Nginx's count (every request, refusals included) still measures the demand.
+    missing = "api request series (replicas not scraped)" if served is None else None
     return Observation(
-        rps=max(served, nginx or 0.0), in_flight=in_flight or 0.0, refused_rps=refused or 0.0
+        rps=max(served or 0.0, nginx or 0.0),
+        in_flight=in_flight or 0.0,
+        refused_rps=refused or 0.0,
+        missing=missing,
     )
 
 

@@ -45,6 +45,7 @@ class Observation:
     rps: float  # requests/s offered: served by the replicas, or refused in front of them
     in_flight: float  # requests being served right now, summed over replicas
     refused_rps: float  # 503 answers/s
+    missing: str | None = None  # a source that had no figures (the others stood in)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from cluster.topology import (
     swarm_join_args,
 )
 
-IMAGES = ("api", "nginx", "locust", "prometheus")
+IMAGES = ("api", "nginx", "locust", "prometheus", "autoscaler")
 ENGINE_START_TIMEOUT = 60
 
 

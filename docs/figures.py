@@ -17,6 +17,7 @@ from matrix.report.report import fmt
 
 QUICK_RUN = "quick-run"
 WORKSHOP_RUN = "workshop-run"
+SPIKE_RUN = "spike-run"
 # Failure kinds the workshop table names apart; any other kind counts as "other".
 TIMEOUTS = "timeouts"
 CONNECTION_ERRORS = "connection errors"
@@ -401,6 +402,54 @@ def workshop_generator_load(report: Report, link: str) -> str:
     )
 
 
+def _seconds(text: str) -> str:
+    return "never" if text == "-" else f"{text} s"
+
+
+def spike_run(report: Report, link: str) -> str:
+    """The autoscaler against the same spike without it, and issue 20's bounds checked."""
+    rows = report.section("Spike").tables()[0].records()
+    on = next((row for row in rows if row["autoscaler"] == "on"), None)
+    if on is None:
+        raise report.fail("the Spike table has no cell with the autoscaler on")
+    spike = report.header_match(r"then \*\*([0-9.]+) req/s \(([0-9.]+)x the knee\)\*\*")
+    checks = report.section(f"{on['cell']}: spike").tables()[0]
+    cell = report.summary_row(on["cell"])
+    lines = [
+        f"A real run of `matrix/matrix-spike.yaml` (started {_started(report)}, on the "
+        f"{_cores(report)}-core machine, shared with other work): {_report_link(report, link)}. "
+        f"{cell['replicas']} replica(s) at {cell['cpus']} CPU and {cell['memory']}, a spike to "
+        f"{spike.group(1)} req/s ({spike.group(2)}x its quick-run knee). With the autoscaler "
+        f"the api went {on['replicas: start -> most']} replicas: the first one added "
+        f"{_seconds(on['up s'].split(' ')[0])} after the jump (running "
+        f"{_seconds(on['up s'].split('(')[1].rstrip(')'))} after it), the objective met again "
+        f"from {_seconds(on['objective again s'])} after the jump, back to the start "
+        f"{_seconds(on['back to min s'])} after the fall; {on['503s in the peak']} requests "
+        f"were refused with 503 in the peak and {on['failed on the way down']} failed or went "
+        f"unsent on the way down (the host's CPU {on['host CPU in the peak']} busy in the peak)."
+    ]
+    for off in (row for row in rows if row["autoscaler"] == "off"):
+        again = off["objective again s"]
+        met = (
+            "never met the objective again during the peak"
+            if again == "-"
+            else f"met the objective again from {again} s after the jump"
+        )
+        most = off["replicas: start -> most"].split("->")[-1].strip()
+        lines.append(
+            f" Without it ({off['cell']}) the api stayed at {most} replica(s) and {met}: "
+            f"{off['503s in the peak']} requests refused with 503 in the peak, "
+            f"{off['failed on the way down']} failed on the way down "
+            f"(host CPU {off['host CPU in the peak']})."
+        )
+    table = [
+        "| " + " | ".join(checks.header) + " |",
+        "|" + "---|" * len(checks.header),
+        *("| " + " | ".join(row) + " |" for row in checks.rows),
+    ]
+    return "".join(lines) + "\n\n" + "\n".join(table)
+
+
 BLOCKS: dict[str, Block] = {
     "quick-run-method": Block(QUICK_RUN, quick_run_method),
     "quick-run-table": Block(QUICK_RUN, quick_run_table),
@@ -414,4 +463,5 @@ BLOCKS: dict[str, Block] = {
     "workshop-table": Block(WORKSHOP_RUN, workshop_table),
     "workshop-conclusions": Block(WORKSHOP_RUN, workshop_conclusions),
     "workshop-generator-load": Block(WORKSHOP_RUN, workshop_generator_load),
+    "spike-run": Block(SPIKE_RUN, spike_run),
 }

@@ -10,9 +10,12 @@ import math
 import random
 from dataclasses import asdict, dataclass
 
-PROFILES = ("plain", "workshop", "staircase", "search", "soak")
+PROFILES = ("plain", "workshop", "staircase", "search", "soak", "spike")
 # The profiles that send arrivals on a schedule (open model, loadtest/open_model.py).
-OPEN_PROFILES = ("staircase", "search", "soak")
+OPEN_PROFILES = ("staircase", "search", "soak", "spike")
+# The open profiles that hold their schedule whatever a step measures: no pause to drain a
+# failing step, no stop (a soak or a spike reports how the service fares, not where it breaks).
+HELD_PROFILES = ("soak", "spike")
 # The original workshop experiment: 10 000 users spawned at 500 users/s, then held.
 WORKSHOP_USERS = 10_000
 WORKSHOP_SPAWN_RATE = 500.0

@@ -12,6 +12,8 @@ Profiles (--load-profile, env LOCUST_LOAD_PROFILE; Locust itself owns --profile)
   measured from each request's intended send time (see loadtest_open.py).
 - `staircase` (open model): fixed rates --start-rate, + --step-rate ... up to --max-rate,
   stopping after the first step that fails.
+- `spike` (open model): --spike-steps LEAD,PEAK,TAIL steps at --start-rate, --spike-rate and
+  --start-rate again, none skipped or paused after on failure (loadtest/spike.py).
 - `workshop` (closed model): ramps to --workshop-users at --workshop-spawn-rate users/s and holds
   --hold-seconds (the original 10 000-user experiment); each user waits a think time uniform in
   [--think-min, --think-max] s after each answer (the course's `between(1, 2.5)`). Outcomes are
@@ -80,6 +82,7 @@ from loadtest.open_model import (
     staircase_rates,
 )
 from loadtest.profiles import (
+    HELD_PROFILES,
     OPEN_PROFILES,
     PROFILES,
     WORKSHOP_SPAWN_RATE,
@@ -92,6 +95,7 @@ from loadtest.profiles import (
     think_time,
     workshop_steps,
 )
+from loadtest.spike import spike_counts, spike_step_rates
 from locust import LoadTestShape, User, events, task
 
 # Imported for their init listeners: the web UI's login and its Prometheus /metrics route.
@@ -119,7 +123,7 @@ def add_arguments(parser: Any) -> None:
         choices=PROFILES,
         default="plain",
         env_var="LOCUST_LOAD_PROFILE",
-        help="load profile: plain (-u/-r/-t), workshop, staircase, search or soak",
+        help="load profile: plain (-u/-r/-t), workshop, staircase, search, soak or spike",
     )
     group.add_argument(
         "--model-mix",
@@ -240,6 +244,19 @@ def add_arguments(parser: Any) -> None:
         default=30,
         env_var="LOCUST_SOAK_STEPS",
         help="soak: steps of --step-seconds each at --start-rate, none skipped on failure",
+    )
+    group.add_argument(
+        "--spike-rate",
+        type=float,
+        default=300.0,
+        env_var="LOCUST_SPIKE_RATE",
+        help="spike: the peak's arrival rate, requests/s (the base is --start-rate)",
+    )
+    group.add_argument(
+        "--spike-steps",
+        default="2,6,9",
+        env_var="LOCUST_SPIKE_STEPS",
+        help="spike: LEAD,PEAK,TAIL steps of --step-seconds at the base, the peak and the base",
     )
     group.add_argument(
         "--step-seconds",
@@ -700,6 +717,8 @@ def _check_options(options: Any) -> None:
         (options.p95_ms > 0, "--p95-ms must be > 0"),
     ]
     check_think_time(options.think_min, options.think_max)
+    if options.load_profile == "spike":
+        spike_step_rates(options.start_rate, options.spike_rate, spike_counts(options.spike_steps))
     for ok, message in checks:
         if not ok:
             raise ValueError(message)
@@ -1003,6 +1022,11 @@ class _OpenDriver:
             self.search = FixedSteps(
                 [options.start_rate] * options.soak_steps, stop_on_failure=False
             )
+        elif options.load_profile == "spike":
+            rates = spike_step_rates(
+                options.start_rate, options.spike_rate, spike_counts(options.spike_steps)
+            )
+            self.search = FixedSteps(rates, stop_on_failure=False)
         else:
             self.search = FixedSteps(
                 staircase_rates(options.start_rate, options.step_rate, options.max_rate)
@@ -1121,11 +1145,12 @@ class _OpenDriver:
         # An overloaded service still works off the requests it queued, also those whose
         # clients gave up: the next step waits until the probe shows that backlog gone, or it
         # would measure it too (after one overloaded step, rates that passed would fail).
-        # Without a probe, a failing step is followed by a pause of estimated length. (A soak
-        # holds its rate: a pause would hide what it is there to see.)
-        if self.options.load_profile != "soak" and self.probe is not None:
+        # Without a probe, a failing step is followed by a pause of estimated length. (A soak or
+        # a spike holds its schedule: a pause would hide what it is there to see.)
+        held = self.options.load_profile in HELD_PROFILES
+        if not held and self.probe is not None:
             self.drain = DrainWait(self.probe, self.options.drain_timeout)
-        elif self.options.load_profile != "soak" and not result.passed:
+        elif not held and not result.passed:
             self.resume_at = time.monotonic() + drain_seconds(result, self.options.request_timeout)
         self.search.record(self.plan.rate, result.passed, result.generator_limited)
         self.results.append(result)

@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings
 
 from loadtest.open_model import MAX_CONFIRM_STEPS
+from loadtest.spike import phase_steps, spike_phases
 from stack.env import component_config, env_error_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -213,6 +214,49 @@ class SoakProfile(_OpenStepsProfile):
         return self.duration_seconds()
 
 
+class SpikeProfile(_OpenStepsProfile):
+    """A spike (loadtest/spike.py): `base_share` of one replica's knee `knee_rps` for
+    `lead_seconds`, then `multiple` x the knee for `peak_seconds`, then the base again for
+    `tail_seconds`; steps of `step_seconds`, none skipped on failure. Run once per `autoscale`
+    entry; the timeline and its times: matrix/analyse/spike.py."""
+
+    kind: Literal["spike"]
+    step_seconds: Annotated[float, Field(ge=2, le=60)] = 5.0
+    # Every second of a spike counts: nothing left out of a step's figures.
+    settle_seconds: Annotated[float, Field(ge=0)] = 0.0
+    knee_rps: Annotated[float, Field(gt=0)]
+    multiple: Annotated[float, Field(ge=1.5, le=10)] = 3.0
+    base_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    lead_seconds: Annotated[float, Field(ge=0, le=3600)] = 20.0
+    peak_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    tail_seconds: Annotated[float, Field(ge=0, le=3600)] = 90.0
+
+    @property
+    def base_rate(self) -> float:
+        return round(self.base_share * self.knee_rps, 1)
+
+    @property
+    def peak_rate(self) -> float:
+        return round(self.multiple * self.knee_rps, 1)
+
+    def step_counts(self) -> tuple[int, int, int]:
+        """Steps of the lead, the peak and the tail."""
+        phases = spike_phases(
+            self.base_rate, self.peak_rate, self.lead_seconds, self.peak_seconds, self.tail_seconds
+        )
+        counts = {phase.name: phase_steps(phase, self.step_seconds) for phase in phases}
+        return counts.get("base", 0), counts["peak"], counts.get("after", 0)
+
+    def steps(self) -> int:
+        return sum(self.step_counts())
+
+    def duration_seconds(self) -> float:
+        return self.steps() * self.step_cost_seconds()
+
+    def expected_seconds(self) -> float:
+        return self.duration_seconds()
+
+
 class PlainProfile(_Strict):
     kind: Literal["plain"]
     users: Annotated[int, Field(gt=0)]
@@ -261,10 +305,10 @@ class WorkshopProfile(_Strict):
 
 
 Profile = Annotated[
-    SearchProfile | StaircaseProfile | SoakProfile | PlainProfile | WorkshopProfile,
+    SearchProfile | StaircaseProfile | SoakProfile | SpikeProfile | PlainProfile | WorkshopProfile,
     Field(discriminator="kind"),
 ]
-OPEN_PROFILE_TYPES = (SearchProfile, StaircaseProfile, SoakProfile)
+OPEN_PROFILE_TYPES = (SearchProfile, StaircaseProfile, SoakProfile, SpikeProfile)
 
 
 class Cells(_Strict):
@@ -478,6 +522,9 @@ class TargetSpec(_Strict):
 # Admission control per cell: 'stack' leaves Nginx as deployed, 'on' applies the stack file's
 # default in-flight limit per replica, 'off' disables it, a number sets that limit.
 Admission = Literal["stack", "on", "off"] | Annotated[int, Field(ge=1, le=100_000)]
+# The autoscaler per cell: 'stack' leaves it as deployed, 'on' runs it (the stack must have been
+# deployed with it: scripts/stack_up.sh --autoscale-from RUN), 'off' stops it for the cell.
+Autoscale = Literal["stack", "on", "off"]
 
 
 # The two forms of `cells`; pydantic puts the tag in error locations, _describe drops it.
@@ -489,6 +536,7 @@ class Cell(_Strict):
     cpus: float
     memory: str
     admission: Admission = "stack"
+    autoscale: Autoscale = "stack"
     observation: str = ""
     search_first: bool = False
 
@@ -499,9 +547,12 @@ class Cell(_Strict):
 
     @property
     def cell_id(self) -> str:
-        if self.admission == "stack":
-            return self.config_id
-        return f"{self.config_id}-adm{self.admission}"
+        cell_id = self.config_id
+        if self.admission != "stack":
+            cell_id += f"-adm{self.admission}"
+        if self.autoscale != "stack":
+            cell_id += f"-as{self.autoscale}"
+        return cell_id
 
     @property
     def total_cpus(self) -> float:
@@ -523,6 +574,8 @@ class MatrixFile(_Strict):
     ]
     # Each cell is measured once per entry (see Admission); ['stack']: as deployed.
     admission: Annotated[list[Admission], Field(min_length=1)] = ["stack"]
+    # Each cell is measured once per entry (see Autoscale): [on, off] gives the comparison row.
+    autoscale: Annotated[list[Autoscale], Field(min_length=1)] = ["stack"]
     profile: Profile
     reference_search: SearchProfile | None = None
     objective: Objective = Objective()
@@ -546,6 +599,16 @@ class MatrixFile(_Strict):
     # Absent: the penguin service as the stack deploys it.
     target: TargetSpec | None = None
 
+    @field_validator("autoscale", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: object) -> object:
+        # YAML 1.1 reads an unquoted on/off as true/false.
+        if isinstance(value, list):
+            return [
+                {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v for v in value
+            ]
+        return value
+
     def cell_list(self) -> list[Cell]:
         if isinstance(self.cells, Cells):
             configs = [
@@ -560,9 +623,10 @@ class MatrixFile(_Strict):
         else:
             configs = list(self.cells)
         return [
-            Cell(admission=admission, **config.model_dump())
+            Cell(admission=admission, autoscale=autoscale, **config.model_dump())
             for config in configs
             for admission in self.admission
+            for autoscale in self.autoscale
         ]
 
     @property
@@ -611,6 +675,11 @@ class MatrixFile(_Strict):
             )
         if any(c.search_first for c in cells) and self.reference_search is None:
             raise ValueError("cells: search_first needs a reference_search profile")
+        if "on" in self.autoscale and not isinstance(self.profile, SpikeProfile):
+            raise ValueError(
+                "autoscale: 'on' changes the replicas while the load runs; only the spike "
+                "profile (kind: spike) is measured that way"
+            )
         if self.load_generator.where == "stack" and not isinstance(
             self.profile, WorkshopProfile | PlainProfile
         ):

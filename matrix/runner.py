@@ -22,6 +22,7 @@ from typing import Any
 from matrix.analyse.records import CellRecord, TrialRecord
 from matrix.config import Cell, MatrixFile, MatrixSettings, memory_bytes
 from matrix.errors import MatrixRunError
+from matrix.measure.autoscale import AutoscalerCells
 from matrix.measure.cell_load import CellLoad
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, RouteGuard
 from matrix.measure.deploy import CellDeployer
@@ -91,6 +92,7 @@ class MatrixRunner:
             PrometheusTargetPort(matrix, settings, engine, run_info),
         ]
         self.deployer = CellDeployer(matrix, settings, engine)
+        self.autoscaler = AutoscalerCells(matrix, settings, engine, run_info)
         self.load = CellLoad(matrix, settings, engine, cluster)
         per_cell = matrix.expected_load_seconds() + CELL_OVERHEAD_S
         self.progress = Progress(len(matrix.cell_list()), per_cell)
@@ -104,6 +106,7 @@ class MatrixRunner:
         restore_to = self.api.record()
         if any(c.admission != "stack" for c in self.matrix.cell_list()):
             self.admission.record()
+        self.autoscaler.record()
         target = self.matrix.target
         if target is not None:
             self.run_info["target"] = {"image": target.image, "port": target.port}
@@ -139,6 +142,8 @@ class MatrixRunner:
                     self.progress.finish_cell()
         finally:
             if changed:
+                # The autoscaler first: it would scale the api away from what is put back.
+                self.autoscaler.restore(self.progress.note)
                 self.api.restore(restore_to, self.progress.note)
                 self.admission.restore(self.progress.note)
                 for port in self.target_ports:
@@ -201,6 +206,7 @@ class MatrixRunner:
                 self.admission.apply(cell, record, say)
             for port in self.target_ports:
                 port.apply(say)
+            self.autoscaler.prepare(cell, say)
             self.deployer.deploy(cell, record, say)
             if self.matrix.warmup_seconds > 0:
                 say(f"warming up for {self.matrix.warmup_seconds:g} s")
@@ -210,7 +216,12 @@ class MatrixRunner:
             self.load.measure_idle(record, say)
             if cell.search_first:
                 record.reference = self._reference(cell, partial_dir)
-            self.load.run(partial_dir, record, say)
+            self.autoscaler.start(cell, record, partial_dir, say)
+            try:
+                self.load.run(partial_dir, record, say)
+            finally:
+                self.autoscaler.finish(cell, partial_dir, say)
+            self.autoscaler.timelines(cell, record, partial_dir)
             record.status = "measured"
         except ClusterTargetError as error:
             raise MatrixRunError(str(error)) from None

@@ -233,6 +233,9 @@ class Engine(Protocol):
     def scale_service(self, service: str, replicas: int, timeout: float) -> None:
         """Sets the replica count and waits until that many tasks run."""
 
+    def service_logs(self, service: str, since: float) -> list[str]:
+        """The lines every task of the service logged since `since` (epoch seconds)."""
+
 
 def parse_stub_status(text: str) -> dict[str, int]:
     """Nginx stub_status text -> counters (active, accepts, handled, requests, reading, ...)."""
@@ -484,6 +487,14 @@ class DockerEngine:
 
         self._update(service, change)
         self._wait_for_update(service, replicas, timeout)
+
+    def service_logs(self, service: str, since: float) -> list[str]:
+        with _engine_errors(f"reading the logs of {service}"):
+            raw = self._api.service_logs(service, stdout=True, stderr=True, since=int(since))
+            # The SDK joins the lines into one bytes object unless asked to follow.
+            data = raw if isinstance(raw, bytes) else b"".join(raw)
+            text = data.decode("utf-8", "replace")
+        return text.splitlines()
 
     def _wait_for_update(self, service: str, replicas: int, timeout: float) -> None:
         """Until every replica runs a task of the current spec (what `docker service update

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from matrix.analyse.confidence import Interval, knee_interval
 from matrix.analyse.soak import SoakSummary
+from matrix.analyse.spike import SpikeTimeline
 from matrix.measure.prometheus import ServerFigures
 
 
@@ -178,6 +179,9 @@ class CellRecord(_Record):
     # A target without the penguin service's metrics: why the server-side figures are absent
     # (matrix/measure/prometheus.py target_metrics_note); None when they were read.
     server_metrics: str | None = None
+    # A spike profile: each trial's timeline, with its times (matrix/analyse/spike.py).
+    spike: list[SpikeTimeline] = []
+    autoscale: str = "stack"
 
     @property
     def knees(self) -> list[float]:

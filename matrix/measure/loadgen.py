@@ -26,6 +26,8 @@ from matrix.config import (
     MatrixSettings,
     SearchProfile,
     SoakProfile,
+    SpikeProfile,
+    StaircaseProfile,
 )
 from matrix.config import WorkshopProfile as WorkshopProfileModel
 from matrix.measure.drain_probe import DrainProbe
@@ -63,6 +65,15 @@ def locust_executable() -> str:
     return str(candidate) if candidate.exists() else "locust"
 
 
+def _first_rate(profile: SearchProfile | StaircaseProfile | SoakProfile | SpikeProfile) -> float:
+    """--start-rate: where the profile's rates start (a soak's held rate, a spike's base)."""
+    if isinstance(profile, SoakProfile):
+        return profile.held_rate
+    if isinstance(profile, SpikeProfile):
+        return profile.base_rate
+    return profile.start_rate
+
+
 def profile_arguments(matrix: MatrixFile) -> list[str]:
     """The locustfile options for a matrix's profile, objective and load generator."""
     profile = matrix.profile
@@ -72,7 +83,7 @@ def profile_arguments(matrix: MatrixFile) -> list[str]:
             "--load-profile",
             profile.kind,
             "--start-rate",
-            f"{profile.held_rate if isinstance(profile, SoakProfile) else profile.start_rate:g}",
+            f"{_first_rate(profile):g}",
             "--step-seconds",
             f"{profile.step_seconds:g}",
             "--settle-seconds",
@@ -111,6 +122,9 @@ def profile_arguments(matrix: MatrixFile) -> list[str]:
             ]
         elif isinstance(profile, SoakProfile):
             args += ["--soak-steps", str(profile.steps())]
+        elif isinstance(profile, SpikeProfile):
+            counts = ",".join(str(n) for n in profile.step_counts())
+            args += ["--spike-rate", f"{profile.peak_rate:g}", "--spike-steps", counts]
         else:
             args += ["--step-rate", f"{profile.step_rate:g}", "--max-rate", f"{profile.max_rate:g}"]
         return args

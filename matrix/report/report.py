@@ -29,6 +29,7 @@ from matrix.config import (
     MatrixFile,
     SearchProfile,
     SoakProfile,
+    SpikeProfile,
     StaircaseProfile,
     WorkshopProfile,
 )
@@ -47,6 +48,7 @@ from matrix.report.plots import (
     plot_soak,
     plot_workshop_timeline,
 )
+from matrix.report.spike_plot import plot_spike
 
 CELLS_DIR = "cells"
 CELL_FILE = "cell.json"
@@ -155,7 +157,7 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
     predicted = predictions(cells, matrix)
     write_summary(run_dir / "summary.csv", cells, matrix.target_rps, predicted)
     objective = matrix.objective
-    step_plots, soak_plots = {}, {}
+    step_plots, soak_plots, spike_plots = {}, {}, {}
     for cell in cells:
         if cell.trials:
             name = f"steps-{cell.cell_id}.png"
@@ -165,6 +167,8 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
             soak_plots[cell.cell_id] = plot_soak(
                 cell, objective.p95_ms, plots / f"soak-{cell.cell_id}.png"
             ).name
+        if cell.spike:
+            spike_plots[cell.cell_id] = plot_spike(cell, plots / f"spike-{cell.cell_id}.png").name
     plot_across_cells(
         cells, matrix.target_rps, objective.p95_ms, plots / "capacity-vs-cpu.png", predicted
     )
@@ -219,6 +223,9 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
             c.cell_id: prediction_error(c, predicted.get(c.cell_id)) for c in cells
         },
         "closed_loop": [c for c in cells if c.closed_loop is not None and c.closed_loop.steps],
+        "spike": matrix.profile if isinstance(matrix.profile, SpikeProfile) else None,
+        "spike_plots": spike_plots,
+        "host_saturation": HOST_SATURATION,
     }
     env = template_environment()
     text = env.get_template("report.md.j2").render(context)

@@ -1,5 +1,6 @@
-"""Open-model load for the autoscaler's spike test: requests leave at a fixed rate, whatever the
-answers, as real users arrive; raw HTTP/1.1 keep-alive over asyncio streams
+"""Open-model load for the autoscaler's spike test: the phases of loadtest/spike.py's schedule
+(the matrix's spike profile runs the same one through Locust), requests leaving at each phase's
+fixed rate whatever the answers, as real users arrive; raw HTTP/1.1 keep-alive over asyncio streams
 (tests/nginx/burst.py's request and answer code), so a few hundred requests/s cost little CPU.
 
 Bounded: at most `max_connections` requests in flight (an arrival finding them all busy is
@@ -18,17 +19,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from loadtest.spike import Phase
 from tests.nginx.burst import _read_answer, _request
 from tests.support import SEED_BODY
 
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-@dataclass
-class Phase:
-    name: str
-    rate: float  # requests/s
-    seconds: float
 
 
 @dataclass

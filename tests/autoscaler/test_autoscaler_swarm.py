@@ -5,8 +5,9 @@ ports, deployed with `stack_up.sh --autoscale-from docs/quick-run` at 0.05 CPU p
 (min 1, max 3 replicas, a 30 s stabilisation window). An open-model spike of 3x one replica's
 knee (docs/quick-run's, the figure the target comes from) must take the api to 2 replicas or
 more while it lasts (the time it took is printed); once the load falls to a trickle, it must
-come back to 1 within the window + 30 s, without a failed request on the way down. Loopback
-only; bounded in time (~2.5 min of load) and in connections.
+come back to 1 within the window + 30 s, without a failed request on the way down; and the
+stack's Prometheus must have scraped the autoscaler's decisions. Loopback only; bounded in time
+(~2.5 min of load) and in connections.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,8 +25,12 @@ import docker
 import pytest
 
 from autoscaler.from_run import SUMMARY, knee_per_replica
-from stack.credentials import DIR_ENV
-from tests.autoscaler.spike import Phase, run_phases
+from loadtest.spike import Phase, spike_phases
+from matrix.analyse.spike import parse_decisions
+from matrix.measure.prometheus import PrometheusClient
+from stack.credentials import DIR_ENV, lab_ui_credentials
+from stack.engine import DockerEngine
+from tests.autoscaler.spike import run_phases
 from tests.support import PROJECT_ROOT, docker_engine_available, free_port, require, run_checked
 
 pytestmark = pytest.mark.swarm
@@ -45,6 +51,7 @@ TRICKLE_RPS = 20
 class Deployed:
     nginx: str
     output: str
+    prometheus: PrometheusClient
 
 
 def _stack_down() -> None:
@@ -56,13 +63,13 @@ def _stack_down() -> None:
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     require(docker_engine_available(), "no Docker engine (scripts/test.sh starts one as root)")
-    nginx_port = free_port()
+    nginx_port, prometheus_port = free_port(), free_port()
     logins = tmp_path_factory.mktemp("logins") / "penguin-lab"
     env = {
         **os.environ,
         "NGINX_PORT": str(nginx_port),
         "LOCUST_WEB_PORT": str(free_port()),
-        "PROMETHEUS_PORT": str(free_port()),
+        "PROMETHEUS_PORT": str(prometheus_port),
         "API_REPLICAS": "1",
         "API_CPUS": str(CPUS),
         "API_MEMORY": MEMORY,
@@ -86,7 +93,12 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
             timeout=1200,
             env=env,
         )
-        yield Deployed(f"http://127.0.0.1:{nginx_port}", output)
+        prometheus = PrometheusClient(
+            f"http://127.0.0.1:{prometheus_port}",
+            lab_ui_credentials(STACK, {DIR_ENV: str(logins)}),
+            10.0,
+        )
+        yield Deployed(f"http://127.0.0.1:{nginx_port}", output, prometheus)
     finally:
         _stack_down()
         shutil.rmtree(logins, ignore_errors=True)
@@ -131,10 +143,20 @@ class ReplicaWatch:
         self._thread.join(timeout=10)
 
 
-def _decisions() -> str:
-    return run_checked(
-        ["docker", "service", "logs", "--raw", "--tail", "60", f"{STACK}_autoscaler"], timeout=60
-    )
+def _decisions(since: float) -> str:
+    # Through the engine, not `docker service logs`: the autoscaler logs to stderr, which the
+    # CLI passes on as its own stderr.
+    return "\n".join(DockerEngine.from_env().service_logs(f"{STACK}_autoscaler", since))
+
+
+def _way_up(log: str, spike_start: float) -> str:
+    """The decisions from the spike's start to the first scale-up, by code, and that one: what
+    a slow scale-up spent its time on (no figures, cooldown, a rate still in tolerance)."""
+    decisions = [d for d in parse_decisions(log.splitlines()) if d.at >= spike_start]
+    up = next((d for d in decisions if d.code == "scale_up"), None)
+    before = Counter(d.code for d in decisions if up is None or d.at < up.at)
+    first = "none" if up is None else f"+{up.at - spike_start:.0f} s at {up.rps} req/s seen"
+    return f"decisions before the first scale-up {dict(before)}; the first scale-up: {first}"
 
 
 def test_a_spike_scales_up_and_the_fall_scales_back_without_failures(
@@ -143,22 +165,20 @@ def test_a_spike_scales_up_and_the_fall_scales_back_without_failures(
     knee = knee_per_replica(QUICK_RUN / SUMMARY, CPUS, MEMORY)
     spike = round(3 * knee)
     trickle_s = STABILISATION_S + SCALE_DOWN_MARGIN_S + 15
+    # The matrix's spike without its lead: the peak at once, a 3 s pause, the base again.
+    peak, after = spike_phases(TRICKLE_RPS, spike, 0, SPIKE_S, trickle_s)
     with ReplicaWatch(f"{STACK}_api") as watch:
-        results = run_phases(
-            f"{deployed.nginx}/predict",
-            [
-                Phase("spike", spike, SPIKE_S),
-                Phase("pause", 0, 3),
-                Phase("trickle", TRICKLE_RPS, trickle_s),
-            ],
-        )
+        results = run_phases(f"{deployed.nginx}/predict", [peak, Phase("pause", 0, 3), after])
     spiked, _pause, trickled = results
-    decisions = _decisions()
     timeline = watch.timeline(spiked.started)
+    # The decisions carry wall-clock times; the phases monotonic ones.
+    spike_start = time.time() - (time.monotonic() - spiked.started)
+    decisions = _decisions(spike_start - 10)
     with capsys.disabled():
         sys.stderr.write(
             f"\n[autoscale] knee per replica {knee:g} req/s; replicas (s from spike start): "
             f"{timeline}\n  {spiked.summary()}\n  {trickled.summary()}\n"
+            f"  {_way_up(decisions, spike_start)}\n"
         )
     context = f"replicas {timeline}\n{spiked.summary()}\n{trickled.summary()}\n{decisions}"
     up_at = watch.first(spiked.started, 2, at_least=True)
@@ -171,3 +191,9 @@ def test_a_spike_scales_up_and_the_fall_scales_back_without_failures(
     # Nothing failed or went unsent on the way down, replicas leaving included.
     assert trickled.failed == 0 and trickled.dropped == 0, context
     assert trickled.answered == trickled.scheduled, context
+    # Prometheus scraped the autoscaler (its job in prometheus/): its scale-up is in its series.
+    scaled_up = deployed.prometheus.query(
+        'max_over_time(penguin_autoscaler_scalings_total{direction="up",outcome="ok"}[10m])',
+        time.time(),
+    )
+    assert scaled_up and scaled_up[0][1] >= 1, f"{scaled_up}\n{context}"

@@ -89,11 +89,24 @@ def test_prometheus_down_holds_and_says_so(caplog: pytest.LogCaptureFixture) -> 
     assert metrics.PROMETHEUS_UP._value.get() == 0
 
 
-def test_no_api_series_holds() -> None:
+def test_no_request_series_at_all_holds() -> None:
     scaler = FakeScaler(2)
-    decision = step(policy(), scaler, FakePrometheus({"nginx": 500.0}), lambda: 1.7e9)
+    decision = step(policy(), scaler, FakePrometheus({"in_flight": 3.0}), lambda: 1.7e9)
     assert decision is not None and decision.code == HOLD_NO_DATA
     assert scaler.scaled == []
+
+
+def test_replicas_too_busy_to_be_scraped_scale_on_nginxs_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A saturated replica misses its scrapes; Nginx's count still measures the demand.
+    scaler = FakeScaler(1)
+    with caplog.at_level(logging.INFO, logger="autoscaler"):
+        decision = step(policy(), scaler, FakePrometheus({"nginx": 500.0}), lambda: 1.7e9)
+    assert decision is not None and decision.code == SCALE_UP
+    assert scaler.scaled == [3]
+    logged = json.loads(caplog.records[-1].getMessage())
+    assert logged["rps"] == 500.0 and "replicas not scraped" in logged["missing"]
 
 
 def test_an_unreadable_service_decides_nothing() -> None:

@@ -271,22 +271,29 @@ def test_staircase_stops_after_a_step_that_breaks_the_objective(
 
 @pytest.mark.integration
 @pytest.mark.timeout(120)
-def test_soak_holds_its_rate_for_every_step_even_when_they_fail(
-    service_url: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("profile", "rates"),
+    [
+        (["soak", "--start-rate", "10", "--soak-steps", "3"], [10, 10, 10]),
+        (
+            ["spike", "--start-rate", "5", "--spike-rate", "20", "--spike-steps", "1,2,1"],
+            [5, 20, 20, 5],
+        ),
+    ],
+    ids=["soak", "spike"],
+)
+def test_soak_and_spike_run_every_step_even_when_they_fail(
+    service_url: str, tmp_path: Path, profile: list[str], rates: list[float]
 ) -> None:
-    # As above every step breaks the objective; a soak runs them all at the one rate anyway.
-    step_log = _run_unreachable_objective(
-        service_url, tmp_path, ["soak", "--start-rate", "10", "--soak-steps", "3"]
-    )
-    events = _step_events(step_log)
+    # As above every step breaks the objective; a soak (one rate) or a spike (base, peak, base:
+    # loadtest/spike.py) runs its whole schedule anyway, without a pause.
+    events = _step_events(_run_unreachable_objective(service_url, tmp_path, profile))
     steps = [e for e in events if e["event"] == "step"]
     assert [(s["index"], s["rate"], s["passed"]) for s in steps] == [
-        (0, 10, False),
-        (1, 10, False),
-        (2, 10, False),
+        (i, rate, False) for i, rate in enumerate(rates)
     ]
     assert all(s["ok"] == s["scheduled"] > 0 for s in steps)
-    assert events[0]["profile"] == "soak"
+    assert events[0]["profile"] == profile[0]
     assert events[-1]["event"] == "end" and events[-1]["outcome"] == "all steps done"
 
 

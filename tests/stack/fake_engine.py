@@ -69,6 +69,8 @@ class FakeEngine:
         # What a started container does: running with this address, or exited with a code.
         self.smoke_state = ContainerState(True, 0, 0, "127.0.0.1")
         self.smoke_logs = ""
+        # What service_logs answers, by service.
+        self.logs: dict[str, list[str]] = {}
 
     def serve(self, requests: int, *, replace_task: bool = False, oom_kill: bool = False) -> None:
         """What a load run does to the fake: Nginx counts requests, a task may be replaced and
@@ -215,3 +217,6 @@ class FakeEngine:
 
     def scale_service(self, service: str, replicas: int, timeout: float) -> None:
         self.scaled[service] = replicas
+
+    def service_logs(self, service: str, since: float) -> list[str]:
+        return list(self.logs.get(service, []))
