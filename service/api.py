@@ -335,6 +335,7 @@ class Api:
                     raise
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                UPDATES.flush()  # what the tick has not written yet would be lost with the process
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
