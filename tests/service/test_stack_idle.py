@@ -68,6 +68,22 @@ def test_the_windows_split_the_cost_into_scrape_probe_and_rest() -> None:
     assert replica.pauses == 1 and not replica.paused
 
 
+def test_the_windows_last_whole_probe_intervals() -> None:
+    replica = FakeReplica(rest=700.0, scrape=450.0, probe_run_us=2000)
+    measure(
+        replica.usage_us,
+        replica.pause,
+        replica.run_probe,
+        seconds=30.0,
+        probe_runs=1,
+        scrape_interval_s=1.0,
+        probe_interval_s=20.0,
+        sleep=replica.sleep,
+        clock=replica.clock,
+    )
+    assert replica.now == pytest.approx(2 * 40.0 + 0.05)  # two windows of 40 s, one probe run
+
+
 def test_the_scraper_is_unpaused_when_a_probe_fails() -> None:
     replica = FakeReplica(rest=700.0, scrape=450.0, probe_run_us=2000)
 
