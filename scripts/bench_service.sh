@@ -15,6 +15,9 @@
 #   - the replica stays under 110 MB summed PSS after serving the load (fits a 128 MB limit).
 # The logic beyond starting servers and wrk lives in service/benchmark.py. Why two saturated
 # layouts, and why the same-core one is judged: service/README.md, "Performance".
+# With --stack-idle it measures instead an idle api replica of the stack scripts/stack_up.sh
+# deployed, from its cgroup, split into scrapes, health probe and the rest (service/stack_idle.py),
+# and judges it against at most 2.5 ms of CPU per second and 0.5 ms per scrape.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -24,6 +27,7 @@ usage() {
 Usage: scripts/bench_service.sh [--duration SECONDS] [--rounds N] [--connections N] [--server-core N]
                                 [--wrk-core N] [--port N] [--rates R,R...] [--paced-seconds SECONDS]
                                 [--paced-rounds N] [--paced-connections N] [--idle-seconds SECONDS]
+       scripts/bench_service.sh --stack-idle [--stack-name NAME] [--stack-seconds SECONDS]
 
   --duration SECONDS   total wrk time per endpoint, split over the rounds (default 20)
   --rounds N           interleaved rounds over all endpoints (default 5)
@@ -37,6 +41,10 @@ Usage: scripts/bench_service.sh [--duration SECONDS] [--rounds N] [--connections
   --paced-rounds N     interleaved paced rounds (default 2)
   --paced-connections N  kept-alive connections of the paced client (default 4)
   --idle-seconds S     the idle window (default 10)
+  --stack-idle         only measure an idle api replica of the deployed stack (no local servers):
+                       its cgroup's CPU as deployed, with Prometheus paused, and per probe run
+  --stack-name NAME    the stack --stack-idle measures (default: \$STACK_NAME or penguins)
+  --stack-seconds S    each --stack-idle window (default 30)
   -h, --help           show this help
 
 Exit status 1 when a target fails. Figures vary with the machine and its other load.
@@ -58,6 +66,9 @@ paced_seconds=5
 paced_rounds=2
 paced_connections=4
 idle_seconds=10
+stack_idle=0
+stack_name="${STACK_NAME:-penguins}"
+stack_seconds=30
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --duration) [ "$#" -ge 2 ] || die "--duration needs a value"; duration="$2"; shift ;;
@@ -71,11 +82,23 @@ while [ "$#" -gt 0 ]; do
     --paced-rounds) [ "$#" -ge 2 ] || die "--paced-rounds needs a value"; paced_rounds="$2"; shift ;;
     --paced-connections) [ "$#" -ge 2 ] || die "--paced-connections needs a value"; paced_connections="$2"; shift ;;
     --idle-seconds) [ "$#" -ge 2 ] || die "--idle-seconds needs a value"; idle_seconds="$2"; shift ;;
+    --stack-idle) stack_idle=1 ;;
+    --stack-name) [ "$#" -ge 2 ] || die "--stack-name needs a value"; stack_name="$2"; shift ;;
+    --stack-seconds) [ "$#" -ge 2 ] || die "--stack-seconds needs a value"; stack_seconds="$2"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $1" ;;
   esac
   shift
 done
+
+if [ "$stack_idle" -eq 1 ]; then
+  if ! [[ "$stack_seconds" =~ ^[1-9][0-9]*$ ]]; then
+    die "--stack-seconds takes a positive integer, got '$stack_seconds'"
+  fi
+  cd "$PROJECT_ROOT"
+  ensure_venv
+  exec "$VENV_PYTHON" -m service.stack_idle --stack "$stack_name" --seconds "$stack_seconds"
+fi
 
 IFS=, read -r -a rates <<<"$rates_csv"
 [ "${#rates[@]}" -ge 1 ] || die "--rates needs at least one rate"

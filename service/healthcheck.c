@@ -11,7 +11,7 @@
  * is needed. A hung worker is not left alone: Gunicorn restarts a worker that stops reporting for
  * PENGUIN_TIMEOUT seconds.
  *
- * Why C: Docker runs the probe every 5 s inside the replica's CPU quota. A Python start-up costs
+ * Why C: Docker runs the probe every 20 s inside the replica's CPU quota. A Python start-up costs
  * ~40 ms of CPU; the Bash probe this replaces (Bash, /dev/tcp and `timeout` re-running the
  * script) cost several ms per run (service/README.md has the figures). A static program with one
  * socket costs a fraction of a millisecond. Built in the image's build stage (service/Dockerfile);

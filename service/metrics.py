@@ -8,7 +8,6 @@ a single process) the default registry is used.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from bisect import bisect_left
@@ -109,33 +108,39 @@ def inference_metrics(model: str, kind: str) -> tuple[Any, Any]:
 
 
 class _Updates:
-    """Metric updates, written to the shared files once per event-loop pass in multiprocess mode.
+    """Metric updates, summed in the process and written to the shared files by the worker's
+    once-a-second tick, in multiprocess mode.
 
     There, every update is a locked write to a memory-mapped file plus a getpid() system call,
-    about 0.7 us, and a prediction makes eight: as much CPU as the model. Updates made while the
-    event loop runs its ready callbacks are summed and written once, by a callback the first
-    update schedules for right after them (loop.call_soon). Other workers' scrapes therefore lag
-    by at most the requests being processed at that instant; a scrape of this worker writes the
-    pending updates first. Without multiprocess mode (tests, one process) or outside an event
-    loop, updates are applied at once.
+    about 0.7 us warm, and a prediction makes eight: as much CPU as the model. Writing them after
+    each event-loop pass (loop.call_soon, before) still cost an extra callback and a flush per
+    request when requests arrive one at a time, with the caches cold each time; a timer a
+    fraction of a second later cost an idle replica a wake-up after each scrape and probe. The
+    worker's main loop (service/worker.py: QuietServer) wakes once a second anyway: it calls
+    `defer()` when it starts and `flush()` at each tick, so the writes cost no wake-up of their
+    own. A scrape of this worker writes its pending updates first, and so does the app's
+    shutdown; another worker's scrape sees them at most a tick (1 s) late. Until `defer()` (tests,
+    one process, any other server) updates are applied at once.
     """
 
-    def __init__(self, deferred: bool) -> None:
-        self.deferred = deferred
+    def __init__(self) -> None:
+        self.deferred = False
         self._deltas: dict[Any, float] = {}
         self._observations: dict[Any, list[float]] = {}
-        self._scheduled = False
+
+    def defer(self) -> None:
+        """Hold updates until flush(), from now on, in multiprocess mode (where writes cost)."""
+        self.deferred = bool(os.environ.get(MULTIPROC_ENV))
 
     def add(self, child: Any, amount: float) -> None:
         """Counter.inc or Gauge.inc/dec by `amount`."""
-        # (_scheduled first: within a pass, every update after the first needs no call.)
-        if self._scheduled or (self.deferred and self._schedule()):
+        if self.deferred:
             self._deltas[child] = self._deltas.get(child, 0.0) + amount
         else:
             child.inc(amount)
 
     def observe(self, child: Any, value: float) -> None:
-        if self._scheduled or (self.deferred and self._schedule()):
+        if self.deferred:
             observations = self._observations.get(child)
             if observations is None:
                 self._observations[child] = [value]
@@ -144,19 +149,8 @@ class _Updates:
         else:
             child.observe(value)
 
-    def _schedule(self) -> bool:
-        if self._scheduled:
-            return True
-        try:
-            asyncio.get_running_loop().call_soon(self.flush)
-        except RuntimeError:  # no event loop: write at once
-            return False
-        self._scheduled = True
-        return True
-
     def flush(self) -> None:
         """Write every pending update."""
-        self._scheduled = False
         deltas, self._deltas = self._deltas, {}
         observations, self._observations = self._observations, {}
         for child, amount in deltas.items():
@@ -174,7 +168,7 @@ class _Updates:
                 child._buckets[index].inc(count)
 
 
-UPDATES = _Updates(deferred=bool(os.environ.get(MULTIPROC_ENV)))
+UPDATES = _Updates()
 
 
 class _CgroupFile:

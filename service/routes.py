@@ -29,6 +29,7 @@ from service.schemas import (
     Prediction,
     Readiness,
     batch_request,
+    plain_features,
 )
 from service.settings import ServiceSettings
 
@@ -215,9 +216,11 @@ def endpoints(state: ServiceState, title: str) -> list[Endpoint]:
 
     def predict(call: Call) -> bytes:
         model = state.model(call.query("model"))
-        features = call.json_body(PenguinFeatures, FIELDS_PER_ROW)
-        # The validated fields as they are (a flat model: the same as model_dump(), cheaper).
-        return _prediction(model, features.__dict__)
+        row = plain_features(call.checked_body(FIELDS_PER_ROW))
+        if row is None:
+            # The validated fields as they are (a flat model: the same as model_dump(), cheaper).
+            row = call.json_body(PenguinFeatures, FIELDS_PER_ROW).__dict__
+        return _prediction(model, row)
 
     def predict_batch(call: Call) -> bytes:
         model = state.model(call.query("model"))

@@ -204,7 +204,13 @@ class QuietServer(uvicorn.Server):
     _waiter: asyncio.Future[None] | None = None
 
     async def main_loop(self) -> None:
+        # Imported in the worker: prometheus_client must not be imported before Gunicorn's
+        # config has set its multiprocess directory.
+        from service.metrics import UPDATES
+
         loop = asyncio.get_running_loop()
+        # The metric updates of the requests are written once a tick (service/metrics.py).
+        UPDATES.defer()
         should_exit = await self.on_tick(0)  # counter 0: the once-a-second work
         while not should_exit:
             self._waiter = waiter = loop.create_future()
@@ -212,6 +218,7 @@ class QuietServer(uvicorn.Server):
             timer = loop.call_later(delay, _wake, waiter)
             await waiter
             timer.cancel()
+            UPDATES.flush()
             should_exit = await self.on_tick(0)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:

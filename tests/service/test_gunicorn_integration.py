@@ -242,16 +242,21 @@ def test_metrics_are_summed_over_workers(models_dir: Path, tmp_path: Path) -> No
             served_by = _access_pids(server, "/health?probe=sum", requests)
         assert len(served_by) == requests
         assert set(served_by) == workers, f"{requests} requests, all served by {set(served_by)}"
-        samples = []
-        for _ in range(6):
+
+        def health_total() -> float:
             text = _request(f"{server.url}/metrics")[1].decode()
-            samples.append(
-                sum(
-                    float(line.rsplit(" ", 1)[1])
-                    for line in text.splitlines()
-                    if line.startswith("penguin_http_requests_total{") and 'route="/health"' in line
-                )
+            return sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("penguin_http_requests_total{") and 'route="/health"' in line
             )
+
+        # A worker writes its updates to the shared files at its once-a-second tick (and at
+        # once when it is the one scraped): wait until both have, bounded.
+        deadline = time.monotonic() + 10
+        while health_total() != requests and time.monotonic() < deadline:
+            time.sleep(0.2)
+        samples = [health_total() for _ in range(6)]
         # Each scrape is served by one worker; every one must report the total of all workers.
         assert samples == [float(requests)] * len(samples)
     finally:

@@ -44,7 +44,13 @@ def test_api_rolls_without_a_capacity_gap(stack: dict) -> None:
     assert deploy["restart_policy"]["condition"] == "any"
     # The image's probe (service/healthcheck.c, tested in tests/service), tolerant of overload.
     assert api["healthcheck"]["test"] == ["CMD", "/usr/local/bin/penguin-healthcheck"]
-    assert api["healthcheck"]["retries"] * 5 >= 30
+    # Replaced only after at least 30 s of failed probes, at the default interval.
+    interval = api["healthcheck"]["interval"]
+    assert interval.startswith("${API_HEALTH_INTERVAL:-") and interval.endswith("s}")
+    assert (
+        api["healthcheck"]["retries"] * int(interval.removeprefix("${API_HEALTH_INTERVAL:-")[:-2])
+        >= 30
+    )
     assert api["stop_grace_period"]
     assert deploy["replicas"] == "${API_REPLICAS:-2}"
     assert deploy["resources"]["limits"] == {
