@@ -47,10 +47,17 @@ def test_api_rolls_without_a_capacity_gap(stack: dict) -> None:
     # Replaced only after at least 30 s of failed probes, at the default interval.
     interval = api["healthcheck"]["interval"]
     assert interval.startswith("${API_HEALTH_INTERVAL:-") and interval.endswith("s}")
+    retries = api["healthcheck"]["retries"]
+    assert retries.startswith("${API_HEALTH_RETRIES:-") and retries.endswith("}")
     assert (
-        api["healthcheck"]["retries"] * int(interval.removeprefix("${API_HEALTH_INTERVAL:-")[:-2])
+        int(retries.removeprefix("${API_HEALTH_RETRIES:-")[:-1])
+        * int(interval.removeprefix("${API_HEALTH_INTERVAL:-")[:-2])
         >= 30
     )
+    # The autoscaler's faster probe keeps the same 30 s (scripts/stack_up.sh).
+    stack_up = (PROJECT_ROOT / "scripts" / "stack_up.sh").read_text()
+    assert 'API_HEALTH_INTERVAL="${API_HEALTH_INTERVAL:-5s}"' in stack_up
+    assert 'API_HEALTH_RETRIES="${API_HEALTH_RETRIES:-6}"' in stack_up
     assert api["stop_grace_period"]
     assert deploy["replicas"] == "${API_REPLICAS:-2}"
     assert deploy["resources"]["limits"] == {
