@@ -384,7 +384,7 @@ def judge(step: StepResult, objective: Objective) -> StepResult:
 CONVERGED = "converged"
 CONFIRMED = "converged, knee held"
 STEPPED_DOWN = "converged, held after stepping down"
-NOT_CONFIRMED = "converged, no rate held"
+NOT_CONFIRMED = "converged, no rate held: knee from the shorter steps below"
 # Confirmation steps tried at most, each `precision` below the last, before giving up.
 MAX_CONFIRM_STEPS = 3
 GENERATOR_LIMITED = "generator-limited"
@@ -547,11 +547,14 @@ def knee_step(steps: Sequence[StepResult]) -> StepResult | None:
     """The step that stands for the cell's limit: the highest-rate passing step below every
     failing step (a pass above a failure is noise, not capacity). Generator-limited steps say
     nothing about the service and are left out. A search that confirmed its knee reports the
-    confirmation step that held, or none when none held."""
+    confirmation step that held. When none held, every failed hold is a failing step like the
+    others, so the rule above picks the highest short step below all of them: a lower knee
+    from less evidence (the trial's outcome says so), not none. None would count as a knee of 0
+    and sink the cell's interval and its recommendation on one unlucky trial."""
     judged = [s for s in steps if not s.generator_limited]
-    if any(s.confirmation for s in judged):
-        held = [s for s in judged if s.confirmation and s.passed]
-        return max(held, key=lambda s: s.rate, default=None)
+    held = [s for s in judged if s.confirmation and s.passed]
+    if held:
+        return max(held, key=lambda s: s.rate)
     lowest_fail = min((s.rate for s in judged if not s.passed), default=math.inf)
     passing = [s for s in judged if s.passed and s.rate < lowest_fail]
     return max(passing, key=lambda s: s.rate, default=None)

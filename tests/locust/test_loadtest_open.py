@@ -268,8 +268,14 @@ def test_a_knee_that_does_not_hold_steps_down_by_the_precision_then_twice_that()
     assert open_model.knee_step(steps) is held[2]
 
 
-def test_no_knee_when_no_confirmation_holds() -> None:
+def test_when_no_confirmation_holds_the_knee_is_the_highest_short_step_below_every_hold() -> None:
     search, steps = _confirmed_search(capacity=333.0, held=10.0)
-    assert len([s for s in steps if s.confirmation]) == open_model.MAX_CONFIRM_STEPS
+    holds = [s for s in steps if s.confirmation]
+    assert len(holds) == open_model.MAX_CONFIRM_STEPS and not any(s.passed for s in holds)
     assert search.outcome == open_model.NOT_CONFIRMED
-    assert open_model.knee_step(steps) is None
+    knee = open_model.knee_step(steps)
+    assert knee is not None and not knee.confirmation and knee.passed
+    assert knee.rate < min(s.rate for s in holds)
+    assert knee.rate == max(
+        s.rate for s in steps if s.passed and s.rate < min(h.rate for h in holds)
+    )
