@@ -591,6 +591,7 @@ def on_init(environment: Environment, **_kwargs: Any) -> None:
         return
     if not isinstance(runner, MasterRunner):
         runner.register_message(STEP_MESSAGE, _on_step_message)
+        environment.events.spawning_complete.add_listener(freeze_spawned_users)
     if not isinstance(runner, WorkerRunner):
         runner.register_message(STATS_MESSAGE, _on_stats_message)
         runner.register_message(WINDOW_MESSAGE, _on_windows_message)
@@ -1041,16 +1042,17 @@ def on_test_start(environment: Environment, **_kwargs: Any) -> None:
         WORKLOAD.use_served_models(environment.host)
 
 
-@events.spawning_complete.add_listener
-def on_spawning_complete(environment: Environment, **_kwargs: Any) -> None:
-    # With every user started, a worker holds ~200 000 long-lived objects (10 000 users'
-    # greenlets, clients and sockets), and each full garbage collection walked them all: 11 of
-    # them in a 50 s run (20 s ramp, 30 s hold) took up to 243 ms each, stalling every user of
-    # that process at once, which showed as latency spikes of successes and refusals alike.
-    # Frozen, they are left out.
-    # No gc.collect() first: that one pass over everything would be the very stall avoided.
-    if not isinstance(environment.runner, MasterRunner):
-        gc.freeze()
+def freeze_spawned_users(**_kwargs: Any) -> None:
+    """A generator's spawning_complete listener (on_init registers it: Locust's event passes
+    only the user count, not the environment, so the runner's kind is known there only).
+
+    With every user started, a worker holds ~200 000 long-lived objects (10 000 users'
+    greenlets, clients and sockets), and each full garbage collection walked them all: 11 of
+    them in a 50 s run (20 s ramp, 30 s hold) took up to 243 ms each, stalling every user of
+    that process at once, which showed as latency spikes of successes and refusals alike.
+    Frozen, they are left out.
+    No gc.collect() first: that one pass over everything would be the very stall avoided."""
+    gc.freeze()
 
 
 @events.test_stop.add_listener
