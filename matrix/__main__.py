@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         matrix_path = args.report_only / "matrix.yaml"
     try:
-        matrix = load_matrix_file(matrix_path.resolve())
+        matrix = load_matrix_file(matrix_path.resolve(), check_files=not args.report_only)
     except MatrixFileError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

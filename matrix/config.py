@@ -19,11 +19,13 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings
 
+from loadtest.locustfile_check import check_locustfile
 from stack.env import component_config, env_error_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +40,8 @@ MIN_MEMORY_BYTES = 64 * 1024**2
 # load_generator.model_mix for the workshop: POST /predict without a model (the service's
 # default); the same word the locustfile takes.
 DEFAULT_MODEL = "default"
+# The validation context's key for the matrix file's folder: paths in the file are relative to it.
+MATRIX_DIR = "matrix_dir"
 
 
 def trained_models() -> list[str]:
@@ -290,6 +294,18 @@ class LoadGenerator(_Strict):
     batch_weight: Annotated[int, Field(ge=0)] = 0
     # Request bodies: real rows with noise ('sampled'), or the workshop's one body ('seed').
     body: Literal["sampled", "seed"] = "sampled"
+    # A user's own locustfile (relative to the matrix file), run on the stack's Locust beside
+    # ours instead of the penguin users: the workshop profile's users and spawn rate, the
+    # file's own requests and wait_time (matrix/README.md, "Your own locustfile").
+    locustfile: Path | None = None
+
+    @field_validator("locustfile")
+    @classmethod
+    def _locustfile(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        folder = (info.context or {}).get(MATRIX_DIR)
+        if value is None or value.is_absolute() or folder is None:
+            return value
+        return Path(folder) / value
 
     @field_validator("model_mix")
     @classmethod
@@ -443,6 +459,13 @@ class MatrixFile(_Strict):
                 "load_generator.where: 'stack' runs the closed-model profiles "
                 "(workshop, plain); search and staircase run from the host"
             )
+        if self.load_generator.locustfile is not None and not (
+            self.load_generator.where == "stack" and isinstance(self.profile, WorkshopProfile)
+        ):
+            raise ValueError(
+                "load_generator.locustfile: a locustfile of your own runs on the stack's Locust "
+                "with the workshop profile (load_generator.where: stack, profile.kind: workshop)"
+            )
         return self
 
 
@@ -457,8 +480,10 @@ def _describe(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_matrix_file(path: Path) -> MatrixFile:
-    """Reads and validates a matrix file; raises MatrixFileError naming file, field and fault."""
+def load_matrix_file(path: Path, check_files: bool = True) -> MatrixFile:
+    """Reads and validates a matrix file; raises MatrixFileError naming file, field and fault.
+    With `check_files`, also the files it names (a run's; not a finished run's report, whose
+    copy of the matrix file is elsewhere)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -470,9 +495,17 @@ def load_matrix_file(path: Path) -> MatrixFile:
     if not isinstance(data, dict):
         raise MatrixFileError(f"{path}: the matrix file must be a YAML mapping at the top level")
     try:
-        return MatrixFile.model_validate(data)
+        matrix = MatrixFile.model_validate(data, context={MATRIX_DIR: path.parent})
     except ValidationError as error:
         raise MatrixFileError(f"{path}: invalid matrix file:\n{_describe(error)}") from None
+    locustfile = matrix.load_generator.locustfile
+    if check_files and locustfile is not None:
+        problem = check_locustfile(locustfile)
+        if problem is not None:
+            raise MatrixFileError(
+                f"{path}: invalid matrix file:\n  load_generator.locustfile: {problem}"
+            )
+    return matrix
 
 
 ENV_PREFIX = "MATRIX_"

@@ -29,6 +29,7 @@ from matrix.measure.service_info import evaluator
 from matrix.measure.service_state import ApiServiceState, NginxAdmission
 from matrix.measure.stack_locust import StackLocustError
 from matrix.measure.trial import TrialError
+from matrix.measure.user_locustfile import StackLocustfile
 from matrix.measure.warmup import warm_up
 from matrix.progress import Progress
 from matrix.report.report import CELL_FILE, CELLS_DIR, load_cell, write_report
@@ -80,6 +81,12 @@ class MatrixRunner:
         self.admission = NginxAdmission(matrix, settings, engine, run_info)
         self.deployer = CellDeployer(matrix, settings, engine)
         self.load = CellLoad(matrix, settings, engine, cluster)
+        # A user's own locustfile on the stack's Locust services, for the run's duration.
+        self.locustfile = (
+            StackLocustfile(matrix, settings, engine, run_info)
+            if matrix.load_generator.locustfile is not None
+            else None
+        )
         per_cell = (
             matrix.trials * matrix.profile.expected_seconds()
             + matrix.warmup_seconds
@@ -109,9 +116,12 @@ class MatrixRunner:
                 f"already measured ({', '.join(done)})"
             )
         self.progress.cells = len(cells) - len(done)
-        changed = False
+        changed = shipped = False
         try:
             with _terminate_as_interrupt():
+                if self.locustfile is not None and self.progress.cells > 0:
+                    shipped = True
+                    self.locustfile.apply(self.progress.note)
                 position = 0
                 for cell in cells:
                     if self.cell_done(cell):
@@ -125,6 +135,8 @@ class MatrixRunner:
             if changed:
                 self.api.restore(restore_to, self.progress.note)
                 self.admission.restore(self.progress.note)
+            if self.locustfile is not None and shipped:
+                self.locustfile.restore(self.progress.note)
         self.run_info["status"] = "complete"
         self.run_info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         report = write_report(self.run_dir, self.matrix, self.run_info)

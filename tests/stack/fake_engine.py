@@ -53,6 +53,10 @@ class FakeEngine:
         self.env: dict[str, dict[str, str]] = {}
         self.env_updates: list[tuple[str, dict[str, str]]] = []
         self.scaled: dict[str, int] = {}
+        # Swarm configs by name, each service's Args and the config mounted per target path.
+        self.configs: dict[str, bytes] = {}
+        self.args: dict[str, list[str]] = {}
+        self.mounts: dict[str, dict[str, str]] = {}
 
     def serve(self, requests: int, *, replace_task: bool = False, oom_kill: bool = False) -> None:
         """What a load run does to the fake: Nginx counts requests, a task may be replaced and
@@ -156,3 +160,23 @@ class FakeEngine:
 
     def scale_service(self, service: str, replicas: int, timeout: float) -> None:
         self.scaled[service] = replicas
+
+    def create_config(self, name: str, data: bytes, stack: str) -> None:
+        self.configs.setdefault(name, data)
+
+    def remove_config(self, name: str) -> None:
+        self.configs.pop(name, None)
+
+    def service_args(self, service: str) -> list[str]:
+        return list(self.args.get(service, []))
+
+    def set_service_file(
+        self, service: str, args: Sequence[str], target: str, config: str | None, timeout: float
+    ) -> None:
+        if config is not None and config not in self.configs:
+            raise DockerError(f"no Swarm config named {config}")
+        self.args[service] = list(args)
+        mounts = self.mounts.setdefault(service, {})
+        mounts.pop(target, None)
+        if config is not None:
+            mounts[target] = config
