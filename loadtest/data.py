@@ -1,4 +1,5 @@
-"""Realistic request bodies and response checks for the penguin load test.
+"""Realistic request bodies and response checks for the penguin load test, and the requests of
+a target (any other service the matrix measures).
 
 Pure Python (no Locust import) so the matrix tests and the locustfile share it.
 """
@@ -6,10 +7,12 @@ Pure Python (no Locust import) so the matrix tests and the locustfile share it.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import random
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 DATA_FILE_NAME = "penguins_size.csv"
@@ -178,3 +181,69 @@ def check_batch(payload: object, model: str, size: int) -> str | None:
     if payload.get("model") != model:
         return f"batch answered by model {payload.get('model')!r}, asked for {model!r}"
     return None
+
+
+# The requests of a target (matrix/config.py TargetSpec), as the matrix hands them to Locust:
+# a JSON file {"requests": [{method, path, headers, body, expect_status, weight}, ...]}.
+@dataclass(frozen=True)
+class TargetRequest:
+    """One request to a service that is not ours: sent as given, successful on its expected
+    status (any 2xx when none is given); its answer's body is not checked."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes | None
+    expect_status: int | None
+    weight: float
+
+    def accepts(self, status: int) -> bool:
+        if self.expect_status is None:
+            return 200 <= status < 300
+        return status == self.expect_status
+
+    def expected(self) -> str:
+        return "any 2xx" if self.expect_status is None else str(self.expect_status)
+
+
+def target_requests(document: Mapping[str, object]) -> list[TargetRequest]:
+    """The requests of a target file's content; ValueError naming the entry and the fault."""
+    entries = document.get("requests")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("a target requests file needs a non-empty 'requests' list")
+    requests = []
+    for index, entry in enumerate(entries):
+        try:
+            body = entry.get("body")
+            expect = entry.get("expect_status")
+            request = TargetRequest(
+                method=str(entry.get("method", "POST")).upper(),
+                path=str(entry["path"]),
+                headers={str(k): str(v) for k, v in (entry.get("headers") or {}).items()},
+                body=None if body is None else json.dumps(body).encode(),
+                expect_status=None if expect is None else int(expect),
+                weight=float(entry.get("weight", 1.0)),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"requests[{index}]: {error!r}") from None
+        if not request.path.startswith("/") or request.weight <= 0:
+            raise ValueError(f"requests[{index}]: needs a path from / and a weight > 0")
+        requests.append(request)
+    return requests
+
+
+def load_target_requests(path: Path) -> list[TargetRequest]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"target requests file {path}: {error}") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"target requests file {path}: not a JSON object")
+    return target_requests(document)
+
+
+def pick_target_request(requests: Sequence[TargetRequest], rng: random.Random) -> TargetRequest:
+    """One of the requests, each with the chance of its weight."""
+    if len(requests) == 1:
+        return requests[0]
+    return rng.choices(requests, [r.weight for r in requests])[0]

@@ -59,11 +59,14 @@ from loadtest.data import (
     DEFAULT_MODEL,
     SEED_BODY,
     BodySampler,
+    TargetRequest,
     check_batch,
     check_prediction,
     find_data_file,
     load_rows,
+    load_target_requests,
     parse_model_mix,
+    pick_target_request,
 )
 from loadtest.open_model import (
     ARRIVALS,
@@ -138,6 +141,14 @@ def add_arguments(parser: Any) -> None:
         default="sampled",
         env_var="LOCUST_BODY",
         help="request bodies: real rows with noise, or the workshop's one body",
+    )
+    group.add_argument(
+        "--target-requests",
+        default="",
+        env_var="LOCUST_TARGET_REQUESTS",
+        help='a JSON file of another service\'s requests ({"requests": [{method, path, '
+        "headers, body, expect_status, weight}]}, written by the matrix for a target): sent "
+        "instead of the penguin bodies, picked by weight, successful on their expected status",
     )
     group.add_argument(
         "--data-file",
@@ -376,8 +387,13 @@ class _Workload:
         self.models: list[str] = []
         self.weights: list[float] = []
         self._mix_text = ""
+        # A target's requests (--target-requests): sent instead of the penguin bodies.
+        self.targets: list[TargetRequest] = []
 
     def configure(self, options: Any) -> None:
+        if options.target_requests:
+            self.targets = load_target_requests(Path(options.target_requests))
+            return
         rows = load_rows(find_data_file(options.data_file or None, HERE))
         self.sampler = BodySampler(rows, noise=options.noise)
         if options.model_mix:
@@ -457,6 +473,8 @@ class _Answer:
     """What one POST got: an HTTP status (0: none), the body's length, and what went wrong."""
 
     status: int = 0
+    # The status counts as a success: 200 for ours, a target's expect_status (or any 2xx).
+    accepted: bool = False
     length: int = 0
     timed_out: bool = False
     problem: str | None = None  # a 200 whose body is wrong
@@ -477,6 +495,7 @@ def _post_checked(
         with http.post(url, body=json.dumps(body), headers=headers) as response:
             content = response.read()
             answer.status, answer.length = response.status_code, len(content)
+            answer.accepted = answer.status == 200
             if answer.status == 200:
                 try:
                     answer.problem = check(json.loads(content))
@@ -487,6 +506,37 @@ def _post_checked(
     except (OSError, ValueError) as error:  # refused, reset, closed early, or not HTTP
         answer.error = error
     return answer
+
+
+def _send_target(http: HTTPClient, target: TargetRequest, headers: dict[str, str]) -> _Answer:
+    """Send a target's request as given and read the whole answer; its status decides, its
+    body is not checked (the lab does not know what a right answer of another service is)."""
+    answer = _Answer()
+    try:
+        with http.request(
+            target.method, target.path, body=target.body, headers={**headers, **target.headers}
+        ) as response:
+            content = response.read()
+            answer.status, answer.length = response.status_code, len(content)
+            answer.accepted = target.accepts(answer.status)
+            if not answer.accepted:
+                answer.problem = f"status {answer.status}, expected {target.expected()}"
+    except (TimeoutError, gevent.Timeout) as error:
+        answer.timed_out, answer.error = True, error
+    except (OSError, ValueError) as error:
+        answer.error = error
+    return answer
+
+
+def _send_next(
+    http: HTTPClient, options: Any, rng: random.Random, headers: dict[str, str] = JSON_HEADERS
+) -> tuple[str, str, _Answer]:
+    """(method, name, answer) of the next request: a target's, or a penguin prediction."""
+    if WORKLOAD.targets:
+        target = pick_target_request(WORKLOAD.targets, rng)
+        return target.method, target.path, _send_target(http, target, headers)
+    url, body, check = WORKLOAD.request(options, rng)
+    return "POST", url, _post_checked(http, url, body, check, headers)
 
 
 class _OpenSteps:
@@ -706,11 +756,12 @@ class OpenModelUser(User):
         return recorder.to_message()
 
     def _request(self, start: float, offset: float, recorder: StepRecorder) -> None:
-        url, body, check = WORKLOAD.request(self.environment.parsed_options, self.rng)
         sent = time.monotonic()
         scheduled_wall = time.time() - (sent - (start + offset))
         headers = {**JSON_HEADERS, SCHEDULED_HEADER: f"{scheduled_wall:.6f}"}
-        answer = _post_checked(self.http, url, body, check, headers)
+        method, url, answer = _send_next(
+            self.http, self.environment.parsed_options, self.rng, headers
+        )
         finished = time.monotonic()
         if answer.timed_out:
             failure: str | None = "timeout"
@@ -719,7 +770,7 @@ class OpenModelUser(User):
             failure = (
                 "invalid answer" if isinstance(answer.error, ValueError) else "connection error"
             )
-        elif answer.status != 200:
+        elif not answer.accepted:
             failure = f"HTTP {answer.status}"
         else:
             failure = "invalid answer" if answer.problem else None
@@ -728,7 +779,7 @@ class OpenModelUser(User):
         if failure is not None and exception is None:
             exception = RuntimeError(failure)
         self.environment.events.request.fire(
-            request_type="POST",
+            request_type=method,
             name=url,
             response_time=(finished - start - offset) * 1000.0,
             response_length=answer.length,
@@ -783,7 +834,24 @@ class PredictUser(_PacedUser):
 
     @task
     def predict(self) -> None:
+        if WORKLOAD.targets:
+            self._send_target(pick_target_request(WORKLOAD.targets, self.rng))
+            return
         self._post_checked(*WORKLOAD.request(self.environment.parsed_options, self.rng))
+
+    def _send_target(self, target: TargetRequest) -> None:
+        with self.client.request(
+            target.method,
+            target.path,
+            data=target.body,
+            headers={**JSON_HEADERS, **target.headers},
+            name=target.path,
+            catch_response=True,
+        ) as response:
+            if target.accepts(response.status_code):
+                response.success()
+            else:
+                response.failure(f"status {response.status_code}, expected {target.expected()}")
 
 
 class WorkshopUser(User):
@@ -818,11 +886,13 @@ class WorkshopUser(User):
 
     @task
     def predict(self) -> None:
-        url, body, check = WORKLOAD.request(self.environment.parsed_options, self.rng)
         started = time.monotonic()
-        answer = _post_checked(self.http, url, body, check)
+        method, url, answer = _send_next(self.http, self.environment.parsed_options, self.rng)
         latency = time.monotonic() - started
-        kind = outcome_kind(answer.status, answer.timed_out, answer.problem)
+        # A target's expected status is its success; another status keeps its own kind (a 200
+        # it did not expect is a wrong answer).
+        status = 200 if answer.accepted else answer.status
+        kind = outcome_kind(status, answer.timed_out, answer.problem)
         CLOSED_WINDOWS.recorder.record(time.time(), latency, kind)
         exception = None
         if kind != "ok":
@@ -833,7 +903,7 @@ class WorkshopUser(User):
                 else answer.error or RuntimeError(kind)
             )
         self.environment.events.request.fire(
-            request_type="POST",
+            request_type=method,
             name=url,
             response_time=latency * 1000.0,
             response_length=answer.length,
@@ -1088,7 +1158,12 @@ def on_test_start(environment: Environment, **_kwargs: Any) -> None:
             options.load_profile,
             options.model_mix or "every model the API serves, equal shares",
         )
-    elif not options.model_mix and environment.host and not options.external_users:
+    elif (
+        not options.model_mix
+        and environment.host
+        and not WORKLOAD.targets
+        and not options.external_users
+    ):
         WORKLOAD.use_served_models(environment.host)
 
 

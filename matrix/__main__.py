@@ -9,6 +9,9 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from matrix.config import (
     DEFAULT_MATRIX_FILE,
@@ -22,6 +25,7 @@ from matrix.config import (
     load_settings,
 )
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, load_cluster_target
+from matrix.measure.target_smoke import check_target
 from matrix.report.report import write_report
 from matrix.runner import RUN_FILE, MatrixRunError, MatrixRunner, prepare_run_dir
 from stack.engine import DockerEngine, DockerError
@@ -89,6 +93,30 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="remove the stack with scripts/stack_down.sh at the end",
     )
+    target = parser.add_argument_group(
+        "a quick try of another service (the matrix file's target block from the command line)"
+    )
+    target.add_argument(
+        "--target-image",
+        default=None,
+        metavar="IMAGE",
+        help="a local image of the model API to measure in place of the penguin service",
+    )
+    target.add_argument(
+        "--target-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="the port its container listens on",
+    )
+    target.add_argument(
+        "--request-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="YAML with its `requests:` (as in the target block; body_file relative to this "
+        "file) and optionally `health_path:` and `env:`",
+    )
     parser.add_argument(
         "--validate-only",
         action="store_true",
@@ -104,6 +132,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TARGET_FLAGS = ("--target-image", "--target-port", "--request-file")
+# What a request file may hold: the target block without the image and port.
+REQUEST_FILE_KEYS = ("requests", "health_path", "env")
+
+
+class TargetFlagsError(ValueError):
+    """The target flags cannot build a target block; the message names the flag."""
+
+
+def target_from_flags(
+    image: str | None, port: int | None, request_file: Path | None
+) -> dict[str, Any] | None:
+    """The target block --target-image, --target-port and --request-file stand for (None when
+    none is given). The request file's body_file paths are made absolute from its folder."""
+    given = [image is not None, port is not None, request_file is not None]
+    if not any(given):
+        return None
+    if not all(given):
+        missing = [flag for flag, present in zip(TARGET_FLAGS, given, strict=True) if not present]
+        raise TargetFlagsError(
+            f"{', '.join(TARGET_FLAGS)} go together; missing {', '.join(missing)}"
+        )
+    assert request_file is not None
+    try:
+        content = yaml.safe_load(request_file.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise TargetFlagsError(f"--request-file {request_file}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise TargetFlagsError(f"--request-file {request_file}: not valid YAML: {error}") from None
+    if not isinstance(content, dict):
+        raise TargetFlagsError(
+            f"--request-file {request_file}: a mapping with requests: (and optionally "
+            "health_path:, env:), as in the matrix file's target block"
+        )
+    unknown = sorted(set(content) - set(REQUEST_FILE_KEYS))
+    if unknown:
+        raise TargetFlagsError(
+            f"--request-file {request_file}: unknown field(s) {', '.join(unknown)}; "
+            f"it holds {', '.join(REQUEST_FILE_KEYS)}"
+        )
+    requests = content.get("requests")
+    if isinstance(requests, list):
+        folder = request_file.resolve().parent
+        content["requests"] = [
+            {**entry, "body_file": str(folder / str(entry["body_file"]))}
+            if isinstance(entry, dict) and entry.get("body_file") is not None
+            else entry
+            for entry in requests
+        ]
+    return {"image": image, "port": port, **content}
+
+
+def matrix_as_run(path: Path, matrix: MatrixFile, from_flags: bool) -> str:
+    """The matrix file's text as a run keeps it: with a target from the flags, the file plus
+    that block (its bodies inline), so --report-only and a resume read the same plan."""
+    text = path.read_text(encoding="utf-8")
+    if not from_flags or matrix.target is None:
+        return text
+    block = matrix.target.model_dump(mode="json", exclude_defaults=True)
+    for request in block["requests"]:
+        request.pop("body_file", None)
+    return (
+        text.rstrip("\n")
+        + "\n\n# From --target-image, --target-port and --request-file.\n"
+        + yaml.safe_dump({"target": block}, sort_keys=False)
+    )
+
+
 def describe_plan(matrix: MatrixFile) -> str:
     cells = matrix.cell_list()
     per_cell = matrix.trials * matrix.profile.expected_seconds() + matrix.warmup_seconds
@@ -112,6 +208,12 @@ def describe_plan(matrix: MatrixFile) -> str:
         f"{matrix.profile.kind} profile, about {per_cell * len(cells) / 60:.1f} min of load "
         "plus convergence"
     ]
+    if matrix.target is not None:
+        target = matrix.target
+        lines.append(
+            f"  target: {target.image} (port {target.port}, health {target.health_path}), "
+            f"{len(target.requests)} request(s), in place of the penguin service"
+        )
     lines += [f"  {cell.cell_id} (total {cell.total_cpus:g} CPU)" for cell in cells]
     return "\n".join(lines)
 
@@ -170,10 +272,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     matrix_path = QUICK_MATRIX_FILE if args.quick else args.matrix or DEFAULT_MATRIX_FILE
+    base_dir = None
     if args.report_only:
         matrix_path = args.report_only / "matrix.yaml"
+        # A target's body_file is relative to the matrix file the run started from.
+        try:
+            info = json.loads((args.report_only / RUN_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            print(
+                f"error: --report-only {args.report_only}: no readable {RUN_FILE} ({error})",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        base_dir = Path(info["matrix_file"]).parent if info.get("matrix_file") else None
     try:
-        matrix = load_matrix_file(matrix_path.resolve(), check_files=not args.report_only)
+        target = target_from_flags(args.target_image, args.target_port, args.request_file)
+        if target is not None and args.report_only:
+            raise TargetFlagsError(
+                "--report-only rebuilds a run as it was; leave out the target flags"
+            )
+        matrix = load_matrix_file(
+            matrix_path.resolve(), target, base_dir, check_files=not args.report_only
+        )
+    except TargetFlagsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except MatrixFileError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -181,18 +304,30 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_plan(matrix))
         return 0
     if args.report_only:
-        info = json.loads((args.report_only / RUN_FILE).read_text(encoding="utf-8"))
         print(write_report(args.report_only, matrix, info))
         return 0
     print(describe_plan(matrix), flush=True)
     try:
+        engine = DockerEngine.from_env(cluster.docker_host if cluster is not None else None)
+        # A target is refused here, naming the field, before the stack or the matrix starts.
+        check_target(
+            matrix,
+            engine,
+            settings.stack_name,
+            lambda line: print(line, flush=True),
+            reachable=cluster is None,
+        )
         if not args.no_stack_up and cluster is None:
             _stack_script("stack_up.sh", settings, cluster)
         run_dir, info = prepare_run_dir(
-            matrix, matrix_path.resolve(), settings, args.resume, args.fresh
+            matrix,
+            matrix_path.resolve(),
+            settings,
+            args.resume,
+            args.fresh,
+            matrix_as_run(matrix_path, matrix, target is not None),
         )
         print(f"results: {run_dir}", flush=True)
-        engine = DockerEngine.from_env(cluster.docker_host if cluster is not None else None)
         MatrixRunner(matrix, settings, run_dir, info, engine, cluster).run()
     except KeyboardInterrupt:
         print(

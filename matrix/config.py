@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    JsonValue,
     Tag,
     ValidationError,
     ValidationInfo,
@@ -40,8 +41,6 @@ MIN_MEMORY_BYTES = 64 * 1024**2
 # load_generator.model_mix for the workshop: POST /predict without a model (the service's
 # default); the same word the locustfile takes.
 DEFAULT_MODEL = "default"
-# The validation context's key for the matrix file's folder: paths in the file are relative to it.
-MATRIX_DIR = "matrix_dir"
 
 
 def trained_models() -> list[str]:
@@ -302,7 +301,7 @@ class LoadGenerator(_Strict):
     @field_validator("locustfile")
     @classmethod
     def _locustfile(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        folder = (info.context or {}).get(MATRIX_DIR)
+        folder = (info.context or {}).get(BASE_DIR_CONTEXT)
         if value is None or value.is_absolute() or folder is None:
             return value
         return Path(folder) / value
@@ -353,6 +352,107 @@ class ExplicitCell(_Strict):
         if memory_bytes(str(value)) < MIN_MEMORY_BYTES:
             raise ValueError(f"{value!r} is below the 64M an API replica needs")
         return str(value)
+
+
+# A target's own request paths and health path: absolute, no scheme or host (Nginx in front).
+_PATH_PATTERN = re.compile(r"^/[^\s]*$")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+# The validation context key for the folder a matrix file's relative paths start from
+# (target.requests' body_file, load_generator.locustfile).
+BASE_DIR_CONTEXT = "base_dir"
+
+
+def _request_path(value: str) -> str:
+    if not _PATH_PATTERN.match(value):
+        raise ValueError(f"{value!r} is not a path like /predict (starting with /, no spaces)")
+    return value
+
+
+class TargetRequest(_Strict):
+    """One request the load generator sends to a target, picked by `weight` among the others.
+    `body_file` (relative to the matrix file) is read and parsed once, at validation: the model
+    then holds the body itself, so the fingerprint covers what is sent and the file is no longer
+    needed (a run folder keeps its matrix without the body files)."""
+
+    method: str = "POST"
+    path: str
+    body: JsonValue = None
+    body_file: str | None = None
+    headers: dict[str, str] = {}
+    # None: any 2xx counts as success.
+    expect_status: Annotated[int | None, Field(ge=100, le=599)] = None
+    weight: Annotated[float, Field(gt=0)] = 1.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_body_file(cls, data: object, info: ValidationInfo) -> object:
+        if not isinstance(data, dict) or data.get("body_file") is None:
+            return data
+        if data.get("body") is not None:
+            raise ValueError("give either body or body_file, not both")
+        base = Path((info.context or {}).get(BASE_DIR_CONTEXT) or ".")
+        path = base / str(data["body_file"])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ValueError(f"body_file {path}: cannot read it ({error.strerror})") from None
+        try:
+            body = json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"body_file {path} is not JSON: {error}") from None
+        return {**data, "body": body, "body_file": None}
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        if value.upper() not in HTTP_METHODS:
+            raise ValueError(f"{value!r} is not one of {', '.join(HTTP_METHODS)}")
+        return value.upper()
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _request_path(value)
+
+
+class TargetSpec(_Strict):
+    """Any model API in a local container image, measured in place of the penguin service: the
+    image runs as the stack's api service behind the same Nginx, and the load generator sends
+    `requests` (matrix/README.md, "Bring your own service")."""
+
+    image: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)]
+    health_path: str = "/health"
+    env: dict[str, str] = {}
+    requests: Annotated[list[TargetRequest], Field(min_length=1)]
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} is not an image name (it has spaces)")
+        return value
+
+    @field_validator("health_path")
+    @classmethod
+    def _health(cls, value: str) -> str:
+        return _request_path(value)
+
+    def requests_document(self) -> dict[str, object]:
+        """The requests as the load generator reads them (loadtest/data.py target_requests)."""
+        return {
+            "requests": [
+                request.model_dump(mode="json", exclude={"body_file"}) for request in self.requests
+            ]
+        }
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: object) -> object:
+        # YAML writes numbers and booleans unquoted; the container sees text either way.
+        if isinstance(value, dict):
+            return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+        return value
 
 
 # Admission control per cell: 'stack' leaves Nginx as deployed, 'on' applies the stack file's
@@ -416,6 +516,8 @@ class MatrixFile(_Strict):
     # or never. 'always' can leave tasks pending forever on a small node.
     reserve: Literal["auto", "always", "never"] = "auto"
     converge_timeout_seconds: Annotated[float, Field(gt=0)] = 180.0
+    # Absent: the penguin service as the stack deploys it.
+    target: TargetSpec | None = None
 
     def cell_list(self) -> list[Cell]:
         if isinstance(self.cells, Cells):
@@ -466,7 +568,32 @@ class MatrixFile(_Strict):
                 "load_generator.locustfile: a locustfile of your own runs on the stack's Locust "
                 "with the workshop profile (load_generator.where: stack, profile.kind: workshop)"
             )
+        if self.target is not None:
+            self._check_target_generator()
         return self
+
+    def _check_target_generator(self) -> None:
+        """The penguin-only load settings mean nothing to another service: refused, not
+        ignored."""
+        generator = self.load_generator
+        penguin_only = {
+            "model_mix": generator.model_mix != "",
+            "batch_weight": generator.batch_weight != 0,
+            "body": generator.body != "sampled",
+        }
+        for name, set_ in penguin_only.items():
+            if set_:
+                raise ValueError(
+                    f"load_generator.{name} is for the penguin service; with a target, "
+                    "the load is target.requests"
+                )
+        # The stack's Locust sends the penguin requests, or a locustfile of the user's own.
+        if generator.where == "stack" and generator.locustfile is None:
+            raise ValueError(
+                "load_generator.where: 'stack' with a target: the stack's Locust image sends "
+                "the penguin requests; target.requests are sent from the host (where: host), "
+                "or give the stack's Locust your own load_generator.locustfile"
+            )
 
 
 def _describe(error: ValidationError) -> str:
@@ -480,10 +607,16 @@ def _describe(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_matrix_file(path: Path, check_files: bool = True) -> MatrixFile:
+def load_matrix_file(
+    path: Path,
+    target: dict[str, object] | None = None,
+    base_dir: Path | None = None,
+    check_files: bool = True,
+) -> MatrixFile:
     """Reads and validates a matrix file; raises MatrixFileError naming file, field and fault.
-    With `check_files`, also the files it names (a run's; not a finished run's report, whose
-    copy of the matrix file is elsewhere)."""
+    `target` (the command line's target block) is put in the file's place for one; a
+    `body_file` is read relative to `base_dir` (default: the matrix file's folder). With
+    `check_files`, also the locustfile it names (a run's; not a finished run's report)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -494,8 +627,16 @@ def load_matrix_file(path: Path, check_files: bool = True) -> MatrixFile:
         raise MatrixFileError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(data, dict):
         raise MatrixFileError(f"{path}: the matrix file must be a YAML mapping at the top level")
+    if target is not None:
+        if "target" in data:
+            raise MatrixFileError(
+                f"{path}: has a target block already; leave out --target-image/--target-port/"
+                "--request-file, or the block"
+            )
+        data = {**data, "target": target}
+    context = {BASE_DIR_CONTEXT: str(base_dir if base_dir is not None else path.parent)}
     try:
-        matrix = MatrixFile.model_validate(data, context={MATRIX_DIR: path.parent})
+        matrix = MatrixFile.model_validate(data, context=context)
     except ValidationError as error:
         raise MatrixFileError(f"{path}: invalid matrix file:\n{_describe(error)}") from None
     locustfile = matrix.load_generator.locustfile

@@ -51,9 +51,11 @@ def prepare_run_dir(
     settings: MatrixSettings,
     resume: Path | None,
     fresh: bool,
+    matrix_text: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Picks the run directory: --resume, else the latest unfinished run of this matrix, else a
-    new results/<timestamp>/."""
+    new results/<timestamp>/. A new one keeps the matrix as run: `matrix_text` when given (the
+    file with the command line's target block), else a copy of the file."""
     fingerprint = matrix.fingerprint()
     if resume is not None:
         info_path = resume / RUN_FILE
@@ -77,7 +79,10 @@ def prepare_run_dir(
         run_dir = settings.results_dir / f"{stamp}-{suffix}"
         suffix += 1
     (run_dir / CELLS_DIR).mkdir(parents=True)
-    shutil.copyfile(matrix_path, run_dir / "matrix.yaml")
+    if matrix_text is not None:
+        (run_dir / "matrix.yaml").write_text(matrix_text, encoding="utf-8")
+    else:
+        shutil.copyfile(matrix_path, run_dir / "matrix.yaml")
     info = {
         "fingerprint": fingerprint,
         "matrix_file": str(matrix_path),

@@ -26,7 +26,12 @@ from matrix.measure.cell_load import CellLoad
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, RouteGuard
 from matrix.measure.deploy import CellDeployer
 from matrix.measure.service_info import evaluator
-from matrix.measure.service_state import ApiServiceState, NginxAdmission
+from matrix.measure.service_state import (
+    ApiServiceState,
+    NginxAdmission,
+    NginxTargetPort,
+    PrometheusTargetPort,
+)
 from matrix.measure.stack_locust import StackLocustError
 from matrix.measure.trial import TrialError
 from matrix.measure.user_locustfile import StackLocustfile
@@ -79,6 +84,11 @@ class MatrixRunner:
         self.run_info = run_info
         self.api = ApiServiceState(matrix, settings, engine, run_info)
         self.admission = NginxAdmission(matrix, settings, engine, run_info)
+        # A target listens on its own port: Nginx proxies to it, Prometheus scrapes it there.
+        self.target_ports = [
+            NginxTargetPort(matrix, settings, engine, run_info),
+            PrometheusTargetPort(matrix, settings, engine, run_info),
+        ]
         self.deployer = CellDeployer(matrix, settings, engine)
         self.load = CellLoad(matrix, settings, engine, cluster)
         # A user's own locustfile on the stack's Locust services, for the run's duration.
@@ -103,10 +113,14 @@ class MatrixRunner:
         restore_to = self.api.record()
         if any(c.admission != "stack" for c in self.matrix.cell_list()):
             self.admission.record()
-        # For the report's header: "c" (the C module) or "numpy" served single rows.
-        self.run_info["evaluator"] = self.run_info.get("evaluator") or evaluator(
-            self.settings.base_url
-        )
+        target = self.matrix.target
+        if target is not None:
+            self.run_info["target"] = {"image": target.image, "port": target.port}
+        else:
+            # For the report's header: "c" (the C module) or "numpy" served single rows.
+            self.run_info["evaluator"] = self.run_info.get("evaluator") or evaluator(
+                self.settings.base_url
+            )
         write_json(self.run_dir / RUN_FILE, self.run_info)
         cells = self.matrix.cell_list()
         done = [c.cell_id for c in cells if self.cell_done(c)]
@@ -135,6 +149,8 @@ class MatrixRunner:
             if changed:
                 self.api.restore(restore_to, self.progress.note)
                 self.admission.restore(self.progress.note)
+                for port in self.target_ports:
+                    port.restore(self.progress.note)
             if self.locustfile is not None and shipped:
                 self.locustfile.restore(self.progress.note)
         self.run_info["status"] = "complete"
@@ -190,10 +206,14 @@ class MatrixRunner:
                 guard.start()
             if cell.admission != "stack":
                 self.admission.apply(cell, record, say)
+            for port in self.target_ports:
+                port.apply(say)
             self.deployer.deploy(cell, record, say)
             if self.matrix.warmup_seconds > 0:
                 say(f"warming up for {self.matrix.warmup_seconds:g} s")
-                record.warmup_requests = warm_up(self.settings.base_url, self.matrix.warmup_seconds)
+                record.warmup_requests = warm_up(
+                    self.settings.base_url, self.matrix.warmup_seconds, self.matrix.target
+                )
             if cell.search_first:
                 record.reference = self._reference(cell, partial_dir)
             self.load.run(partial_dir, record, say)

@@ -13,6 +13,7 @@ usage() {
 Usage: scripts/run_matrix.sh [--quick | --matrix FILE] [--resume RUN_DIR] [--fresh]
                              [--stack-name NAME] [--nginx-port N] [--no-stack-up] [--stack-down]
                              [--cluster]
+                             [--target-image IMAGE --target-port PORT --request-file FILE]
                              [--validate-only] [--report-only RUN_DIR]
 
 Deploys the stack (scripts/stack_up.sh), then measures every cell of the matrix file and writes
@@ -30,6 +31,11 @@ results/<timestamp>/{summary.csv,report.md,report.html,plots/,cells/}.
                        stack and Nginx (from /run/penguins-cluster/env), without stack_up.sh;
                        Locust runs here and the report says where each api task ran
   --stack-down         remove the stack (scripts/stack_down.sh) when done
+  --target-image IMAGE measure this local image of another model API in place of the penguin
+                       service (with the next two: the matrix file's target block, for a
+                       quick try; see matrix/README.md, "Bring your own service")
+  --target-port PORT   the port its container listens on
+  --request-file FILE  YAML with its requests: (and optionally health_path:, env:)
   --validate-only      check the matrix file and print the cells, change nothing
   --report-only DIR    rebuild summary, plots and report of a run from its recorded cells
   -h, --help           show this help
@@ -53,9 +59,10 @@ while [ "$#" -gt 0 ]; do
     --validate-only) needs_docker=0 ;;
     --report-only) [ "$#" -ge 2 ] || die "$1 needs a value"; needs_docker=0; shift ;;
     --report-only=*) needs_docker=0 ;;
-    --matrix|--resume|--stack-name|--nginx-port)
+    --matrix|--resume|--stack-name|--nginx-port|--target-image|--target-port|--request-file)
       [ "$#" -ge 2 ] || die "$1 needs a value"; shift ;;
     --matrix=*|--resume=*|--stack-name=*|--nginx-port=*) ;;
+    --target-image=*|--target-port=*|--request-file=*) ;;
     *) usage >&2; die "unknown option: $1" ;;
   esac
   shift

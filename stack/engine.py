@@ -85,6 +85,21 @@ class ServiceState:
 
 
 @dataclass(frozen=True)
+class ContainerState:
+    """A plain container's state (the target's smoke container): running or exited with its
+    code, its main process on the host, and its address on the default bridge."""
+
+    running: bool
+    exit_code: int
+    pid: int
+    address: str
+
+
+# The ContainerSpec fields a target (matrix/config.py TargetSpec) replaces on the api service.
+CONTAINER_FIELDS = ("Image", "Env", "Healthcheck")
+
+
+@dataclass(frozen=True)
 class TaskPlacement:
     """Where one running task of a service is: its Swarm task id and its node's hostname."""
 
@@ -104,9 +119,35 @@ class Engine(Protocol):
     def set_update_config(self, service: str, config: Mapping[str, Any]) -> None:
         """Puts an UpdateConfig back (changes no task)."""
 
-    def update_service(self, service: str, wanted: ServiceResources, timeout: float) -> None:
+    def update_service(
+        self,
+        service: str,
+        wanted: ServiceResources,
+        timeout: float,
+        container: Mapping[str, Any] | None = None,
+    ) -> None:
         """Applies replicas, limits and reservations with the fast update policy and waits until
-        every replica runs the new spec; DockerError when Swarm paused or rolled it back."""
+        every replica runs the new spec; DockerError when Swarm paused or rolled it back.
+        `container` replaces those CONTAINER_FIELDS of the ContainerSpec in the same update (a
+        None value removes the field)."""
+
+    def container_settings(self, service: str) -> dict[str, Any]:
+        """The service's CONTAINER_FIELDS as its spec sets them (unset ones left out)."""
+
+    def image_exists(self, image: str) -> bool:
+        """Whether this engine has the image locally."""
+
+    def start_container(self, image: str, env: Mapping[str, str], name: str) -> str:
+        """Starts a plain container of `image` on the default bridge; its id."""
+
+    def container_state(self, container: str) -> ContainerState:
+        """Where a plain container stands (DockerError when it is gone)."""
+
+    def container_logs(self, container: str, tail: int) -> str:
+        """The last `tail` lines of a container's output."""
+
+    def remove_container(self, container: str) -> None:
+        """Stops and removes a container; nothing when it is gone already."""
 
     def node_capacity(self) -> tuple[int, int]:
         """(NanoCPUs, MemoryBytes) of this Swarm node."""
@@ -152,9 +193,11 @@ class Engine(Protocol):
     def service_env(self, service: str) -> dict[str, str]:
         """The environment of the service's containers as its spec sets it."""
 
-    def set_service_env(self, service: str, changes: Mapping[str, str], timeout: float) -> None:
-        """Sets (adds or replaces) environment variables and waits until every replica runs the
-        new spec."""
+    def set_service_env(
+        self, service: str, changes: Mapping[str, str | None], timeout: float
+    ) -> None:
+        """Sets (adds or replaces) environment variables, removes those given None, and waits
+        until every replica runs the new spec."""
 
     def scale_service(self, service: str, replicas: int, timeout: float) -> None:
         """Sets the replica count and waits until that many tasks run."""
@@ -304,9 +347,22 @@ class DockerEngine:
 
         self._update(service, change)
 
-    def update_service(self, service: str, wanted: ServiceResources, timeout: float) -> None:
+    def update_service(
+        self,
+        service: str,
+        wanted: ServiceResources,
+        timeout: float,
+        container: Mapping[str, Any] | None = None,
+    ) -> None:
         # Zero means "no limit" for Swarm, which is also what restoring an unlimited service needs.
         def change(spec: dict[str, Any]) -> None:
+            if container is not None:
+                container_spec = spec["TaskTemplate"].setdefault("ContainerSpec", {})
+                for key in CONTAINER_FIELDS:
+                    if key in container and container[key] is None:
+                        container_spec.pop(key, None)
+                    elif key in container:
+                        container_spec[key] = container[key]
             spec["Mode"] = {"Replicated": {"Replicas": wanted.replicas}}
             resources = spec["TaskTemplate"].setdefault("Resources", {})
             resources.setdefault("Limits", {}).update(
@@ -326,6 +382,53 @@ class DockerEngine:
                 f"wanted {wanted.as_dict()}, has {applied.as_dict()}"
             )
 
+    def container_settings(self, service: str) -> dict[str, Any]:
+        spec = self._service(service)["Spec"]
+        container = spec["TaskTemplate"].get("ContainerSpec") or {}
+        return {key: container[key] for key in CONTAINER_FIELDS if key in container}
+
+    def image_exists(self, image: str) -> bool:
+        try:
+            self._api.inspect_image(image)
+        except docker.errors.ImageNotFound:
+            return False
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            raise DockerError(f"inspecting image {image} failed: {error}") from None
+        return True
+
+    def start_container(self, image: str, env: Mapping[str, str], name: str) -> str:
+        with _engine_errors(f"starting a container of {image}"):
+            created = self._api.create_container(
+                image, environment=dict(env), name=name, labels={"com.penguin-lab.smoke": "1"}
+            )
+            self._api.start(created["Id"])
+        return str(created["Id"])
+
+    def container_state(self, container: str) -> ContainerState:
+        with _engine_errors(f"inspecting container {container[:12]}"):
+            found = self._api.inspect_container(container)
+        state = found.get("State") or {}
+        address = str((found.get("NetworkSettings") or {}).get("IPAddress") or "")
+        return ContainerState(
+            running=bool(state.get("Running")),
+            exit_code=int(state.get("ExitCode") or 0),
+            pid=int(state.get("Pid") or 0),
+            address=address,
+        )
+
+    def container_logs(self, container: str, tail: int) -> str:
+        with _engine_errors(f"reading the log of {container[:12]}"):
+            output: bytes = self._api.logs(container, tail=tail)
+        return output.decode("utf-8", "replace")
+
+    def remove_container(self, container: str) -> None:
+        try:
+            self._api.remove_container(container, force=True)
+        except docker.errors.NotFound:
+            return
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            raise DockerError(f"removing container {container[:12]} failed: {error}") from None
+
     def service_env(self, service: str) -> dict[str, str]:
         spec = self._service(service)["Spec"]
         env = (spec["TaskTemplate"].get("ContainerSpec") or {}).get("Env") or []
@@ -334,11 +437,17 @@ class DockerEngine:
     def _replicas(self, service: str) -> int:
         return self.service_resources(service).replicas
 
-    def set_service_env(self, service: str, changes: Mapping[str, str], timeout: float) -> None:
+    def set_service_env(
+        self, service: str, changes: Mapping[str, str | None], timeout: float
+    ) -> None:
         def change(spec: dict[str, Any]) -> None:
             container = spec["TaskTemplate"].setdefault("ContainerSpec", {})
             env = dict(item.partition("=")[::2] for item in container.get("Env") or [])
-            env.update(changes)
+            for key, value in changes.items():
+                if value is None:
+                    env.pop(key, None)
+                else:
+                    env[key] = value
             container["Env"] = [f"{key}={value}" for key, value in env.items()]
 
         self._update(service, change)

@@ -149,6 +149,9 @@ class CellRecord(_Record):
     reference: TrialRecord | None = None
     # A soak profile: each trial minute by minute, with its trends (matrix/analyse/soak.py).
     soak: list[SoakSummary] = []
+    # A target without the penguin service's metrics: why the server-side figures are absent
+    # (matrix/measure/prometheus.py target_metrics_note); None when they were read.
+    server_metrics: str | None = None
 
     @property
     def knees(self) -> list[float]:

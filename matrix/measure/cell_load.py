@@ -16,7 +16,7 @@ from matrix.config import MatrixFile, MatrixSettings, SoakProfile
 from matrix.measure.cgroups import CgroupSampler, read_samples, window_cpu
 from matrix.measure.cluster_target import ClusterTarget
 from matrix.measure.loadgen import TrialRun
-from matrix.measure.prometheus import attach_server_figures, stack_client
+from matrix.measure.prometheus import attach_server_figures, stack_client, target_metrics_note
 from matrix.measure.stack_locust import LocustMaster, run_stack_trial
 from matrix.measure.trial import StepWatcher, analyse_trial, run_trial
 from stack.credentials import lab_ui_credentials
@@ -128,8 +128,14 @@ class CellLoad:
             if nodes is not None:
                 nodes.stop()
         finished = time.time()
-        # The replicas' own figures per step, from the stack's Prometheus (n/a without one).
-        attach_server_figures(record.trials, stack_client(self.settings).query, log=say)
+        # The replicas' own figures per step, from the stack's Prometheus (n/a without one); a
+        # target's only when it exposes the penguin service's metrics.
+        query = stack_client(self.settings).query
+        target = self.matrix.target
+        if target is not None:
+            record.server_metrics = target_metrics_note(query, time.time(), started, target.port)
+        if record.server_metrics is None:
+            attach_server_figures(record.trials, query, log=say)
         if nodes is not None:
             record.node_cpu_mean_cores = per_node_cores(out / NODE_CPU_FILE, started, finished)
         containers = self.engine.containers(self.api_service, running_only=False)

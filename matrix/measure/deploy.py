@@ -1,12 +1,14 @@
 """Puts a cell's configuration on the api service: its replicas, limits and (when they fit)
-reservations, then waits until it converged and answers /ready through Nginx."""
+reservations, and for a target its image, environment and health check; then waits until it
+converged and answers /ready (a target: its health path) through Nginx."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from matrix.analyse.records import CellRecord
-from matrix.config import Cell, MatrixFile, MatrixSettings, memory_bytes
+from matrix.config import Cell, MatrixFile, MatrixSettings, TargetSpec, memory_bytes
 from matrix.errors import MatrixRunError
 from stack.engine import NANO, Engine, ServiceResources
 from stack.waits import (
@@ -19,6 +21,23 @@ from stack.waits import (
 )
 
 READY_TIMEOUT_S = 90.0
+# No container health check for a target: Docker's probe runs inside the container (a user's
+# image has no penguin-healthcheck, maybe no curl or Python), inside the CPU quota a search
+# saturates on purpose, and a replica it marks unhealthy under load is replaced, which the
+# report would count as a restart. Readiness is proven from outside instead: the health path
+# answering 2xx through Nginx, with Nginx balancing over every replica (stack/waits.py api_ready).
+NO_HEALTHCHECK = {"Test": ["NONE"]}
+READY_PATH = "/ready"
+
+
+def target_container(target: TargetSpec) -> dict[str, Any]:
+    """The api service's ContainerSpec fields for a target: its image and environment only (the
+    penguin service's variables mean nothing to it), and no container health check."""
+    return {
+        "Image": target.image,
+        "Env": [f"{key}={value}" for key, value in sorted(target.env.items())],
+        "Healthcheck": NO_HEALTHCHECK,
+    }
 
 
 class CellDeployer:
@@ -62,7 +81,9 @@ class CellDeployer:
             + ("" if reserved else " (no reservation: does not fit the node)")
         )
         timeout = self.matrix.converge_timeout_seconds
-        self.engine.update_service(self.api_service, wanted, timeout)
+        target = self.matrix.target
+        container = target_container(target) if target is not None else None
+        self.engine.update_service(self.api_service, wanted, timeout, container)
         try:
             state = wait_until(
                 service_converged(self.engine, self.api_service, cell.replicas),
@@ -78,15 +99,20 @@ class CellDeployer:
             placement[task.node] = placement.get(task.node, 0) + 1
         record.placement = placement
         where = ", ".join(f"{node}: {count}" for node, count in sorted(placement.items()))
-        say(f"converged ({state}; api tasks per node: {where}); waiting for /ready via Nginx")
-        url = f"{self.settings.base_url}/ready"
+        path = target.health_path if target is not None else READY_PATH
+        say(f"converged ({state}; api tasks per node: {where}); waiting for {path} via Nginx")
+        url = f"{self.settings.base_url}{path}"
+        # A target has no container health check: its readiness is this wait alone, so it gets
+        # the whole convergence timeout (a model that loads for a minute is not a failure).
+        ready_timeout = timeout if target is not None else READY_TIMEOUT_S
         try:
             wait_until(
                 api_ready(self.engine, self.settings.stack_name, url),
-                READY_TIMEOUT_S,
+                ready_timeout,
                 READY_INTERVAL_S,
             )
         except WaitTimeout as error:
+            what = f"the target {target.image}" if target is not None else self.api_service
             raise MatrixRunError(
-                f"{url} was not ready within {READY_TIMEOUT_S:g} s (last: {error})"
+                f"{what} did not answer {url} with 2xx within {ready_timeout:g} s (last: {error})"
             ) from None

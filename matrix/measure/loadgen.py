@@ -4,6 +4,7 @@ from the host virtualenv and samples the load generator's own CPU with psutil.""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import socket
@@ -32,6 +33,8 @@ LOCUSTFILE = PROJECT_ROOT / "locust" / "locustfile.py"
 CSV_PREFIX = "locust"
 STEP_LOG = "steps.jsonl"
 LOADGEN_CPU_FILE = "loadgen_cpu.csv"
+# A target's requests as the locustfile reads them (--target-requests), in the trial's folder.
+TARGET_REQUESTS_FILE = "target_requests.json"
 # Locust itself needs a few seconds to start workers and to write its final CSVs.
 STARTUP_GRACE_S = 30.0
 
@@ -132,6 +135,16 @@ def profile_arguments(matrix: MatrixFile) -> list[str]:
         "-t",
         f"{int(profile.duration_seconds())}s",
     ]
+
+
+def target_arguments(matrix: MatrixFile, output_dir: Path) -> list[str]:
+    """With a target: its requests written to the trial's folder and the option that sends
+    them instead of the penguin bodies; without one, nothing."""
+    if matrix.target is None:
+        return []
+    path = output_dir / TARGET_REQUESTS_FILE
+    path.write_text(json.dumps(matrix.target.requests_document(), indent=2), encoding="utf-8")
+    return ["--target-requests", str(path)]
 
 
 def locust_command(

@@ -35,6 +35,10 @@ SCRAPE_SETTLE_S = 2.5
 # Traffic routes only: probes (/ready, /health) and scrapes (/metrics) are not the load.
 TRAFFIC = 'route!~"/metrics|/ready|/health"'
 QUERY_TIMEOUT_S = 5.0
+# What the per-step figures read from the api replicas: the penguin service's own metrics
+# (service/metrics.py), the latency histogram and the request counter.
+PENGUIN_METRICS = ("penguin_http_request_duration_seconds", "penguin_http_requests_total")
+_DURATION, _REQUESTS = PENGUIN_METRICS
 
 
 class PrometheusUnavailable(RuntimeError):
@@ -147,11 +151,8 @@ def _one(query: QueryFn, expr: str, at: float) -> float | None:
 def step_figures(query: QueryFn, started: float, ended: float) -> ServerFigures:
     """The server-side figures of the window [started, ended] (epoch seconds)."""
     window = _window(ended - started)
-    latency = (
-        f"sum by (le) (increase(penguin_http_request_duration_seconds_bucket"
-        f"{{{TRAFFIC}}}[{window}]))"
-    )
-    requests = f"increase(penguin_http_requests_total{{{TRAFFIC}}}[{window}])"
+    latency = f"sum by (le) (increase({_DURATION}_bucket{{{TRAFFIC}}}[{window}]))"
+    requests = f"increase({_REQUESTS}{{{TRAFFIC}}}[{window}])"
     per_replica = {
         labels.get("instance", "?"): value
         for labels, value in query(f"sum by (instance) ({requests})", ended)
@@ -173,12 +174,12 @@ def step_figures(query: QueryFn, started: float, ended: float) -> ServerFigures:
         per_replica=per_replica,
         errors_5xx=_one(
             query,
-            f'sum(increase(penguin_http_requests_total{{status=~"5.."}}[{window}])) or vector(0)',
+            f'sum(increase({_REQUESTS}{{status=~"5.."}}[{window}])) or vector(0)',
             ended,
         ),
         errors_503=_one(
             query,
-            f'sum(increase(penguin_http_requests_total{{status="503"}}[{window}])) or vector(0)',
+            f'sum(increase({_REQUESTS}{{status="503"}}[{window}])) or vector(0)',
             ended,
         ),
         nginx_requests=nginx_requests,
@@ -234,6 +235,40 @@ class RecordedQueries:
 def stack_client(settings: MatrixSettings) -> PrometheusClient:
     """A client for the stack's Prometheus with the stack's UI login (stack/credentials.py)."""
     return PrometheusClient(settings.prometheus_url, lab_ui_credentials(settings.stack_name))
+
+
+# The Prometheus job that scrapes every api task (prometheus/prometheus.yml.template).
+API_JOB = "api"
+
+
+def target_metrics_note(query: QueryFn, at: float, since: float, port: int) -> str | None:
+    """Why the server-side figures of a target are absent, from what Prometheus' api job
+    scraped of it since `since` (the cell's load began); None when the target exposes the
+    penguin service's metrics (then they are read as ours). Prometheus that cannot be asked is
+    a reason too. Only samples newer than `since` count: the penguin replicas scraped before
+    the target replaced them stay visible for minutes (Prometheus' lookback, and no staleness
+    marker when Prometheus restarted to follow the target's port)."""
+    fresh = f'timestamp({{job="{API_JOB}",__name__="%s"}}) > {since:.3f}'
+    try:
+        scrapes = query(f'up{{job="{API_JOB}"}} and on(instance) ({fresh % "up"})', at)
+        penguin = query(f"count({fresh % _REQUESTS})", at)
+    except PrometheusUnavailable as error:
+        return f"absent: the stack's Prometheus could not be asked ({error})"
+    if penguin:
+        return None
+    up = sum(1 for _labels, value in scrapes if value == 1)
+    if not up:
+        return (
+            f"absent: the target serves no Prometheus metrics at :{port}/metrics (the stack's "
+            f"Prometheus scraped {len(scrapes)} replica(s) there, job `{API_JOB}`, and no scrape "
+            "succeeded); the client-side figures and the containers' cgroup figures stand alone"
+        )
+    return (
+        f"absent: the target's own metrics at :{port}/metrics are scraped into the stack's "
+        f"Prometheus (job `{API_JOB}`, {up} of {len(scrapes)} replica(s) up: query them there), "
+        f"but they are not the penguin service's ({', '.join(PENGUIN_METRICS)}), the only ones "
+        "this report reads per step"
+    )
 
 
 def attach_server_figures(

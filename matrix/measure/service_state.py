@@ -1,6 +1,7 @@
 """What the run changes on the stack and puts back: the api service's resources and update
-policy, and Nginx's admission limit. The originals are recorded once in run.json, so a resumed
-run restores what the first attempt found, not what it left behind."""
+policy (and, measuring a target, its image, environment and health check), Nginx's admission
+limit, and the port Nginx and Prometheus reach the api on. The originals are recorded once in
+run.json, so a resumed run restores what the first attempt found, not what it left behind."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from matrix.analyse.records import CellRecord
 from matrix.config import Cell, MatrixFile, MatrixSettings
 from matrix.errors import MatrixRunError
 from stack.admission import AdmissionError, AdmissionKnob, limit_for, stack_knob
-from stack.engine import NANO, DockerError, Engine, ServiceResources
+from stack.engine import CONTAINER_FIELDS, NANO, DockerError, Engine, ServiceResources
 
 
 class _ChangedService:
@@ -38,7 +39,8 @@ class _ChangedService:
 
 
 class ApiServiceState(_ChangedService):
-    """The api service's replicas, limits, reservations and update policy before the run."""
+    """The api service's replicas, limits, reservations and update policy before the run, and
+    its image, environment and health check (what a target replaces)."""
 
     name = "api"
 
@@ -56,16 +58,26 @@ class ApiServiceState(_ChangedService):
         self.run_info["original_service"] = restore_to.as_dict()
         if "original_update_config" not in self.run_info:
             self.run_info["original_update_config"] = self.engine.update_config(self.service)
+        if "original_container" not in self.run_info:
+            self.run_info["original_container"] = self.engine.container_settings(self.service)
         return restore_to
 
+    def original_container(self) -> dict[str, Any]:
+        """What the ContainerSpec held before the run; a field it did not set is removed again
+        (None), so a target's health check setting does not outlive the run."""
+        recorded = self.run_info.get("original_container") or {}
+        return {key: recorded.get(key) for key in CONTAINER_FIELDS}
+
     def restore(self, original: ServiceResources, note: Callable[[str], None]) -> None:
+        container = self.original_container()
         note(
             f"restoring {self.service} to {original.replicas} replica(s), "
             f"limits {original.limit_nano_cpus / NANO:g} CPU / "
             f"{original.limit_memory_bytes / 2**20:g} MiB"
+            + (f", image {container['Image']}" if container.get("Image") else "")
         )
         try:
-            self.engine.update_service(self.service, original, self.timeout)
+            self.engine.update_service(self.service, original, self.timeout, container)
             self.engine.set_update_config(self.service, self.run_info["original_update_config"])
         except (DockerError, KeyboardInterrupt) as error:
             self._could_not_restore(error, f"--replicas {original.replicas} ...")
@@ -125,3 +137,61 @@ class NginxAdmission(_ChangedService):
                 self.engine.set_service_env(self.service, {self._knob.env: original}, self.timeout)
         except (DockerError, KeyboardInterrupt) as error:
             self._could_not_restore(error, f"--env-add {self._knob.env}={original}")
+
+
+class _TargetPort(_ChangedService):
+    """An environment variable naming the port the api listens on, for a service that talks to
+    the api: set to the target's port for the run, the original put back (removed again when
+    the stack file left it to the image's default)."""
+
+    env = ""
+
+    def __init__(
+        self, matrix: MatrixFile, settings: MatrixSettings, engine: Engine, run_info: dict[str, Any]
+    ) -> None:
+        super().__init__(matrix, settings, engine, run_info)
+        self.port = matrix.target.port if matrix.target is not None else None
+        self.key = f"original_{self.name}_{self.env}"
+
+    def apply(self, say: Callable[[str], None]) -> None:
+        """Points the service at the target's port when it is not already (a rolling update)."""
+        if self.port is None:
+            return
+        try:
+            current = self.engine.service_env(self.service)
+        except DockerError as error:
+            say(f"{self.service}: not changed ({error})")
+            return
+        if self.key not in self.run_info:
+            self.run_info[self.key] = current.get(self.env)
+        if current.get(self.env) == str(self.port):
+            return
+        say(f"{self.service}: {self.env}={self.port} (the target's port)")
+        self.engine.set_service_env(self.service, {self.env: str(self.port)}, self.timeout)
+
+    def restore(self, note: Callable[[str], None]) -> None:
+        if self.key not in self.run_info:
+            return
+        original = self.run_info[self.key]
+        try:
+            if self.engine.service_env(self.service).get(self.env) != original:
+                note(f"restoring {self.service}: {self.env}={original or '(unset)'}")
+                self.engine.set_service_env(self.service, {self.env: original}, self.timeout)
+        except (DockerError, KeyboardInterrupt) as error:
+            self._could_not_restore(error, f"--env-add {self.env}={original}")
+
+
+class NginxTargetPort(_TargetPort):
+    """Nginx proxies to every api task on this port (nginx/entrypoint.sh)."""
+
+    name = "nginx"
+    env = "NGINX_UPSTREAM_PORT"
+
+
+class PrometheusTargetPort(_TargetPort):
+    """Prometheus' `api` job scrapes /metrics of every api task on this port
+    (prometheus/prometheus.yml.template): a target that serves Prometheus metrics there gets
+    them scraped; one that does not shows as a down target, nothing else."""
+
+    name = "prometheus"
+    env = "PROMETHEUS_API_PORT"

@@ -21,6 +21,7 @@ from matrix.measure.loadgen import (
     locust_command,
     profile_arguments,
     run_locust,
+    target_arguments,
 )
 from matrix.measure.measurements import (
     HostWindows,
@@ -78,7 +79,7 @@ def run_trial(run: TrialRun) -> TrialRecord:
     command = locust_command(
         run.settings.base_url,
         out,
-        profile_arguments(matrix),
+        profile_arguments(matrix) + target_arguments(matrix, out),
         matrix.load_generator,
         profile.duration_seconds(),
     )

@@ -350,3 +350,123 @@ def test_a_users_locustfile_on_the_stacks_locust(stack: Stack, tmp_path: Path) -
         check=True,
     ).stdout
     assert f"{stack.name}_user_locustfile_" not in configs
+
+
+TARGET_IMAGE = "penguin-lab/test-target:latest"
+TARGET_IMAGE_DIR = Path(__file__).parent / "target_image"
+# One cell of the tiny non-penguin service (target_image/app.py): its own port, health path,
+# body file, method and expected status; a short search to a ceiling the small CPU limit is
+# well below.
+TARGET_MATRIX = """
+name: target-test
+cells: {replicas: [1], cpus: [0.25], memory: [128M]}
+profile: {kind: search, start_rate: 25, growth: 2, precision: 0.25, ceiling: 800,
+          step_seconds: 3, settle_seconds: 0.5, request_timeout_seconds: 2}
+objective: {p95_ms: 500, max_failure_ratio: 0.01}
+target_rps: 20
+warmup_seconds: 1
+load_generator: {processes: 1}
+converge_timeout_seconds: 120
+target:
+  image: penguin-lab/test-target:latest
+  port: 8080
+  health_path: /healthz
+  env: {APP_MODE: test}
+  requests:
+    - {method: POST, path: /score, body_file: one.json, expect_status: 201,
+       headers: {Content-Type: application/json}}
+"""
+
+
+def _build_target_image() -> None:
+    """The tiny target from the base image build_images.sh built the stack's images from."""
+    base = subprocess.run(
+        [
+            "bash",
+            "-c",
+            "source scripts/lib/common.sh && source scripts/lib/base_image.sh && "
+            'resolve_base "$PYTHON_BASE_DEFAULT"',
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout.strip()
+    subprocess.run(
+        ["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", TARGET_IMAGE, "."],
+        cwd=TARGET_IMAGE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+
+
+@pytest.mark.swarm
+@pytest.mark.timeout(600)
+def test_a_non_penguin_image_as_the_target(stack: Stack, tmp_path: Path) -> None:
+    """A one-cell matrix of another service on the stack: refused on a wrong port before
+    anything changes, then measured with knees and without server metrics, and the stack put
+    back as it was."""
+    _build_target_image()
+    (tmp_path / "one.json").write_text(json.dumps({"features": [1.0, 2.5, 3.0]}))
+    api, nginx, prometheus = (f"{stack.name}_{s}" for s in ("api", "nginx", "prometheus"))
+    api_before = _service_spec(api)["TaskTemplate"]["ContainerSpec"]
+
+    # The command line's block with a port the container does not listen on: refused by the
+    # smoke container, naming the field and the port it does listen on.
+    requests = tmp_path / "requests.yaml"
+    requests.write_text("health_path: /healthz\nrequests: [{path: /score, body_file: one.json}]\n")
+    (tmp_path / "plain.yaml").write_text(TARGET_MATRIX.split("target:")[0])
+    refused = subprocess.run(
+        [
+            str(PROJECT_ROOT / "scripts" / "run_matrix.sh"),
+            "--matrix",
+            str(tmp_path / "plain.yaml"),
+            "--no-stack-up",
+            "--target-image",
+            TARGET_IMAGE,
+            "--target-port",
+            "9000",
+            "--request-file",
+            str(requests),
+        ],
+        cwd=PROJECT_ROOT,
+        env={**stack.env, "MATRIX_RESULTS_DIR": str(tmp_path / "refused")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "error: target.port: the container of" in refused.stderr
+    assert "does not listen on 9000; it listens on 8080" in refused.stderr
+    assert not (tmp_path / "refused").exists()  # refused before a run folder was made
+
+    run_dir, output = _run_matrix(stack, TARGET_MATRIX, tmp_path, 540)
+    assert "answers /healthz and every request as expected" in output
+    record = json.loads((run_dir / "cells" / "r1-c0.25-m128M" / "cell.json").read_text())
+    assert record["status"] == "measured", record.get("error")
+    (trial,) = record["trials"]
+    assert trial["knee_index"] is not None, trial["outcome"]
+    knee = trial["steps"][trial["knee_index"]]
+    assert knee["served_rps"] > 0 and knee["ok"] > 0 and knee["failures"] == {}
+    # Client-side figures and the container's cgroup figures, without any server metrics.
+    assert knee["api_cpu_cores"] is not None and knee["throttled_share"] is not None
+    assert all(step["server"] is None for step in trial["steps"])
+    assert "serves no Prometheus metrics at :8080/metrics" in record["server_metrics"]
+    assert record["restarts"] == 0
+    report = (run_dir / "report.md").read_text()
+    assert "the target `penguin-lab/test-target:latest` (port 8080)" in report
+    assert "Server-side figures absent: the target serves no Prometheus metrics" in report
+    assert "## Recommendation" in report
+    print(f"target knee: {knee['served_rps']:.0f} req/s served at 1 x 0.25 CPU")
+
+    # Everything is back: the api's image, environment and health check, Nginx's upstream port,
+    # and Prometheus' scrape port (left to its image's default, as the stack file does).
+    api_after = _service_spec(api)["TaskTemplate"]["ContainerSpec"]
+    for field in ("Image", "Env", "Healthcheck"):
+        assert api_after.get(field) == api_before.get(field), field
+    assert _service_env(nginx)["NGINX_UPSTREAM_PORT"] == "8000"
+    assert "PROMETHEUS_API_PORT" not in _service_env(prometheus)

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from stack.engine import (
+    CONTAINER_FIELDS,
     NANO,
+    ContainerState,
     ContainerStats,
     DockerError,
     ServiceResources,
@@ -51,12 +53,26 @@ class FakeEngine:
         self.nodes = ["fake-node"]
         # Environment and replicas of the other services (Nginx, Locust workers).
         self.env: dict[str, dict[str, str]] = {}
-        self.env_updates: list[tuple[str, dict[str, str]]] = []
+        self.env_updates: list[tuple[str, dict[str, str | None]]] = []
         self.scaled: dict[str, int] = {}
         # Swarm configs by name, each service's Args and the config mounted per target path.
         self.configs: dict[str, bytes] = {}
         self.args: dict[str, list[str]] = {}
         self.mounts: dict[str, dict[str, str]] = {}
+        # The api service's ContainerSpec fields a target replaces, and each update's change.
+        self.container: dict[str, Any] = {
+            "Image": "penguin-lab/api:latest",
+            "Env": ["PENGUIN_DEFAULT_MODEL=lr"],
+            "Healthcheck": {"Test": ["CMD", "/usr/local/bin/penguin-healthcheck"]},
+        }
+        self.container_updates: list[dict[str, Any] | None] = []
+        # Local images, and the plain containers started (the target's smoke container).
+        self.images: set[str] = {"penguin-lab/api:latest"}
+        self.started: dict[str, tuple[str, dict[str, str]]] = {}
+        self.removed: list[str] = []
+        # What a started container does: running with this address, or exited with a code.
+        self.smoke_state = ContainerState(True, 0, 0, "127.0.0.1")
+        self.smoke_logs = ""
 
     def serve(self, requests: int, *, replace_task: bool = False, oom_kill: bool = False) -> None:
         """What a load run does to the fake: Nginx counts requests, a task may be replaced and
@@ -79,9 +95,42 @@ class FakeEngine:
         self.config = dict(config)
         self.restored_configs.append(dict(config))
 
-    def update_service(self, service: str, wanted: ServiceResources, timeout: float) -> None:
+    def update_service(
+        self,
+        service: str,
+        wanted: ServiceResources,
+        timeout: float,
+        container: Mapping[str, Any] | None = None,
+    ) -> None:
         self.updates.append(wanted)
         self.resources = wanted
+        self.container_updates.append(None if container is None else dict(container))
+        for key in CONTAINER_FIELDS:
+            if container is not None and key in container:
+                if container[key] is None:
+                    self.container.pop(key, None)
+                else:
+                    self.container[key] = container[key]
+
+    def container_settings(self, service: str) -> dict[str, Any]:
+        return dict(self.container)
+
+    def image_exists(self, image: str) -> bool:
+        return image in self.images
+
+    def start_container(self, image: str, env: Mapping[str, str], name: str) -> str:
+        container = f"smoke-{len(self.started) + 1}"
+        self.started[container] = (image, dict(env))
+        return container
+
+    def container_state(self, container: str) -> ContainerState:
+        return self.smoke_state
+
+    def container_logs(self, container: str, tail: int) -> str:
+        return self.smoke_logs
+
+    def remove_container(self, container: str) -> None:
+        self.removed.append(container)
 
     def node_capacity(self) -> tuple[int, int]:
         return NODE
@@ -154,8 +203,15 @@ class FakeEngine:
     def service_env(self, service: str) -> dict[str, str]:
         return dict(self.env.get(service, {}))
 
-    def set_service_env(self, service: str, changes: Mapping[str, str], timeout: float) -> None:
-        self.env.setdefault(service, {}).update(changes)
+    def set_service_env(
+        self, service: str, changes: Mapping[str, str | None], timeout: float
+    ) -> None:
+        env = self.env.setdefault(service, {})
+        for key, value in changes.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         self.env_updates.append((service, dict(changes)))
 
     def scale_service(self, service: str, replicas: int, timeout: float) -> None:
