@@ -4,12 +4,13 @@ engine), and named in the start form so the workshop profile spawns its users.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from matrix.__main__ import main
-from matrix.config import MatrixFileError, MatrixSettings, load_matrix_file
+from matrix.config import MatrixFile, MatrixFileError, MatrixSettings, load_matrix_file
 from matrix.measure.stack_locust import swarm_form
 from matrix.measure.user_locustfile import (
     USER_LOCUSTFILE_TARGET,
@@ -176,3 +177,22 @@ def test_the_start_form_asks_for_the_users_of_the_locustfile(tmp_path: Path) -> 
         update={"load_generator": matrix.load_generator.model_copy(update={"locustfile": None})}
     )
     assert swarm_form(ours, "http://nginx:8000")["external_users"] == "false"
+
+
+def test_the_examples_matrix_files_are_valid() -> None:
+    """The worked example's two matrix files: a target, and the course's locustfile on the
+    stack's Locust against that target (a target allows where: stack with a locustfile)."""
+    example = COURSE_LOCUSTFILE.parent
+    searched = load_matrix_file(example / "matrix.yaml")
+    assert searched.target is not None
+    assert searched.target.image == "penguin-lab/example-tutorial-api:latest"
+    assert searched.target.requests[0].body == json.loads((example / "bodies/one.json").read_text())
+    workshop = load_matrix_file(example / "matrix-locustfile.yaml")
+    assert workshop.target is not None and workshop.load_generator.where == "stack"
+    assert workshop.load_generator.locustfile == COURSE_LOCUSTFILE
+    # Without the locustfile, the stack's Locust would send penguin requests to the target.
+    generator = workshop.load_generator.model_copy(update={"locustfile": None})
+    with pytest.raises(ValueError, match="give the stack's Locust your own"):
+        MatrixFile.model_validate(
+            {**workshop.model_dump(by_alias=True), "load_generator": generator.model_dump()}
+        )
