@@ -7,17 +7,22 @@ figures live here too, so that a conclusion drawn from a figure changes with it.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from docs.reports import KNEE_MARK, Report, number
+from docs.reports import KNEE_MARK, Report, load_report, number
 from matrix.analyse.analysis import HOST_SATURATION
 from matrix.report.report import fmt
 
 QUICK_RUN = "quick-run"
 WORKSHOP_RUN = "workshop-run"
 SPIKE_RUN = "spike-run"
+# The worked example's run (examples/tutorial-api), compared with the quick run of ours.
+EXAMPLE_RUN = "example-run"
+# The CPU a knee is compared per: the quick run's smallest step of CPU.
+PER_CPU = 0.1
 # Failure kinds the workshop table names apart; any other kind counts as "other".
 TIMEOUTS = "timeouts"
 CONNECTION_ERRORS = "connection errors"
@@ -450,6 +455,68 @@ def spike_run(report: Report, link: str) -> str:
     return "".join(lines) + "\n\n" + "\n".join(table)
 
 
+# --- the worked example beside ours ---------------------------------------------------------
+
+
+def _per_cpu(row: dict[str, str]) -> float:
+    """The cell's median knee per PER_CPU of its total CPU."""
+    return float(row["knee_rps_median"]) * PER_CPU / float(row["total_cpus"])
+
+
+def _side_rows(service: str, report: Report) -> list[str]:
+    return [
+        f"| {service} | {row['cell']} | {row['replicas']} x {fmt(float(row['cpus']))} "
+        f"| {whole(float(row['knee_rps_median']))} "
+        f"({whole(float(row['knee_rps_low']))}-{whole(float(row['knee_rps_high']))}) "
+        f"| **{whole(_per_cpu(row))}** | {fmt(float(row['knee_p95_ms']))} ms |"
+        for row in report.summary
+    ]
+
+
+def example_side_by_side(report: Report, link: str) -> str:
+    """The example's run and the quick run of ours (its sibling folder), per CPU."""
+    ours = load_report(report.folder.parent / QUICK_RUN)
+    ours_link = posixpath.join(posixpath.dirname(link), QUICK_RUN)
+    trials = report.header_match(r"(\d+) trial\(s\) per cell").group(1)
+    theirs_per_cpu = [_per_cpu(row) for row in report.summary]
+    ours_per_cpu = [_per_cpu(row) for row in ours.summary]
+    if min(ours_per_cpu) > max(theirs_per_cpu):
+        verdict = (
+            f"even ours' lowest cell served {min(ours_per_cpu) / max(theirs_per_cpu):.0f} times "
+            "the tutorial's highest per CPU."
+        )
+    elif min(theirs_per_cpu) > max(ours_per_cpu):
+        verdict = (
+            f"even the tutorial's lowest cell served "
+            f"{min(theirs_per_cpu) / max(ours_per_cpu):.1f} times ours' highest per CPU."
+        )
+    else:
+        verdict = "the two overlap, so per CPU neither is clearly ahead."
+    lines = [
+        f"| service | cell | replicas x CPU | knee: served req/s, median (range of {trials} "
+        f"trials) | knee per {fmt(PER_CPU)} CPU | p95 at knee (lowest trial) |",
+        "|---|---|---|---|---|---|",
+        *_side_rows("the tutorial's (FastAPI + scikit-learn)", report),
+        *_side_rows("ours (own ASGI layer, C evaluators)", ours),
+    ]
+    return "\n".join(
+        [
+            f"The report of a real `scripts/run_matrix.sh --matrix "
+            f"examples/tutorial-api/matrix.yaml` (run started {_started(report)}, on a "
+            f"{_cores(report)}-core machine), {_report_link(report, link)}, beside the quick run "
+            f"of ours, [docs/{QUICK_RUN}/report.md]({ours_link}/report.md) (run started "
+            f"{_started(ours)}, on a {_cores(ours)}-core machine): the same search, objective and "
+            "number of trials.",
+            "",
+            *lines,
+            "",
+            f"Per {fmt(PER_CPU)} CPU at the knee, the tutorial's service served "
+            f"{span(whole(min(theirs_per_cpu)), whole(max(theirs_per_cpu)))} req/s and ours "
+            f"{span(whole(min(ours_per_cpu)), whole(max(ours_per_cpu)))}: {verdict}",
+        ]
+    )
+
+
 BLOCKS: dict[str, Block] = {
     "quick-run-method": Block(QUICK_RUN, quick_run_method),
     "quick-run-table": Block(QUICK_RUN, quick_run_table),
@@ -464,4 +531,5 @@ BLOCKS: dict[str, Block] = {
     "workshop-conclusions": Block(WORKSHOP_RUN, workshop_conclusions),
     "workshop-generator-load": Block(WORKSHOP_RUN, workshop_generator_load),
     "spike-run": Block(SPIKE_RUN, spike_run),
+    "example-side-by-side": Block(EXAMPLE_RUN, example_side_by_side),
 }

@@ -46,6 +46,17 @@ def outcome_kind(status: int, timed_out: bool, problem: str | None) -> str:
     return INVALID if problem else OK
 
 
+def event_outcome_kind(status: int, exception: BaseException | None) -> str:
+    """The outcome of a request that Locust's request event reported (a user's own locustfile:
+    its users send through Locust's clients, not through ours). No exception: the user's file
+    counted it a success. Otherwise the status it got (0: none), a timeout by the exception's
+    type, and a 200 that the user's file failed (e.g. with catch_response) as an invalid answer."""
+    if exception is None:
+        return OK
+    timed_out = "timeout" in type(exception).__name__.lower()
+    return outcome_kind(status, timed_out, str(exception) if status == 200 else None)
+
+
 @dataclass
 class _Second:
     counts: Counter[str] = field(default_factory=Counter)

@@ -19,6 +19,9 @@ Profiles (--load-profile, env LOCUST_LOAD_PROFILE; Locust itself owns --profile)
   [--think-min, --think-max] s after each answer (the course's `between(1, 2.5)`). Outcomes are
   recorded per second and per kind (loadtest_closed.py) for the matrix.
 - `plain` (closed model): honours -u/-r/-t.
+A user's own locustfile runs beside this one (`-f locustfile.py,user_locustfile.py
+--external-users`): the workshop profile then spawns that file's users instead of the penguin
+WorkshopUser, and records their requests per second from Locust's request event.
 Every custom option also has a LOCUST_* environment variable (`locust -f locustfile.py --help`).
 """
 
@@ -48,7 +51,12 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtest import keepalive
-from loadtest.closed_model import WINDOW_MESSAGE, WindowRecorder, outcome_kind
+from loadtest.closed_model import (
+    WINDOW_MESSAGE,
+    WindowRecorder,
+    event_outcome_kind,
+    outcome_kind,
+)
 from loadtest.data import (
     DEFAULT_MODEL,
     SEED_BODY,
@@ -396,6 +404,14 @@ def add_arguments(parser: Any) -> None:
         help="workshop: shortest wait after an answer, seconds",
     )
     group.add_argument(
+        "--external-users",
+        action="store_true",
+        default=False,
+        env_var="LOCUST_EXTERNAL_USERS",
+        help="workshop: spawn the users of the other locustfiles given with -f (a user's own "
+        "locustfile) instead of the penguin WorkshopUser, and record their requests",
+    )
+    group.add_argument(
         "--think-max",
         type=float,
         default=WORKSHOP_THINK_TIME[1],
@@ -602,9 +618,12 @@ class _ClosedWindows:
     def __init__(self) -> None:
         self.recorder = WindowRecorder()
         self._sender: gevent.Greenlet | None = None
+        # The users are a user's own (--external-users): record from Locust's request event.
+        self.external = False
 
     def start(self, environment: Environment) -> None:
         self.recorder = WindowRecorder(started=time.time())
+        self.external = bool(environment.parsed_options.external_users)
         if self._sender is None:
             self._sender = gevent.spawn(self._send_loop, environment)
 
@@ -682,6 +701,7 @@ def on_init(environment: Environment, **_kwargs: Any) -> None:
         return
     if not isinstance(runner, MasterRunner):
         runner.register_message(STEP_MESSAGE, _on_step_message)
+        environment.events.spawning_complete.add_listener(freeze_spawned_users)
     if not isinstance(runner, WorkerRunner):
         runner.register_message(STATS_MESSAGE, _on_stats_message)
         runner.register_message(WINDOW_MESSAGE, _on_windows_message)
@@ -940,6 +960,33 @@ class WorkshopUser(User):
         )
 
 
+def external_user_classes(environment: Environment) -> list[type[User]]:
+    """The user classes of the other locustfiles Locust was given (-f ours,theirs)."""
+    found = [
+        cls for cls in environment.available_user_classes.values() if cls.__module__ != __name__
+    ]
+    if not found:
+        raise RuntimeError("--external-users: no locustfile besides this one defines a User")
+    return found
+
+
+@events.request.add_listener
+def on_request(
+    response_time: float,
+    response: Any = None,
+    exception: BaseException | None = None,
+    **_kwargs: Any,
+) -> None:
+    """A user's own users send through Locust's clients: their outcomes reach the per-second
+    windows from here. (Ours record themselves; this listener ignores them.)"""
+    if not CLOSED_WINDOWS.external:
+        return
+    status = int(getattr(response, "status_code", 0) or 0)
+    CLOSED_WINDOWS.recorder.record(
+        time.time(), response_time / 1000.0, event_outcome_kind(status, exception)
+    )
+
+
 class PenguinShape(LoadTestShape):
     """Dispatches on --load-profile. Reads -u/-r/-t itself (use_common_options) for `plain`.
 
@@ -988,8 +1035,12 @@ class PenguinShape(LoadTestShape):
                 if step
                 else {"event": "end"},
             )
+        if step is None:
+            return None
+        if options.load_profile == "workshop" and options.external_users:
+            return step.users, step.spawn_rate, external_user_classes(self.runner.environment)
         users = WorkshopUser if options.load_profile == "workshop" else PredictUser
-        return None if step is None else (step.users, step.spawn_rate, [users])
+        return step.users, step.spawn_rate, [users]
 
     @staticmethod
     def _closed_steps(options: Any) -> list[Step]:
@@ -1190,20 +1241,26 @@ def on_test_start(environment: Environment, **_kwargs: Any) -> None:
             options.load_profile,
             options.model_mix or "every model the API serves, equal shares",
         )
-    elif not options.model_mix and environment.host and not WORKLOAD.targets:
+    elif (
+        not options.model_mix
+        and environment.host
+        and not WORKLOAD.targets
+        and not options.external_users
+    ):
         WORKLOAD.use_served_models(environment.host)
 
 
-@events.spawning_complete.add_listener
-def on_spawning_complete(environment: Environment, **_kwargs: Any) -> None:
-    # With every user started, a worker holds ~200 000 long-lived objects (10 000 users'
-    # greenlets, clients and sockets), and each full garbage collection walked them all: 11 of
-    # them in a 50 s run (20 s ramp, 30 s hold) took up to 243 ms each, stalling every user of
-    # that process at once, which showed as latency spikes of successes and refusals alike.
-    # Frozen, they are left out.
-    # No gc.collect() first: that one pass over everything would be the very stall avoided.
-    if not isinstance(environment.runner, MasterRunner):
-        gc.freeze()
+def freeze_spawned_users(**_kwargs: Any) -> None:
+    """A generator's spawning_complete listener (on_init registers it: Locust's event passes
+    only the user count, not the environment, so the runner's kind is known there only).
+
+    With every user started, a worker holds ~200 000 long-lived objects (10 000 users'
+    greenlets, clients and sockets), and each full garbage collection walked them all: 11 of
+    them in a 50 s run (20 s ramp, 30 s hold) took up to 243 ms each, stalling every user of
+    that process at once, which showed as latency spikes of successes and refusals alike.
+    Frozen, they are left out.
+    No gc.collect() first: that one pass over everything would be the very stall avoided."""
+    gc.freeze()
 
 
 @events.test_stop.add_listener

@@ -292,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
             raise TargetFlagsError(
                 "--report-only rebuilds a run as it was; leave out the target flags"
             )
-        matrix = load_matrix_file(matrix_path.resolve(), target, base_dir)
+        matrix = load_matrix_file(
+            matrix_path.resolve(), target, base_dir, check_files=not args.report_only
+        )
     except TargetFlagsError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE

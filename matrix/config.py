@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings
 
+from loadtest.locustfile_check import check_locustfile
 from loadtest.open_model import MAX_CONFIRM_STEPS
 from loadtest.spike import phase_steps, spike_phases
 from stack.env import component_config, env_error_text
@@ -348,6 +349,18 @@ class LoadGenerator(_Strict):
     batch_weight: Annotated[int, Field(ge=0)] = 0
     # Request bodies: real rows with noise ('sampled'), or the workshop's one body ('seed').
     body: Literal["sampled", "seed"] = "sampled"
+    # A user's own locustfile (relative to the matrix file), run on the stack's Locust beside
+    # ours instead of the penguin users: the workshop profile's users and spawn rate, the
+    # file's own requests and wait_time (matrix/README.md, "Your own locustfile").
+    locustfile: Path | None = None
+
+    @field_validator("locustfile")
+    @classmethod
+    def _locustfile(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        folder = (info.context or {}).get(BASE_DIR_CONTEXT)
+        if value is None or value.is_absolute() or folder is None:
+            return value
+        return Path(folder) / value
 
     @field_validator("model_mix")
     @classmethod
@@ -422,7 +435,8 @@ class ClosedLoop(_Strict):
 # A target's own request paths and health path: absolute, no scheme or host (Nginx in front).
 _PATH_PATTERN = re.compile(r"^/[^\s]*$")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-# The validation context key for the folder a matrix file's relative body_file paths start from.
+# The validation context key for the folder a matrix file's relative paths start from
+# (target.requests' body_file, load_generator.locustfile).
 BASE_DIR_CONTEXT = "base_dir"
 
 
@@ -687,6 +701,13 @@ class MatrixFile(_Strict):
                 "load_generator.where: 'stack' runs the closed-model profiles "
                 "(workshop, plain); search and staircase run from the host"
             )
+        if self.load_generator.locustfile is not None and not (
+            self.load_generator.where == "stack" and isinstance(self.profile, WorkshopProfile)
+        ):
+            raise ValueError(
+                "load_generator.locustfile: a locustfile of your own runs on the stack's Locust "
+                "with the workshop profile (load_generator.where: stack, profile.kind: workshop)"
+            )
         if self.target is not None:
             self._check_target_generator()
         return self
@@ -706,10 +727,12 @@ class MatrixFile(_Strict):
                     f"load_generator.{name} is for the penguin service; with a target, "
                     "the load is target.requests"
                 )
-        if generator.where == "stack":
+        # The stack's Locust sends the penguin requests, or a locustfile of the user's own.
+        if generator.where == "stack" and generator.locustfile is None:
             raise ValueError(
                 "load_generator.where: 'stack' with a target: the stack's Locust image sends "
-                "the penguin requests; target.requests are sent from the host (where: host)"
+                "the penguin requests; target.requests are sent from the host (where: host), "
+                "or give the stack's Locust your own load_generator.locustfile"
             )
 
 
@@ -725,11 +748,15 @@ def _describe(error: ValidationError) -> str:
 
 
 def load_matrix_file(
-    path: Path, target: dict[str, object] | None = None, base_dir: Path | None = None
+    path: Path,
+    target: dict[str, object] | None = None,
+    base_dir: Path | None = None,
+    check_files: bool = True,
 ) -> MatrixFile:
     """Reads and validates a matrix file; raises MatrixFileError naming file, field and fault.
     `target` (the command line's target block) is put in the file's place for one; a
-    `body_file` is read relative to `base_dir` (default: the matrix file's folder)."""
+    `body_file` is read relative to `base_dir` (default: the matrix file's folder). With
+    `check_files`, also the locustfile it names (a run's; not a finished run's report)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -749,9 +776,17 @@ def load_matrix_file(
         data = {**data, "target": target}
     context = {BASE_DIR_CONTEXT: str(base_dir if base_dir is not None else path.parent)}
     try:
-        return MatrixFile.model_validate(data, context=context)
+        matrix = MatrixFile.model_validate(data, context=context)
     except ValidationError as error:
         raise MatrixFileError(f"{path}: invalid matrix file:\n{_describe(error)}") from None
+    locustfile = matrix.load_generator.locustfile
+    if check_files and locustfile is not None:
+        problem = check_locustfile(locustfile)
+        if problem is not None:
+            raise MatrixFileError(
+                f"{path}: invalid matrix file:\n  load_generator.locustfile: {problem}"
+            )
+    return matrix
 
 
 ENV_PREFIX = "MATRIX_"

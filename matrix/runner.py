@@ -36,6 +36,7 @@ from matrix.measure.service_state import (
 )
 from matrix.measure.stack_locust import StackLocustError
 from matrix.measure.trial import TrialError
+from matrix.measure.user_locustfile import StackLocustfile
 from matrix.measure.warmup import warm_up
 from matrix.progress import Progress
 from matrix.report.report import CELL_FILE, CELLS_DIR, load_cell, write_report
@@ -94,6 +95,12 @@ class MatrixRunner:
         self.deployer = CellDeployer(matrix, settings, engine)
         self.autoscaler = AutoscalerCells(matrix, settings, engine, run_info)
         self.load = CellLoad(matrix, settings, engine, cluster)
+        # A user's own locustfile on the stack's Locust services, for the run's duration.
+        self.locustfile = (
+            StackLocustfile(matrix, settings, engine, run_info)
+            if matrix.load_generator.locustfile is not None
+            else None
+        )
         per_cell = matrix.expected_load_seconds() + CELL_OVERHEAD_S
         self.progress = Progress(len(matrix.cell_list()), per_cell)
 
@@ -128,9 +135,12 @@ class MatrixRunner:
                 f"already measured ({', '.join(done)})"
             )
         self.progress.cells = len(cells) - len(done)
-        changed = False
+        changed = shipped = False
         try:
             with _terminate_as_interrupt():
+                if self.locustfile is not None and self.progress.cells > 0:
+                    shipped = True
+                    self.locustfile.apply(self.progress.note)
                 position = 0
                 for cell in cells:
                     if self.cell_done(cell):
@@ -148,6 +158,8 @@ class MatrixRunner:
                 self.admission.restore(self.progress.note)
                 for port in self.target_ports:
                     port.restore(self.progress.note)
+            if self.locustfile is not None and shipped:
+                self.locustfile.restore(self.progress.note)
         if changed:
             self.progress.note("reproducibility: the host speed index (end)")
             self.run_info["speed_index_end_us"] = speed_index_us()

@@ -11,10 +11,11 @@ source "$PROJECT_ROOT/scripts/lib/base_image.sh"
 usage() {
   cat <<USAGE
 Usage: scripts/build_images.sh [--tag TAG] [--prefix PREFIX] [--only NAME]... [--local-base]
-                               [--no-cache] [--wheels-only]
+                               [--no-cache] [--wheels-only] [--example NAME]...
 
 Builds \${IMAGE_PREFIX}penguin-lab/{api,nginx,locust,prometheus,autoscaler}:\${IMAGE_TAG} from the
-repository root.
+repository root; with --example NAME only the example service examples/NAME/ (its Dockerfile and
+pinned requirements.txt), as \${IMAGE_PREFIX}penguin-lab/example-NAME:\${IMAGE_TAG}.
 Re-running is cheap: wheels, models, the base image and Docker's layer cache are reused.
 
 Steps: trains the models when models/manifest.json is missing; downloads the pinned wheels for
@@ -30,6 +31,7 @@ when present or pullable, otherwise a local Debian bookworm base built once with
   --local-base     skip pulling; always use the local debootstrap base
   --no-cache       rebuild every layer
   --wheels-only    only prepare build/wheels/ (for a plain \`docker build\` afterwards)
+  --example NAME   build the example service examples/NAME/ (repeatable; with --only, those too)
   -h, --help       show this help
 
 Environment: IMAGE_TAG, IMAGE_PREFIX, PYTHON_BASE_IMAGE, NGINX_BASE_IMAGE (force a base),
@@ -41,6 +43,7 @@ IMAGE_TAG="${IMAGE_TAG:-latest}"
 IMAGE_PREFIX="${IMAGE_PREFIX:-}"
 WHEELHOUSE="$PROJECT_ROOT/build/wheels"
 only=()
+examples=()
 no_cache=()
 wheels_only=0
 while [ "$#" -gt 0 ]; do
@@ -57,21 +60,32 @@ while [ "$#" -gt 0 ]; do
     --local-base) export USE_LOCAL_BASE=1 ;;
     --no-cache) no_cache=(--no-cache) ;;
     --wheels-only) wheels_only=1 ;;
+    --example)
+      [ "$#" -ge 2 ] || die "--example needs a value"
+      [[ "$2" =~ ^[a-z0-9][a-z0-9-]*$ ]] || die "--example takes a folder name of examples/, not '$2'"
+      if [ ! -f "$PROJECT_ROOT/examples/$2/Dockerfile" ] || [ ! -f "$PROJECT_ROOT/examples/$2/requirements.txt" ]; then
+        die "--example $2: examples/$2/ has no Dockerfile and requirements.txt"
+      fi
+      examples+=("$2")
+      shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $1" ;;
   esac
   shift
 done
-[ "${#only[@]}" -gt 0 ] || only=(api nginx locust prometheus autoscaler)
+[ "${#only[@]}" -gt 0 ] || [ "${#examples[@]}" -gt 0 ] || only=(api nginx locust prometheus autoscaler)
 
-# prepare_wheels PART: pinned wheels for requirements/PART.txt, downloaded again only when the
-# requirements change. The platform flags make this work from any host Python or OS.
+# prepare_wheels PART [REQUIREMENTS CONSTRAINTS]: pinned wheels for requirements/PART.txt (or the
+# files given) in build/wheels/PART, downloaded again only when the requirements change. The
+# platform flags make this work from any host Python or OS.
 prepare_wheels() {
   local part="$1" dest="$WHEELHOUSE/$1" stamp want arch
+  local requirements="${2:-$PROJECT_ROOT/requirements/$1.txt}"
+  local constraints="${3:-$PROJECT_ROOT/requirements/constraints.txt}"
   # The images run on this host's architecture (x86_64 or aarch64 both have manylinux wheels).
   arch="$(uname -m)"
   stamp="$dest/.requirements.sha256"
-  want="$(cat "$PROJECT_ROOT/requirements/$part.txt" "$PROJECT_ROOT/requirements/constraints.txt" | sha256sum | cut -d' ' -f1)"
+  want="$(cat "$requirements" "$constraints" | sha256sum | cut -d' ' -f1)"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi
@@ -82,7 +96,7 @@ prepare_wheels() {
       --python-version 3.11 --implementation cp --abi cp311 \
       --platform "manylinux_2_36_$arch" --platform "manylinux_2_28_$arch" \
       --platform "manylinux_2_17_$arch" --platform "manylinux2014_$arch" \
-      -r "$PROJECT_ROOT/requirements/$part.txt" -c "$PROJECT_ROOT/requirements/constraints.txt" \
+      -r "$requirements" -c "$constraints" \
       -d "$dest" >"$WHEELHOUSE/$part-download.log" 2>&1; then
     tail -n 20 "$WHEELHOUSE/$part-download.log" >&2
     rm -rf "$dest"
@@ -115,6 +129,11 @@ ensure_venv
 wants api && prepare_wheels service
 wants locust && prepare_wheels locust
 wants autoscaler && prepare_wheels autoscaler
+# An example pins its whole set in its own requirements.txt, so it is its own constraint too.
+for example in "${examples[@]}"; do
+  prepare_wheels "example-$example" "$PROJECT_ROOT/examples/$example/requirements.txt" \
+    "$PROJECT_ROOT/examples/$example/requirements.txt"
+done
 [ "$wheels_only" -eq 1 ] && { log "wheels are ready in ${WHEELHOUSE#"$PROJECT_ROOT"/}"; exit 0; }
 
 ensure_docker_engine
@@ -122,7 +141,7 @@ if wants api; then
   ensure_models
   [ -f models/manifest.json ] || die "models/manifest.json is missing after training"
 fi
-if wants api || wants locust || wants autoscaler; then
+if wants api || wants locust || wants autoscaler || [ "${#examples[@]}" -gt 0 ]; then
   python_base="${PYTHON_BASE_IMAGE:-$(resolve_base "$PYTHON_BASE_DEFAULT")}"
 fi
 if wants nginx || wants prometheus; then
@@ -139,4 +158,8 @@ if wants autoscaler; then
   build_image autoscaler autoscaler/Dockerfile "$python_base" \
     --build-arg "DOCKER_GID=$(stat -c %g "${DOCKER_SOCKET:-/var/run/docker.sock}")"
 fi
+for example in "${examples[@]}"; do
+  build_image "example-$example" "examples/$example/Dockerfile" "$python_base"
+  only+=("example-$example")
+done
 log "images ready: $(for name in "${only[@]}"; do printf '%spenguin-lab/%s:%s ' "$IMAGE_PREFIX" "$name" "$IMAGE_TAG"; done)"

@@ -236,6 +236,22 @@ class Engine(Protocol):
     def service_logs(self, service: str, since: float) -> list[str]:
         """The lines every task of the service logged since `since` (epoch seconds)."""
 
+    def create_config(self, name: str, data: bytes, stack: str) -> None:
+        """A Swarm config `name` holding `data`, labelled as the stack's (so removing the stack
+        removes it too); one that exists already is kept (names carry a content hash)."""
+
+    def remove_config(self, name: str) -> None:
+        """Removes the Swarm config `name`, if it exists."""
+
+    def service_args(self, service: str) -> list[str]:
+        """The arguments the service's containers are started with (its spec's Args)."""
+
+    def set_service_file(
+        self, service: str, args: Sequence[str], target: str, config: str | None, timeout: float
+    ) -> None:
+        """Starts the service's containers with `args` and the Swarm config `config` mounted at
+        `target` (None: nothing mounted there), and waits until every replica runs that spec."""
+
 
 def parse_stub_status(text: str) -> dict[str, int]:
     """Nginx stub_status text -> counters (active, accepts, handled, requests, reading, ...)."""
@@ -495,6 +511,52 @@ class DockerEngine:
             data = raw if isinstance(raw, bytes) else b"".join(raw)
             text = data.decode("utf-8", "replace")
         return text.splitlines()
+
+    def create_config(self, name: str, data: bytes, stack: str) -> None:
+        with _engine_errors(f"creating config {name}"):
+            if any(c["Spec"]["Name"] == name for c in self._api.configs(filters={"name": name})):
+                return
+            self._api.create_config(name, data, labels={STACK_LABEL: stack})
+
+    def remove_config(self, name: str) -> None:
+        with _engine_errors(f"removing config {name}"):
+            for found in self._api.configs(filters={"name": name}):
+                if found["Spec"]["Name"] == name:
+                    self._api.remove_config(found["ID"])
+
+    def service_args(self, service: str) -> list[str]:
+        spec = self._service(service)["Spec"]
+        return list((spec["TaskTemplate"].get("ContainerSpec") or {}).get("Args") or [])
+
+    def set_service_file(
+        self, service: str, args: Sequence[str], target: str, config: str | None, timeout: float
+    ) -> None:
+        mount = None
+        if config is not None:
+            with _engine_errors(f"finding config {config}"):
+                found = self._api.configs(filters={"name": config})
+            ids = [c["ID"] for c in found if c["Spec"]["Name"] == config]
+            if not ids:
+                raise DockerError(f"no Swarm config named {config}")
+            # Readable by any user: the images run as users of their own.
+            mount = {
+                "File": {"Name": target, "UID": "0", "GID": "0", "Mode": 0o444},
+                "ConfigID": ids[0],
+                "ConfigName": config,
+            }
+
+        def change(spec: dict[str, Any]) -> None:
+            container = spec["TaskTemplate"].setdefault("ContainerSpec", {})
+            container["Args"] = list(args)
+            configs = [
+                c
+                for c in container.get("Configs") or []
+                if (c.get("File") or {}).get("Name") != target
+            ]
+            container["Configs"] = configs + ([mount] if mount is not None else [])
+
+        self._update(service, change)
+        self._wait_for_update(service, self._replicas(service), timeout)
 
     def _wait_for_update(self, service: str, replicas: int, timeout: float) -> None:
         """Until every replica runs a task of the current spec (what `docker service update

@@ -129,6 +129,8 @@ def swarm_form(matrix: MatrixFile, target_url: str) -> dict[str, str]:
         "model_mix": generator.model_mix,
         "body": generator.body,
         "batch_weight": str(generator.batch_weight),
+        # A user's own locustfile (load_generator.locustfile): spawn its users, not ours.
+        "external_users": "true" if generator.locustfile is not None else "false",
     }
 
 

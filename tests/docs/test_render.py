@@ -12,8 +12,9 @@ import pytest
 from docs.figures import BLOCKS
 from docs.render import RenderError, readmes, render_text, stale
 
-# Copies of the reports of 2026-11-26 (report.md and summary.csv), so that the assertions on
-# exact figures below keep holding when a newer run replaces docs/quick-run or docs/workshop-run.
+# Copies of the reports of 2026-11-26 and 2026-12-05 (report.md and summary.csv), so that the
+# assertions on exact figures below keep holding when a newer run replaces docs/quick-run,
+# docs/workshop-run or docs/example-run.
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -118,6 +119,16 @@ EXPECTED = {
         "0.6 % timeouts, 0.1 % connection errors, 32.6 % other (HTTP 502, HTTP 504)",
         "| 2 x 0.15 CPU, 256M |",
         "2732; 15827; no failures",
+    ],
+    # The worked example's run of 2026-12-05 beside the quick run, per 0.1 CPU.
+    "example-side-by-side": [
+        "run started 2026-12-05 19:59 UTC, on a 2-core machine",
+        "| the tutorial's (FastAPI + scikit-learn) | r1-c0.25-m512M | 1 x 0.25 | 58 (54-62) "
+        "| **23** | 223 ms |",
+        "| ours (own ASGI layer, C evaluators) | r1-c0.1-m256M | 1 x 0.1 | 637 (484-790) "
+        "| **637** | 239 ms |",
+        "the tutorial's service served 21-23 req/s and ours 552-747",
+        "even ours' lowest cell served 24 times the tutorial's highest per CPU.",
     ],
     "workshop-generator-load": [
         "took 45-51 % of their cores with admission on",

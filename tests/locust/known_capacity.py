@@ -67,15 +67,20 @@ def known_capacity_server(
 
 
 def run_locust(
-    host: str, tmp_path: Path, options: list[str], timeout: float
+    host: str,
+    tmp_path: Path,
+    options: list[str],
+    timeout: float,
+    locustfiles: str = str(LOCUSTFILE),
 ) -> subprocess.CompletedProcess[str]:
-    """A headless master with 2 worker processes on a master port of its own."""
+    """A headless master with 2 worker processes on a master port of its own; `locustfiles` is
+    Locust's -f (ours, or ours and a user's, comma-separated)."""
     master_port = str(free_port())
     return subprocess.run(
         [
             LOCUST,
             "-f",
-            str(LOCUSTFILE),
+            locustfiles,
             "--headless",
             "--host",
             host,

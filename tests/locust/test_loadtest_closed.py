@@ -18,6 +18,24 @@ def test_outcome_kinds() -> None:
     assert kind(0, True, None) == closed.TIMEOUT
 
 
+def test_outcomes_of_locusts_request_event() -> None:
+    """A user's own locustfile: what its users' requests count as, from the request event."""
+    assert closed.event_outcome_kind(200, None) == closed.OK
+    # No exception: the user's file counted it a success, whatever the status.
+    assert closed.event_outcome_kind(201, None) == closed.OK
+    assert closed.event_outcome_kind(503, RuntimeError("503 Server Error")) == closed.REFUSED
+    assert closed.event_outcome_kind(500, RuntimeError("500")) == "HTTP 500"
+    assert closed.event_outcome_kind(0, ConnectionRefusedError()) == closed.CONNECTION_ERROR
+    assert closed.event_outcome_kind(0, TimeoutError()) == closed.TIMEOUT
+
+    class ReadTimeout(OSError):  # what requests raises, by its name
+        pass
+
+    assert closed.event_outcome_kind(0, ReadTimeout()) == closed.TIMEOUT
+    # A 200 the user's file failed (catch_response): an invalid answer.
+    assert closed.event_outcome_kind(200, RuntimeError("wrong species")) == closed.INVALID
+
+
 def test_only_finished_seconds_leave_the_recorder_until_the_end() -> None:
     recorder = closed.WindowRecorder()
     recorder.record(100.2, 0.010, closed.OK)

@@ -60,8 +60,22 @@ target_rps: 50
 warmup_seconds: 2
 load_generator: {processes: 2}
 converge_timeout_seconds: 150
-closed_loop: {enabled: true, users: 8, seconds: 3}
 """
+
+# A user's own locustfile on the stack's Locust: the course's file, its requests named apart so
+# that Locust's statistics show whose users ran; 40 users offer about 20 req/s.
+COURSE_WORKSHOP = """
+name: locustfile-test
+cells:
+  - {replicas: 1, cpus: 0.5, memory: 256M}
+profile: {kind: workshop, users: 40, spawn_rate: 20, hold_seconds: 15, request_timeout_seconds: 10}
+objective: {p95_ms: 500, max_failure_ratio: 0.01}
+target_rps: 10
+warmup_seconds: 2
+load_generator: {where: stack, workers: 2, locustfile: course.py}
+converge_timeout_seconds: 150
+"""
+COURSE_REQUEST_NAME = "course-predict"
 
 
 def _swarm_active() -> bool:
@@ -287,6 +301,58 @@ def test_two_minute_soak(stack: Stack, tmp_path: Path) -> None:
     assert "## Soak" in report and "Memory slope: **" in report
     assert "restarts 0; errors 0" in report
     assert (run_dir / "plots" / "soak-r1-c0.5-m256M.png").stat().st_size > 0
+
+
+@pytest.mark.swarm
+@pytest.mark.timeout(600)
+def test_a_users_locustfile_on_the_stacks_locust(stack: Stack, tmp_path: Path) -> None:
+    """load_generator.locustfile: the course's locustfile, shipped to the stack's Locust master
+    and workers, runs there instead of our users against the penguin service; the cell record
+    counts its requests as Locust did, and the Locust services are put back afterwards."""
+    course = (PROJECT_ROOT / "examples" / "tutorial-api" / "locustfile.py").read_text()
+    assert '"/predict",' in course
+    (tmp_path / "course.py").write_text(
+        course.replace('"/predict",', f'"/predict",\n            name="{COURSE_REQUEST_NAME}",')
+    )
+    args_before = {
+        name: _service_spec(f"{stack.name}_{name}")["TaskTemplate"]["ContainerSpec"]["Args"]
+        for name in ("locust-master", "locust-worker")
+    }
+    run_dir, output = _run_matrix(stack, COURSE_WORKSHOP, tmp_path, 540)
+    assert "shipping" in output and "user_locustfile_" in output
+    cell_dir = run_dir / "cells" / "r1-c0.5-m256M"
+    record = json.loads((cell_dir / "cell.json").read_text())
+    assert record["status"] == "measured", record.get("error")
+    (trial,) = record["trials"]
+    assert trial["where"] == "stack" and trial["outcome"] == "held"
+    (step,) = trial["steps"]
+    assert step["users"] == 40 and step["ok"] > 0 and not step["failures"]
+    # Only the user's users ran, and the record counts what Locust counted.
+    stats = list(csv.DictReader((cell_dir / "trial-1" / "locust_stats.csv").open()))
+    names = {row["Name"] for row in stats if row["Name"] != "Aggregated"}
+    assert names == {COURSE_REQUEST_NAME}, names
+    aggregated = next(row for row in stats if row["Name"] == "Aggregated")
+    assert int(aggregated["Failure Count"]) == 0
+    counted = int(aggregated["Request Count"])
+    assert counted >= step["ok"] > 0
+    # Every request Locust counted is in the per-second record, but those the stop cut off
+    # on their way back (at most one per user).
+    recorded = sum(s["ok"] + s["refused"] + s["other_failures"] for s in trial["timeline"])
+    assert counted - 40 <= recorded <= counted
+    assert "your own locustfile `course.py`" in (run_dir / "report.md").read_text()
+    # The Locust services run as the stack file has them again, without the user's config.
+    for name, args in args_before.items():
+        spec = _service_spec(f"{stack.name}_{name}")["TaskTemplate"]["ContainerSpec"]
+        assert spec["Args"] == args
+        assert not [c for c in spec.get("Configs") or [] if "user_locustfile" in c["ConfigName"]]
+    configs = subprocess.run(
+        ["docker", "config", "ls", "--format", "{{.Name}}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert f"{stack.name}_user_locustfile_" not in configs
 
 
 TARGET_IMAGE = "penguin-lab/test-target:latest"

@@ -55,6 +55,10 @@ class FakeEngine:
         self.env: dict[str, dict[str, str]] = {}
         self.env_updates: list[tuple[str, dict[str, str | None]]] = []
         self.scaled: dict[str, int] = {}
+        # Swarm configs by name, each service's Args and the config mounted per target path.
+        self.configs: dict[str, bytes] = {}
+        self.args: dict[str, list[str]] = {}
+        self.mounts: dict[str, dict[str, str]] = {}
         # The api service's ContainerSpec fields a target replaces, and each update's change.
         self.container: dict[str, Any] = {
             "Image": "penguin-lab/api:latest",
@@ -220,3 +224,23 @@ class FakeEngine:
 
     def service_logs(self, service: str, since: float) -> list[str]:
         return list(self.logs.get(service, []))
+
+    def create_config(self, name: str, data: bytes, stack: str) -> None:
+        self.configs.setdefault(name, data)
+
+    def remove_config(self, name: str) -> None:
+        self.configs.pop(name, None)
+
+    def service_args(self, service: str) -> list[str]:
+        return list(self.args.get(service, []))
+
+    def set_service_file(
+        self, service: str, args: Sequence[str], target: str, config: str | None, timeout: float
+    ) -> None:
+        if config is not None and config not in self.configs:
+            raise DockerError(f"no Swarm config named {config}")
+        self.args[service] = list(args)
+        mounts = self.mounts.setdefault(service, {})
+        mounts.pop(target, None)
+        if config is not None:
+            mounts[target] = config

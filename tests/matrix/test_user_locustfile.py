@@ -1,0 +1,198 @@
+"""load_generator.locustfile: a user's own locustfile, checked before the matrix starts, shipped
+to the stack's Locust master and workers as a Swarm config and taken off again (with the fake
+engine), and named in the start form so the workshop profile spawns its users."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from matrix.__main__ import main
+from matrix.config import MatrixFile, MatrixFileError, MatrixSettings, load_matrix_file
+from matrix.measure.stack_locust import swarm_form
+from matrix.measure.user_locustfile import (
+    USER_LOCUSTFILE_TARGET,
+    StackLocustfile,
+    config_name,
+    user_args,
+)
+from stack.engine import DockerError, ServiceResources
+from tests.stack.fake_engine import FakeEngine
+from tests.support import PROJECT_ROOT
+
+COURSE_LOCUSTFILE = PROJECT_ROOT / "examples" / "tutorial-api" / "locustfile.py"
+WORKSHOP = """
+cells: [{replicas: 1, cpus: 0.2, memory: 256M}]
+profile: {kind: workshop, users: 20, spawn_rate: 10, hold_seconds: 5}
+target_rps: 10
+load_generator: {where: stack, workers: 1, locustfile: load/course.py}
+"""
+MASTER_ARGS = ["-f", "locustfile.py", "--master", "--web-port", "8089"]
+WORKER_ARGS = ["-f", "locustfile.py", "--worker", "--master-host", "locust-master"]
+
+
+def _matrix_dir(tmp_path: Path, locustfile_text: str, matrix_text: str = WORKSHOP) -> Path:
+    (tmp_path / "load").mkdir()
+    (tmp_path / "load" / "course.py").write_text(locustfile_text)
+    path = tmp_path / "matrix.yaml"
+    path.write_text(matrix_text)
+    return path
+
+
+def test_the_locustfile_is_found_beside_the_matrix_file_and_checked(tmp_path: Path) -> None:
+    path = _matrix_dir(tmp_path, COURSE_LOCUSTFILE.read_text())
+    matrix = load_matrix_file(path)
+    assert matrix.load_generator.locustfile == tmp_path / "load" / "course.py"
+
+
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        ("import no_such_module_here\n", "No module named 'no_such_module_here'"),
+        ("def broken(:\n", "SyntaxError"),
+        ("X = 1\n", "it defines no User class"),
+        (
+            "from locust import HttpUser, task\n"
+            "class WorkshopUser(HttpUser):\n"
+            "    @task\n"
+            "    def t(self):\n"
+            "        pass\n",
+            "Duplicate user class names: WorkshopUser",
+        ),
+        (
+            COURSE_LOCUSTFILE.read_text()
+            + "\nfrom locust import LoadTestShape\n\n\nclass Mine(LoadTestShape):\n"
+            "    def tick(self):\n        return None\n",
+            "it defines a load shape (Mine)",
+        ),
+    ],
+)
+def test_a_locustfile_that_cannot_run_is_refused_naming_the_field(
+    tmp_path: Path, source: str, fragment: str
+) -> None:
+    path = _matrix_dir(tmp_path, source)
+    with pytest.raises(MatrixFileError) as caught:
+        load_matrix_file(path)
+    message = str(caught.value)
+    assert "load_generator.locustfile:" in message and fragment in message
+    assert str(tmp_path / "load" / "course.py") in message
+
+
+def test_a_missing_locustfile_is_refused_by_validate_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "matrix.yaml"
+    path.write_text(WORKSHOP)
+    assert main(["--matrix", str(path), "--validate-only"]) == 2
+    error = capsys.readouterr().err
+    assert "load_generator.locustfile:" in error and "is not a file" in error
+    # A finished run's report is rebuilt from its copy of the matrix file, without the file.
+    assert load_matrix_file(path, check_files=False).load_generator.locustfile is not None
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("where: stack, workers: 1, ", ""),
+        (
+            "{kind: workshop, users: 20, spawn_rate: 10, hold_seconds: 5}",
+            "{kind: plain, users: 20, spawn_rate: 10, duration_seconds: 5}",
+        ),
+    ],
+)
+def test_the_locustfile_needs_the_stacks_locust_and_the_workshop_profile(
+    tmp_path: Path, old: str, new: str
+) -> None:
+    assert old in WORKSHOP
+    path = _matrix_dir(tmp_path, COURSE_LOCUSTFILE.read_text(), WORKSHOP.replace(old, new))
+    with pytest.raises(MatrixFileError) as caught:
+        load_matrix_file(path)
+    assert "load_generator.locustfile: a locustfile of your own runs on the stack's" in str(
+        caught.value
+    )
+
+
+def _engine() -> FakeEngine:
+    engine = FakeEngine(
+        ServiceResources(1, 10**9, 256 * 2**20, 0, 0), update_config={"Order": "start-first"}
+    )
+    engine.args = {"t_locust-master": list(MASTER_ARGS), "t_locust-worker": list(WORKER_ARGS)}
+    return engine
+
+
+def test_the_file_is_shipped_as_a_config_beside_ours_and_taken_off_again(tmp_path: Path) -> None:
+    matrix = load_matrix_file(_matrix_dir(tmp_path, COURSE_LOCUSTFILE.read_text()))
+    engine = _engine()
+    run_info: dict[str, object] = {}
+    shipped = StackLocustfile(matrix, MatrixSettings(stack_name="t"), engine, run_info)
+    shipped.apply(lambda _line: None)
+    data = COURSE_LOCUSTFILE.read_bytes()
+    name = config_name("t", data)
+    assert engine.configs == {name: data}
+    assert engine.args["t_locust-master"] == [
+        "-f",
+        f"locustfile.py,{USER_LOCUSTFILE_TARGET}",
+        "--master",
+        "--web-port",
+        "8089",
+        "--external-users",
+    ]
+    assert engine.args["t_locust-worker"][:2] == ["-f", f"locustfile.py,{USER_LOCUSTFILE_TARGET}"]
+    for service in ("t_locust-master", "t_locust-worker"):
+        assert engine.mounts[service] == {USER_LOCUSTFILE_TARGET: name}
+    assert run_info["original_locust_args"] == {
+        "t_locust-master": MASTER_ARGS,
+        "t_locust-worker": WORKER_ARGS,
+    }
+    shipped.restore(lambda _line: None)
+    assert engine.args == {"t_locust-master": MASTER_ARGS, "t_locust-worker": WORKER_ARGS}
+    assert engine.mounts == {"t_locust-master": {}, "t_locust-worker": {}}
+    assert engine.configs == {}
+
+
+def test_a_resumed_run_puts_back_what_the_first_attempt_found(tmp_path: Path) -> None:
+    matrix = load_matrix_file(_matrix_dir(tmp_path, COURSE_LOCUSTFILE.read_text()))
+    engine = _engine()
+    run_info: dict[str, object] = {}
+    StackLocustfile(matrix, MatrixSettings(stack_name="t"), engine, run_info).apply(print)
+    # Interrupted without restoring; the second attempt finds the services changed.
+    again = StackLocustfile(matrix, MatrixSettings(stack_name="t"), engine, run_info)
+    again.apply(print)
+    assert engine.args["t_locust-master"].count("--external-users") == 1
+    again.restore(print)
+    assert engine.args["t_locust-master"] == MASTER_ARGS
+
+
+def test_services_without_a_locustfile_argument_are_not_guessed_at() -> None:
+    with pytest.raises(DockerError, match="name no locustfile"):
+        user_args(["--master"])
+
+
+def test_the_start_form_asks_for_the_users_of_the_locustfile(tmp_path: Path) -> None:
+    matrix = load_matrix_file(_matrix_dir(tmp_path, COURSE_LOCUSTFILE.read_text()))
+    assert swarm_form(matrix, "http://nginx:8000")["external_users"] == "true"
+    ours = matrix.model_copy(
+        update={"load_generator": matrix.load_generator.model_copy(update={"locustfile": None})}
+    )
+    assert swarm_form(ours, "http://nginx:8000")["external_users"] == "false"
+
+
+def test_the_examples_matrix_files_are_valid() -> None:
+    """The worked example's two matrix files: a target, and the course's locustfile on the
+    stack's Locust against that target (a target allows where: stack with a locustfile)."""
+    example = COURSE_LOCUSTFILE.parent
+    searched = load_matrix_file(example / "matrix.yaml")
+    assert searched.target is not None
+    assert searched.target.image == "penguin-lab/example-tutorial-api:latest"
+    assert searched.target.requests[0].body == json.loads((example / "bodies/one.json").read_text())
+    workshop = load_matrix_file(example / "matrix-locustfile.yaml")
+    assert workshop.target is not None and workshop.load_generator.where == "stack"
+    assert workshop.load_generator.locustfile == COURSE_LOCUSTFILE
+    # Without the locustfile, the stack's Locust would send penguin requests to the target.
+    generator = workshop.load_generator.model_copy(update={"locustfile": None})
+    with pytest.raises(ValueError, match="give the stack's Locust your own"):
+        MatrixFile.model_validate(
+            {**workshop.model_dump(by_alias=True), "load_generator": generator.model_dump()}
+        )
