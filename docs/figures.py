@@ -468,9 +468,15 @@ def _side_rows(service: str, report: Report) -> list[str]:
         f"| {service} | {row['cell']} | {row['replicas']} x {fmt(float(row['cpus']))} "
         f"| {whole(float(row['knee_rps_median']))} "
         f"({whole(float(row['knee_rps_low']))}-{whole(float(row['knee_rps_high']))}) "
-        f"| **{whole(_per_cpu(row))}** | {fmt(float(row['knee_p95_ms']))} ms |"
+        f"| **{whole(_per_cpu(row))}** | {_demand(row)} | {fmt(float(row['knee_p95_ms']))} ms |"
         for row in report.summary
     ]
+
+
+def _demand(row: dict[str, str]) -> str:
+    """The api's CPU per request at the knee (µs), or - for a report from before it was kept."""
+    text = row.get("demand_us_per_request") or ""
+    return f"{whole(float(text))} µs" if text else "-"
 
 
 def example_side_by_side(report: Report, link: str) -> str:
@@ -494,8 +500,9 @@ def example_side_by_side(report: Report, link: str) -> str:
         verdict = "the two overlap, so per CPU neither is clearly ahead."
     lines = [
         f"| service | cell | replicas x CPU | knee: served req/s, median (range of {trials} "
-        f"trials) | knee per {fmt(PER_CPU)} CPU | p95 at knee (lowest trial) |",
-        "|---|---|---|---|---|---|",
+        f"trials) | knee per {fmt(PER_CPU)} CPU | api CPU per request at the knee "
+        "| p95 at knee (lowest trial) |",
+        "|---|---|---|---|---|---|---|",
         *_side_rows("the tutorial's (FastAPI + scikit-learn)", report),
         *_side_rows("ours (own ASGI layer, C evaluators)", ours),
     ]
@@ -505,8 +512,9 @@ def example_side_by_side(report: Report, link: str) -> str:
             f"examples/tutorial-api/matrix.yaml` (run started {_started(report)}, on a "
             f"{_cores(report)}-core machine), {_report_link(report, link)}, beside the quick run "
             f"of ours, [docs/{QUICK_RUN}/report.md]({ours_link}/report.md) (run started "
-            f"{_started(ours)}, on a {_cores(ours)}-core machine): the same search, objective and "
-            "number of trials.",
+            f"{_started(ours)}, on a {_cores(ours)}-core machine): the same objective and 3 s "
+            "search steps (each report's header says how many trials ran and whether knees "
+            "were held longer to confirm them).",
             "",
             *lines,
             "",
