@@ -1,4 +1,5 @@
-"""The autoscaler's target from a matrix run's summary.csv (docs/quick-run is a real run)."""
+"""The autoscaler's target from a matrix run's summary.csv: a real quick run of 2026-11-26, frozen
+in tests/docs/fixtures (docs/quick-run is replaced by each new run)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from autoscaler.from_run import NoKnee, main, target_rps_per_replica
 from tests.support import PROJECT_ROOT
 
-QUICK_RUN = PROJECT_ROOT / "docs" / "quick-run"
+QUICK_RUN = PROJECT_ROOT / "tests" / "docs" / "fixtures" / "quick-run"
 
 
 def test_one_replica_cell_gives_70_percent_of_its_knee() -> None:

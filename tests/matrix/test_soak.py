@@ -77,7 +77,10 @@ def test_bad_soak_profiles_are_refused(fields: dict[str, object], message: str) 
 def test_soak_matrix_file_holds_70_percent_of_the_quick_runs_knee() -> None:
     matrix = load_matrix_file(PROJECT_ROOT / "matrix" / "matrix-soak.yaml")
     assert isinstance(matrix.profile, SoakProfile)
-    summary = (PROJECT_ROOT / "docs" / "quick-run" / "summary.csv").read_text(encoding="utf-8")
+    # The quick run the soak's rate came from (2026-11-26, frozen in tests/docs/fixtures): the
+    # committed soak report was measured at that rate, so a newer quick run does not move it.
+    derived_from = PROJECT_ROOT / "tests" / "docs" / "fixtures" / "quick-run" / "summary.csv"
+    summary = derived_from.read_text(encoding="utf-8")
     row = next(r for r in csv.DictReader(summary.splitlines()) if r["cell"] == "r1-c0.1-m256M")
     assert matrix.profile.knee_rps == float(row["knee_rps_median"])
     assert matrix.profile.held_rate == pytest.approx(0.7 * float(row["knee_rps_median"]), abs=0.1)
