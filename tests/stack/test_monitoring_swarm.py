@@ -174,8 +174,13 @@ def test_every_published_ui_wants_the_login(deployed: Deployed) -> None:
 def test_api_metrics_are_not_on_the_public_port(deployed: Deployed) -> None:
     answer = httpx.get(f"{deployed.nginx}/metrics", timeout=10)
     assert answer.status_code == 404 and "penguin_http_requests_total" not in answer.text
-    # ... but Prometheus scrapes every replica over the stack's network.
-    assert _api_targets_up(deployed) >= 1
+    # ... but Prometheus scrapes every replica over the stack's network. Bounded wait: a
+    # replica is in the service's DNS only once its first health probe passed (every 20 s),
+    # and the first scrape follows the next DNS refresh.
+    deadline = time.monotonic() + 60
+    while _api_targets_up(deployed) < 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _api_targets_up(deployed) >= 1, "no api target up 60 s after the deploy"
 
 
 def test_prometheus_follows_scale_up_and_down(
