@@ -7,7 +7,9 @@
 #     from another core ("apart"): requests/s, p50/p99, CPU and wake-up interrupts per request;
 #   - paced: open-model arrivals at a few rates (default 100 and 400 req/s) over a few
 #     kept-alive connections, so requests mostly arrive alone: CPU per request;
-#   - idle: CPU per second of each server with no request at all.
+#   - idle: CPU per second of each server with no request at all;
+#   - spaced: one GET /metrics (a scrape), then one GET /health, every 50 ms over one kept-alive
+#     connection: the replica's CPU per request, its idle rate removed.
 # Then the replica's memory (summed PSS and RSS) and PASS/FAIL per target:
 #   - POST /predict costs at most 2.5x the bare ceiling's CPU per request (>= 40 % of its
 #     requests per CPU-second), for every model, saturated with wrk on the server's core;
@@ -27,6 +29,7 @@ usage() {
 Usage: scripts/bench_service.sh [--duration SECONDS] [--rounds N] [--connections N] [--server-core N]
                                 [--wrk-core N] [--port N] [--rates R,R...] [--paced-seconds SECONDS]
                                 [--paced-rounds N] [--paced-connections N] [--idle-seconds SECONDS]
+                                [--spaced-seconds SECONDS]
        scripts/bench_service.sh --stack-idle [--stack-name NAME] [--stack-seconds SECONDS]
 
   --duration SECONDS   total wrk time per endpoint, split over the rounds (default 20)
@@ -41,6 +44,7 @@ Usage: scripts/bench_service.sh [--duration SECONDS] [--rounds N] [--connections
   --paced-rounds N     interleaved paced rounds (default 2)
   --paced-connections N  kept-alive connections of the paced client (default 4)
   --idle-seconds S     the idle window (default 10)
+  --spaced-seconds S   seconds of spaced GETs (/metrics, /health) per paced round (default 5)
   --stack-idle         only measure an idle api replica of the deployed stack (no local servers):
                        its cgroup's CPU as deployed, with Prometheus paused, and per probe run
   --stack-name NAME    the stack --stack-idle measures (default: \$STACK_NAME or penguins)
@@ -66,6 +70,7 @@ paced_seconds=5
 paced_rounds=2
 paced_connections=4
 idle_seconds=10
+spaced_seconds=5
 stack_idle=0
 stack_name="${STACK_NAME:-penguins}"
 stack_seconds=30
@@ -82,6 +87,7 @@ while [ "$#" -gt 0 ]; do
     --paced-rounds) [ "$#" -ge 2 ] || die "--paced-rounds needs a value"; paced_rounds="$2"; shift ;;
     --paced-connections) [ "$#" -ge 2 ] || die "--paced-connections needs a value"; paced_connections="$2"; shift ;;
     --idle-seconds) [ "$#" -ge 2 ] || die "--idle-seconds needs a value"; idle_seconds="$2"; shift ;;
+    --spaced-seconds) [ "$#" -ge 2 ] || die "--spaced-seconds needs a value"; spaced_seconds="$2"; shift ;;
     --stack-idle) stack_idle=1 ;;
     --stack-name) [ "$#" -ge 2 ] || die "--stack-name needs a value"; stack_name="$2"; shift ;;
     --stack-seconds) [ "$#" -ge 2 ] || die "--stack-seconds needs a value"; stack_seconds="$2"; shift ;;
@@ -103,11 +109,11 @@ fi
 IFS=, read -r -a rates <<<"$rates_csv"
 [ "${#rates[@]}" -ge 1 ] || die "--rates needs at least one rate"
 for value in "$duration" "$rounds" "$connections" "$server_core" ${wrk_core:+"$wrk_core"} ${port:+"$port"} \
-    "${rates[@]}" "$paced_seconds" "$paced_rounds" "$paced_connections" "$idle_seconds"; do
+    "${rates[@]}" "$paced_seconds" "$paced_rounds" "$paced_connections" "$idle_seconds" "$spaced_seconds"; do
   [[ "$value" =~ ^[0-9]+$ ]] || die "options take non-negative integers, got '$value'"
 done
 for value in "$duration" "$rounds" "$connections" "${rates[@]}" "$paced_seconds" "$paced_rounds" \
-    "$paced_connections" "$idle_seconds"; do
+    "$paced_connections" "$idle_seconds" "$spaced_seconds"; do
   [ "$value" -ge 1 ] || die "--duration, --rounds, --connections and the paced and idle options must be >= 1"
 done
 cores="$(nproc)"
@@ -314,7 +320,9 @@ printf '%s' "$predict_body" >"$work_dir/predict.json"
 log "measuring idle (${idle_seconds}s), then paced at ${rates[*]} req/s over $paced_connections connections: $paced_rounds rounds of ${paced_seconds}s per target and rate, client on core $client_core"
 taskset -c "$client_core" "$VENV_PYTHON" -m service.benchmark paced "${paced_targets[@]}" "${paced_rates[@]}" \
   --seconds "$paced_seconds" --rounds "$paced_rounds" --connections "$paced_connections" \
-  --idle-seconds "$idle_seconds" --idle "replica=$server_pid=$port=/" --idle "bare-asgi=$ceiling_pid=$ceiling_port=/" \
+  --idle-seconds "$idle_seconds" \
+  --spaced "metrics=$server_pid=$port=/metrics" --spaced "health=$server_pid=$port=/health" \
+  --spaced-seconds "$spaced_seconds" --idle "replica=$server_pid=$port=/" --idle "bare-asgi=$ceiling_pid=$ceiling_port=/" \
   --body-file "$work_dir/predict.json" --out "$windows"
 
 echo

@@ -9,6 +9,9 @@ what wrk cannot do and judges the whole run:
   replica that is not saturated. An arrival that finds every connection busy waits for the
   first free one (counted as `queued`).
 - **idle**: no request at all; the servers' CPU per second.
+- **spaced**: one GET at a time over one kept-alive connection, one every 50 ms, as Prometheus
+  scrapes a replica: a `/metrics` scrape's CPU, and `/health`'s (any request arriving alone),
+  each with the replica's idle CPU of the window removed.
 
 CPU is the servers' own: every thread of the master and its workers, from
 `/proc/PID/task/TID/schedstat` (nanoseconds, not the 10 ms clock ticks of `/proc/PID/stat`,
@@ -32,6 +35,7 @@ from pathlib import Path
 # The load test's arrival process (the benchmark runs in the project's virtualenv, never in the
 # API image, which has no loadtest package).
 from loadtest.open_model import arrival_offsets
+from service.stack_idle import SCRAPE_TARGET_MS
 
 PROC = Path("/proc")
 
@@ -132,6 +136,52 @@ async def read_response(reader: asyncio.StreamReader) -> int:
             length = int(value)
     await reader.readexactly(length)
     return status
+
+
+# One GET per 50 ms: each arrives at a server idle since the previous one (its caches as cold as
+# a scrape a second apart finds them, as far as the other tenants of the core go), and a window of
+# a few seconds holds a hundred of them.
+SPACED_INTERVAL_S = 0.05
+REPLICA = "replica"  # the idle window whose rate a spaced window's figure is net of
+
+
+async def spaced_gets(
+    target: Target, seconds: float, interval: float = SPACED_INTERVAL_S, host: str = "127.0.0.1"
+) -> Window:
+    """GETs of the target's path, one per `interval`, each sent once the previous is answered."""
+    loop = asyncio.get_running_loop()
+    request = f"GET {target.path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode("ascii")
+    reader, writer = await asyncio.open_connection(host, target.port)
+    count = max(1, round(seconds / interval))
+    latencies: list[float] = []
+    failed = 0
+    cpu_before = replica_cpu_ns(target.pid)
+    start = loop.time()
+    for index in range(count):
+        delay = start + index * interval - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent = loop.time()
+        writer.write(request)
+        failed += await read_response(reader) != 200
+        latencies.append(loop.time() - sent)
+    # The window holds each request's whole interval: the idle CPU removed is that of `count`
+    # intervals.
+    await asyncio.sleep(max(start + count * interval - loop.time(), 0.0))
+    cpu_ns = replica_cpu_ns(target.pid) - cpu_before
+    elapsed = loop.time() - start
+    writer.close()
+    return Window(
+        mode="spaced",
+        rate=1 / interval,
+        target=target.name,
+        seconds=elapsed,
+        cpu_ns=cpu_ns,
+        requests=count,
+        failed=failed,
+        p50_ms=_quantile_ms(latencies, 0.50),
+        p99_ms=_quantile_ms(latencies, 0.99),
+    )
 
 
 def _quantile_ms(latencies: list[float], q: float) -> float:
@@ -334,6 +384,13 @@ def idle_ms_per_s(windows: Sequence[Window], target: str) -> float:
     return sum(w.cpu_ns for w in chosen) / 1e6 / max(sum(w.seconds for w in chosen), 1e-9)
 
 
+def spaced_ms(windows: Sequence[Window], target: str) -> float:
+    """CPU ms per spaced request of a target, the replica's idle rate over the windows removed."""
+    chosen = [w for w in windows if w.mode == "spaced" and w.target == target]
+    idle_ms = idle_ms_per_s(windows, REPLICA) * sum(w.seconds for w in chosen)
+    return (sum(w.cpu_ns for w in chosen) / 1e6 - idle_ms) / max(sum(w.requests for w in chosen), 1)
+
+
 def cost_report(
     windows: Sequence[Window], saturated_cpu: dict[str, float], models: Sequence[str]
 ) -> list[str]:
@@ -360,8 +417,20 @@ def cost_report(
         "(x: over the bare app's same POST in the same mode and run. Paced figures include the\n"
         "servers' idle CPU of the window, as a replica's quota does.)"
     )
-    for name in endpoints:
-        worst = [w for w in windows if w.mode == "paced" and w.target == name]
+    spaced = sorted({w.target for w in windows if w.mode == "spaced"})
+    if spaced:
+        lines.append(
+            f"one GET every {SPACED_INTERVAL_S * 1000:g} ms over one kept-alive connection, CPU "
+            f"of the replica per request, its idle rate removed:"
+        )
+        for name in spaced:
+            lines.append(f"  {name:<14} {spaced_ms(windows, name):.3f} ms")
+        lines.append(
+            f"  (a /metrics scrape's target, <= {SCRAPE_TARGET_MS} ms, is judged on the stack's "
+            "replica: --stack-idle)"
+        )
+    for name in [*endpoints, *spaced]:
+        worst = [w for w in windows if w.mode in ("paced", "spaced") and w.target == name]
         failed = sum(w.failed for w in worst)
         if failed:
             lines.append(f"FAIL paced {name}: {failed} non-200 responses")
@@ -450,6 +519,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--connections", type=int, default=4)
     run.add_argument("--idle-seconds", type=_positive, default=10.0)
     run.add_argument("--idle", action="append", type=Target.parse, default=[])
+    run.add_argument("--spaced", action="append", type=Target.parse, default=[])
+    run.add_argument("--spaced-seconds", type=_positive, default=5.0, help="per target, round")
     run.add_argument("--body-file", type=Path, required=True)
     run.add_argument("--out", type=Path, required=True)
     rep = commands.add_parser("report", help="print the run's figures and verdicts")
@@ -485,6 +556,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         paced(target, rate, args.seconds, args.connections, body, seed)
                     )
                     write_windows(args.out, [window])
+            for target in args.spaced:
+                window = asyncio.run(spaced_gets(target, args.spaced_seconds))
+                write_windows(args.out, [window])
         return 0
     text, passed = report(
         [WrkRound.parse(line) for line in args.wrk.read_text().splitlines() if line.strip()],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -51,9 +52,12 @@ def test_replica_cpu_sums_every_thread_of_master_and_workers(tmp_path: Path) -> 
     assert benchmark.thread_cpu_ns(77, tmp_path) == 0  # gone
 
 
-def test_paced_client_against_a_server(tmp_path: Path) -> None:
-    """Every arrival is sent and answered over the kept-alive connections."""
-    seen: list[bytes] = []
+def run_against_server(
+    client: Callable[[int], Awaitable[Window]],
+) -> tuple[Window, list[tuple[bytes, bytes]], int]:
+    """Runs client(port) against a server that records each request (head, body) and answers
+    200; returns the client's window, the requests and the number of connections."""
+    seen: list[tuple[bytes, bytes]] = []
     connections: list[object] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -63,23 +67,31 @@ def test_paced_client_against_a_server(tmp_path: Path) -> None:
                 head = await reader.readuntil(b"\r\n\r\n")
             except asyncio.IncompleteReadError:
                 break
-            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
-            seen.append(await reader.readexactly(length))
+            _, found, rest = head.partition(b"Content-Length: ")
+            length = int(rest.split(b"\r\n")[0]) if found else 0
+            seen.append((head, await reader.readexactly(length)))
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         writer.close()
 
     async def run() -> Window:
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        target = Target("bare", os.getpid(), port, "/predict")
-        window = await benchmark.paced(target, 200.0, 0.5, 3, b'{"a": 1}', seed=5)
+        window = await client(server.sockets[0].getsockname()[1])
         server.close()
         return window
 
-    window = asyncio.run(run())
+    return asyncio.run(run()), seen, len(connections)
+
+
+def test_paced_client_against_a_server(tmp_path: Path) -> None:
+    """Every arrival is sent and answered over the kept-alive connections."""
+    window, seen, connections = run_against_server(
+        lambda port: benchmark.paced(
+            Target("bare", os.getpid(), port, "/predict"), 200.0, 0.5, 3, b'{"a": 1}', seed=5
+        )
+    )
     assert window.requests == len(benchmark.arrival_times(200.0, 0.5, 5)) == len(seen)
-    assert set(seen) == {b'{"a": 1}'}
-    assert len(connections) == 3
+    assert {body for _, body in seen} == {b'{"a": 1}'}
+    assert connections == 3
     assert window.failed == 0 and window.cpu_ns > 0 and window.p99_ms >= window.p50_ms > 0
 
 
@@ -131,3 +143,30 @@ def test_windows_round_trip(tmp_path: Path) -> None:
     windows = [paced("x", 100.0, 10, 5.0), Window("idle", 0.0, "y", 1.5, 7)]
     benchmark.write_windows(tmp_path / "w.jsonl", windows)
     assert benchmark.read_windows(tmp_path / "w.jsonl") == windows
+
+
+def test_spaced_gets_one_at_a_time_over_one_connection() -> None:
+    """Each GET is sent alone, once the previous one is answered, at the given spacing."""
+    window, seen, connections = run_against_server(
+        lambda port: benchmark.spaced_gets(
+            Target("metrics", os.getpid(), port, "/metrics"), 0.2, interval=0.02
+        )
+    )
+    assert window.mode == "spaced" and window.requests == len(seen) == 10
+    assert connections == 1
+    assert all(head.startswith(b"GET /metrics HTTP/1.1\r\n") for head, _ in seen)
+    assert window.seconds >= 10 * 0.02 and window.failed == 0 and window.cpu_ns > 0
+
+
+def test_report_gives_spaced_requests_net_of_the_idle_rate() -> None:
+    rounds = [wrk("same", CEILING, 1000, 2), wrk("same", "predict-rf", 1000, 4)]
+    windows = [
+        Window("idle", 0.0, "replica", 10.0, 5_000_000),  # 0.5 ms/s
+        # 100 scrapes in 5 s: 50 ms of CPU, of which 2.5 ms idle: 0.475 ms each
+        Window("spaced", 20.0, "metrics", 5.0, 50_000_000, 100),
+        Window("spaced", 20.0, "health", 5.0, 27_500_000, 100, failed=1),
+    ]
+    text, ok = benchmark.report(rounds, windows, ["rf"], 100, TARGETS, 80_000, 120_000, 2)
+    assert "  metrics        0.475 ms" in text
+    assert "  health         0.250 ms" in text
+    assert "FAIL paced health: 1 non-200 responses" in text and not ok
