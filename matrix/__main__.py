@@ -25,6 +25,7 @@ from matrix.config import (
     load_settings,
 )
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, load_cluster_target
+from matrix.measure.target_build import ensure_target_image
 from matrix.measure.target_smoke import check_target
 from matrix.report.report import write_report
 from matrix.runner import RUN_FILE, MatrixRunError, MatrixRunner, prepare_run_dir
@@ -310,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     print(describe_plan(matrix), flush=True)
     try:
         engine = DockerEngine.from_env(cluster.docker_host if cluster is not None else None)
+        # Images are built on this host's engine, also for a cluster (which loads them from it).
+        host_engine = engine if cluster is None else DockerEngine.from_env(None)
+        ensure_target_image(matrix, host_engine, lambda line: print(line, flush=True))
         # A target is refused here, naming the field, before the stack or the matrix starts.
         check_target(
             matrix,
