@@ -27,6 +27,7 @@ from matrix.config import (
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, load_cluster_target
 from matrix.measure.target_build import ensure_target_image
 from matrix.measure.target_smoke import check_target
+from matrix.measure.user_locustfile import check_on_stack_locust
 from matrix.report.report import write_report
 from matrix.runner import RUN_FILE, MatrixRunError, MatrixRunner, prepare_run_dir
 from stack.engine import DockerEngine, DockerError
@@ -324,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not args.no_stack_up and cluster is None:
             _stack_script("stack_up.sh", settings, cluster)
+        if matrix.load_generator.locustfile is not None:
+            check_on_stack_locust(
+                matrix.load_generator.locustfile,
+                settings.stack_name,
+                cluster.docker_host if cluster is not None else None,
+                lambda line: print(line, flush=True),
+            )
         run_dir, info = prepare_run_dir(
             matrix,
             matrix_path.resolve(),
