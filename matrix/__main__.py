@@ -25,7 +25,7 @@ from matrix.config import (
     load_settings,
 )
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, load_cluster_target
-from matrix.measure.target_build import ensure_target_image
+from matrix.measure.target_build import ensure_target_image, load_onto_cluster
 from matrix.measure.target_smoke import check_target
 from matrix.measure.user_locustfile import check_on_stack_locust
 from matrix.report.report import write_report
@@ -315,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         # Images are built on this host's engine, also for a cluster (which loads them from it).
         host_engine = engine if cluster is None else DockerEngine.from_env(None)
         ensure_target_image(matrix, host_engine, lambda line: print(line, flush=True))
+        if cluster is not None:
+            matrix = load_onto_cluster(matrix, cluster, lambda line: print(line, flush=True))
         # A target is refused here, naming the field, before the stack or the matrix starts.
         check_target(
             matrix,

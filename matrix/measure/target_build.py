@@ -6,14 +6,21 @@ wheels the host downloaded into build/wheels/ and builds FROM the pinned base or
 registry, the local debootstrap one; that script is where those rules live. Its progress lines
 go straight to the terminal (a first build takes minutes); a failure is refused naming the field.
 An image that is there already is used as it is: the lab does not rebuild behind your back
-(`docker image rm` it to rebuild)."""
+(`docker image rm` it to rebuild).
+
+On `--cluster` the image then goes to the cluster the way the stack's own images do
+(cluster/lifecycle.py load_images: host engine -> manager engine -> the cluster's registry), and
+the api service runs it by its registry name, so a replica placed on any node can pull it."""
 
 from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
 
+from cluster.lifecycle import load_images
+from cluster.system import ClusterError
 from matrix.config import PROJECT_ROOT, MatrixFile, example_image_parts
+from matrix.measure.cluster_target import ClusterTarget
 from matrix.measure.target_smoke import TargetRefused
 from stack.engine import Engine
 
@@ -21,6 +28,9 @@ BUILD_SCRIPT = PROJECT_ROOT / "scripts" / "build_images.sh"
 
 # Builds example NAME tagged TAG; returns the script's exit code.
 Builder = Callable[[str, str], int]
+# Brings images of the host's engine to a cluster: (manager engine, registry prefix, names) ->
+# the names its nodes pull.
+Loader = Callable[[str, str, list[str]], list[str]]
 
 
 def build_example(name: str, tag: str) -> int:
@@ -63,3 +73,26 @@ def ensure_target_image(
             f"still has no {target.image}"
         )
     say(f"target {target.image}: built")
+
+
+def load_onto_cluster(
+    matrix: MatrixFile,
+    cluster: ClusterTarget,
+    say: Callable[[str], None],
+    load: Loader = load_images,
+) -> MatrixFile:
+    """The matrix with its target's image pushed to the cluster's registry and named as the
+    nodes pull it; TargetRefused naming target.image when that fails. Unchanged without a
+    target."""
+    target = matrix.target
+    if target is None:
+        return matrix
+    say(f"target {target.image}: loading it into the cluster's registry ({cluster.image_prefix})")
+    try:
+        (pushed,) = load(cluster.docker_host, cluster.image_prefix, [target.image])
+    except ClusterError as error:
+        raise TargetRefused(
+            f"target.image: cannot load {target.image} into the cluster: {error}"
+        ) from None
+    say(f"target {target.image}: the cluster's nodes pull it as {pushed}")
+    return matrix.model_copy(update={"target": target.model_copy(update={"image": pushed})})

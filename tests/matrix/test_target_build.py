@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from cluster.system import ClusterError
 from matrix.config import PROJECT_ROOT, MatrixFile, MatrixFileError, load_matrix_file
-from matrix.measure.target_build import ensure_target_image
+from matrix.measure.cluster_target import ClusterTarget
+from matrix.measure.deploy import target_container
+from matrix.measure.target_build import ensure_target_image, load_onto_cluster
 from matrix.measure.target_smoke import TargetRefused
 from tests.matrix.test_runner import new_engine
 from tests.stack.fake_engine import FakeEngine
@@ -114,3 +117,37 @@ def test_the_tag_is_the_images(tmp_path: Path) -> None:
     builder = FakeBuilder(engine)
     ensure_target_image(matrix, engine, lambda _: None, builder)
     assert builder.calls == [("tutorial-api", "v2")]
+
+
+def _cluster() -> ClusterTarget:
+    return ClusterTarget(
+        docker_host="tcp://10.213.0.2:2375",
+        stack_name="penguins",
+        nginx_url="http://10.213.0.2:8000",
+        edge_address="10.213.0.2",
+        interface="pclab0",
+        node_cgroups={},
+        image_prefix="10.213.0.2:5000/",
+    )
+
+
+def test_on_a_cluster_the_target_runs_its_image_from_the_clusters_registry() -> None:
+    loaded: list[tuple[str, str, list[str]]] = []
+
+    def load(host: str, prefix: str, names: list[str]) -> list[str]:
+        loaded.append((host, prefix, names))
+        return [prefix + name for name in names]
+
+    matrix = load_onto_cluster(example_matrix(), _cluster(), lambda _: None, load)
+    assert loaded == [("tcp://10.213.0.2:2375", "10.213.0.2:5000/", [IMAGE])]
+    assert matrix.target is not None and matrix.target.image == f"10.213.0.2:5000/{IMAGE}"
+    assert target_container(matrix.target)["Image"] == f"10.213.0.2:5000/{IMAGE}"
+
+
+def test_an_image_the_cluster_cannot_get_is_refused_naming_the_field() -> None:
+    def load(_host: str, _prefix: str, _names: list[str]) -> list[str]:
+        raise ClusterError(f"the host engine has no image {IMAGE}: run scripts/build_images.sh")
+
+    with pytest.raises(TargetRefused) as error:
+        load_onto_cluster(example_matrix(), _cluster(), lambda _: None, load)
+    assert str(error.value).startswith(f"target.image: cannot load {IMAGE} into the cluster")
