@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from cluster import route_guard, system
@@ -246,36 +247,50 @@ def image_id(docker_host: str | None, name: str) -> str:
 
 
 def push_images(topology: Topology, tag: str) -> None:
-    """Host engine -> manager engine (docker save | load) -> the registry every node pulls from."""
-    manager = topology.manager
+    """The stack's images, as every node pulls them from the cluster's registry."""
     names = [f"penguin-lab/{image}:{tag}" for image in IMAGES]
+    load_images(topology.manager.docker_host, topology.image_prefix, names)
+
+
+def load_images(manager_host: str, prefix: str, names: Sequence[str]) -> list[str]:
+    """Host engine -> manager engine (docker save | load, only what differs) -> the registry
+    every node pulls from; the names the nodes pull (`prefix` + name). Also how the matrix
+    brings a target's image to the cluster (matrix/measure/target_build.py)."""
     to_load = []
     for name in names:
         host_id = image_id(None, name)
         if not host_id:
             raise ClusterError(f"the host engine has no image {name}: run scripts/build_images.sh")
-        if image_id(manager.docker_host, name) != host_id:
+        if image_id(manager_host, name) != host_id:
             to_load.append(name)
     if to_load:
-        log(f"copying {', '.join(to_load)} from the host engine into {manager.name}")
-        save = subprocess.Popen(["docker", "save", *to_load], stdout=subprocess.PIPE)
-        assert save.stdout is not None
-        load = subprocess.run(
-            ["docker", "--host", manager.docker_host, "load", "--quiet"],
-            stdin=save.stdout,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        save.stdout.close()
-        if save.wait(timeout=60) != 0 or load.returncode != 0:
-            raise ClusterError(f"docker save | docker load failed: {load.stderr.strip()}")
+        log(f"copying {', '.join(to_load)} from the host engine into the manager's")
+        copy_to_engine(to_load, manager_host)
+    pushed = []
     for name in names:
-        target = f"{topology.image_prefix}{name}"
-        docker(manager, "tag", name, target)
+        target = f"{prefix}{name}"
+        run(["docker", "--host", manager_host, "tag", name, target])
         log(f"pushing {target}")
-        docker(manager, "push", "--quiet", target, timeout=600)
+        run(["docker", "--host", manager_host, "push", "--quiet", target], timeout=600)
+        pushed.append(target)
+    return pushed
+
+
+def copy_to_engine(names: Sequence[str], docker_host: str) -> None:
+    """docker save on the host engine | docker load on `docker_host`."""
+    save = subprocess.Popen(["docker", "save", *names], stdout=subprocess.PIPE)
+    assert save.stdout is not None
+    load = subprocess.run(
+        ["docker", "--host", docker_host, "load", "--quiet"],
+        stdin=save.stdout,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    save.stdout.close()
+    if save.wait(timeout=60) != 0 or load.returncode != 0:
+        raise ClusterError(f"docker save | docker load failed: {load.stderr.strip()}")
 
 
 # --- the stack and the env file --------------------------------------------------------------
@@ -394,7 +409,7 @@ def _existing_nodes(topology: Topology) -> list[Node]:
 
 
 def _our_cgroups(prefix: str) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for mount in system.cgroup_mounts():
         if mount.is_dir():
             names.update(

@@ -1,9 +1,13 @@
 """Whether a user's own locustfile can run beside ours on the stack's Locust, asked before the
-matrix starts: Locust's own loader imports both files in a child process of the host
-virtualenv (the same pinned Locust as the image, requirements/locust.txt), the way the master
+matrix starts: Locust's own loader imports both files in a child process, the way the master
 and the workers will (`-f locustfile.py,user_locustfile.py`), so a file that does not import,
 defines no User, clashes with our user classes or brings its own load shape is refused here,
 with Locust's own words, instead of leaving the workers unable to start.
+
+Twice: in the host's virtualenv when the matrix file is read (quick, needs no Docker, catches
+most mistakes), and in a container of the stack's own Locust image once the stack is up
+(check_locustfile_in_image): the host has packages the image lacks, so only that one refuses
+a file the workers could not import.
 
 The user's code runs only in the child: its imports and event listeners never reach the matrix.
 
@@ -24,37 +28,75 @@ from pathlib import Path
 # `locustfile`, which is ours.
 USER_LOCUSTFILE_NAME = "user_locustfile.py"
 OUR_LOCUSTFILE = Path(__file__).resolve().parent.parent / "locust" / "locustfile.py"
+# Where the Locust image has our locustfile (locust/Dockerfile), and a folder its user may write.
+IMAGE_OUR_LOCUSTFILE = "/home/locust/locust/locustfile.py"
+IMAGE_USER_DIR = "/home/locust/user"
 CHECK_TIMEOUT_S = 120.0
 # Lines of the child's output quoted in a refusal.
 QUOTED_LINES = 6
 
 
 def check_locustfile(path: Path, ours: Path = OUR_LOCUSTFILE) -> str | None:
-    """None when `path` loads beside `ours` and defines its own users; otherwise what is wrong."""
+    """None when `path` loads beside `ours` and defines its own users; otherwise what is wrong.
+    In the host's virtualenv: a quick first check when the matrix file is read (the image has
+    fewer packages; check_locustfile_in_image is the one that counts)."""
+    problem = _file_problem(path)
+    if problem is not None:
+        return problem
+    with tempfile.TemporaryDirectory(prefix="user-locustfile-") as folder:
+        copy = Path(folder) / USER_LOCUSTFILE_NAME
+        shutil.copyfile(path, copy)
+        command = [sys.executable, "-m", "loadtest.locustfile_check", str(ours), str(copy)]
+        return _run_check(path, command, None, str(copy))
+
+
+def check_locustfile_in_image(path: Path, image: str, docker_host: str | None = None) -> str | None:
+    """The same check in a container of `image`, the stack's Locust image, so a file importing
+    what only the host has (pandas, scikit-learn) is refused as the workers would fail on it.
+    The file goes in on stdin (no mount: on a cluster the engine is not on this host); the
+    container has no network and is removed."""
+    problem = _file_problem(path)
+    if problem is not None:
+        return problem
+    where = ["--host", docker_host] if docker_host else []
+    script = (
+        f"mkdir -p {IMAGE_USER_DIR} && cat > {IMAGE_USER_DIR}/{USER_LOCUSTFILE_NAME} && exec "
+        f"python -m loadtest.locustfile_check {IMAGE_OUR_LOCUSTFILE} "
+        f"{IMAGE_USER_DIR}/{USER_LOCUSTFILE_NAME}"
+    )
+    command = ["docker", *where, "run", "--rm", "-i", "--network", "none"]
+    command += ["--entrypoint", "sh", image, "-c", script]
+    return _run_check(
+        path, command, path.read_bytes(), f"{IMAGE_USER_DIR}/{USER_LOCUSTFILE_NAME}", image
+    )
+
+
+def _file_problem(path: Path) -> str | None:
     if not path.is_file():
         return f"{path} is not a file"
     if path.suffix != ".py":
         return f"{path} is not a Python file (.py)"
-    with tempfile.TemporaryDirectory(prefix="user-locustfile-") as folder:
-        copy = Path(folder) / USER_LOCUSTFILE_NAME
-        shutil.copyfile(path, copy)
-        try:
-            result = subprocess.run(
-                [sys.executable, "-m", "loadtest.locustfile_check", str(ours), str(copy)],
-                capture_output=True,
-                text=True,
-                timeout=CHECK_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return f"{path}: importing it took more than {CHECK_TIMEOUT_S:g} s"
+    return None
+
+
+def _run_check(
+    path: Path, command: list[str], content: bytes | None, copy: str, image: str | None = None
+) -> str | None:
+    """Runs the child check; None when it passed, else its last lines naming the user's file."""
+    try:
+        result = subprocess.run(
+            command, input=content, capture_output=True, timeout=CHECK_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return f"{path}: importing it took more than {CHECK_TIMEOUT_S:g} s"
     if result.returncode == 0:
         return None
     # The child's traceback (stderr), then its verdict (stdout), naming the user's own file.
-    output = (result.stderr + result.stdout).replace(str(copy), str(path))
+    output = (result.stderr + result.stdout).decode("utf-8", "replace").replace(copy, str(path))
     lines = [line for line in output.splitlines() if line.strip()]
     quoted = "\n".join(f"    {line}" for line in lines[-QUOTED_LINES:])
-    return f"{path} cannot run on the stack's Locust:\n{quoted}"
+    where = f" (checked in {image})" if image else ""
+    return f"{path} cannot run on the stack's Locust{where}:\n{quoted}"
 
 
 def _load(ours: Path, theirs: Path) -> str | None:

@@ -25,7 +25,9 @@ from matrix.config import (
     load_settings,
 )
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, load_cluster_target
+from matrix.measure.target_build import ensure_target_image, load_onto_cluster
 from matrix.measure.target_smoke import check_target
+from matrix.measure.user_locustfile import check_on_stack_locust
 from matrix.report.report import write_report
 from matrix.runner import RUN_FILE, MatrixRunError, MatrixRunner, prepare_run_dir
 from stack.engine import DockerEngine, DockerError
@@ -310,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     print(describe_plan(matrix), flush=True)
     try:
         engine = DockerEngine.from_env(cluster.docker_host if cluster is not None else None)
+        # Images are built on this host's engine, also for a cluster (which loads them from it).
+        host_engine = engine if cluster is None else DockerEngine.from_env(None)
+        ensure_target_image(matrix, host_engine, lambda line: print(line, flush=True))
+        if cluster is not None:
+            matrix = load_onto_cluster(matrix, cluster, lambda line: print(line, flush=True))
         # A target is refused here, naming the field, before the stack or the matrix starts.
         check_target(
             matrix,
@@ -320,6 +327,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not args.no_stack_up and cluster is None:
             _stack_script("stack_up.sh", settings, cluster)
+        if matrix.load_generator.locustfile is not None:
+            check_on_stack_locust(
+                matrix.load_generator.locustfile,
+                settings.stack_name,
+                cluster.docker_host if cluster is not None else None,
+                lambda line: print(line, flush=True),
+            )
         run_dir, info = prepare_run_dir(
             matrix,
             matrix_path.resolve(),

@@ -440,6 +440,20 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 BASE_DIR_CONTEXT = "base_dir"
 
 
+# What scripts/build_images.sh --example NAME --tag TAG --prefix '' tags its image.
+EXAMPLES_DIR = PROJECT_ROOT / "examples"
+_EXAMPLE_IMAGE = re.compile(r"^penguin-lab/example-([a-z0-9][a-z0-9-]*)(?::([\w][\w.-]*))?$")
+
+
+def example_image_parts(image: str) -> tuple[str | None, str]:
+    """The example's folder name and the tag of an image build_images.sh --example makes
+    (`penguin-lab/example-NAME:TAG`, no tag: latest); (None, "") for any other image."""
+    match = _EXAMPLE_IMAGE.match(image)
+    if match is None:
+        return None, ""
+    return match.group(1), match.group(2) or "latest"
+
+
 def _request_path(value: str) -> str:
     if not _PATH_PATTERN.match(value):
         raise ValueError(f"{value!r} is not a path like /predict (starting with /, no spaces)")
@@ -503,6 +517,36 @@ class TargetSpec(_Strict):
     health_path: str = "/health"
     env: dict[str, str] = {}
     requests: Annotated[list[TargetRequest], Field(min_length=1)]
+    # A folder of the repository's examples/ (relative to the matrix file) the lab builds the
+    # image from, with scripts/build_images.sh --example, when the engine lacks it
+    # (matrix/measure/target_build.py); None: the image must be there already.
+    build: Path | None = None
+
+    @field_validator("build")
+    @classmethod
+    def _build(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        folder = Path((info.context or {}).get(BASE_DIR_CONTEXT) or ".")
+        resolved = (folder / value).resolve()
+        if resolved.parent != EXAMPLES_DIR:
+            raise ValueError(
+                f"{resolved} is not a folder of {EXAMPLES_DIR}: the lab builds only the "
+                "repository's examples (scripts/build_images.sh --example NAME); build your own "
+                "image yourself and leave build out"
+            )
+        return resolved
+
+    @model_validator(mode="after")
+    def _built_image(self) -> TargetSpec:
+        if self.build is not None:
+            name, tag = example_image_parts(self.image)
+            if name != self.build.name:
+                raise ValueError(
+                    f"build: {self.build.name} builds penguin-lab/example-{self.build.name}:TAG, "
+                    f"so image must be that, not {self.image!r}"
+                )
+        return self
 
     @field_validator("image")
     @classmethod

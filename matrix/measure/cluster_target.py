@@ -63,6 +63,8 @@ class ClusterTarget:
     edge_address: str
     interface: str  # the host end of the cluster's link
     node_cgroups: dict[str, str]  # node hostname -> its cgroup (engine, shims, containers)
+    # The cluster's registry as image names spell it (`10.213.0.2:5000/`): what nodes pull.
+    image_prefix: str = ""
 
     def check_route(self) -> None:
         """Refuses (ClusterTargetError) unless the edge address goes out of the cluster's link."""
@@ -113,6 +115,7 @@ def load_cluster_target(settings: ClusterSettings | None = None) -> ClusterTarge
         edge_address=values["CLUSTER_EDGE_ADDRESS"],
         interface=topology.host_interface,
         node_cgroups={node.name: node.cgroup for node in topology.nodes},
+        image_prefix=values.get("IMAGE_PREFIX") or topology.image_prefix,
     )
 
 

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.locustfile_check import check_locustfile
+from matrix.errors import MatrixRunError
+from matrix.measure.user_locustfile import check_on_stack_locust
 from stack.admission import stack_knob
 from stack.engine import DockerEngine
 from tests.support import PROJECT_ROOT, docker_engine_available, free_port, require
@@ -379,6 +382,25 @@ target:
     - {method: POST, path: /score, body_file: one.json, expect_status: 201,
        headers: {Content-Type: application/json}}
 """
+
+
+def test_a_locustfile_importing_what_only_the_host_has_is_refused_in_the_locust_image(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The host's virtualenv has scikit-learn, the stack's Locust image has not: the host's
+    check passes such a file, the check in the image the stack's Locust runs refuses it, with
+    the workers' own error, before anything changes. The course's file passes both."""
+    course = (PROJECT_ROOT / "examples" / "tutorial-api" / "locustfile.py").read_text()
+    host_only = tmp_path / "course_sklearn.py"
+    host_only.write_text("import sklearn  # only the host's virtualenv has it\n" + course)
+    assert check_locustfile(host_only) is None
+    with pytest.raises(MatrixRunError) as caught:
+        check_on_stack_locust(host_only, stack.name, None, lambda _line: None)
+    message = str(caught.value)
+    assert message.startswith(f"load_generator.locustfile: {host_only} cannot run")
+    assert "No module named 'sklearn'" in message
+    (tmp_path / "course.py").write_text(course)
+    check_on_stack_locust(tmp_path / "course.py", stack.name, None, lambda _line: None)
 
 
 def _build_target_image() -> None:

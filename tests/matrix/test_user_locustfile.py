@@ -5,16 +5,20 @@ engine), and named in the start form so the workshop profile spawns its users.""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from loadtest.locustfile_check import check_locustfile_in_image
 from matrix.__main__ import main
 from matrix.config import MatrixFile, MatrixFileError, MatrixSettings, load_matrix_file
+from matrix.errors import MatrixRunError
 from matrix.measure.stack_locust import swarm_form
 from matrix.measure.user_locustfile import (
     USER_LOCUSTFILE_TARGET,
     StackLocustfile,
+    check_on_stack_locust,
     config_name,
     user_args,
 )
@@ -196,3 +200,66 @@ def test_the_examples_matrix_files_are_valid() -> None:
         MatrixFile.model_validate(
             {**workshop.model_dump(by_alias=True), "load_generator": generator.model_dump()}
         )
+
+
+# A stand-in for the docker CLI: records its arguments and stdin, then answers as the Locust
+# image answers a file importing what it lacks.
+FAKE_DOCKER = """#!/bin/sh
+printf '%s\\n' "$@" > "$(dirname "$0")/args"
+cat > "$(dirname "$0")/stdin"
+echo "ModuleNotFoundError: No module named 'sklearn'" >&2
+echo "importing /home/locust/user/user_locustfile.py failed"
+exit 1
+"""
+
+
+def test_the_image_check_runs_the_file_in_a_container_of_the_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    course = tmp_path / "course.py"
+    course.write_text(COURSE_LOCUSTFILE.read_text())
+    problem = check_locustfile_in_image(course, "reg:5000/penguin-lab/locust:latest", "tcp://m")
+    assert problem is not None
+    assert problem.startswith(
+        f"{course} cannot run on the stack's Locust (checked in reg:5000/penguin-lab/locust:latest)"
+    )
+    # The image's words, naming the user's own file rather than the container's copy.
+    assert "No module named 'sklearn'" in problem and f"importing {course} failed" in problem
+    args = (bin_dir / "args").read_text().splitlines()
+    assert args[:8] == [
+        "--host",
+        "tcp://m",
+        "run",
+        "--rm",
+        "-i",
+        "--network",
+        "none",
+        "--entrypoint",
+    ]
+    assert "reg:5000/penguin-lab/locust:latest" in args
+    assert "python -m loadtest.locustfile_check /home/locust/locust/locustfile.py" in args[-1]
+    assert (bin_dir / "stdin").read_text() == course.read_text()
+
+
+def test_a_file_the_stacks_locust_image_refuses_stops_the_run_naming_the_field(
+    tmp_path: Path,
+) -> None:
+    seen: list[tuple[Path, str, str | None]] = []
+
+    def check(path: Path, image: str, docker_host: str | None) -> str | None:
+        seen.append((path, image, docker_host))
+        return None if image == "good" else f"{path} cannot run on the stack's Locust: nope"
+
+    said: list[str] = []
+    path = tmp_path / "course.py"
+    check_on_stack_locust(path, "t", None, said.append, lambda _s, _h: "good", check)
+    assert seen == [(path, "good", None)] and "stack's Locust image good" in said[0]
+    with pytest.raises(MatrixRunError) as caught:
+        check_on_stack_locust(path, "t", "tcp://m", said.append, lambda _s, _h: "bad", check)
+    assert str(caught.value).startswith(f"load_generator.locustfile: {path} cannot run")
+    assert seen[-1] == (path, "bad", "tcp://m")
