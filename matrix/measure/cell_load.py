@@ -4,6 +4,7 @@ them (restarts, OOM kills, Nginx's counters, the replicas' own figures from Prom
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -68,19 +69,36 @@ def trials_ended(
     return ""
 
 
+def search_limit(trial: TrialRecord) -> float | None:
+    """The offered rate a trial's short search steps bracketed: the highest passing one below
+    every failing one. Holds are left out: a rate the 3 s steps pass can fail held (at 0.05 CPU
+    the held knee lies 15-25 % lower), and a later search converges where its short steps do."""
+    short = [
+        s
+        for s in trial.steps
+        if not s.confirmation and not s.generator_limited and s.offered_rps is not None
+    ]
+    lowest_fail = min((s.offered_rps or 0.0 for s in short if not s.passed), default=math.inf)
+    passing = [
+        s.offered_rps or 0.0 for s in short if s.passed and (s.offered_rps or 0.0) < lowest_fail
+    ]
+    return max(passing, default=None)
+
+
 def later_start(matrix: MatrixFile, record: CellRecord) -> MatrixFile:
-    """A later search brackets the knee instead of climbing from the file's start_rate again:
-    it starts at `later_start_share` of the trials' median knee and moves by `later_growth`, up
-    while steps pass and down while they fail, then bisects to the same precision as the first.
-    Its knee stays its own measurement: the first step may fail and the search then goes down.
-    The median of the measured knees, not the capacity model's prediction: with small growth a
-    start far below the knee costs a step per `later_growth`, and the model can be far off where
-    its demand figures are (a cell dominated by its idle cost, a shared host)."""
+    """A later search brackets the limit instead of climbing from the file's start_rate again:
+    it starts at `later_start_share` of the median rate the earlier trials' short steps
+    converged on (search_limit) and moves by `later_growth`, up while steps pass and down while
+    they fail, then bisects to the same precision and holds like the first. Its knee stays its
+    own measurement: the first step may fail and the search then goes down. Measured limits,
+    not the capacity model's prediction: with small growth a start far below costs a step per
+    `later_growth`, and the model can be far off where its demand figures are (a cell
+    dominated by its idle cost, a shared host)."""
     profile = matrix.profile
-    knees = [knee for knee in record.knees if knee > 0]
-    if not isinstance(profile, SearchProfile) or not knees:
+    limits = [limit for trial in record.trials if (limit := search_limit(trial))]
+    if not isinstance(profile, SearchProfile) or not limits:
         return matrix
-    start = round(profile.later_start_share * statistics.median(knees), 1)
+    start = round(profile.later_start_share * statistics.median(limits), 1)
     if profile.ceiling is not None:
         start = min(start, profile.ceiling)
     later = {"start_rate": start, "growth": profile.later_growth}

@@ -17,7 +17,7 @@ from matrix.analyse.records import CellRecord, StepRecord, TrialRecord
 from matrix.config import ClosedLoop, MatrixFile, MatrixSettings, SearchProfile, load_matrix_file
 from matrix.measure import deploy as deploy_module
 from matrix.measure import trial as trial_module
-from matrix.measure.cell_load import later_start, trials_ended
+from matrix.measure.cell_load import later_start, search_limit, trials_ended
 from matrix.measure.loadgen import profile_arguments
 from matrix.runner import MatrixRunner, find_unfinished_run, prepare_run_dir
 from stack.engine import ServiceResources
@@ -219,13 +219,14 @@ def test_adaptive_trials_stop_when_the_interval_is_narrow_and_start_near_the_kne
     # the fourth never started.
     assert locust.runs == 3 and len(result["trials"]) == 3
     assert result["trials_ended"] == "converged"
-    knee = result["trials"][0]["steps"][result["trials"][0]["knee_index"]]["served_rps"]
-    # The second search brackets the first one's knee (0.9 x, the file's later_start_share),
-    # not the file's 150, and moves by later_growth.
+    limit = search_limit(TrialRecord.model_validate(result["trials"][0]))
+    assert limit is not None
+    # The second search brackets the rate where the first one's short steps converged (0.9 x,
+    # the file's later_start_share), not the file's 150, and moves by later_growth.
     first = (cell_dir / "trial-1" / "locust_command.txt").read_text().split()
     second = (cell_dir / "trial-2" / "locust_command.txt").read_text().split()
     assert first[first.index("--start-rate") + 1] == "150"
-    assert float(second[second.index("--start-rate") + 1]) == pytest.approx(0.9 * knee, abs=0.1)
+    assert float(second[second.index("--start-rate") + 1]) == pytest.approx(0.9 * limit, abs=0.1)
     assert second[second.index("--growth") + 1] == "1.1"
 
 
@@ -267,11 +268,27 @@ def test_a_later_search_brackets_the_median_knee_and_the_first_starts_where_the_
     matrix, record = _later_trial([1000.0, 1100.0, 900.0])
     start = later_start(matrix, record).profile
     assert isinstance(start, SearchProfile) and isinstance(matrix.profile, SearchProfile)
-    assert start.start_rate == 900.0  # 0.9 x the median 1000
+    assert start.start_rate == 900.0  # 0.9 x the median limit 1000
     assert start.growth == 1.1
     assert start.precision == matrix.profile.precision  # the same precision as the first
     record.trials = []
     assert later_start(matrix, record) is matrix
+
+
+def test_a_later_search_starts_below_the_limit_the_short_steps_found_not_the_held_knee() -> None:
+    """Holds fail where the short steps pass: the later search climbs by short steps, so it
+    starts below where those converged (offered rates), whatever the holds then made of it."""
+    matrix, record = _later_trial([])
+    rates = [(400, True, False), (800, False, False), (600, False, False), (500, True, False)]
+    rates += [(550, False, False), (500, False, True), (475, True, True)]
+    steps = [
+        StepRecord(index=i, offered_rps=rate, served_rps=rate - 20, passed=ok, confirmation=held)
+        for i, (rate, ok, held) in enumerate(rates)
+    ]
+    record.trials = [TrialRecord(trial=1, outcome="converged", steps=steps, knee_index=6)]
+    start = later_start(matrix, record).profile
+    assert isinstance(start, SearchProfile)
+    assert start.start_rate == 450.0  # 0.9 x 500, the highest passing short step below 550
 
 
 @pytest.mark.parametrize("capacity", [300.0, 700.0, 880.0, 1000.0, 1300.0, 2500.0])
