@@ -116,6 +116,10 @@ class SearchProfile(_OpenStepsProfile):
     # After converging, hold the knee rate this long; the knee counts only if it holds, else
     # the rate steps down by `precision` (loadtest/open_model.py, RateSearch). 0: no such step.
     confirm_seconds: Annotated[float, Field(ge=0, le=600)] = 0.0
+    # A cell's later trials bracket the knee its earlier ones measured: they start at this share
+    # of their median knee and move by `later_growth` (matrix/measure/cell_load.py, later_start).
+    later_start_share: Annotated[float, Field(gt=0, le=1)] = 0.9
+    later_growth: Annotated[float, Field(gt=1, le=10)] = 1.1
 
     @model_validator(mode="after")
     def _ceiling(self) -> SearchProfile:

@@ -4,6 +4,7 @@ them (restarts, OOM kills, Nginx's counters, the replicas' own figures from Prom
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -11,7 +12,6 @@ from functools import partial
 from pathlib import Path
 
 from matrix.analyse.analysis import docker_stats_summary
-from matrix.analyse.capacity_model import predict_cell, step_shape
 from matrix.analyse.confidence import converged
 from matrix.analyse.records import CellRecord, TrialRecord
 from matrix.analyse.soak import soak_summary
@@ -36,9 +36,6 @@ from stack.engine import Engine
 
 NODE_CPU_FILE = "node_cpu.csv"
 CLOSED_LOOP_DIR = "closed-loop"
-# A later trial's search starts at this share of the expected knee: one passing step below
-# the limit, then x growth across it, instead of climbing from the file's start_rate again.
-LATER_START_SHARE = 0.5
 NODE_CPU_SAMPLE_INTERVAL_S = 1.0
 
 Say = Callable[[str], None]
@@ -72,25 +69,40 @@ def trials_ended(
     return ""
 
 
+def search_limit(trial: TrialRecord) -> float | None:
+    """The offered rate a trial's short search steps bracketed: the highest passing one below
+    every failing one. Holds are left out: a rate the 3 s steps pass can fail held (at 0.05 CPU
+    the held knee lies 15-25 % lower), and a later search converges where its short steps do."""
+    short = [
+        s
+        for s in trial.steps
+        if not s.confirmation and not s.generator_limited and s.offered_rps is not None
+    ]
+    lowest_fail = min((s.offered_rps or 0.0 for s in short if not s.passed), default=math.inf)
+    passing = [
+        s.offered_rps or 0.0 for s in short if s.passed and (s.offered_rps or 0.0) < lowest_fail
+    ]
+    return max(passing, default=None)
+
+
 def later_start(matrix: MatrixFile, record: CellRecord) -> MatrixFile:
-    """A later search starts near the limit: at LATER_START_SHARE of the lower of the knee the
-    capacity model predicts from the trials so far and their median knee. The lower, because a
-    start above the knee costs a failing first step and its drain, and the model can be far
-    off where its demand figures are (a cell dominated by its idle cost, a shared host)."""
+    """A later search brackets the limit instead of climbing from the file's start_rate again:
+    it starts at `later_start_share` of the median rate the earlier trials' short steps
+    converged on (search_limit) and moves by `later_growth`, up while steps pass and down while
+    they fail, then bisects to the same precision and holds like the first. Its knee stays its
+    own measurement: the first step may fail and the search then goes down. Measured limits,
+    not the capacity model's prediction: with small growth a start far below costs a step per
+    `later_growth`, and the model can be far off where its demand figures are (a cell
+    dominated by its idle cost, a shared host)."""
     profile = matrix.profile
-    knees = [knee for knee in record.knees if knee > 0]
-    if not isinstance(profile, SearchProfile) or not knees:
+    limits = [limit for trial in record.trials if (limit := search_limit(trial))]
+    if not isinstance(profile, SearchProfile) or not limits:
         return matrix
-    prediction = predict_cell(
-        record.trials, record.replicas, record.cpus, step_shape(profile, matrix.objective)
-    )
-    expected = statistics.median(knees)
-    if prediction is not None and prediction.knee_rps > 0:
-        expected = min(expected, prediction.knee_rps)
-    start = round(LATER_START_SHARE * expected, 1)
+    start = round(profile.later_start_share * statistics.median(limits), 1)
     if profile.ceiling is not None:
         start = min(start, profile.ceiling)
-    return matrix.model_copy(update={"profile": profile.model_copy(update={"start_rate": start})})
+    later = {"start_rate": start, "growth": profile.later_growth}
+    return matrix.model_copy(update={"profile": profile.model_copy(update=later)})
 
 
 def _trial_say(say: Say, trial: int) -> Say:
@@ -217,8 +229,14 @@ class CellLoad:
                 f"{start.expected_seconds():.0f} s ({where}){first_step}"
             )
             began = time.monotonic()
-            record.trials.append(self._trial(run_matrix, out / f"trial-{trial}", trial, say))
+            done = self._trial(run_matrix, out / f"trial-{trial}", trial, say)
+            record.trials.append(done)
             last = time.monotonic() - began
+            holds = sum(step.confirmation for step in done.steps)
+            say(
+                f"trial {trial} took {last:.0f} s: {len(done.steps) - holds} search step(s), "
+                f"{holds} confirmation hold(s)"
+            )
         if matrix.adaptive:
             record.trials_ended = (
                 "converged" if converged(record.knees, matrix.ci_target) else "max trials"

@@ -4,6 +4,7 @@ converged and answers /ready (a target: its health path) through Nginx."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -80,6 +81,7 @@ class CellDeployer:
             f"replica(s), {cell.cpus:g} CPU, {cell.memory}"
             + ("" if reserved else " (no reservation: does not fit the node)")
         )
+        began = time.monotonic()
         timeout = self.matrix.converge_timeout_seconds
         target = self.matrix.target
         container = target_container(target) if target is not None else None
@@ -116,3 +118,6 @@ class CellDeployer:
             raise MatrixRunError(
                 f"{what} did not answer {url} with 2xx within {ready_timeout:g} s (last: {error})"
             ) from None
+        # Where a cell's time goes: a fresh api task takes traffic only after its first health
+        # probe (stack/docker-stack.yml), so most of a cell's fixed cost is this wait.
+        say(f"ready {time.monotonic() - began:.0f} s after the update")

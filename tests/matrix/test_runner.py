@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
+from loadtest import open_model
 from matrix import runner as runner_module
-from matrix.analyse.records import StepRecord, TrialRecord
+from matrix.analyse.records import CellRecord, StepRecord, TrialRecord
 from matrix.config import ClosedLoop, MatrixFile, MatrixSettings, SearchProfile, load_matrix_file
 from matrix.measure import deploy as deploy_module
 from matrix.measure import trial as trial_module
-from matrix.measure.cell_load import later_start, trials_ended
+from matrix.measure.cell_load import later_start, search_limit, trials_ended
 from matrix.measure.loadgen import profile_arguments
 from matrix.runner import MatrixRunner, find_unfinished_run, prepare_run_dir
 from stack.engine import ServiceResources
@@ -218,14 +219,15 @@ def test_adaptive_trials_stop_when_the_interval_is_narrow_and_start_near_the_kne
     # the fourth never started.
     assert locust.runs == 3 and len(result["trials"]) == 3
     assert result["trials_ended"] == "converged"
-    knee = result["trials"][0]["steps"][result["trials"][0]["knee_index"]]["served_rps"]
-    # The second search started at half the first one's knee, not at the file's 150: the
-    # replay's demand figures are of another cell, so the model expects far more than the
-    # measured knee, and the lower of the two wins.
+    limit = search_limit(TrialRecord.model_validate(result["trials"][0]))
+    assert limit is not None
+    # The second search brackets the rate where the first one's short steps converged (0.9 x,
+    # the file's later_start_share), not the file's 150, and moves by later_growth.
     first = (cell_dir / "trial-1" / "locust_command.txt").read_text().split()
     second = (cell_dir / "trial-2" / "locust_command.txt").read_text().split()
     assert first[first.index("--start-rate") + 1] == "150"
-    assert float(second[second.index("--start-rate") + 1]) == pytest.approx(knee / 2, abs=0.1)
+    assert float(second[second.index("--start-rate") + 1]) == pytest.approx(0.9 * limit, abs=0.1)
+    assert second[second.index("--growth") + 1] == "1.1"
 
 
 def test_no_further_trial_once_converged_or_past_the_budget() -> None:
@@ -247,52 +249,68 @@ def test_the_closed_loop_is_a_workshop_run_without_think_time() -> None:
     assert args[args.index("--request-timeout") + 1] == "2"
 
 
-def test_a_later_search_starts_at_half_the_predicted_knee() -> None:
+def _later_trial(knees: list[float]) -> tuple[MatrixFile, CellRecord]:
     matrix = MatrixFile.model_validate(yaml.safe_load(MATRIX))
-    steps = [
-        # paced below the knee, saturated above it (0.5 CPU: 125 µs x 4000/s fills it)
-        StepRecord(
-            index=0,
-            offered_rps=1000,
-            served_rps=1000,
-            passed=True,
-            api_cpu_cores=0.25,
-            demand_us_per_request=250.0,
-        ),
-        StepRecord(
-            index=1,
-            offered_rps=2000,
-            served_rps=1990,
-            passed=True,
-            api_cpu_cores=0.49,
-            demand_us_per_request=246.0,
-        ),
-        StepRecord(
-            index=2,
-            offered_rps=4000,
-            served_rps=3900,
-            passed=False,
-            api_cpu_cores=0.5,
-            demand_us_per_request=125.0,
-        ),
-    ]
     record = cell(1, 0.5, [])
-    record.trials = [TrialRecord(trial=1, outcome="converged", steps=steps, knee_index=1)]
+    record.trials = [
+        TrialRecord(
+            trial=trial,
+            outcome="converged",
+            steps=[StepRecord(index=0, offered_rps=knee, served_rps=knee, passed=True)],
+            knee_index=0,
+        )
+        for trial, knee in enumerate(knees, start=1)
+    ]
+    return matrix, record
+
+
+def test_a_later_search_brackets_the_median_knee_and_the_first_starts_where_the_file_says() -> None:
+    matrix, record = _later_trial([1000.0, 1100.0, 900.0])
     start = later_start(matrix, record).profile
-    assert isinstance(start, SearchProfile)
-    # The model expects the quota over the saturated demand, 0.5 x 10^6 / 125 = 4000 req/s,
-    # above the measured 1990: half the lower one.
-    assert start.start_rate == 995.0
-    # A saturated demand of 500 µs: the model expects 1000 req/s, below the measured knee.
-    steps[2].demand_us_per_request = 500.0
-    lower = later_start(matrix, record).profile
-    assert isinstance(lower, SearchProfile)
-    assert lower.start_rate == pytest.approx(500, rel=0.02)
-    # Without demand figures, half the measured median knee.
-    for step in steps:
-        step.demand_us_per_request = None
-    fallback = later_start(matrix, record).profile
-    assert isinstance(fallback, SearchProfile) and fallback.start_rate == 995.0
-    # The first trial starts where the file says.
+    assert isinstance(start, SearchProfile) and isinstance(matrix.profile, SearchProfile)
+    assert start.start_rate == 900.0  # 0.9 x the median limit 1000
+    assert start.growth == 1.1
+    assert start.precision == matrix.profile.precision  # the same precision as the first
     record.trials = []
     assert later_start(matrix, record) is matrix
+
+
+def test_a_later_search_starts_below_the_limit_the_short_steps_found_not_the_held_knee() -> None:
+    """Holds fail where the short steps pass: the later search climbs by short steps, so it
+    starts below where those converged (offered rates), whatever the holds then made of it."""
+    matrix, record = _later_trial([])
+    rates = [(400, True, False), (800, False, False), (600, False, False), (500, True, False)]
+    rates += [(550, False, False), (500, False, True), (475, True, True)]
+    steps = [
+        StepRecord(index=i, offered_rps=rate, served_rps=rate - 20, passed=ok, confirmation=held)
+        for i, (rate, ok, held) in enumerate(rates)
+    ]
+    record.trials = [TrialRecord(trial=1, outcome="converged", steps=steps, knee_index=6)]
+    start = later_start(matrix, record).profile
+    assert isinstance(start, SearchProfile)
+    assert start.start_rate == 450.0  # 0.9 x 500, the highest passing short step below 550
+
+
+@pytest.mark.parametrize("capacity", [300.0, 700.0, 880.0, 1000.0, 1300.0, 2500.0])
+def test_a_later_search_finds_its_own_knee_not_the_previous_one(capacity: float) -> None:
+    """Its first step may fail (the search then goes down) and nothing caps it near the
+    earlier knee: each trial stays an independent measurement."""
+    matrix, record = _later_trial([1000.0])
+    profile = later_start(matrix, record).profile
+    assert isinstance(profile, SearchProfile)
+    search = open_model.RateSearch(
+        start_rate=profile.start_rate, growth=profile.growth, precision=profile.precision
+    )
+    rates = []
+    while (rate := search.next_rate()) is not None:
+        rates.append(rate)
+        search.record(rate, rate <= capacity)
+    assert search.outcome == open_model.CONVERGED
+    assert search.lo is not None and search.hi is not None
+    assert search.lo <= capacity < search.hi
+    assert (search.hi - search.lo) / search.lo <= profile.precision
+    if capacity < profile.start_rate:
+        assert rates[1] < rates[0]  # the first step failed and the search went down
+    # Near the earlier knee it costs a handful of steps, not a climb from the file's start.
+    if 880.0 <= capacity <= 1000.0:
+        assert len(rates) <= 5
