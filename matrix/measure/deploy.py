@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from matrix.analyse.records import CellRecord
-from matrix.config import Cell, MatrixFile, MatrixSettings, TargetSpec, memory_bytes
+from matrix.config import Cell, MatrixFile, MatrixSettings, SearchProfile, TargetSpec, memory_bytes
 from matrix.errors import MatrixRunError
 from stack.engine import NANO, Engine, ServiceResources
 from stack.waits import (
@@ -29,6 +29,14 @@ READY_TIMEOUT_S = 90.0
 # answering 2xx through Nginx, with Nginx balancing over every replica (stack/waits.py api_ready).
 NO_HEALTHCHECK = {"Test": ["NONE"]}
 READY_PATH = "/ready"
+# Our api searched for its knee runs without its container health check too, for a measured
+# reason: Docker's probe is an exec, about 14 ms of the replica's own CPU each time (issue 22),
+# and at 0.05 CPU the quota is 5 ms per 100 ms period, so every probe (every 20 s) stalled the
+# replica for about 300 ms. A 3 s step seldom met one; a 10 s hold often did, and holds failed
+# 15-25 % below the rate the short steps passed. Readiness is /ready through Nginx, as for a
+# target; the run puts the stack's health check back when it restores the service. Cells whose
+# replicas the autoscaler adds keep it: a new task must not take traffic before it is ready.
+SEARCH_CONTAINER = {"Healthcheck": NO_HEALTHCHECK}
 
 
 def target_container(target: TargetSpec) -> dict[str, Any]:
@@ -71,6 +79,15 @@ class CellDeployer:
         )
         return wanted, reserve
 
+    def container(self, cell: Cell) -> dict[str, Any] | None:
+        """The ContainerSpec fields the cell replaces: a target's, or for our api under a
+        search without the autoscaler, no health check (SEARCH_CONTAINER); None: as deployed."""
+        if self.matrix.target is not None:
+            return target_container(self.matrix.target)
+        if isinstance(self.matrix.profile, SearchProfile) and cell.autoscale != "on":
+            return SEARCH_CONTAINER
+        return None
+
     def deploy(self, cell: Cell, record: CellRecord, say: Callable[[str], None]) -> None:
         """Updates the service, waits for convergence and /ready; records reservation and
         placement. MatrixRunError when it does not get there in time."""
@@ -84,7 +101,7 @@ class CellDeployer:
         began = time.monotonic()
         timeout = self.matrix.converge_timeout_seconds
         target = self.matrix.target
-        container = target_container(target) if target is not None else None
+        container = self.container(cell)
         self.engine.update_service(self.api_service, wanted, timeout, container)
         try:
             state = wait_until(
@@ -118,6 +135,6 @@ class CellDeployer:
             raise MatrixRunError(
                 f"{what} did not answer {url} with 2xx within {ready_timeout:g} s (last: {error})"
             ) from None
-        # Where a cell's time goes: a fresh api task takes traffic only after its first health
-        # probe (stack/docker-stack.yml), so most of a cell's fixed cost is this wait.
+        # Where a cell's time goes: with a health check (the autoscaler's cells, other profiles)
+        # a fresh api task takes traffic only after its first probe, up to 20 s.
         say(f"ready {time.monotonic() - began:.0f} s after the update")

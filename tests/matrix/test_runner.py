@@ -18,6 +18,7 @@ from matrix.config import ClosedLoop, MatrixFile, MatrixSettings, SearchProfile,
 from matrix.measure import deploy as deploy_module
 from matrix.measure import trial as trial_module
 from matrix.measure.cell_load import later_start, search_limit, trials_ended
+from matrix.measure.deploy import SEARCH_CONTAINER, CellDeployer
 from matrix.measure.loadgen import profile_arguments
 from matrix.runner import MatrixRunner, find_unfinished_run, prepare_run_dir
 from stack.engine import ServiceResources
@@ -101,11 +102,15 @@ def test_measures_every_cell_restores_the_service_and_reports(
 ) -> None:
     matrix, path, settings = setup
     engine = new_engine()
+    original_container = engine.container_settings("t_api")
     replay_locust(monkeypatch, engine)
     run_dir, info = prepare_run_dir(matrix, path, settings, None, fresh=False)
     MatrixRunner(matrix, settings, run_dir, info, engine).run()
     cells = matrix.cell_list()
     assert [u.replicas for u in engine.updates] == [c.replicas for c in cells] + [2]
+    # Searched without Docker's exec probe (it stalls a small quota), and the probe put back.
+    assert engine.container_updates[:-1] == [SEARCH_CONTAINER] * len(cells)
+    assert engine.container == original_container
     assert engine.updates[0].limit_nano_cpus == 5 * 10**8
     assert engine.updates[0].reserve_memory_bytes == 256 * 1024**2  # fits the fake node
     assert engine.updates[-1] == ORIGINAL
@@ -314,3 +319,14 @@ def test_a_later_search_finds_its_own_knee_not_the_previous_one(capacity: float)
     # Near the earlier knee it costs a handful of steps, not a climb from the file's start.
     if 880.0 <= capacity <= 1000.0:
         assert len(rates) <= 5
+
+
+def test_cells_the_autoscaler_scales_keep_the_health_check(tmp_path: Path) -> None:
+    # A replica the autoscaler adds must not take traffic before its first probe says ready.
+    path = tmp_path / "matrix.yaml"
+    path.write_text(MATRIX)
+    matrix = load_matrix_file(path)
+    deployer = CellDeployer(matrix, MatrixSettings(stack_name="t"), new_engine())
+    cell = matrix.cell_list()[0]
+    assert deployer.container(cell) == SEARCH_CONTAINER
+    assert deployer.container(cell.model_copy(update={"autoscale": "on"})) is None
