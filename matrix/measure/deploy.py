@@ -32,10 +32,11 @@ READY_PATH = "/ready"
 # Our api searched for its knee runs without its container health check too, for a measured
 # reason: Docker's probe is an exec, about 14 ms of the replica's own CPU each time (issue 22),
 # and at 0.05 CPU the quota is 5 ms per 100 ms period, so every probe (every 20 s) stalled the
-# replica for about 300 ms. A 3 s step seldom met one; a 10 s hold often did, and holds failed
-# 15-25 % below the rate the short steps passed. Readiness is /ready through Nginx, as for a
-# target; the run puts the stack's health check back when it restores the service. Cells whose
-# replicas the autoscaler adds keep it: a new task must not take traffic before it is ready.
+# replica for about 300 ms, inside steps that are meant to measure the service. And a new task
+# no longer waits up to 20 s for its first probe before it takes traffic. Readiness is /ready
+# through Nginx, as for a target; the run puts the stack's health check back when it restores
+# the service. Cells whose replicas the autoscaler adds keep it: a new task must not take
+# traffic before it is ready.
 SEARCH_CONTAINER = {"Healthcheck": NO_HEALTHCHECK}
 
 
