@@ -103,10 +103,10 @@ EXPECTED = {
         "at most 22 % of its cores and the host at most 40 %",
         "more than 0.75 % of its requests late: the cells, not Locust, were the limit",
     ],
-    # The recommended cell's lowest trial: 800 failed, bisection found 488 passing, 500 failing.
+    # The recommended cell's first trial: 800 failed, bisection found 488 passing, 500 failing.
     "quick-run-worked-example": [
         "cell `r1-c0.1-m256M`",
-        "its lowest trial (1)",
+        "its first trial (a full search from the file's start rate)",
         "The rate grew until 800 req/s failed",
         "450, 475, 488 passed, 600, 500 failed",
         "500 is within 5 % of 488",
