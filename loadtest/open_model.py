@@ -496,6 +496,69 @@ class RateSearch:
         return rate if self.ceiling is None else min(rate, self.ceiling)
 
 
+# A later trial's holds: at most this many, each `precision` from the last.
+MAX_HOLDS = 5
+HOLDS_LIMIT = "hold limit: knee from the highest hold that passed"
+
+
+@dataclass
+class HoldSearch:
+    """A later trial of a cell (matrix/README.md, "Trials"): holds only, starting at a rate the
+    cell's earlier trials held. Up by `precision` while holds pass, down by `precision` while
+    they fail, until a passing hold and a failing one lie `precision` apart (the knee is the
+    passing one), or MAX_HOLDS ran. Each hold is as long as a confirmation step.
+
+    Why not another search: a 3 s step passes rates a 10 s hold fails (at 0.05 CPU the held
+    knee lies 5-20 % lower), so a search's short steps spend most of a trial finding a limit its
+    holds then walk down from. Every knee the cell reports is a held rate with a failing rate
+    one `precision` above it, whichever way its trial found it."""
+
+    start_rate: float
+    precision: float = 0.05
+    max_holds: int = MAX_HOLDS
+    min_rate: float = 1.0
+    passed_rates: list[float] = field(default_factory=list)
+    failed_rates: list[float] = field(default_factory=list)
+    outcome: str | None = None
+    steps: int = 0
+    last: float | None = None
+    last_passed: bool = False
+
+    def record(self, rate: float, passed: bool, generator_limited: bool = False) -> None:
+        self.steps += 1
+        self.last, self.last_passed = rate, passed
+        if generator_limited:
+            self.outcome = GENERATOR_LIMITED
+        elif passed:
+            self.passed_rates.append(rate)
+        else:
+            self.failed_rates.append(rate)
+
+    def next_rate(self) -> float | None:
+        """The next rate to hold, or None when the knee is bracketed (see `outcome`)."""
+        if self.outcome is not None:
+            return None
+        if self.last is None:
+            return self.start_rate
+        up = 1.0 + self.precision
+        if self.passed_rates and self.failed_rates:
+            highest = max(self.passed_rates)
+            above = [r for r in self.failed_rates if r > highest]
+            if above and min(above) <= highest * up * (1 + 1e-9):
+                self.outcome = CONFIRMED
+                return None
+        if self.steps >= self.max_holds:
+            self.outcome = HOLDS_LIMIT if self.passed_rates else NO_PASS
+            return None
+        if self.last_passed:
+            return self.last * up
+        lower = self.last / up
+        if lower < self.min_rate:
+            self.outcome = NO_PASS
+            return None
+        return lower
+
+
 @dataclass
 class FixedSteps:
     """A staircase of fixed rates that stops after the first step that does not pass; with

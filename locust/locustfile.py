@@ -78,6 +78,7 @@ from loadtest.open_model import (
     STATS_MESSAGE,
     STEP_MESSAGE,
     FixedSteps,
+    HoldSearch,
     Objective,
     RateSearch,
     StepPlan,
@@ -317,6 +318,15 @@ def add_arguments(parser: Any) -> None:
         env_var="LOCUST_CONFIRM_SECONDS",
         help="search: hold the knee rate this long after converging and report it only if it "
         "holds, else step down by --precision (0: no confirmation)",
+    )
+    group.add_argument(
+        "--holds-only",
+        action="store_true",
+        default=False,
+        env_var="LOCUST_HOLDS_ONLY",
+        help="search: a later trial: hold --start-rate for --confirm-seconds, then move by "
+        "--precision up while holds pass and down while they fail, until a passing and a "
+        "failing hold bracket the knee",
     )
     group.add_argument(
         "--drain-probe-url",
@@ -732,6 +742,10 @@ def _check_options(options: Any) -> None:
             options.confirm_seconds == 0 or options.confirm_seconds > options.settle_seconds,
             "--confirm-seconds must be 0 (none) or longer than --settle-seconds",
         ),
+        (
+            not options.holds_only or options.confirm_seconds > 0,
+            "--holds-only needs --confirm-seconds > 0 (the length of each hold)",
+        ),
         (options.drain_timeout > 0, "--drain-timeout must be > 0"),
         (options.max_in_flight > 0, "--max-in-flight must be > 0"),
         (options.p95_ms > 0, "--p95-ms must be > 0"),
@@ -1060,8 +1074,12 @@ class _OpenDriver:
         self.runner = runner
         self.options = options
         self.objective = objective_from(options)
-        if options.load_profile == "search":
-            self.search: RateSearch | FixedSteps = RateSearch(
+        if options.load_profile == "search" and options.holds_only:
+            self.search: RateSearch | HoldSearch | FixedSteps = HoldSearch(
+                options.start_rate, options.precision
+            )
+        elif options.load_profile == "search":
+            self.search = RateSearch(
                 options.start_rate,
                 options.growth,
                 options.precision,
@@ -1154,7 +1172,9 @@ class _OpenDriver:
                     "settle_seconds": options.settle_seconds,
                 },
             )
-        confirming = isinstance(self.search, RateSearch) and self.search.confirming is not None
+        confirming = isinstance(self.search, HoldSearch) or (
+            isinstance(self.search, RateSearch) and self.search.confirming is not None
+        )
         self.plan = StepPlan(
             index=index,
             rate=round(rate, 3),

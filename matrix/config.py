@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings
 
 from loadtest.locustfile_check import check_locustfile
-from loadtest.open_model import MAX_CONFIRM_STEPS
+from loadtest.open_model import MAX_CONFIRM_STEPS, MAX_HOLDS
 from loadtest.spike import phase_steps, spike_phases
 from stack.env import component_config, env_error_text
 
@@ -120,6 +120,9 @@ class SearchProfile(_OpenStepsProfile):
     # of their median knee and move by `later_growth` (matrix/measure/cell_load.py, later_start).
     later_start_share: Annotated[float, Field(gt=0, le=1)] = 0.9
     later_growth: Annotated[float, Field(gt=1, le=10)] = 1.1
+    # Holds only, from start_rate (loadtest/open_model.py, HoldSearch): what a cell's later
+    # trials run when the profile confirms its knees (cell_load.later_start sets it).
+    holds_only: bool = False
 
     @model_validator(mode="after")
     def _ceiling(self) -> SearchProfile:
@@ -132,7 +135,13 @@ class SearchProfile(_OpenStepsProfile):
                 f"confirm_seconds ({self.confirm_seconds:g}) must be 0 (none) or at least "
                 f"step_seconds ({self.step_seconds:g}): a shorter hold confirms nothing"
             )
+        if self.holds_only and self.confirm_seconds == 0:
+            raise ValueError("holds_only needs confirm_seconds > 0: the length of each hold")
         return self
+
+    def hold_cost_seconds(self) -> float:
+        # A hold, the wait for its last answers, and the master's 1 s tick.
+        return self.confirm_seconds + 2.0
 
     def expected_steps(self) -> int:
         """A rough count for time estimates: climb to about 8x the start, then bisect."""
@@ -142,11 +151,15 @@ class SearchProfile(_OpenStepsProfile):
 
     def duration_seconds(self) -> float:
         # The confirmation steps come on top of max_steps, each with its drain wait.
-        return self.max_steps * self.step_cost_seconds() + MAX_CONFIRM_STEPS * (
-            self.confirm_seconds + 2.0
+        if self.holds_only:
+            return MAX_HOLDS * self.hold_cost_seconds()
+        return (
+            self.max_steps * self.step_cost_seconds() + MAX_CONFIRM_STEPS * self.hold_cost_seconds()
         )
 
     def expected_seconds(self) -> float:
+        if self.holds_only:  # the start holds, one above or below fails
+            return 2 * self.hold_cost_seconds()
         return self.expected_steps() * self.step_cost_seconds() + self.confirm_seconds
 
 

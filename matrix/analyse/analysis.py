@@ -236,7 +236,8 @@ class ScalingComparison:
     @property
     def ratio(self) -> Interval | None:
         """Horizontal knee over vertical knee with its 95 % interval (1.25: 25 % more)."""
-        return ratio_interval(self.horizontal.knees, self.vertical.knees)
+        h, v = self.horizontal, self.vertical
+        return ratio_interval(h.knees, v.knees, (h.knee_resolution, v.knee_resolution))
 
     @property
     def decided(self) -> bool:

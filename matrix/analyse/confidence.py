@@ -9,6 +9,12 @@ covers the true knee about half the time), while the t interval widens for small
 should. Two cells: Welch's t interval on the difference of their mean log knees (unequal
 spreads and trial counts), exponentiated into an interval of the ratio.
 
+Neither interval is narrower than the search's resolution: a trial brackets its knee between a
+rate that held and a failing one `resolution` above it (5 % in the quick matrix), so trials
+that land on the same rate say the knee lies in that bracket, not that it is known exactly. The
+half-width in logarithms is at least log(1 + resolution) for a knee, and for a ratio the two
+cells' resolutions combined as independent errors (root of the sum of squares).
+
 The quantiles of t come from scipy (installed with scikit-learn for the training)."""
 
 from __future__ import annotations
@@ -51,20 +57,29 @@ class Interval:
         return self.low <= value <= self.high
 
 
-def knee_interval(knees: Sequence[float]) -> Interval | None:
-    """95 % t interval of the typical knee (the geometric mean of the trials), None with fewer
-    than two trials or a trial that served nothing (no logarithm: the cell is not steady)."""
+def _around(centre: float, half: float) -> Interval:
+    return Interval(math.exp(centre), math.exp(centre - half), math.exp(centre + half))
+
+
+def knee_interval(knees: Sequence[float], resolution: float = 0.0) -> Interval | None:
+    """95 % t interval of the typical knee (the geometric mean of the trials), at least
+    +-`resolution` wide; None with fewer than two trials or a trial that served nothing (no
+    logarithm: the cell is not steady)."""
     if len(knees) < 2 or min(knees) <= 0:
         return None
     logs = [math.log(k) for k in knees]
-    mean = statistics.fmean(logs)
     half = t_quantile_975(len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
-    return Interval(math.exp(mean), math.exp(mean - half), math.exp(mean + half))
+    return _around(statistics.fmean(logs), max(half, math.log1p(resolution)))
 
 
-def ratio_interval(numerator: Sequence[float], denominator: Sequence[float]) -> Interval | None:
-    """95 % Welch interval of the ratio of two cells' typical knees, None when either cell has
-    fewer than two trials or a trial that served nothing."""
+def ratio_interval(
+    numerator: Sequence[float],
+    denominator: Sequence[float],
+    resolutions: tuple[float, float] = (0.0, 0.0),
+) -> Interval | None:
+    """95 % Welch interval of the ratio of two cells' typical knees, at least as wide as their
+    resolutions combined; None when either cell has fewer than two trials or a trial that
+    served nothing."""
     if len(numerator) < 2 or len(denominator) < 2 or min(*numerator, *denominator) <= 0:
         return None
     a = [math.log(k) for k in numerator]
@@ -72,17 +87,18 @@ def ratio_interval(numerator: Sequence[float], denominator: Sequence[float]) -> 
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
     centre = statistics.fmean(a) - statistics.fmean(b)
     se = math.sqrt(va + vb)
-    if se == 0:
-        return Interval(math.exp(centre), math.exp(centre), math.exp(centre))
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = t_quantile_975(df) * se
-    return Interval(math.exp(centre), math.exp(centre - half), math.exp(centre + half))
+    half = 0.0
+    if se > 0:
+        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+        half = t_quantile_975(df) * se
+    floor = math.hypot(*(math.log1p(r) for r in resolutions))
+    return _around(centre, max(half, floor))
 
 
-def converged(knees: Sequence[float], target: float) -> bool:
+def converged(knees: Sequence[float], target: float, resolution: float = 0.0) -> bool:
     """Whether the knee's 95 % interval lies within +-`target` of the trials' median, from at
     least MIN_TRIALS_TO_CONVERGE trials: the adaptive trials' stopping rule."""
     if len(knees) < MIN_TRIALS_TO_CONVERGE:
         return False
-    interval = knee_interval(knees)
+    interval = knee_interval(knees, resolution)
     return interval is not None and interval.within(target, of=statistics.median(knees))

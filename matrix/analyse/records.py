@@ -130,6 +130,24 @@ class TrialRecord(_Record):
         )
 
     @property
+    def bracket_share(self) -> float | None:
+        """How far above the knee's offered rate the lowest failing rate above it lies (0.05:
+        5 %): the trial located its knee no closer than that. None without a knee or a failure
+        above it (a ceiling)."""
+        knee = self.knee
+        if knee is None or not knee.offered_rps:
+            return None
+        above = [
+            s.offered_rps
+            for s in self.steps
+            if not s.passed
+            and not s.generator_limited
+            and s.offered_rps is not None
+            and s.offered_rps > knee.offered_rps
+        ]
+        return min(above) / knee.offered_rps - 1.0 if above else None
+
+    @property
     def breaking(self) -> StepRecord | None:
         """The lowest-rate step that failed (the search bisected below it)."""
         failed = [s for s in self.steps if not s.passed and not s.generator_limited]
@@ -232,7 +250,14 @@ class CellRecord(_Record):
     def knee_ci(self) -> Interval | None:
         """The 95 % interval of the knee over the trials (matrix/analyse/confidence.py); None
         with one trial or a trial that served nothing."""
-        return knee_interval(self.knees)
+        return knee_interval(self.knees, self.knee_resolution)
+
+    @property
+    def knee_resolution(self) -> float:
+        """The median of the trials' bracket shares (TrialRecord.bracket_share): how closely
+        a trial locates its knee, the floor of the knee's interval; 0 without any."""
+        shares = [s for t in self.trials if (s := t.bracket_share) is not None]
+        return statistics.median(shares) if shares else 0.0
 
     @property
     def knee_floor(self) -> float | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -58,11 +58,11 @@ def per_node_cores(samples_file: Path, start: float, end: float) -> dict[str, fl
 
 
 def trials_ended(
-    knees: Sequence[float], ci_target: float, elapsed_with_next: float, budget: float | None
+    record: CellRecord, ci_target: float, elapsed_with_next: float, budget: float | None
 ) -> str:
     """Why no further trial should run ("" to run one): the knee's interval is narrow enough,
     or another trial (as long as the latest) would end past the cell's budget."""
-    if converged(knees, ci_target):
+    if converged(record.knees, ci_target, record.knee_resolution):
         return "converged"
     if budget is not None and elapsed_with_next > budget:
         return "budget"
@@ -85,18 +85,33 @@ def search_limit(trial: TrialRecord) -> float | None:
     return max(passing, default=None)
 
 
+def held_rate(trial: TrialRecord) -> float | None:
+    """The offered rate of a trial's knee when a hold confirmed it, else None."""
+    knee = trial.knee
+    if knee is None or not knee.confirmation or not knee.passed:
+        return None
+    return knee.offered_rps
+
+
 def later_start(matrix: MatrixFile, record: CellRecord) -> MatrixFile:
-    """A later search brackets the limit instead of climbing from the file's start_rate again:
-    it starts at `later_start_share` of the median rate the earlier trials' short steps
-    converged on (search_limit) and moves by `later_growth`, up while steps pass and down while
-    they fail, then bisects to the same precision and holds like the first. Its knee stays its
-    own measurement: the first step may fail and the search then goes down. Measured limits,
-    not the capacity model's prediction: with small growth a start far below costs a step per
-    `later_growth`, and the model can be far off where its demand figures are (a cell
-    dominated by its idle cost, a shared host)."""
+    """A later trial starts from what the earlier ones measured instead of climbing from the
+    file's start_rate again. With confirmation holds: holds only (HoldSearch), from the
+    median rate the earlier trials held, each hold `precision` above or below the last. Its
+    knee stays its own measurement: the first hold may fail and the trial then goes down.
+    Without holds, or before any held: a search from `later_start_share` of the median rate
+    the earlier trials' short steps converged on (search_limit), moving by `later_growth`, up
+    while steps pass and down while they fail, then bisecting to the same precision. Measured
+    limits, not the capacity model's prediction: the model can be far off where its demand
+    figures are (a cell dominated by its idle cost, a shared host)."""
     profile = matrix.profile
+    if not isinstance(profile, SearchProfile):
+        return matrix
+    held = [rate for trial in record.trials if (rate := held_rate(trial))]
+    if profile.confirm_seconds > 0 and held:
+        hold = {"start_rate": round(statistics.median(held), 1), "holds_only": True}
+        return matrix.model_copy(update={"profile": profile.model_copy(update=hold)})
     limits = [limit for trial in record.trials if (limit := search_limit(trial))]
-    if not isinstance(profile, SearchProfile) or not limits:
+    if not limits:
         return matrix
     start = round(profile.later_start_share * statistics.median(limits), 1)
     if profile.ceiling is not None:
@@ -207,7 +222,7 @@ class CellLoad:
         for trial in range(1, most + 1):
             if trial > matrix.trials:
                 ended = trials_ended(
-                    record.knees,
+                    record,
                     matrix.ci_target,
                     time.monotonic() - started + last,
                     matrix.cell_budget_seconds,
@@ -218,11 +233,10 @@ class CellLoad:
                     return
             run_matrix = later_start(matrix, record)
             start = run_matrix.profile
-            first_step = (
-                f", first step at {start.start_rate:g} req/s"
-                if isinstance(start, SearchProfile) and start != profile
-                else ""
-            )
+            first_step = ""
+            if isinstance(start, SearchProfile) and start != profile:
+                first = "holds only, the first" if start.holds_only else "first step"
+                first_step = f", {first} at {start.start_rate:g} req/s"
             count = f"{matrix.trials}-{most}" if most > matrix.trials else f"{most}"
             say(
                 f"trial {trial} of {count}: {profile.kind} load, about "
@@ -239,7 +253,9 @@ class CellLoad:
             )
         if matrix.adaptive:
             record.trials_ended = (
-                "converged" if converged(record.knees, matrix.ci_target) else "max trials"
+                "converged"
+                if converged(record.knees, matrix.ci_target, record.knee_resolution)
+                else "max trials"
             )
 
     def _closed_loop(self, out: Path, say: Say) -> TrialRecord:

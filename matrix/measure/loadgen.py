@@ -120,6 +120,8 @@ def profile_arguments(matrix: MatrixFile) -> list[str]:
                 "--confirm-seconds",
                 f"{profile.confirm_seconds:g}",
             ]
+            if profile.holds_only:
+                args.append("--holds-only")
         elif isinstance(profile, SoakProfile):
             args += ["--soak-steps", str(profile.steps())]
         elif isinstance(profile, SpikeProfile):

@@ -77,3 +77,20 @@ def test_ratio_of_overlapping_cells_contains_one() -> None:
     interval = ratio_interval([540.0, 787.0], [487.0, 554.0])
     assert interval is not None and interval.contains(1.0)
     assert ratio_interval([540.0], [487.0, 554.0]) is None
+
+
+def test_no_interval_is_narrower_than_the_searchs_resolution() -> None:
+    # Equal knees would give a zero-width t interval: the 5 % brackets set it instead.
+    equal = knee_interval([400.0, 400.0, 400.0], resolution=0.05)
+    assert equal is not None
+    assert (equal.low, equal.high) == (pytest.approx(400 / 1.05), pytest.approx(420.0))
+    # A spread wider than the resolution keeps its t interval.
+    spread = [300.0, 330.0]
+    assert knee_interval(spread, resolution=0.05) == knee_interval(spread)
+    # A ratio: both cells' resolutions, as independent errors.
+    ratio = ratio_interval([400.0, 400.0], [200.0, 200.0], (0.05, 0.05))
+    assert ratio is not None and ratio.centre == pytest.approx(2.0)
+    half = math.hypot(math.log(1.05), math.log(1.05))
+    assert ratio.high == pytest.approx(2.0 * math.exp(half))
+    assert converged([400.0, 400.0, 400.0], 0.1, resolution=0.05)
+    assert not converged([400.0, 400.0, 400.0], 0.1, resolution=0.15)

@@ -236,12 +236,28 @@ def test_adaptive_trials_stop_when_the_interval_is_narrow_and_start_near_the_kne
 
 
 def test_no_further_trial_once_converged_or_past_the_budget() -> None:
-    assert trials_ended([500.0], 0.1, 50.0, 100.0) == ""
-    assert trials_ended([500.0, 505.0], 0.1, 50.0, 100.0) == ""  # two are never enough
-    assert trials_ended([500.0, 505.0, 502.0], 0.1, 50.0, 100.0) == "converged"
-    assert trials_ended([400.0, 600.0], 0.1, 50.0, 100.0) == ""
-    assert trials_ended([400.0, 600.0], 0.1, 150.0, 100.0) == "budget"
-    assert trials_ended([400.0, 600.0], 0.1, 150.0, None) == ""
+    def ended(knees: list[float], elapsed: float, budget: float | None = 100.0) -> str:
+        return trials_ended(cell(1, 0.5, knees), 0.1, elapsed, budget)
+
+    assert ended([500.0], 50.0) == ""
+    assert ended([500.0, 505.0], 50.0) == ""  # two are never enough
+    assert ended([500.0, 505.0, 502.0], 50.0) == "converged"
+    assert ended([400.0, 600.0], 50.0) == ""
+    assert ended([400.0, 600.0], 150.0) == "budget"
+    assert ended([400.0, 600.0], 150.0, None) == ""
+
+
+def test_trials_that_agree_converge_only_when_they_located_their_knees_finely() -> None:
+    # Three equal knees, each with a failing rate 5 % above: within +-10 %. The same knees
+    # from trials whose failures lay 15 % above: the knee is known no better than that.
+    fine = cell(1, 0.5, [500.0, 500.0, 500.0])
+    assert fine.knee_resolution == pytest.approx(0.05)
+    assert trials_ended(fine, 0.1, 50.0, 100.0) == "converged"
+    coarse = fine.model_copy(deep=True)
+    for trial in coarse.trials:
+        trial.steps[1].offered_rps = trial.steps[0].offered_rps * 1.15
+    assert coarse.knee_resolution == pytest.approx(0.15)
+    assert trials_ended(coarse, 0.1, 50.0, 100.0) == ""
 
 
 def test_the_closed_loop_is_a_workshop_run_without_think_time() -> None:
@@ -294,6 +310,73 @@ def test_a_later_search_starts_below_the_limit_the_short_steps_found_not_the_hel
     start = later_start(matrix, record).profile
     assert isinstance(start, SearchProfile)
     assert start.start_rate == 450.0  # 0.9 x 500, the highest passing short step below 550
+
+
+def _held_trials(matrix: MatrixFile, record: CellRecord, held: list[float]) -> MatrixFile:
+    """Trials whose knees were held at `held` (offered) after a failing short step 5 % above."""
+    record.trials = [
+        TrialRecord(
+            trial=number,
+            outcome="converged, knee held",
+            steps=[
+                StepRecord(index=0, offered_rps=rate, served_rps=rate, passed=True),
+                StepRecord(index=1, offered_rps=rate * 1.05, served_rps=rate, passed=False),
+                StepRecord(
+                    index=2, offered_rps=rate, served_rps=rate - 5, passed=True, confirmation=True
+                ),
+            ],
+            knee_index=2,
+        )
+        for number, rate in enumerate(held, start=1)
+    ]
+    confirming = matrix.profile.model_copy(update={"confirm_seconds": 10.0})
+    return matrix.model_copy(update={"profile": confirming})
+
+
+def test_later_trials_of_a_confirming_profile_hold_from_the_median_held_rate() -> None:
+    matrix, record = _later_trial([])
+    matrix = _held_trials(matrix, record, [400.0, 440.0, 420.0])
+    start = later_start(matrix, record).profile
+    assert isinstance(start, SearchProfile)
+    assert start.holds_only and start.start_rate == 420.0
+    args = profile_arguments(matrix.model_copy(update={"profile": start}))
+    assert "--holds-only" in args and args[args.index("--start-rate") + 1] == "420"
+    # A first trial, or one whose holds all failed, leaves nothing held: a search again.
+    record.trials[0].knee_index = 0
+    record.trials = record.trials[:1]
+    assert not later_start(matrix, record).profile.holds_only
+
+
+@pytest.mark.parametrize("capacity", [300.0, 395.0, 420.0, 445.0, 470.0, 600.0])
+def test_a_holds_only_trial_brackets_its_own_knee(capacity: float) -> None:
+    """Holds go up while they pass and down while they fail until a pass and a failure lie
+    one precision apart; near the start that costs two or three holds, and a knee far away is
+    still found within the hold limit, or reported as not bracketed."""
+    search = open_model.HoldSearch(start_rate=420.0, precision=0.05)
+    rates = []
+    while (rate := search.next_rate()) is not None:
+        rates.append(rate)
+        search.record(rate, rate <= capacity)
+    passed = [r for r in rates if r <= capacity]
+    if 420.0 / 1.05**3 <= capacity < 420.0 * 1.05**3:
+        assert search.outcome == open_model.CONFIRMED
+        knee = max(passed)
+        assert knee <= capacity < knee * 1.05 + 1e-9
+        assert len(rates) <= 4
+    else:
+        assert search.outcome in (open_model.HOLDS_LIMIT, open_model.NO_PASS)
+        assert len(rates) == open_model.MAX_HOLDS
+    if 400.0 <= capacity < 441.0:
+        assert len(rates) == 2
+
+
+def test_a_holds_only_trial_after_a_noisy_pass_above_a_failure_stops_at_the_bracket() -> None:
+    search = open_model.HoldSearch(start_rate=500.0, precision=0.05)
+    outcomes = iter([False, True])  # 500 fails, 476 holds: the knee is 476
+    while (rate := search.next_rate()) is not None:
+        search.record(rate, next(outcomes))
+    assert search.outcome == open_model.CONFIRMED
+    assert search.passed_rates == [pytest.approx(500 / 1.05)]
 
 
 @pytest.mark.parametrize("capacity", [300.0, 700.0, 880.0, 1000.0, 1300.0, 2500.0])
