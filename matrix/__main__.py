@@ -330,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         if matrix.load_generator.locustfile is not None:
             check_on_stack_locust(
                 matrix.load_generator.locustfile,
+                engine,
                 settings.stack_name,
                 cluster.docker_host if cluster is not None else None,
                 lambda line: print(line, flush=True),

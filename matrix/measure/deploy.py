@@ -122,9 +122,12 @@ class CellDeployer:
         path = target.health_path if target is not None else READY_PATH
         say(f"converged ({state}; api tasks per node: {where}); waiting for {path} via Nginx")
         url = f"{self.settings.base_url}{path}"
-        # A target has no container health check: its readiness is this wait alone, so it gets
-        # the whole convergence timeout (a model that loads for a minute is not a failure).
-        ready_timeout = timeout if target is not None else READY_TIMEOUT_S
+        # Without a container health check (a target, our api searched for its knee), convergence
+        # means running, not ready: readiness is this wait alone, so it gets the whole
+        # convergence timeout (a model that loads for a minute is not a failure). With one, the
+        # tasks were healthy before they counted as converged.
+        unprobed = container is not None and container.get("Healthcheck") == NO_HEALTHCHECK
+        ready_timeout = timeout if unprobed else READY_TIMEOUT_S
         try:
             wait_until(
                 api_ready(self.engine, self.settings.stack_name, url),

@@ -8,7 +8,6 @@ service's are (service_state.py), so a resumed run puts back what the first atte
 from __future__ import annotations
 
 import hashlib
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,42 +30,27 @@ def config_name(stack: str, data: bytes) -> str:
     return f"{stack}_user_locustfile_{hashlib.sha256(data).hexdigest()[:12]}"
 
 
-INSPECT_TIMEOUT_S = 30.0
-
-
-def locust_image(stack: str, docker_host: str | None) -> str:
-    """The image the stack's locust-master service runs (as its spec names it, digest included
-    on a cluster), read with the docker CLI the check itself uses."""
-    where = ["--host", docker_host] if docker_host else []
-    service = f"{stack}_{LOCUST_SERVICES[0]}"
-    result = subprocess.run(
-        ["docker", *where, "service", "inspect", "--format"]
-        + ["{{.Spec.TaskTemplate.ContainerSpec.Image}}", service],
-        capture_output=True,
-        text=True,
-        timeout=INSPECT_TIMEOUT_S,
-        check=False,
-    )
-    if result.returncode != 0 or not result.stdout.strip():
-        raise MatrixRunError(
-            f"load_generator.locustfile: no image of the stack's {service} to check the file "
-            f"in ({result.stderr.strip() or 'docker service inspect said nothing'})"
-        )
-    return result.stdout.strip()
-
-
 def check_on_stack_locust(
     path: Path,
+    engine: Engine,
     stack: str,
     docker_host: str | None,
     say: Callable[[str], None],
-    image_of: Callable[[str, str | None], str] = locust_image,
     check: Callable[[Path, str, str | None], str | None] = check_locustfile_in_image,
 ) -> None:
     """Refuses (MatrixRunError naming load_generator.locustfile) a file the stack's own Locust
     image cannot load, before anything changes: the host's check passed files that import what
-    only the host has."""
-    image = image_of(stack, docker_host)
+    only the host has. The image is the one the locust-master service's spec names (digest
+    included on a cluster); `docker_host` is where the check runs it, the engine's host."""
+    service = f"{stack}_{LOCUST_SERVICES[0]}"
+    try:
+        # Swarm refuses a service spec without an image, so every service has one.
+        image = str(engine.container_settings(service)["Image"])
+    except DockerError as error:
+        raise MatrixRunError(
+            f"load_generator.locustfile: no image of the stack's {service} to check the file "
+            f"in ({error})"
+        ) from None
     say(f"checking {path} in the stack's Locust image {image}")
     problem = check(path, image, docker_host)
     if problem is not None:

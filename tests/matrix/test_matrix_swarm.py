@@ -384,6 +384,8 @@ target:
 """
 
 
+@pytest.mark.swarm
+@pytest.mark.timeout(300)
 def test_a_locustfile_importing_what_only_the_host_has_is_refused_in_the_locust_image(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -394,13 +396,16 @@ def test_a_locustfile_importing_what_only_the_host_has_is_refused_in_the_locust_
     host_only = tmp_path / "course_sklearn.py"
     host_only.write_text("import sklearn  # only the host's virtualenv has it\n" + course)
     assert check_locustfile(host_only) is None
+    engine = DockerEngine.from_env()
     with pytest.raises(MatrixRunError) as caught:
-        check_on_stack_locust(host_only, stack.name, None, lambda _line: None)
+        check_on_stack_locust(host_only, engine, stack.name, None, lambda _line: None)
     message = str(caught.value)
     assert message.startswith(f"load_generator.locustfile: {host_only} cannot run")
+    # Checked in the image the stack's locust-master service runs, as its spec names it.
+    assert "(checked in penguin-lab/locust:latest)" in message
     assert "No module named 'sklearn'" in message
     (tmp_path / "course.py").write_text(course)
-    check_on_stack_locust(tmp_path / "course.py", stack.name, None, lambda _line: None)
+    check_on_stack_locust(tmp_path / "course.py", engine, stack.name, None, lambda _line: None)
 
 
 def _build_target_image() -> None:

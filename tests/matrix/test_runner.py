@@ -413,3 +413,31 @@ def test_cells_the_autoscaler_scales_keep_the_health_check(tmp_path: Path) -> No
     cell = matrix.cell_list()[0]
     assert deployer.container(cell) == SEARCH_CONTAINER
     assert deployer.container(cell.model_copy(update={"autoscale": "on"})) is None
+
+
+@pytest.mark.parametrize(("autoscale", "ready_timeout"), [("stack", "1 s"), ("on", "0 s")])
+def test_readiness_without_the_health_check_gets_the_convergence_timeout(
+    tmp_path: Path,
+    ready_server: ReadyServer,
+    monkeypatch: pytest.MonkeyPatch,
+    autoscale: str,
+    ready_timeout: str,
+) -> None:
+    """Our api searched for its knee runs without the container health check, so a converged
+    task is running, not yet ready: /ready through Nginx is its readiness and gets the whole
+    convergence timeout, as a target's health path does. A cell that keeps the probe (the
+    autoscaler's) converged healthy and keeps the short READY_TIMEOUT_S."""
+    monkeypatch.setattr(deploy_module, "READY_TIMEOUT_S", 0.0)
+    ready_server.down = True
+    path = tmp_path / "matrix.yaml"
+    path.write_text(MATRIX + "converge_timeout_seconds: 1\n")
+    matrix = load_matrix_file(path)
+    settings = MatrixSettings(stack_name="t", nginx_port=ready_server.port)
+    deployer = CellDeployer(matrix, settings, new_engine())
+    searched = matrix.cell_list()[0].model_copy(update={"autoscale": autoscale})
+    record = cell(searched.replicas, searched.cpus, [])
+    with pytest.raises(runner_module.MatrixRunError) as caught:
+        deployer.deploy(searched, record, lambda _line: None)
+    assert f"did not answer {settings.base_url}/ready with 2xx within {ready_timeout}" in str(
+        caught.value
+    )

@@ -253,13 +253,30 @@ def test_a_file_the_stacks_locust_image_refuses_stops_the_run_naming_the_field(
 
     def check(path: Path, image: str, docker_host: str | None) -> str | None:
         seen.append((path, image, docker_host))
-        return None if image == "good" else f"{path} cannot run on the stack's Locust: nope"
+        return None if image.endswith("locust:good") else f"{path} cannot run: nope"
 
+    engine = _engine()
     said: list[str] = []
     path = tmp_path / "course.py"
-    check_on_stack_locust(path, "t", None, said.append, lambda _s, _h: "good", check)
-    assert seen == [(path, "good", None)] and "stack's Locust image good" in said[0]
+    # The image the locust-master service's spec names (the engine's), not the api's.
+    engine.other_containers["t_locust-master"] = {"Image": "reg:5000/penguin-lab/locust:good"}
+    check_on_stack_locust(path, engine, "t", None, said.append, check)
+    assert seen == [(path, "reg:5000/penguin-lab/locust:good", None)]
+    assert "stack's Locust image reg:5000/penguin-lab/locust:good" in said[0]
+    engine.other_containers["t_locust-master"] = {"Image": "penguin-lab/locust:bad"}
     with pytest.raises(MatrixRunError) as caught:
-        check_on_stack_locust(path, "t", "tcp://m", said.append, lambda _s, _h: "bad", check)
+        check_on_stack_locust(path, engine, "t", "tcp://m", said.append, check)
     assert str(caught.value).startswith(f"load_generator.locustfile: {path} cannot run")
-    assert seen[-1] == (path, "bad", "tcp://m")
+    assert seen[-1] == (path, "penguin-lab/locust:bad", "tcp://m")
+
+
+def test_a_stack_without_its_locust_master_is_refused_naming_the_field(tmp_path: Path) -> None:
+    engine = _engine()
+    del engine.other_containers["t_locust-master"]
+    with pytest.raises(MatrixRunError) as caught:
+        check_on_stack_locust(
+            tmp_path / "course.py", engine, "t", None, print, lambda *_: pytest.fail("checked")
+        )
+    message = str(caught.value)
+    assert message.startswith("load_generator.locustfile: no image of the stack's t_locust-master")
+    assert "service not found" in message

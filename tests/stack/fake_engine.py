@@ -66,6 +66,10 @@ class FakeEngine:
             "Healthcheck": {"Test": ["CMD", "/usr/local/bin/penguin-healthcheck"]},
         }
         self.container_updates: list[dict[str, Any] | None] = []
+        # The other services' ContainerSpec fields (a service not here does not exist).
+        self.other_containers: dict[str, dict[str, Any]] = {
+            f"{stack}_locust-master": {"Image": "penguin-lab/locust:latest"}
+        }
         # Local images, and the plain containers started (the target's smoke container).
         self.images: set[str] = {"penguin-lab/api:latest"}
         self.started: dict[str, tuple[str, dict[str, str]]] = {}
@@ -118,7 +122,11 @@ class FakeEngine:
                     self.container[key] = container[key]
 
     def container_settings(self, service: str) -> dict[str, Any]:
-        return dict(self.container)
+        if service == f"{self.stack}_api":
+            return dict(self.container)
+        if service not in self.other_containers:
+            raise DockerError(f"inspecting service {service} failed: 404 service not found")
+        return dict(self.other_containers[service])
 
     def image_exists(self, image: str) -> bool:
         return image in self.images
