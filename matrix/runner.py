@@ -230,7 +230,7 @@ class MatrixRunner:
                 record.reference = self._reference(cell, partial_dir)
             self.autoscaler.start(cell, record, partial_dir, say)
             try:
-                self.load.run(partial_dir, record, say)
+                self.load.run(partial_dir, record, say, self._measured())
             finally:
                 self.autoscaler.finish(cell, partial_dir, say)
             self.autoscaler.timelines(cell, record, partial_dir)
@@ -259,6 +259,15 @@ class MatrixRunner:
                 f"{record.requests} requests, {record.failures} failures"
                 + (" (load generator limited)" if record.generator_limited else "")
             )
+
+    def _measured(self) -> list[CellRecord]:
+        """The cells this run has measured so far (also before a resume)."""
+        done = [
+            load_cell(self.run_dir / CELLS_DIR / cell.cell_id / CELL_FILE)
+            for cell in self.matrix.cell_list()
+            if self.cell_done(cell)
+        ]
+        return [record for record in done if record.status == "measured"]
 
     def _reference(self, cell: Cell, out: Path) -> TrialRecord:
         """The cell's knee from an open-model search, or the one a cell of the same

@@ -7,11 +7,12 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
 from matrix.analyse.analysis import docker_stats_summary
+from matrix.analyse.capacity_model import demand_model, demand_points, predict, step_shape
 from matrix.analyse.confidence import converged
 from matrix.analyse.records import CellRecord, TrialRecord
 from matrix.analyse.soak import soak_summary
@@ -120,6 +121,36 @@ def later_start(matrix: MatrixFile, record: CellRecord) -> MatrixFile:
     return matrix.model_copy(update={"profile": profile.model_copy(update=later)})
 
 
+def predicted_start(
+    matrix: MatrixFile, record: CellRecord, earlier: Sequence[CellRecord]
+) -> tuple[MatrixFile, float | None]:
+    """A cell's first search starts near its limit when earlier cells of the run measured
+    demand: at `later_start_share` of the knee the capacity model predicts for this cell from
+    their demand figures (matrix/analyse/capacity_model.py), moving by `later_growth` and then
+    bisecting, as a later trial without holds does. Returns the file to run and the predicted
+    offered knee (None: no prediction, the file's own start_rate). The search still finds its
+    own knee: a first step that fails sends it down, and nothing caps it near the prediction."""
+    profile = matrix.profile
+    if not isinstance(profile, SearchProfile):
+        return matrix, None
+    points = [p for cell in earlier for p in demand_points(cell.trials, cell.total_cpus)]
+    model = demand_model(points)
+    if model is None:
+        return matrix, None
+    try:
+        prediction = predict(
+            model, record.replicas, record.cpus, step_shape(profile, matrix.objective)
+        )
+    except ValueError:
+        return matrix, None
+    start = round(profile.later_start_share * prediction.knee_offered_rps, 1)
+    if profile.ceiling is not None:
+        start = min(start, profile.ceiling)
+    later = {"start_rate": start, "growth": profile.later_growth}
+    near = matrix.model_copy(update={"profile": profile.model_copy(update=later)})
+    return near, prediction.knee_offered_rps
+
+
 def _trial_say(say: Say, trial: int) -> Say:
     return lambda message: say(f"trial {trial}: {message}")
 
@@ -206,7 +237,9 @@ class CellLoad:
         watcher = StepWatcher(out / "steps.jsonl", run.say)
         return run_stack_trial(run, self.engine, self.locust_master, watcher.poll, analyse_trial)
 
-    def _trials(self, out: Path, record: CellRecord, say: Say) -> None:
+    def _trials(
+        self, out: Path, record: CellRecord, say: Say, earlier: Sequence[CellRecord]
+    ) -> None:
         """At least `trials`; with adaptive trials, more until the knee's interval is within
         +-ci_target of the median, max_trials ran, or another would overrun the budget."""
         matrix, profile = self.matrix, self.matrix.profile
@@ -231,12 +264,21 @@ class CellLoad:
                     record.trials_ended = ended
                     say(f"no further trial: {ended}")
                     return
-            run_matrix = later_start(matrix, record)
+            predicted = None
+            if record.trials:
+                run_matrix = later_start(matrix, record)
+            else:
+                run_matrix, predicted = predicted_start(matrix, record, earlier)
             start = run_matrix.profile
             first_step = ""
             if isinstance(start, SearchProfile) and start != profile:
                 first = "holds only, the first" if start.holds_only else "first step"
                 first_step = f", {first} at {start.start_rate:g} req/s"
+            if predicted is not None:
+                first_step += (
+                    f", below the knee the capacity model predicts from the earlier cells' "
+                    f"demand ({predicted:.0f} req/s offered)"
+                )
             count = f"{matrix.trials}-{most}" if most > matrix.trials else f"{most}"
             say(
                 f"trial {trial} of {count}: {profile.kind} load, about "
@@ -276,8 +318,11 @@ class CellLoad:
         )
         return run_trial(self._run(matrix, out, 0, say))
 
-    def run(self, out: Path, record: CellRecord, say: Say) -> None:
-        """Runs every trial of the cell; restarts, OOM kills and Nginx counters over all."""
+    def run(
+        self, out: Path, record: CellRecord, say: Say, earlier: Sequence[CellRecord] = ()
+    ) -> None:
+        """Runs every trial of the cell; restarts, OOM kills and Nginx counters over all.
+        `earlier`: the cells this run measured before, whose demand places the first search."""
         profile = self.matrix.profile
         tasks_before = self.engine.task_ids(self.api_service)
         nginx_before = self.engine.nginx_status(self.nginx_service)
@@ -298,7 +343,7 @@ class CellLoad:
         if nodes is not None:
             nodes.start()
         try:
-            self._trials(out, record, say)
+            self._trials(out, record, say, earlier)
             if self.matrix.closed_loop.enabled:
                 record.closed_loop = self._closed_loop(out / CLOSED_LOOP_DIR, say)
         finally:

@@ -17,7 +17,7 @@ from matrix.analyse.records import CellRecord, StepRecord, TrialRecord
 from matrix.config import ClosedLoop, MatrixFile, MatrixSettings, SearchProfile, load_matrix_file
 from matrix.measure import deploy as deploy_module
 from matrix.measure import trial as trial_module
-from matrix.measure.cell_load import later_start, search_limit, trials_ended
+from matrix.measure.cell_load import later_start, predicted_start, search_limit, trials_ended
 from matrix.measure.deploy import SEARCH_CONTAINER, CellDeployer
 from matrix.measure.loadgen import profile_arguments
 from matrix.runner import MatrixRunner, find_unfinished_run, prepare_run_dir
@@ -441,3 +441,40 @@ def test_readiness_without_the_health_check_gets_the_convergence_timeout(
     assert f"did not answer {settings.base_url}/ready with 2xx within {ready_timeout}" in str(
         caught.value
     )
+
+
+def test_a_cells_first_search_starts_below_the_knee_predicted_from_earlier_cells() -> None:
+    """Known answer: 100 CPU-µs per request at every rate, the quota binding above 400 req/s
+    on 1 x 0.05 CPU, so 1 x 0.1 CPU saturates at 0.1 / 100 µs = 1000 req/s. A 4 s step passes
+    a little above that (its queue stays within the p95 objective), and the first search of
+    that cell starts at 0.9 x the predicted knee."""
+    matrix = MatrixFile.model_validate(yaml.safe_load(MATRIX))
+    earlier = cell(1, 0.05, [])
+    earlier.trials = [
+        TrialRecord(
+            trial=1,
+            outcome="converged",
+            steps=[
+                StepRecord(
+                    index=i,
+                    offered_rps=rate,
+                    served_rps=min(rate, 500.0),
+                    passed=rate <= 450,
+                    demand_us_per_request=100.0,
+                    api_cpu_cores=min(rate, 500.0) * 100e-6,
+                )
+                for i, rate in enumerate([100.0, 200.0, 400.0, 450.0, 800.0])
+            ],
+            knee_index=3,
+        )
+    ]
+    record = cell(1, 0.1, [])
+    near, predicted = predicted_start(matrix, record, [earlier])
+    profile = near.profile
+    assert predicted is not None and 1000.0 < predicted < 1250.0
+    assert isinstance(profile, SearchProfile) and isinstance(matrix.profile, SearchProfile)
+    assert profile.start_rate == round(0.9 * predicted, 1)
+    assert profile.growth == matrix.profile.later_growth and not profile.holds_only
+    # The run's first cell, or earlier cells without demand figures: the file's start_rate.
+    assert predicted_start(matrix, record, []) == (matrix, None)
+    assert predicted_start(matrix, record, [cell(1, 0.05, [400.0])]) == (matrix, None)
