@@ -504,8 +504,10 @@ HOLDS_LIMIT = "hold limit: knee from the highest hold that passed"
 @dataclass
 class HoldSearch:
     """A later trial of a cell (matrix/README.md, "Trials"): holds only, starting at a rate the
-    cell's earlier trials held. Up by `precision` while holds pass, down by `precision` while
-    they fail, until a passing hold and a failing one lie `precision` apart (the knee is the
+    cell's earlier trials held. Up by `precision` after a hold that passed; down after one that
+    failed, by `precision`, then twice that, and so on (at most by half), as RateSearch steps
+    down from a failed confirmation, so a cell that now serves much less still finds a rate
+    that holds; until a passing hold and a failing one lie `precision` apart (the knee is the
     passing one), or MAX_HOLDS ran. Each hold is as long as a confirmation step.
 
     Why not another search: a 3 s step passes rates a 10 s hold fails (at 0.05 CPU the held
@@ -523,10 +525,12 @@ class HoldSearch:
     steps: int = 0
     last: float | None = None
     last_passed: bool = False
+    failures_in_a_row: int = 0
 
     def record(self, rate: float, passed: bool, generator_limited: bool = False) -> None:
         self.steps += 1
         self.last, self.last_passed = rate, passed
+        self.failures_in_a_row = 0 if passed else self.failures_in_a_row + 1
         if generator_limited:
             self.outcome = GENERATOR_LIMITED
         elif passed:
@@ -544,7 +548,8 @@ class HoldSearch:
         if self.passed_rates and self.failed_rates:
             highest = max(self.passed_rates)
             above = [r for r in self.failed_rates if r > highest]
-            if above and min(above) <= highest * up * (1 + 1e-9):
+            # A step down is x(1 - precision), a step up x(1 + precision): either is a bracket.
+            if above and min(above) * (1.0 - self.precision) <= highest * (1 + 1e-9):
                 self.outcome = CONFIRMED
                 return None
         if self.steps >= self.max_holds:
@@ -552,7 +557,7 @@ class HoldSearch:
             return None
         if self.last_passed:
             return self.last * up
-        lower = self.last / up
+        lower = self.last * (1.0 - min(0.5, self.precision * 2.0 ** (self.failures_in_a_row - 1)))
         if lower < self.min_rate:
             self.outcome = NO_PASS
             return None
