@@ -162,6 +162,12 @@ class SearchProfile(_OpenStepsProfile):
             return 2 * self.hold_cost_seconds()
         return self.expected_steps() * self.step_cost_seconds() + self.confirm_seconds
 
+    def later_trial_seconds(self) -> float:
+        """A later trial's, for time estimates: holds only when the profile confirms."""
+        if self.confirm_seconds > 0:
+            return self.model_copy(update={"holds_only": True}).expected_seconds()
+        return self.expected_seconds()
+
 
 class StaircaseProfile(_OpenStepsProfile):
     """Fixed rates start_rate, + step_rate ... up to max_rate, ending at the first failure."""
@@ -715,10 +721,12 @@ class MatrixFile(_Strict):
     def expected_load_seconds(self) -> float:
         """A cell's load for time estimates: its trials (adaptive: up to the budget, or to
         max_trials without one), the closed loop and the warm-up."""
-        trial = self.profile.expected_seconds()
-        trials = self.trials * trial
+        first = self.profile.expected_seconds()
+        profile = self.profile
+        later = profile.later_trial_seconds() if isinstance(profile, SearchProfile) else first
+        trials = first + (self.trials - 1) * later
         if self.adaptive:
-            most = (self.max_trials or self.trials) * trial
+            most = first + ((self.max_trials or self.trials) - 1) * later
             trials = max(trials, min(most, self.cell_budget_seconds or most))
         closed = self.closed_loop.seconds + 2 if self.closed_loop.enabled else 0.0
         return trials + closed + self.warmup_seconds
