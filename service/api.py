@@ -385,7 +385,8 @@ class Api:
             UPDATES.add(IN_FLIGHT, -1.0)
             counter, latency = request_metrics(scope["method"], route, str(status))
             UPDATES.add(counter, 1.0)
-            UPDATES.observe(latency, time.perf_counter() - start)
+            if latency is not None:
+                UPDATES.observe(latency, time.perf_counter() - start)
 
 
 def dumps(payload: object) -> bytes:
