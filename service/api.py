@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import Receive, Scope, Send
 
 from service.errors import ApiError, error_body, validation_api_error
-from service.metrics import IN_FLIGHT, UPDATES, request_metrics
+from service.metrics import IN_FLIGHT, UNMETERED_ROUTE, UPDATES, request_metrics
 
 logger = logging.getLogger("service.api")
 
@@ -346,7 +346,9 @@ class Api:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
-        UPDATES.add(IN_FLIGHT, 1.0)
+        metered = scope["path"] != UNMETERED_ROUTE
+        if metered:
+            UPDATES.add(IN_FLIGHT, 1.0)
         route = UNMATCHED_ROUTE
         status = _CLIENT_GONE
         try:
@@ -382,10 +384,12 @@ class Api:
                 status, payload = 500, _INTERNAL_ERROR
             await _respond(send, status, content_type, payload, headers)
         finally:
-            UPDATES.add(IN_FLIGHT, -1.0)
-            counter, latency = request_metrics(scope["method"], route, str(status))
-            UPDATES.add(counter, 1.0)
-            UPDATES.observe(latency, time.perf_counter() - start)
+            if metered:
+                UPDATES.add(IN_FLIGHT, -1.0)
+                counter, latency = request_metrics(scope["method"], route, str(status))
+                UPDATES.add(counter, 1.0)
+                if latency is not None:
+                    UPDATES.observe(latency, time.perf_counter() - start)
 
 
 def dumps(payload: object) -> bytes:

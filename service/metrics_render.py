@@ -24,6 +24,7 @@ import json
 import math
 import mmap
 import os
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,10 @@ from prometheus_client.utils import floatToGoString
 # Gauge modes whose value is the sum over the files (live: a dead worker's file is deleted).
 SUMMED_GAUGE_MODES = ("sum", "livesum")
 _HEADER = 8  # a file starts with its used size (4 bytes) and 4 bytes of padding
+# A directory's mtime moves when a file is created or deleted in it, but in steps of the kernel's
+# clock tick: a file created in the tick of a listing leaves it unchanged. So a listing is only
+# trusted when it began at least this long after the mtime it saw; until then it is made again.
+_MTIME_SETTLE_NS = 1_000_000_000
 
 
 class UnsupportedFile(Exception):
@@ -58,6 +63,7 @@ class _File:
     used: int = _HEADER
     # (key, index of the value in the file as float64s), in file order
     entries: list[tuple[str, int]] = field(default_factory=list)
+    rendered: bytes = b""  # the file's used bytes as the last render read them
 
     def map(self, path: str) -> None:
         if self.data is not None:
@@ -229,6 +235,26 @@ class MultiprocessRenderer:
         self._key_cache: dict[str, ParsedKey] = {}
         self._layout: tuple[tuple[str, int], ...] = ()
         self._plan: _Plan | None = None
+        self._entries: list[tuple[str, int]] = []
+        self._text = b""
+        self._listed_mtime_ns = -1
+        self._listing_trusted = False
+
+    def _list(self) -> list[tuple[str, int]]:
+        """The files (name, inode) in name order; listed again only when the directory changed.
+
+        Listing it was the render's costliest step inside the worker, ~0.1 ms of a ~1 ms scrape
+        (one scrape per 50 ms; a stat instead saves ~65 µs of it), and between scrapes of a
+        running replica the directory only changes when a worker starts or dies.
+        """
+        mtime_ns = os.stat(self.directory).st_mtime_ns
+        if mtime_ns != self._listed_mtime_ns or not self._listing_trusted:
+            self._listing_trusted = time.time_ns() - mtime_ns >= _MTIME_SETTLE_NS
+            self._entries = sorted(
+                (e.name, e.inode()) for e in os.scandir(self.directory) if e.name.endswith(".db")
+            )
+            self._listed_mtime_ns = mtime_ns
+        return self._entries
 
     def render(self) -> bytes:
         try:
@@ -242,9 +268,8 @@ class MultiprocessRenderer:
         chunks: list[np.ndarray] = []
         files: list[_File] = []
         layout: list[tuple[str, int]] = []
-        entries = sorted(
-            (e.name, e.inode()) for e in os.scandir(self.directory) if e.name.endswith(".db")
-        )
+        changed = False
+        entries = self._list()
         for name, inode in entries:
             kind, mode = _file_kind(name)
             known = self._known.get(name)
@@ -264,6 +289,11 @@ class MultiprocessRenderer:
                 continue
             if used > known.used:
                 known.parse(used)
+            # Read before the values below: a write landing in between shows at the next scrape.
+            current = known.data[:used]  # type: ignore[index]
+            if current != known.rendered:
+                known.rendered = current
+                changed = True
             chunks.append(np.frombuffer(known.data, dtype=np.float64, count=used // 8))  # type: ignore[arg-type]
             files.append(known)
             layout.append((name, used))
@@ -271,6 +301,11 @@ class MultiprocessRenderer:
             stale = self._known.pop(gone)
             if stale.data is not None:
                 stale.data.close()
+        if self._plan is not None and tuple(layout) == self._layout and not changed:
+            # An idle replica: no request since the last scrape (scrapes count nowhere,
+            # service/metrics.py), so not one stored byte moved: the same text, none of the
+            # render's steps, each of which costs tens of µs when scrapes arrive alone.
+            return self._text
         if self._plan is None or tuple(layout) != self._layout:
             self._plan = _build_plan(files, self._key_cache)
             self._layout = tuple(layout)
@@ -290,4 +325,5 @@ class MultiprocessRenderer:
             text = _go_float(float(values[position]))
             lines[line_of[position]] = prefixes[position] + text.encode("ascii") + b"\n"
         plan.values = values
-        return b"".join(lines)
+        self._text = b"".join(lines)
+        return self._text

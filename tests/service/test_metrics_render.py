@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,3 +118,30 @@ def test_changes_between_scrapes_are_never_missed(
         rng.choice(workers).serve(rng, ("/a", "/b"), rng.randint(0, 3))
         for _ in range(scrapes):
             same_text(renderer.render(), stock_text(directory))
+
+
+def test_the_directory_is_listed_again_only_when_it_may_have_changed(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(11)
+    Worker(101, monkeypatch).serve(rng, ("/predict",), 10)
+    renderer = MultiprocessRenderer(directory)
+    # Listed in the clock tick of the directory's last change: a file created in the same tick
+    # leaves the mtime as it was, and must still be found.
+    changed = os.stat(directory).st_mtime_ns
+    renderer.render()
+    Worker(202, monkeypatch).serve(rng, ("/health",), 10)
+    os.utime(directory, ns=(changed, changed))
+    same_text(renderer.render(), stock_text(directory))
+    # A directory that settled long ago: its listing is trusted until the mtime moves.
+    settled = changed - 10_000_000_000
+    os.utime(directory, ns=(settled, settled))
+    renderer.render()
+    stock = stock_text(directory)
+    with monkeypatch.context() as no_listing:
+        no_listing.setattr(os, "scandir", None)  # a listing would fail
+        text = renderer.render()
+    same_text(text, stock)
+    Worker(303, monkeypatch).serve(rng, ("/metrics",), 10)
+    assert os.stat(directory).st_mtime_ns != settled
+    same_text(renderer.render(), stock_text(directory))

@@ -185,6 +185,26 @@ def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
     assert "random-path-123" not in client.get("/metrics").text
 
 
+def test_probes_are_counted_but_not_timed_and_scrapes_not_metered(client: TestClient) -> None:
+    client.post("/predict", json=SEED_BODY)
+    for path in ("/health", "/ready", "/metrics"):
+        client.get(path)
+    text = client.get("/metrics").text
+    for route in ("/health", "/ready"):
+        labels = f'{{method="GET",route="{route}",status="200"}}'
+        assert f"penguin_http_requests_total{labels}" in text
+        assert f"penguin_http_request_duration_seconds_count{labels}" not in text
+    timed = '{method="POST",route="/predict",status="200"}'
+    assert f"penguin_http_request_duration_seconds_count{timed}" in text
+    assert 'route="/metrics"' not in text
+
+    # A scrape leaves the request series as they were: the next one reports the same.
+    def requests_lines(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith("penguin_http")]
+
+    assert requests_lines(client.get("/metrics").text) == requests_lines(text)
+
+
 def test_openapi_documents_the_bodies(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
