@@ -115,13 +115,36 @@ def quick_run_method(report: Report, link: str) -> str:
         f"on a {_cores(report)}-core machine), in full: {_report_link(report, link)} "
         "(with `summary.csv` and plots). Locust, Nginx and the API shared the cores, so the "
         "absolute figures describe this machine only; the method carries over. Each cell was "
-        f"searched {_trial_count(report)} times: open-model steps of constant arrival rate "
+        f"measured in {_trial_count(report)} trials, the first a search: open-model steps of "
+        "constant arrival rate "
         f"({step.group(1)} s each), from {search.group(1)} req/s, x{search.group(2)} per step, "
         f"until a step failed the objective ({objective.group(1)}), then bisecting to within "
-        f"{search.group(3)} %. The knee is the rate the cell *served* at its highest passing "
-        "step; latency is counted from each request's intended send time. Target load: "
-        f"{target.group(1)} req/s."
+        f"{search.group(3)} %.{_later_trials(report)} The knee is the rate the cell *served* "
+        "at its highest passing step; latency is counted from each request's intended send "
+        f"time. Target load: {target.group(1)} req/s."
     )
+
+
+def _later_trials(report: Report) -> str:
+    """How the report says its other cells' first searches and later trials started."""
+    predicted = report.header_search(
+        r"first search after the run's first cell starts at ([0-9.]+) x the knee the capacity "
+        r"model predicts"
+    )
+    holds = report.header_search(r"a later trial only holds, from the median rate")
+    text = ""
+    if predicted:
+        text += (
+            f" Only the first cell's first search started there: each later cell's started at "
+            f"{predicted.group(1)} x the knee the capacity model predicted from the earlier "
+            "cells' demand."
+        )
+    if holds:
+        text += (
+            " A cell's later trials only held (a longer step), from the rate its earlier "
+            "trials held, up or down until a passing and a failing hold bracketed the knee."
+        )
+    return text
 
 
 def quick_run_table(report: Report, link: str) -> str:
@@ -204,8 +227,8 @@ def quick_run_memory(report: Report, link: str) -> str:
 
 
 def _example_trial(report: Report) -> tuple[str, list[dict[str, str]]]:
-    """The cell the report recommends (else the first), and its first trial's steps: the one
-    full search from the file's start rate (later trials bracket the earlier ones' limit)."""
+    """The cell the report recommends (else the first), and its first trial's steps: its
+    search (later trials only hold, or bracket the earlier ones' limit)."""
     paragraph = " ".join(report.section("Recommendation").paragraphs())
     chosen = report.summary[0]
     for row in report.summary:
@@ -215,6 +238,19 @@ def _example_trial(report: Report) -> tuple[str, list[dict[str, str]]]:
             break
     trials = report.trial_steps(chosen["cell"])
     return chosen["cell"], trials[0]
+
+
+def _search_start(report: Report, steps: list[dict[str, str]]) -> str:
+    """Where the example's search started: the file's start rate, or (a cell after the run's
+    first) near the knee the capacity model predicted from the earlier cells' demand."""
+    start = number(report.header_match(r"from ([0-9.]+) req/s, x[0-9.]+ per step").group(1))
+    first = number(steps[0]["offered"])
+    if abs(first - start) < 0.5:
+        return "a full search from the file's start rate"
+    return (
+        f"a search from {whole(first)} req/s, below the knee the capacity model predicted from "
+        "the earlier cells' demand"
+    )
 
 
 def _rates(steps: list[dict[str, str]]) -> str:
@@ -231,7 +267,7 @@ def quick_run_worked_example(report: Report, link: str) -> str:
         f"**A worked example** from the quick run in [docs/{report.folder.name}]({link}/report.md) "
         f"(run started {_started(report)}; Locust, Nginx and the API on the same "
         f"{_cores(report)} cores), cell `{cell}` ({row['replicas']} x {fmt(float(row['cpus']))} "
-        f"CPU), its first trial (a full search from the file's start rate), "
+        f"CPU), its first trial ({_search_start(report, steps)}), "
         f"objective {objective.group(1)}, "
         f"{step_seconds} s steps:",
         "",

@@ -88,10 +88,13 @@ class Report:
                 return section
         raise self.fail(f"no section titled {title!r}")
 
+    def header_search(self, pattern: str) -> re.Match[str] | None:
+        """The first match of `pattern` in the lines before the first '##' section, if any."""
+        return re.search(pattern, " ".join(self.sections[0].lines))
+
     def header_match(self, pattern: str) -> re.Match[str]:
         """The first match of `pattern` in the lines before the first '##' section."""
-        text = " ".join(self.sections[0].lines)
-        match = re.search(pattern, text)
+        match = self.header_search(pattern)
         if match is None:
             raise self.fail(f"the header has nothing like {pattern!r}")
         return match
