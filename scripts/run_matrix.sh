@@ -19,7 +19,7 @@ Usage: scripts/run_matrix.sh [--quick | --matrix FILE] [--resume RUN_DIR] [--fre
 Deploys the stack (scripts/stack_up.sh), then measures every cell of the matrix file and writes
 results/<timestamp>/{summary.csv,report.md,report.html,plots/,cells/}.
 
-  --quick              the small matrix matrix/matrix-quick.yaml (about 10 minutes, 2 cores)
+  --quick              the small matrix matrix/matrix-quick.yaml (10-12 minutes on 2 cores)
   --matrix FILE        matrix file (default matrix/matrix.yaml; format in matrix/README.md)
   --resume RUN_DIR     continue an interrupted run (by default the latest unfinished run of the
                        same matrix is resumed automatically)
