@@ -262,12 +262,14 @@ def test_reduced_workshop_on_the_stacks_own_locust(stack: Stack, tmp_path: Path)
         assert (trial_dir / "locust_stats_history.csv").read_text().count("\n") > 10
         assert (trial_dir / "locust_failures.csv").is_file()
         assert len(trial["timeline"]) >= 20
-        # No collapse: no connection errors, and at most a few requests past the 10 s timeout.
-        # Not none: on 2026-12-06 the host ran about twice as slow as the day before, and a
-        # 0.1 CPU replica left 12-48 of ~13 000 requests waiting past 10 s, with the main of
-        # the day before (which had passed this test) as with this code.
+        # No connection errors in either cell. Timeouts: with admission control, at most the
+        # objective's failure share (not none: on 2026-12-06, a host about twice as slow as the
+        # day before, a 0.1 CPU replica left 12 of 13 815 admitted requests waiting past 10 s).
+        # Without it, unbounded queueing is what the cell is there to show: its requests may
+        # time out (13-126 of ~10 000 that day, with the previous main as with this code).
         assert "connection error" not in step["failures"]
-        assert step["failures"].get("timeout", 0) <= 0.01 * (step["ok"] + step["failed"])
+        if cell_id.endswith("admon"):
+            assert step["failures"].get("timeout", 0) <= 0.01 * (step["ok"] + step["failed"])
     on, off = cells["r1-c0.1-m128M-admon"], cells["r1-c0.1-m128M-admoff"]
     assert on["admission_limit"] == knob.default and off["admission_limit"] == 0
     # The reference search ran once and the sibling cell reused it.
