@@ -86,6 +86,16 @@ def search_limit(trial: TrialRecord) -> float | None:
     return max(passing, default=None)
 
 
+def _bracketing(matrix: MatrixFile, profile: SearchProfile, limit: float) -> MatrixFile:
+    """A search that brackets `limit`: from `later_start_share` of it (within the ceiling),
+    moving by `later_growth`."""
+    start = round(profile.later_start_share * limit, 1)
+    if profile.ceiling is not None:
+        start = min(start, profile.ceiling)
+    later = {"start_rate": start, "growth": profile.later_growth}
+    return matrix.model_copy(update={"profile": profile.model_copy(update=later)})
+
+
 def held_rate(trial: TrialRecord) -> float | None:
     """The offered rate of a trial's knee when a hold confirmed it, else None."""
     knee = trial.knee
@@ -114,11 +124,7 @@ def later_start(matrix: MatrixFile, record: CellRecord) -> MatrixFile:
     limits = [limit for trial in record.trials if (limit := search_limit(trial))]
     if not limits:
         return matrix
-    start = round(profile.later_start_share * statistics.median(limits), 1)
-    if profile.ceiling is not None:
-        start = min(start, profile.ceiling)
-    later = {"start_rate": start, "growth": profile.later_growth}
-    return matrix.model_copy(update={"profile": profile.model_copy(update=later)})
+    return _bracketing(matrix, profile, statistics.median(limits))
 
 
 def predicted_start(
@@ -143,12 +149,7 @@ def predicted_start(
         )
     except ValueError:
         return matrix, None
-    start = round(profile.later_start_share * prediction.knee_offered_rps, 1)
-    if profile.ceiling is not None:
-        start = min(start, profile.ceiling)
-    later = {"start_rate": start, "growth": profile.later_growth}
-    near = matrix.model_copy(update={"profile": profile.model_copy(update=later)})
-    return near, prediction.knee_offered_rps
+    return _bracketing(matrix, profile, prediction.knee_offered_rps), prediction.knee_offered_rps
 
 
 def _trial_say(say: Say, trial: int) -> Say:
