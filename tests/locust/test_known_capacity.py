@@ -7,7 +7,8 @@ and two workers) search the limit of a test server that can serve 20 requests/s 
   send) must match, within 10 %, the server's own p95 of the same requests over the same
   interval: from the time the load test scheduled each one (it travels in a header) until the
   server sent the answer. Its p95 from the actual send must likewise match the server's timing
-  from each request's arrival, and can never exceed the reported one.
+  from each request's arrival (within the allowance below), and can never exceed the reported
+  one.
 
 Why the server times from the scheduled send: the reported figure rightly charges the
 generator's own delays to latency, and on a busy 2-core machine they reach 5 ms at the p95. A
@@ -15,6 +16,10 @@ server timing from arrival leaves them out, so the two differed by up to the who
 step's p95 happened to be low (a CI run: 63.0 ms reported, 58.1 from the actual send, 54.8 at
 the server from arrival). Timed from the same instant, only the answer's way back to the client
 is outside the server's figure.
+
+The p95 from the actual send must lie between the server's two p95s (from arrival and from the
+scheduled send), and above the one from arrival by no more than the generator's own path:
+10 % or CLIENT_PATH_MS, whichever is larger.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ from tests.locust.known_capacity import known_capacity_server, percentile, run_l
 # hop: 1-4 ms here, more on a busy machine) stays well inside the 10 % the comparison allows.
 SERVICE_MS = 50.0
 CAPACITY_RPS = 1000.0 / SERVICE_MS
+# The generator's own share of a request's time from its actual send, measured on this 2-core
+# machine: 3 ms idle, 6 ms with CI's other work on it (a CI run: 66.1 ms from the actual send
+# against 59.8 ms at the server from arrival).
+CLIENT_PATH_MS = 10.0
 SETTLE_S = 1.0
 STEP_S = 6.0
 
@@ -107,5 +116,10 @@ def test_search_finds_a_known_capacity_and_measures_latency_like_the_server(tmp_
     )
     assert len(from_scheduled) == pytest.approx(half.ok, abs=3)
     assert reported_p95 == pytest.approx(server_p95, rel=0.10)
-    assert sent_p95 == pytest.approx(server_arrival_p95, rel=0.10)
-    assert reported_p95 is not None and sent_p95 is not None and reported_p95 >= sent_p95
+    # The actual send lies between the scheduled send and the server's arrival, so its p95
+    # lies between those two p95s (plus the way back, which only the client's figures hold).
+    assert reported_p95 is not None and sent_p95 is not None
+    assert server_arrival_p95 <= sent_p95 <= reported_p95
+    # How far above the server's figure: the generator's own path both ways (its event loop,
+    # the loopback hop), 10 % of the step's p95 or CLIENT_PATH_MS, whichever is larger.
+    assert sent_p95 == pytest.approx(server_arrival_p95, rel=0.10, abs=CLIENT_PATH_MS)
