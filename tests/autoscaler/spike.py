@@ -36,6 +36,12 @@ class PhaseResult:
     resent: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    # Each failure: seconds from the phase's start to the request's send, and what came back;
+    # a failure report says when in the phase they happened, e.g. around a scale-down.
+    failures: list[tuple[float, str]] = field(default_factory=list)
+
+    def failed_at(self, sent: float, what: str) -> None:
+        self.failures.append((sent - self.started, what))
 
     @property
     def answered(self) -> int:
@@ -52,8 +58,16 @@ class PhaseResult:
             f"{self.phase.name}: {self.phase.rate:g} req/s for {self.phase.seconds:g} s, "
             f"scheduled={self.scheduled} answered={self.answered} dropped={self.dropped} "
             f"failed={self.failed} resent={self.resent} statuses={dict(self.statuses)} "
-            f"errors={dict(self.errors)}"
+            f"errors={dict(self.errors)}{self._failure_times()}"
         )
+
+    def _failure_times(self) -> str:
+        if not self.failures:
+            return ""
+        by_second = Counter(f"{int(at)}s {what}" for at, what in sorted(self.failures))
+        shown = [f"{when} x{n}" for when, n in list(by_second.items())[:30]]
+        more = f", and {len(by_second) - 30} more seconds" if len(by_second) > 30 else ""
+        return " failures sent at (s into the phase): " + ", ".join(shown) + more
 
 
 class OpenLoad:
@@ -74,6 +88,7 @@ class OpenLoad:
         return await asyncio.open_connection(self.host, self.port), False
 
     async def _one(self, result: PhaseResult) -> None:
+        sent = time.monotonic()
         try:
             for attempt in range(2):
                 connection, reused = await self._connection(fresh=attempt > 0)
@@ -87,12 +102,16 @@ class OpenLoad:
                         result.resent += 1
                         continue
                     result.errors[type(error).__name__] += 1
+                    result.failed_at(sent, type(error).__name__)
                     return
                 except (OSError, ValueError) as error:
                     writer.close()
                     result.errors[type(error).__name__] += 1
+                    result.failed_at(sent, type(error).__name__)
                     return
                 result.statuses[status] += 1
+                if status != 200:
+                    result.failed_at(sent, str(status))
                 if headers.get("connection", "").lower() == "close":
                     writer.close()
                 else:
@@ -100,6 +119,7 @@ class OpenLoad:
                 return
         except OSError as error:  # could not even connect
             result.errors[type(error).__name__] += 1
+            result.failed_at(sent, type(error).__name__)
         finally:
             self.open -= 1
 
