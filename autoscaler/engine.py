@@ -6,11 +6,14 @@ autoscaler/README.md for what that grants and why only this service gets it.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Protocol
 
 import docker
 import docker.errors
 import requests
+
+from stack.service_spec import send_spec
 
 API_TIMEOUT_S = 30.0
 
@@ -53,14 +56,11 @@ class SwarmScaler:
         if replicas < 1:
             raise EngineError(f"refusing to scale {service} to {replicas}: never below one")
         current = self._inspect(service)
+        # Only the mode changes, so Swarm adds or removes tasks and leaves the running ones alone
+        # (stack/service_spec.py: why not docker-py's update_service).
+        spec = copy.deepcopy(current["Spec"])
+        spec["Mode"] = {"Replicated": {"Replicas": replicas}}
         try:
-            # Only the mode changes; every other field is the current spec's (fetch_current_spec).
-            # The version index makes Swarm refuse the update if someone changed the spec since.
-            self._api.update_service(
-                current["ID"],
-                current["Version"]["Index"],
-                mode={"Replicated": {"Replicas": replicas}},
-                fetch_current_spec=True,
-            )
+            send_spec(self._api, current, spec)
         except (docker.errors.DockerException, requests.RequestException) as error:
             raise EngineError(f"scaling {service} to {replicas}: {error}") from None

@@ -16,6 +16,7 @@ import docker
 import docker.errors
 import requests
 
+from stack.service_spec import send_spec
 from stack.waits import WaitTimeout, wait_until
 
 NANO = 1_000_000_000
@@ -346,15 +347,7 @@ class DockerEngine:
         spec = current["Spec"]
         change(spec)
         with _engine_errors(f"updating service {service}"):
-            self._api.update_service(
-                current["ID"],
-                current["Version"]["Index"],
-                task_template=spec["TaskTemplate"],
-                mode=spec.get("Mode"),
-                update_config=spec.get("UpdateConfig"),
-                labels=spec.get("Labels"),
-                fetch_current_spec=True,
-            )
+            send_spec(self._api, current, spec)
 
     def service_resources(self, service: str) -> ServiceResources:
         spec = self._service(service)["Spec"]

@@ -4,9 +4,10 @@ A stack of its own (PENGUIN_AUTOSCALE_TEST_STACK, default penguins-autoscale-tes
 ports, deployed with `stack_up.sh --autoscale-from docs/quick-run` at 0.05 CPU per replica
 (min 1, max 3 replicas, a 30 s stabilisation window). An open-model spike of 3x one replica's
 knee (docs/quick-run's, the figure the target comes from) must take the api to 2 replicas or
-more while it lasts (the time it took is printed); once the load falls to a trickle, it must
-come back to 1 within the window + 30 s, without a failed request on the way down; and the
-stack's Prometheus must have scraped the autoscaler's decisions. Loopback only; bounded in time
+more while it lasts (the time it took is printed), without replacing the replica that was
+serving; once the load falls to a trickle, it must come back to 1 within the window + 30 s,
+without a failed request on the way down; and the stack's Prometheus must have scraped the
+autoscaler's decisions. Loopback only; bounded in time
 (~2.5 min of load) and in connections.
 """
 
@@ -105,11 +106,13 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
 
 
 class ReplicaWatch:
-    """The api service's replica count (its spec, what the autoscaler sets), once a second."""
+    """The api service's replica count (its spec, what the autoscaler sets) and the IDs of its
+    running tasks, once a second."""
 
     def __init__(self, service: str) -> None:
         self.service = service
         self.samples: list[tuple[float, int]] = []
+        self.running: list[tuple[float, frozenset[str]]] = []
         self._api = docker.from_env().api
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -118,6 +121,9 @@ class ReplicaWatch:
         while not self._stop.is_set():
             spec = self._api.inspect_service(self.service)["Spec"]
             self.samples.append((time.monotonic(), int(spec["Mode"]["Replicated"]["Replicas"])))
+            tasks = self._api.tasks(filters={"service": self.service, "desired-state": "running"})
+            ids = frozenset(t["ID"] for t in tasks if t["Status"]["State"] == "running")
+            self.running.append((time.monotonic(), ids))
             self._stop.wait(1.0)
 
     def first(self, after: float, wanted: int, at_least: bool) -> float | None:
@@ -125,6 +131,12 @@ class ReplicaWatch:
             if at >= after and (replicas >= wanted if at_least else replicas == wanted):
                 return at
         return None
+
+    def replaced(self, start: float, end: float) -> set[str]:
+        """Tasks running at `start` that no longer ran (or were being stopped) at `end`."""
+        at_start = next((ids for at, ids in self.running if at >= start), frozenset())
+        at_end = next((ids for at, ids in reversed(self.running) if at <= end), frozenset())
+        return set(at_start - at_end)
 
     def timeline(self, origin: float) -> str:
         changes = [
@@ -185,6 +197,9 @@ def test_a_spike_scales_up_and_the_fall_scales_back_without_failures(
     assert up_at is not None and up_at - spiked.started <= SPIKE_S, context
     with capsys.disabled():
         sys.stderr.write(f"  scaled up {up_at - spiked.started:.0f} s after the spike began\n")
+    # Scaling up adds replicas; it must not replace the one serving the spike (a changed task
+    # template would: stack/service_spec.py).
+    assert not watch.replaced(spiked.started, spiked.ended), context
     down_at = watch.first(up_at, 1, at_least=False)
     assert down_at is not None, context
     assert down_at - spiked.ended <= STABILISATION_S + SCALE_DOWN_MARGIN_S, context

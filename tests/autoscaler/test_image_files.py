@@ -1,6 +1,7 @@
 """The autoscaler image carries a few of the project's files, not the whole tree
 (autoscaler/Dockerfile's COPY lines): what the container runs must import from exactly those
-files."""
+files, and each must be in the build context (.dockerignore excludes everything it does not
+name)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from docker.utils.build import exclude_paths
 
 from tests.support import PROJECT_ROOT
 
@@ -29,13 +32,23 @@ def _copied_files() -> list[tuple[str, str]]:
     return pairs
 
 
+def _build_context() -> set[str]:
+    """The files `docker build` sends from the project root, as docker-py reads .dockerignore."""
+    lines = (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return set(exclude_paths(str(PROJECT_ROOT), patterns))
+
+
 def test_the_autoscaler_imports_from_the_files_its_image_copies(tmp_path: Path) -> None:
     pairs = _copied_files()
     assert pairs, "no COPY into /app found in autoscaler/Dockerfile"
+    context = _build_context()
     for pattern, destination in pairs:
         matches = glob.glob(str(PROJECT_ROOT / pattern))
         assert matches, f"{pattern} (copied by the Dockerfile) matches no file"
         for match in matches:
+            relative = str(Path(match).relative_to(PROJECT_ROOT))
+            assert relative in context, f"{relative} is copied but .dockerignore leaves it out"
             target = tmp_path / destination
             if destination.endswith("/"):
                 target = target / Path(match).name
