@@ -58,6 +58,12 @@ def test_api_rolls_without_a_capacity_gap(stack: dict) -> None:
     stack_up = (PROJECT_ROOT / "scripts" / "stack_up.sh").read_text()
     assert 'API_HEALTH_INTERVAL="${API_HEALTH_INTERVAL:-5s}"' in stack_up
     assert 'API_HEALTH_RETRIES="${API_HEALTH_RETRIES:-6}"' in stack_up
+    # A replica starting at 0.05 CPU is not killed before it listens (stack/README.md); the
+    # image's own HEALTHCHECK, for a plain `docker run`, says the same.
+    start = api["healthcheck"]["start_period"]
+    assert start == "${API_HEALTH_START_PERIOD:-120s}"
+    dockerfile = (PROJECT_ROOT / "service" / "Dockerfile").read_text()
+    assert "--start-period=120s" in dockerfile
     assert api["stop_grace_period"]
     assert deploy["replicas"] == "${API_REPLICAS:-2}"
     assert deploy["resources"]["limits"] == {
