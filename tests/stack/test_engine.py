@@ -183,3 +183,44 @@ def test_a_wanted_task_not_yet_running_is_listed_first() -> None:
         "s_api.1 preparing",
         "s_api.1 rejected no suitable node (ended)",
     )
+
+
+class _SpecApi:
+    """inspect_service and the low-level update stack/service_spec.py sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict, dict]] = []
+
+    def inspect_service(self, service: str, insert_defaults: bool | None = None) -> dict:
+        template = {"ContainerSpec": {"Image": "penguin-lab/api:latest"}}
+        if insert_defaults:  # what docker-py's fetch_current_spec asks for: never sent back
+            template["ContainerSpec"]["DNSConfig"] = {}
+        spec = {"Name": service, "TaskTemplate": template, "UpdateConfig": {"Parallelism": 1}}
+        return {"ID": "id1", "Version": {"Index": 7}, "Spec": spec}
+
+    def _url(self, pattern: str, *args: str) -> str:
+        return pattern.format(*args)
+
+    def _post_json(self, url: str, data: dict, params: dict) -> str:
+        self.sent.append((url, data, params))
+        return "ok"
+
+    def _raise_for_status(self, response: str) -> None:
+        assert response == "ok"
+
+
+def test_a_spec_change_sends_the_spec_as_read_with_only_that_change() -> None:
+    # Engine defaults sent back would be a new task template: Swarm would replace every task.
+    api = _SpecApi()
+    DockerEngine(_Client(api)).set_update_config("s_api", {"Parallelism": 2})  # type: ignore[arg-type]
+    assert api.sent == [
+        (
+            "/services/id1/update",
+            {
+                "Name": "s_api",
+                "TaskTemplate": {"ContainerSpec": {"Image": "penguin-lab/api:latest"}},
+                "UpdateConfig": {"Parallelism": 2},
+            },
+            {"version": 7},
+        )
+    ]
