@@ -6,7 +6,7 @@ StopGracePeriod, the RestartPolicy, a RollbackConfig) and sends those back. To S
 changed task template, so the first update after `docker stack deploy` replaces every running
 task, even one that only changes the replica count. Measured on this machine: the autoscaler's
 first scale-up during a spike restarted the one serving 0.05-CPU replica, whose replacement took
-~45 s to start, and Nginx refused every request meanwhile. `docker service scale` sends the spec
+49 s to start, and Nginx refused every request meanwhile. `docker service scale` sends the spec
 as read, changed only where meant, which is what `send_spec` does.
 """
 
