@@ -6,14 +6,13 @@ autoscaler/README.md for what that grants and why only this service gets it.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Protocol
 
 import docker
 import docker.errors
 import requests
 
-from stack.service_spec import send_spec
+from stack import service_spec
 
 API_TIMEOUT_S = 30.0
 
@@ -55,12 +54,13 @@ class SwarmScaler:
     def scale(self, service: str, replicas: int) -> None:
         if replicas < 1:
             raise EngineError(f"refusing to scale {service} to {replicas}: never below one")
-        current = self._inspect(service)
-        # Only the mode changes, so Swarm adds or removes tasks and leaves the running ones alone
-        # (stack/service_spec.py: why not docker-py's update_service).
-        spec = copy.deepcopy(current["Spec"])
-        spec["Mode"] = {"Replicated": {"Replicas": replicas}}
+
+        def set_replicas(spec: dict[str, Any]) -> None:
+            # Only the mode changes, so Swarm adds or removes tasks and leaves the running ones
+            # alone (stack/service_spec.py: why not docker-py's update_service).
+            spec["Mode"] = {"Replicated": {"Replicas": replicas}}
+
         try:
-            send_spec(self._api, current, spec)
+            service_spec.update(self._api, service, set_replicas)
         except (docker.errors.DockerException, requests.RequestException) as error:
             raise EngineError(f"scaling {service} to {replicas}: {error}") from None

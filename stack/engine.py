@@ -16,7 +16,7 @@ import docker
 import docker.errors
 import requests
 
-from stack.service_spec import send_spec
+from stack import service_spec
 from stack.waits import WaitTimeout, wait_until
 
 NANO = 1_000_000_000
@@ -343,11 +343,8 @@ class DockerEngine:
 
     def _update(self, service: str, change: Callable[[dict[str, Any]], None]) -> None:
         """Applies `change` to the current spec and sends it back as one update."""
-        current = self._service(service)
-        spec = current["Spec"]
-        change(spec)
         with _engine_errors(f"updating service {service}"):
-            send_spec(self._api, current, spec)
+            service_spec.update(self._api, service, change)
 
     def service_resources(self, service: str) -> ServiceResources:
         spec = self._service(service)["Spec"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import socket
@@ -12,7 +13,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import docker.errors
 import pytest
 from pydantic_settings import BaseSettings
 
@@ -152,3 +155,37 @@ def start_gunicorn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+class FakeServiceApi:
+    """The calls of a `docker.APIClient` that stack/service_spec.py makes, on one stored service:
+    `inspect_service` (which, asked for the engine's defaults as docker-py's fetch_current_spec
+    asks, adds one that must never be sent back) and the low-level update, recorded in
+    `updates`."""
+
+    ID = "svc-id"
+    VERSION = 7
+
+    def __init__(self, name: str, spec: dict[str, Any]) -> None:
+        self.name = name
+        self.spec = spec
+        self.updates: list[dict[str, Any]] = []
+
+    def inspect_service(self, service: str, insert_defaults: bool | None = None) -> dict[str, Any]:
+        if service != self.name:
+            raise docker.errors.NotFound(f"service {service} not found")
+        spec = copy.deepcopy(self.spec)
+        if insert_defaults:
+            # Sent back, an engine default like this one is a new task template to Swarm.
+            spec.setdefault("TaskTemplate", {}).setdefault("ContainerSpec", {})["DNSConfig"] = {}
+        return {"ID": self.ID, "Version": {"Index": self.VERSION}, "Spec": spec}
+
+    def _url(self, pattern: str, *args: str) -> str:
+        return pattern.format(*args)
+
+    def _post_json(self, url: str, data: dict[str, Any], params: dict[str, Any]) -> str:
+        self.updates.append({"url": url, "params": params, "spec": data})
+        return "response"
+
+    def _raise_for_status(self, response: str) -> None:
+        assert response == "response"

@@ -19,6 +19,7 @@ from stack.engine import (
     parse_stub_status,
     pending_task_lines,
 )
+from tests.support import FakeServiceApi
 
 CONTAINER = "8e4211dd293929a67183037e3f9632608609b8c740355bdcb9408ab1bfec7028"
 
@@ -107,7 +108,7 @@ class _SwarmApi:
 
 
 class _Client:
-    def __init__(self, api: _SwarmApi) -> None:
+    def __init__(self, api: object) -> None:
         self.api = api
 
 
@@ -185,42 +186,15 @@ def test_a_wanted_task_not_yet_running_is_listed_first() -> None:
     )
 
 
-class _SpecApi:
-    """inspect_service and the low-level update stack/service_spec.py sends."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict, dict]] = []
-
-    def inspect_service(self, service: str, insert_defaults: bool | None = None) -> dict:
-        template = {"ContainerSpec": {"Image": "penguin-lab/api:latest"}}
-        if insert_defaults:  # what docker-py's fetch_current_spec asks for: never sent back
-            template["ContainerSpec"]["DNSConfig"] = {}
-        spec = {"Name": service, "TaskTemplate": template, "UpdateConfig": {"Parallelism": 1}}
-        return {"ID": "id1", "Version": {"Index": 7}, "Spec": spec}
-
-    def _url(self, pattern: str, *args: str) -> str:
-        return pattern.format(*args)
-
-    def _post_json(self, url: str, data: dict, params: dict) -> str:
-        self.sent.append((url, data, params))
-        return "ok"
-
-    def _raise_for_status(self, response: str) -> None:
-        assert response == "ok"
-
-
 def test_a_spec_change_sends_the_spec_as_read_with_only_that_change() -> None:
     # Engine defaults sent back would be a new task template: Swarm would replace every task.
-    api = _SpecApi()
+    template = {"ContainerSpec": {"Image": "penguin-lab/api:latest"}}
+    api = FakeServiceApi("s_api", {"Name": "s_api", "TaskTemplate": template, "UpdateConfig": {}})
     DockerEngine(_Client(api)).set_update_config("s_api", {"Parallelism": 2})  # type: ignore[arg-type]
-    assert api.sent == [
-        (
-            "/services/id1/update",
-            {
-                "Name": "s_api",
-                "TaskTemplate": {"ContainerSpec": {"Image": "penguin-lab/api:latest"}},
-                "UpdateConfig": {"Parallelism": 2},
-            },
-            {"version": 7},
-        )
+    assert api.updates == [
+        {
+            "url": "/services/svc-id/update",
+            "params": {"version": 7},
+            "spec": {"Name": "s_api", "TaskTemplate": template, "UpdateConfig": {"Parallelism": 2}},
+        }
     ]
