@@ -40,8 +40,14 @@ class PhaseResult:
     # a failure report says when in the phase they happened, e.g. around a scale-down.
     failures: list[tuple[float, str]] = field(default_factory=list)
 
-    def failed_at(self, sent: float, what: str) -> None:
-        self.failures.append((sent - self.started, what))
+    def record_status(self, sent: float, status: int) -> None:
+        self.statuses[status] += 1
+        if status != 200:
+            self.failures.append((sent - self.started, str(status)))
+
+    def record_error(self, sent: float, error: BaseException) -> None:
+        self.errors[type(error).__name__] += 1
+        self.failures.append((sent - self.started, type(error).__name__))
 
     @property
     def answered(self) -> int:
@@ -101,25 +107,20 @@ class OpenLoad:
                     if reused and attempt == 0:
                         result.resent += 1
                         continue
-                    result.errors[type(error).__name__] += 1
-                    result.failed_at(sent, type(error).__name__)
+                    result.record_error(sent, error)
                     return
                 except (OSError, ValueError) as error:
                     writer.close()
-                    result.errors[type(error).__name__] += 1
-                    result.failed_at(sent, type(error).__name__)
+                    result.record_error(sent, error)
                     return
-                result.statuses[status] += 1
-                if status != 200:
-                    result.failed_at(sent, str(status))
+                result.record_status(sent, status)
                 if headers.get("connection", "").lower() == "close":
                     writer.close()
                 else:
                     self.idle.append(connection)
                 return
         except OSError as error:  # could not even connect
-            result.errors[type(error).__name__] += 1
-            result.failed_at(sent, type(error).__name__)
+            result.record_error(sent, error)
         finally:
             self.open -= 1
 

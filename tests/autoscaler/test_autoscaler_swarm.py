@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import docker
 import pytest
@@ -105,14 +106,18 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         shutil.rmtree(logins, ignore_errors=True)
 
 
+class ReplicaSample(NamedTuple):
+    at: float  # time.monotonic()
+    replicas: int  # the spec's count: what the autoscaler set
+    running: frozenset[str]  # the IDs of the tasks running then
+
+
 class ReplicaWatch:
-    """The api service's replica count (its spec, what the autoscaler sets) and the IDs of its
-    running tasks, once a second."""
+    """The api service's replica count and the IDs of its running tasks, once a second."""
 
     def __init__(self, service: str) -> None:
         self.service = service
-        self.samples: list[tuple[float, int]] = []
-        self.running: list[tuple[float, frozenset[str]]] = []
+        self.samples: list[ReplicaSample] = []
         self._api = docker.from_env().api
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -120,29 +125,33 @@ class ReplicaWatch:
     def _run(self) -> None:
         while not self._stop.is_set():
             spec = self._api.inspect_service(self.service)["Spec"]
-            self.samples.append((time.monotonic(), int(spec["Mode"]["Replicated"]["Replicas"])))
             tasks = self._api.tasks(filters={"service": self.service, "desired-state": "running"})
-            ids = frozenset(t["ID"] for t in tasks if t["Status"]["State"] == "running")
-            self.running.append((time.monotonic(), ids))
+            self.samples.append(
+                ReplicaSample(
+                    time.monotonic(),
+                    int(spec["Mode"]["Replicated"]["Replicas"]),
+                    frozenset(t["ID"] for t in tasks if t["Status"]["State"] == "running"),
+                )
+            )
             self._stop.wait(1.0)
 
     def first(self, after: float, wanted: int, at_least: bool) -> float | None:
-        for at, replicas in self.samples:
+        for at, replicas, _running in self.samples:
             if at >= after and (replicas >= wanted if at_least else replicas == wanted):
                 return at
         return None
 
     def replaced(self, start: float, end: float) -> set[str]:
         """Tasks running at `start` that no longer ran (or were being stopped) at `end`."""
-        at_start = next((ids for at, ids in self.running if at >= start), frozenset())
-        at_end = next((ids for at, ids in reversed(self.running) if at <= end), frozenset())
+        at_start = next((s.running for s in self.samples if s.at >= start), frozenset())
+        at_end = next((s.running for s in reversed(self.samples) if s.at <= end), frozenset())
         return set(at_start - at_end)
 
     def timeline(self, origin: float) -> str:
         changes = [
-            f"{at - origin:+.0f}s:{n}"
-            for i, (at, n) in enumerate(self.samples)
-            if i == 0 or n != self.samples[i - 1][1]
+            f"{sample.at - origin:+.0f}s:{sample.replicas}"
+            for i, sample in enumerate(self.samples)
+            if i == 0 or sample.replicas != self.samples[i - 1].replicas
         ]
         return " ".join(changes)
 
