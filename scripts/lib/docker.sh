@@ -52,6 +52,24 @@ apply_engine_settings() {
   [ -z "$changes" ] || log "engine settings: $changes"
 }
 
+# dockerd_detached: without systemd (containers, CI sandboxes), dockerd in its own session so it
+# outlives this script, with the open-file limit its docker.service would give it, and none of
+# this shell's descriptors above 2: it would hold whatever they are open for as long as it runs,
+# such as the lock of a caller that wrapped this script in `flock`, which then never came free.
+dockerd_detached() {
+  (
+    local fd
+    ulimit -n "$(engine_nofile)"
+    for fd in /proc/self/fd/*; do
+      fd="${fd##*/}"
+      if [ "$fd" -gt 2 ]; then
+        exec {fd}>&-
+      fi
+    done
+    exec setsid nohup dockerd >"$DOCKERD_LOG" 2>&1 </dev/null
+  ) &
+}
+
 # start_dockerd: starts the stopped engine and waits until it answers.
 start_dockerd() {
   local background=0 waited=0
@@ -60,10 +78,8 @@ start_dockerd() {
     log "starting the Docker engine with systemctl"
     systemctl start docker
   else
-    # No systemd (containers, CI sandboxes): run dockerd detached so it outlives this script,
-    # with the open-file limit its docker.service would give it.
     log "starting dockerd in the background (log: $DOCKERD_LOG)"
-    (ulimit -n "$(engine_nofile)" && exec setsid nohup dockerd >"$DOCKERD_LOG" 2>&1 < /dev/null) &
+    dockerd_detached
     background=1
   fi
   until docker_engine_up; do

@@ -1,5 +1,6 @@
 """scripts/lib/docker.sh's check of a running engine: it never restarts an engine this project
-did not start, nor one with containers on it; it warns and says how to apply the settings.
+did not start, nor one with containers on it; it warns and says how to apply the settings. And
+a dockerd it starts in the background keeps none of the caller's open files.
 
 The "engine" is a sleeping process (its /proc entry is what the check reads) and `docker`,
 `dockerd` and `systemctl` are stubs on PATH, so no real engine is touched.
@@ -8,7 +9,9 @@ The "engine" is a sleeping process (its /proc entry is what the check reads) and
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,3 +83,41 @@ def test_an_engine_without_the_settings_is_left_running_with_a_warning(
     assert "Stop it and run this script again" in result.stderr
     # Nothing was written on the user's behalf.
     assert not (tmp_path / "daemon.json").exists()
+
+
+def test_a_dockerd_started_in_the_background_holds_none_of_the_callers_descriptors(
+    tmp_path: Path,
+) -> None:
+    # A caller that wrapped the lab in `flock` (fd 9 here) got its lock back only when a dockerd
+    # the lab had started ended, so its next run waited for ever.
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    started = tmp_path / "dockerd.pid"
+    (stubs / "dockerd").write_text(f"#!/bin/sh\necho $$ > {started}\nexec sleep 30\n")
+    (stubs / "dockerd").chmod(0o755)
+    lock = tmp_path / "caller.lock"
+    script = (
+        "set -euo pipefail; source scripts/lib/common.sh && source scripts/lib/docker.sh"
+        f" && exec 9>{lock} && dockerd_detached"
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{stubs}:{os.environ['PATH']}",
+        "DOCKERD_LOG": str(tmp_path / "dockerd.log"),
+    }
+    subprocess.run(["bash", "-c", script], cwd=PROJECT_ROOT, env=env, check=True, timeout=30)
+    deadline = time.monotonic() + 10
+    pid = 0
+    while time.monotonic() < deadline:
+        if started.is_file() and started.read_text().strip():
+            pid = int(started.read_text())
+            if os.readlink(f"/proc/{pid}/exe").endswith("/sleep"):
+                break
+        time.sleep(0.05)
+    assert pid, "the stub dockerd never started"
+    try:
+        held = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+        assert str(lock) not in held
+        assert str(tmp_path / "dockerd.log") in held  # its output goes to the log
+    finally:
+        os.kill(pid, signal.SIGKILL)
