@@ -288,15 +288,27 @@ def quick_run_worked_example(report: Report, link: str) -> str:
         search = "Every step passed, so the search ended at its ceiling"
     else:
         later = steps[first_fail + 1 :]
-        passed = [step for step in later if step["verdict"] == "pass"]
-        failed = [step for step in later if step["verdict"] != "pass"]
+        # The confirmation holds are told apart from the bisection's short steps.
+        short = [step for step in later if "confirmation" not in step["step"]]
+        holds = [step for step in later if "confirmation" in step["step"]]
+        passed = [step for step in short if step["verdict"] == "pass"]
+        failed = [step for step in short if step["verdict"] != "pass"]
+        bisection = ", ".join(
+            [f"{_rates(passed)} passed"] * bool(passed)
+            + [f"{_rates(failed)} failed"] * bool(failed)
+        )
+        held = ", ".join(
+            f"{_rates([s])} {'passed' if s['verdict'] == 'pass' else 'failed'}" for s in holds
+        )
         above = [number(s["offered"]) for s in steps if s["verdict"] != "pass"]
         nearest = min(rate for rate in above if rate > knee_offered)
         search = (
             f"The rate grew until {whole(number(steps[first_fail]['offered']))} req/s failed, "
-            f"then bisected: {_rates(passed)} passed, {_rates(failed)} failed, and "
-            f"{whole(nearest)} is within {precision} % of {whole(knee_offered)}, so the search "
-            "ended"
+            "then bisected"
+            + (f": {bisection}" if bisection else "")
+            + (f"; held longer (the confirmation): {held}" if held else "")
+            + f"; {whole(nearest)} is within {precision} % of {whole(knee_offered)}, so the "
+            "search ended"
         )
     throttled = next((s for s in steps if number(s["throttled"]) >= 100.0), None)
     throttling = (
