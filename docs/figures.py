@@ -515,10 +515,17 @@ def _side_rows(service: str, report: Report) -> list[str]:
     return [
         f"| {service} | {row['cell']} | {row['replicas']} x {fmt(float(row['cpus']))} "
         f"| {whole(float(row['knee_rps_median']))} "
-        f"({whole(float(row['knee_rps_low']))}-{whole(float(row['knee_rps_high']))}) "
+        f"({whole(float(row['knee_rps_low']))}-{whole(float(row['knee_rps_high']))}"
+        f"{_of_trials(row)}) "
         f"| **{whole(_per_cpu(row))}** | {_demand(row)} | {fmt(float(row['knee_p95_ms']))} ms |"
         for row in report.summary
     ]
+
+
+def _of_trials(row: dict[str, str]) -> str:
+    """How many trials the range spans (each run's own count: the two files differ)."""
+    trials = row.get("trials") or ""
+    return f", {trials} trials" if trials else ""
 
 
 def _demand(row: dict[str, str]) -> str:
@@ -531,7 +538,6 @@ def example_side_by_side(report: Report, link: str) -> str:
     """The example's run and the quick run of ours (its sibling folder), per CPU."""
     ours = load_report(report.folder.parent / QUICK_RUN)
     ours_link = posixpath.join(posixpath.dirname(link), QUICK_RUN)
-    trials = report.header_match(r"(\d+) trial\(s\) per cell").group(1)
     theirs_per_cpu = [_per_cpu(row) for row in report.summary]
     ours_per_cpu = [_per_cpu(row) for row in ours.summary]
     if min(ours_per_cpu) > max(theirs_per_cpu):
@@ -547,8 +553,8 @@ def example_side_by_side(report: Report, link: str) -> str:
     else:
         verdict = "the two overlap, so per CPU neither is clearly ahead."
     lines = [
-        f"| service | cell | replicas x CPU | knee: served req/s, median (range of {trials} "
-        f"trials) | knee per {fmt(PER_CPU)} CPU | api CPU per request at the knee "
+        "| service | cell | replicas x CPU | knee: served req/s, median (range of its trials) "
+        f"| knee per {fmt(PER_CPU)} CPU | api CPU per request at the knee "
         "| p95 at knee (lowest trial) |",
         "|---|---|---|---|---|---|---|",
         *_side_rows("the tutorial's (FastAPI + scikit-learn)", report),

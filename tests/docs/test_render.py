@@ -122,9 +122,9 @@ EXPECTED = {
     # The worked example's run of 2026-12-05 beside the quick run, per 0.1 CPU.
     "example-side-by-side": [
         "run started 2026-12-05 19:59 UTC, on a 2-core machine",
-        "| the tutorial's (FastAPI + scikit-learn) | r1-c0.25-m512M | 1 x 0.25 | 58 (54-62) "
-        "| **23** | - | 223 ms |",
-        "| ours (own ASGI layer, C evaluators) | r1-c0.1-m256M | 1 x 0.1 | 637 (484-790) "
+        "| the tutorial's (FastAPI + scikit-learn) | r1-c0.25-m512M | 1 x 0.25 "
+        "| 58 (54-62, 2 trials) | **23** | - | 223 ms |",
+        "| ours (own ASGI layer, C evaluators) | r1-c0.1-m256M | 1 x 0.1 | 637 (484-790, 2 trials) "
         "| **637** | - | 239 ms |",
         "the tutorial's service served 21-23 req/s and ours 552-747",
         "even ours' lowest cell served 24 times the tutorial's highest per CPU.",
