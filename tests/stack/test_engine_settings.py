@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from stack.waits import wait_until
 from tests.support import PROJECT_ROOT
 
 
@@ -106,15 +106,15 @@ def test_a_dockerd_started_in_the_background_holds_none_of_the_callers_descripto
         "DOCKERD_LOG": str(tmp_path / "dockerd.log"),
     }
     subprocess.run(["bash", "-c", script], cwd=PROJECT_ROOT, env=env, check=True, timeout=30)
-    deadline = time.monotonic() + 10
-    pid = 0
-    while time.monotonic() < deadline:
-        if started.is_file() and started.read_text().strip():
-            pid = int(started.read_text())
-            if os.readlink(f"/proc/{pid}/exe").endswith("/sleep"):
-                break
-        time.sleep(0.05)
-    assert pid, "the stub dockerd never started"
+
+    def execed() -> tuple[bool, str]:
+        # The stub writes its pid, then execs sleep, which keeps what the stub had open.
+        text = started.read_text().strip() if started.is_file() else ""
+        done = bool(text) and os.readlink(f"/proc/{text}/exe").endswith("/sleep")
+        return done, f"pid file: {text!r}"
+
+    wait_until(execed, timeout=10, interval=0.05)
+    pid = int(started.read_text())
     try:
         held = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
         assert str(lock) not in held
