@@ -293,10 +293,12 @@ def quick_run_worked_example(report: Report, link: str) -> str:
         holds = [step for step in later if "confirmation" in step["step"]]
         passed = [step for step in short if step["verdict"] == "pass"]
         failed = [step for step in short if step["verdict"] != "pass"]
-        bisection = ", ".join(
-            [f"{_rates(passed)} passed"] * bool(passed)
-            + [f"{_rates(failed)} failed"] * bool(failed)
-        )
+        outcomes = []
+        if passed:
+            outcomes.append(f"{_rates(passed)} passed")
+        if failed:
+            outcomes.append(f"{_rates(failed)} failed")
+        bisection = ", ".join(outcomes)
         held = ", ".join(
             f"{_rates([s])} {'passed' if s['verdict'] == 'pass' else 'failed'}" for s in holds
         )
