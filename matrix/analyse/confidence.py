@@ -31,6 +31,11 @@ from scipy import stats
 # stopping rule wants a third.
 MIN_TRIALS_TO_CONVERGE = 3
 
+# Why a cell's trials stopped (CellRecord.trials_ended, summary.csv, the report).
+TRIALS_CONVERGED = "converged"  # the interval within +-ci_target of the median
+TRIALS_BUDGET = "budget"  # another trial would have ended past cell_budget_seconds
+TRIALS_MAX = "max trials"  # max_trials ran
+
 
 def t_quantile_975(df: float) -> float:
     """The 0.975 quantile of Student's t with `df` degrees of freedom (a fractional df, as
@@ -102,3 +107,30 @@ def converged(knees: Sequence[float], target: float, resolution: float = 0.0) ->
         return False
     interval = knee_interval(knees, resolution)
     return interval is not None and interval.within(target, of=statistics.median(knees))
+
+
+# How far trials_needed looks: past this many trials a cell's spread, not its budget, is what
+# keeps it undecided.
+MOST_TRIALS_ESTIMATED = 20
+
+
+def trials_needed(knees: Sequence[float], target: float, resolution: float = 0.0) -> int | None:
+    """About how many trials, scattering as these did, would bring the knee's 95 % interval
+    within +-`target` of the median, as `converged` asks: the smallest n (at least
+    MIN_TRIALS_TO_CONVERGE and at least the trials run) whose half-width in logs, t(0.975, n-1)
+    x sd / sqrt(n) or the trials' bracket if wider, fits between the median and +-`target` of
+    it, the median staying where it lies now against the trials' mean. For the trials run this
+    is exactly the stopping rule. An estimate beyond them: the next trials' spread is not known.
+    None with fewer than two trials, a trial that served nothing, or none of up to
+    MOST_TRIALS_ESTIMATED trials enough."""
+    if len(knees) < 2 or min(knees) <= 0:
+        return None
+    logs = [math.log(k) for k in knees]
+    offset = statistics.fmean(logs) - math.log(statistics.median(knees))
+    limit = min(math.log1p(target) - offset, offset - math.log1p(-target))
+    sd = statistics.stdev(logs)
+    floor = math.log1p(resolution)
+    for n in range(max(len(knees), MIN_TRIALS_TO_CONVERGE), MOST_TRIALS_ESTIMATED + 1):
+        if max(t_quantile_975(n - 1) * sd / math.sqrt(n), floor) <= limit + 1e-9:
+            return n
+    return None

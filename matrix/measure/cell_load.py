@@ -13,7 +13,7 @@ from pathlib import Path
 
 from matrix.analyse.analysis import docker_stats_summary
 from matrix.analyse.capacity_model import demand_model, demand_points, predict, step_shape
-from matrix.analyse.confidence import converged
+from matrix.analyse.confidence import TRIALS_BUDGET, TRIALS_CONVERGED, TRIALS_MAX, converged
 from matrix.analyse.records import CellRecord, TrialRecord
 from matrix.analyse.soak import soak_summary
 from matrix.config import (
@@ -64,9 +64,9 @@ def trials_ended(
     """Why no further trial should run ("" to run one): the knee's interval is narrow enough,
     or another trial (as long as the latest) would end past the cell's budget."""
     if converged(record.knees, ci_target, record.knee_resolution):
-        return "converged"
+        return TRIALS_CONVERGED
     if budget is not None and elapsed_with_next > budget:
-        return "budget"
+        return TRIALS_BUDGET
     return ""
 
 
@@ -296,9 +296,9 @@ class CellLoad:
             )
         if matrix.adaptive:
             record.trials_ended = (
-                "converged"
+                TRIALS_CONVERGED
                 if converged(record.knees, matrix.ci_target, record.knee_resolution)
-                else "max trials"
+                else TRIALS_MAX
             )
 
     def _closed_loop(self, out: Path, say: Say) -> TrialRecord:

@@ -23,6 +23,12 @@ from matrix.analyse.analysis import (
     write_summary,
 )
 from matrix.analyse.capacity_model import Prediction, predict_cell, step_shape
+from matrix.analyse.confidence import (
+    MOST_TRIALS_ESTIMATED,
+    TRIALS_BUDGET,
+    TRIALS_MAX,
+    trials_needed,
+)
 from matrix.analyse.records import CellRecord
 from matrix.config import (
     OPEN_PROFILE_TYPES,
@@ -99,8 +105,33 @@ def predictions(cells: list[CellRecord], matrix: MatrixFile) -> dict[str, Predic
     return {c.cell_id: predict_cell(c.trials, c.replicas, c.cpus, shape) for c in cells}
 
 
-def cell_notes(cell: CellRecord) -> list[str]:
+def undecided_note(cell: CellRecord, ci_target: float) -> str | None:
+    """For a cell whose trials stopped before its interval was narrow enough: how wide it is, and
+    about how many trials, scattering as these did, would narrow it to +-ci_target."""
+    interval, median = cell.knee_ci, cell.knee_median
+    if cell.trials_ended not in (TRIALS_BUDGET, TRIALS_MAX) or interval is None or not median:
+        return None
+    reached = max(1 - interval.low / median, interval.high / median - 1)
+    text = f"interval +-{pct(reached, 0)} of the median after {len(cell.trials)} trials"
+    target = f"+-{pct(ci_target, 0)}"
+    if cell.knee_resolution > ci_target:
+        return f"{text}; its trials' brackets alone are wider than {target}: a finer `precision`"
+    needed = trials_needed(cell.knees, ci_target, cell.knee_resolution)
+    if needed is None:
+        return (
+            f"{text}; at this spread even {MOST_TRIALS_ESTIMATED} trials would not narrow it "
+            f"to {target}"
+        )
+    return (
+        f"{text}; at this spread about {needed} would narrow it to {target} "
+        "(raise `cell_budget_seconds` or `max_trials`)"
+    )
+
+
+def cell_notes(cell: CellRecord, ci_target: float | None = None) -> list[str]:
     notes = []
+    if ci_target is not None and (undecided := undecided_note(cell, ci_target)):
+        notes.append(undecided)
     if cell.status != "measured":
         notes.append(f"not measured: {cell.error}")
     outcomes = sorted({t.outcome for t in cell.trials})
@@ -199,7 +230,7 @@ def write_report(run_dir: Path, matrix: MatrixFile, run_info: dict[str, Any]) ->
         "search": matrix.profile if isinstance(matrix.profile, SearchProfile) else None,
         "generator": matrix.load_generator,
         "step_plots": step_plots,
-        "notes": {c.cell_id: cell_notes(c) for c in cells},
+        "notes": {c.cell_id: cell_notes(c, matrix.ci_target) for c in cells},
         "meets": {c.cell_id: meets_target(c, matrix.target_rps) for c in cells},
         "recommendation": recommend(cells, matrix.target_rps),
         "comparisons": scaling_comparisons(cells),

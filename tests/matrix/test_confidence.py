@@ -7,7 +7,13 @@ import math
 import pytest
 from scipy import stats
 
-from matrix.analyse.confidence import converged, knee_interval, ratio_interval, t_quantile_975
+from matrix.analyse.confidence import (
+    converged,
+    knee_interval,
+    ratio_interval,
+    t_quantile_975,
+    trials_needed,
+)
 
 
 def test_fractional_degrees_of_freedom_round_down() -> None:
@@ -55,6 +61,42 @@ def test_stopping_rule() -> None:
     assert interval is not None and interval.low == interval.high == pytest.approx(450.0)
     assert not converged([450.0, 450.0], 0.10)
     assert converged([450.0, 450.0, 460.0], 0.10)
+
+
+def test_trials_needed_at_a_known_spread() -> None:
+    # Log knees -0.05, 0 and +0.05 around 400: sd 0.05, so the half-width t(0.975, n-1) x 0.05
+    # / sqrt(n) is 0.124 with three trials (t 4.303) and 0.0795 with four (t 3.182), and
+    # +-10 % is ln(1.1) = 0.0953: four trials.
+    knees = [400.0 * math.exp(d) for d in (-0.05, 0.0, 0.05)]
+    assert not converged(knees, 0.10)
+    assert trials_needed(knees, 0.10) == 4
+    # A fourth trial where the three scatter around keeps the estimate honest: it converges.
+    assert converged([*knees, 400.0], 0.10)
+    # Narrow enough already: the trials run, and never fewer than the stopping rule's three.
+    assert trials_needed([450.0, 450.0, 460.0, 455.0], 0.10) == 4
+    assert trials_needed([450.0, 452.0], 0.10) == 3
+    # A bracket alone wider than the target, one trial, a spread no 20 trials average out.
+    assert trials_needed(knees, 0.10, resolution=0.12) is None
+    assert trials_needed([400.0], 0.10) is None
+    assert trials_needed([200.0, 800.0], 0.10) is None
+
+
+@pytest.mark.parametrize(
+    "knees",
+    [
+        [399.0, 424.0, 436.0],  # docs/quick-run, 1 x 0.05 CPU: +-12 %, not converged
+        [968.0, 975.0, 1023.0],  # docs/quick-run, 1 x 0.1 CPU: converged
+        [739.0, 858.0, 881.0, 898.0, 912.0, 918.0],  # six rising trials: -11 / +6 %
+        [382.0, 368.0, 437.0],
+        [450.0, 450.0, 460.0],
+    ],
+)
+def test_trials_needed_agrees_with_the_stopping_rule(knees: list[float]) -> None:
+    # For the trials run the estimate is the stopping rule itself: it names their count exactly
+    # when they converged, and more when they did not.
+    needed = trials_needed(knees, 0.10, 0.05)
+    assert (needed == len(knees)) == converged(knees, 0.10, 0.05)
+    assert needed is None or needed >= len(knees)
 
 
 def test_ratio_matches_welch_by_scipy() -> None:

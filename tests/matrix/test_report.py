@@ -163,3 +163,20 @@ def test_a_knee_that_held_needs_no_note_one_that_stepped_down_does() -> None:
     stepped = cell(1, 0.1, [300.0])
     stepped.trials[0].outcome = open_model.STEPPED_DOWN
     assert cell_notes(stepped) == [f"search ended: {open_model.STEPPED_DOWN}"]
+
+
+def test_an_undecided_cell_says_how_many_trials_would_decide_it() -> None:
+    # The 1 x 0.05 CPU cell of docs/quick-run (2026-12-06 08:23 UTC), stopped on its budget.
+    undecided = cell(1, 0.05, [399.0, 424.0, 436.0])
+    undecided.trials_ended = "budget"
+    assert cell_notes(undecided, 0.10) == [
+        "interval +-12 % of the median after 3 trials; at this spread about 4 would narrow it "
+        "to +-10 % (raise `cell_budget_seconds` or `max_trials`)"
+    ]
+    assert cell_notes(undecided) == []
+    scattered = cell(1, 0.05, [200.0, 400.0, 800.0])
+    scattered.trials_ended = "max trials"
+    assert "even 20 trials would not narrow it to +-10 %" in cell_notes(scattered, 0.10)[0]
+    decided = cell(1, 0.1, [968.0, 975.0, 1023.0])
+    decided.trials_ended = "converged"
+    assert cell_notes(decided, 0.10) == []
