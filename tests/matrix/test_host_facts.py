@@ -87,6 +87,8 @@ def test_a_drifting_speed_index_is_flagged_in_the_report(
     assert "| CFS period | 100 ms |" in report
     assert "api: `penguin-lab/api:latest (id sha256:0123)`; nginx: `-`" in report
     assert "api replicas 0-1, Nginx 0-1, load generator 0-1" in report
+    # In name order, as a report rebuilt from run.json (written with sorted keys) lists them.
+    assert "| versions (host virtualenv) | locust 2.0, python 3.11.2 |" in report
     assert f"150 us per request at the start, {end:g} at the end" in report
     assert ("The host's speed changed during the run" in report) == flagged
 
