@@ -24,6 +24,7 @@ from matrix.config import (
     load_matrix_file,
     load_settings,
 )
+from matrix.measure.autoscale import AUTOSCALER_RECIPE, stack_up_would_disable
 from matrix.measure.cluster_target import ClusterTarget, ClusterTargetError, load_cluster_target
 from matrix.measure.target_build import ensure_target_image, load_onto_cluster
 from matrix.measure.target_smoke import check_target
@@ -309,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         print(write_report(args.report_only, matrix, info))
         return 0
+    if cluster is None and stack_up_would_disable(matrix, args.no_stack_up):
+        print(
+            f"error: {matrix_path} has cells with autoscale: on; {AUTOSCALER_RECIPE}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     print(describe_plan(matrix), flush=True)
     try:
         engine = DockerEngine.from_env(cluster.docker_host if cluster is not None else None)

@@ -70,6 +70,20 @@ class ReplicaSampler(threading.Thread):
         self.join(timeout=10)
 
 
+# How to run a matrix with `autoscale: on` cells, in both refusals that lead to it.
+AUTOSCALER_RECIPE = (
+    "deploy the stack with scripts/stack_up.sh --autoscale-from RUN (or --autoscale), then "
+    "run the matrix with --no-stack-up: without it scripts/run_matrix.sh deploys the stack "
+    "again, with the autoscaler off"
+)
+
+
+def stack_up_would_disable(matrix: MatrixFile, no_stack_up: bool) -> bool:
+    """Whether run_matrix's own stack_up.sh (no --autoscale) would turn off the autoscaler a
+    cell of this matrix needs on: refused before anything is deployed."""
+    return not no_stack_up and any(c.autoscale == "on" for c in matrix.cell_list())
+
+
 class AutoscalerCells:
     def __init__(
         self, matrix: MatrixFile, settings: MatrixSettings, engine: Engine, run_info: dict[str, Any]
@@ -106,8 +120,7 @@ class AutoscalerCells:
             if env.get("AUTOSCALE_ENABLED", "").lower() != "true":
                 raise MatrixRunError(
                     f"autoscale: 'on' needs the autoscaler enabled; {self.service} has "
-                    f"AUTOSCALE_ENABLED={env.get('AUTOSCALE_ENABLED', '')!r}: deploy the stack "
-                    "with scripts/stack_up.sh --autoscale-from RUN"
+                    f"AUTOSCALE_ENABLED={env.get('AUTOSCALE_ENABLED', '')!r}: {AUTOSCALER_RECIPE}"
                 )
             self.run_info.setdefault("autoscaler", {})[cell.cell_id] = {
                 key: env.get(key, "") for key in AUTOSCALER_SETTINGS

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from matrix import __main__ as matrix_main
 from matrix import config
 from matrix.__main__ import main
 from matrix.config import (
@@ -178,6 +179,21 @@ def test_cli_refuses_an_invalid_file_before_touching_anything(
     path = write(tmp_path, MINIMAL.replace("[256M]", "[lots]"))
     assert main(["--matrix", str(path)]) == 2
     assert "cells.memory" in capsys.readouterr().err
+
+
+def test_cli_refuses_autoscaled_cells_before_deploying_the_autoscaler_off(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Without --no-stack-up, run_matrix deploys the stack itself, with the autoscaler off, and
+    # the 'on' cell failed only after that and its own deployment, warm-up and idle baseline.
+    def no_engine(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the engine was touched")
+
+    monkeypatch.setattr(matrix_main.DockerEngine, "from_env", no_engine)
+    spike = Path(config.__file__).parent / "matrix-spike.yaml"
+    assert main(["--matrix", str(spike)]) == 2
+    error = capsys.readouterr().err
+    assert "has cells with autoscale: on" in error and "--no-stack-up" in error
 
 
 def test_memory_sizes() -> None:
