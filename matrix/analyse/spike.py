@@ -117,6 +117,24 @@ class SpikeTimeline(_Model):
         value = self.autoscaler.get("AUTOSCALE_STABILISATION_S")
         return float(value) if value else None
 
+    @property
+    def peak_steps(self) -> int:
+        return sum(p.phase == "peak" for p in self.points)
+
+    def peak_arrival_share(self, step_seconds: float) -> float | None:
+        """The share of the peak's wall time that had arrivals: each step sends for
+        `step_seconds`, then the generators report and the next step starts, about a second
+        without load in between. The offered rate averaged this share of the step's rate."""
+        if self.peak_s <= 0:
+            return None
+        return min(1.0, self.peak_steps * step_seconds / self.peak_s)
+
+    def peak_offered_mean(self, step_seconds: float) -> float | None:
+        """The peak's offered rate averaged over its wall time, gaps included."""
+        share = self.peak_arrival_share(step_seconds)
+        rates = [p.offered_rps for p in self.points if p.phase == "peak" and p.offered_rps]
+        return None if share is None or not rates else share * statistics.fmean(rates)
+
     def checks(self, host_saturation: float) -> list[tuple[str, str, bool]]:
         """Issue 20's bounds against this timeline: (what, measured, met)."""
 

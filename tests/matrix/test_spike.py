@@ -192,6 +192,10 @@ def test_the_timelines_times_are_the_known_answers() -> None:
     assert timeline.host_cpu_peak == 0.5
     assert [p.phase for p in timeline.points] == ["base"] * 2 + ["peak"] * 4 + ["after"] * 4
     assert timeline.points[2].refused_rps == 12.5  # 50 refusals over a 4 s step
+    # Four peak steps sending 4 s each (a second between them while the generators report)
+    # over the 19 s from the jump to the fall: the peak offered 600 req/s for 16 s of the 19.
+    assert timeline.peak_arrival_share(STEP_S - 1.0) == pytest.approx(16 / 19)
+    assert timeline.peak_offered_mean(STEP_S - 1.0) == pytest.approx(600 * 16 / 19)
     # Up in 7 s <= 30, the objective met again in 10 s <= 60, back in 42 s <= 30 + 30, and
     # nothing failed.
     assert [met for _what, _measured, met in timeline.checks(0.9)] == [True, True, True, True]
@@ -326,7 +330,9 @@ def test_autoscale_on_without_an_enabled_autoscaler_is_a_clear_error(tmp_path: P
     record = CellRecord(
         cell_id=on.cell_id, replicas=1, cpus=0.05, memory="256M", memory_bytes=1, total_cpus=0.05
     )
-    with pytest.raises(MatrixRunError, match="AUTOSCALE_ENABLED='false'.*--autoscale-from"):
+    with pytest.raises(
+        MatrixRunError, match="AUTOSCALE_ENABLED='false'.*--autoscale-from.*--no-stack-up"
+    ):
         cells.start(on, record, tmp_path, lambda _line: None)
 
 
