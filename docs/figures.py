@@ -472,7 +472,7 @@ def spike_run(report: Report, link: str) -> str:
     cell = report.summary_row(on["cell"])
     lines = [
         f"A real run of `matrix/matrix-spike.yaml` (started {_started(report)}, on the "
-        f"{_cores(report)}-core machine, shared with other work): {_report_link(report, link)}. "
+        f"{_cores(report)}-core machine): {_report_link(report, link)}. "
         f"{cell['replicas']} replica(s) at {cell['cpus']} CPU and {cell['memory']}, a spike to "
         f"{spike.group(1)} req/s ({spike.group(2)}x its quick-run knee). With the autoscaler "
         f"the api went {on['replicas: start -> most']} replicas: the first one added "
