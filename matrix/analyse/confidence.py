@@ -66,6 +66,13 @@ def _around(centre: float, half: float) -> Interval:
     return Interval(math.exp(centre), math.exp(centre - half), math.exp(centre + half))
 
 
+def _knee_half_width(sd: float, trials: int, resolution: float) -> float:
+    """The knee interval's half-width in logs for `trials` trials of log spread `sd`: the t
+    half-width, never narrower than the trials' bracket."""
+    half = t_quantile_975(trials - 1) * sd / math.sqrt(trials)
+    return max(half, math.log1p(resolution))
+
+
 def knee_interval(knees: Sequence[float], resolution: float = 0.0) -> Interval | None:
     """95 % t interval of the typical knee (the geometric mean of the trials), at least
     +-`resolution` wide; None with fewer than two trials or a trial that served nothing (no
@@ -73,8 +80,8 @@ def knee_interval(knees: Sequence[float], resolution: float = 0.0) -> Interval |
     if len(knees) < 2 or min(knees) <= 0:
         return None
     logs = [math.log(k) for k in knees]
-    half = t_quantile_975(len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
-    return _around(statistics.fmean(logs), max(half, math.log1p(resolution)))
+    half = _knee_half_width(statistics.stdev(logs), len(logs), resolution)
+    return _around(statistics.fmean(logs), half)
 
 
 def ratio_interval(
@@ -129,8 +136,7 @@ def trials_needed(knees: Sequence[float], target: float, resolution: float = 0.0
     offset = statistics.fmean(logs) - math.log(statistics.median(knees))
     limit = min(math.log1p(target) - offset, offset - math.log1p(-target))
     sd = statistics.stdev(logs)
-    floor = math.log1p(resolution)
     for n in range(max(len(knees), MIN_TRIALS_TO_CONVERGE), MOST_TRIALS_ESTIMATED + 1):
-        if max(t_quantile_975(n - 1) * sd / math.sqrt(n), floor) <= limit + 1e-9:
+        if _knee_half_width(sd, n, resolution) <= limit + 1e-9:
             return n
     return None
