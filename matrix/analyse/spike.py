@@ -118,8 +118,14 @@ class SpikeTimeline(_Model):
         return float(value) if value else None
 
     @property
-    def peak_steps(self) -> int:
-        return sum(p.phase == "peak" for p in self.points)
+    def peak_points(self) -> list[SpikePoint]:
+        return [p for p in self.points if p.phase == "peak"]
+
+    @property
+    def peak_rate(self) -> float | None:
+        """The peak steps' offered rate (the mean, should they differ)."""
+        rates = [p.offered_rps for p in self.peak_points if p.offered_rps]
+        return statistics.fmean(rates) if rates else None
 
     def peak_arrival_share(self, step_seconds: float) -> float | None:
         """The share of the peak's wall time that had arrivals: each step sends for
@@ -127,13 +133,12 @@ class SpikeTimeline(_Model):
         without load in between. The offered rate averaged this share of the step's rate."""
         if self.peak_s <= 0:
             return None
-        return min(1.0, self.peak_steps * step_seconds / self.peak_s)
+        return min(1.0, len(self.peak_points) * step_seconds / self.peak_s)
 
     def peak_offered_mean(self, step_seconds: float) -> float | None:
         """The peak's offered rate averaged over its wall time, gaps included."""
-        share = self.peak_arrival_share(step_seconds)
-        rates = [p.offered_rps for p in self.points if p.phase == "peak" and p.offered_rps]
-        return None if share is None or not rates else share * statistics.fmean(rates)
+        share, rate = self.peak_arrival_share(step_seconds), self.peak_rate
+        return None if share is None or rate is None else share * rate
 
     def checks(self, host_saturation: float) -> list[tuple[str, str, bool]]:
         """Issue 20's bounds against this timeline: (what, measured, met)."""
