@@ -19,7 +19,7 @@ from matrix.analyse.confidence import Interval, ratio_interval
 from matrix.analyse.records import CellRecord
 
 # A knee step whose api containers used at least this share of their CPU quota is bound by it
-# (every knee step of the two quick runs in docs/rerun-pair used 99-101 %).
+# (every knee step of the four quick runs in docs/reruns used 99-101 %).
 QUOTA_BOUND_SHARE = 0.9
 
 

@@ -134,12 +134,14 @@ def test_the_command_prints_the_table_and_refuses_a_directory_that_is_no_run(
     assert "no readable run.json" in capsys.readouterr().err
 
 
-def test_the_committed_comparison_is_what_the_command_prints(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("pair", ["a-b", "b-c", "c-d"])
+def test_the_committed_comparisons_are_what_the_command_prints(
+    pair: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # matrix/README.md quotes docs/rerun-pair/comparison.md: it must stay what the code makes
-    # of the two committed runs.
+    # matrix/README.md quotes docs/reruns/*.md: they must stay what the code makes of the
+    # committed runs.
     monkeypatch.chdir(PROJECT_ROOT)
-    pair = Path("docs/rerun-pair")
-    printed = render(load_run(pair / "a"), load_run(pair / "b"))
-    assert printed == (pair / "comparison.md").read_text(encoding="utf-8")
+    runs = Path("docs/reruns")
+    first, second = pair.split("-")
+    printed = render(load_run(runs / first), load_run(runs / second))
+    assert printed == (runs / f"{pair}.md").read_text(encoding="utf-8")
