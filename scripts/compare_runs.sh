@@ -30,6 +30,7 @@ while [ "$#" -gt 0 ]; do
 done
 [ "${#runs[@]}" -eq 2 ] || { usage >&2; die "give two run directories, not ${#runs[@]}"; }
 
-cd "$PROJECT_ROOT"
+# No cd: the run directories are read as given, relative to where the user stands (the
+# project's packages are installed in the virtualenv, so they import from anywhere).
 ensure_venv
 exec "$VENV_PYTHON" -m matrix.report.compare "${runs[@]}"

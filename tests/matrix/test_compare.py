@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,18 @@ def test_the_committed_comparisons_are_what_the_command_prints(
     first, second = pair.split("-")
     printed = render(load_run(runs / first), load_run(runs / second))
     assert printed == (runs / f"{pair}.md").read_text(encoding="utf-8")
+
+
+def test_the_script_reads_run_directories_relative_to_where_it_is_called() -> None:
+    # A user in another folder passes paths relative to it; the script must not cd first.
+    result = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "scripts" / "compare_runs.sh"), "reruns/c", "reruns/d"],
+        cwd=PROJECT_ROOT / "docs",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| directory | reruns/c | reruns/d |" in result.stdout
+    assert result.stdout.endswith("each median lies inside the other's interval.\n")
