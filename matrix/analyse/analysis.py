@@ -260,7 +260,7 @@ class ScalingComparison:
                 "give the ratio an interval"
             )
         else:
-            figure = f"{ratio.centre:.2f}x ({ratio.low:.2f}-{ratio.high:.2f})"
+            figure = ratio.ratio_text()
             if ratio.contains(1.0):
                 line += (
                     f": {shape_h} serves {figure} what {shape_v} serves, **undecided at this "

@@ -77,13 +77,18 @@ class CellComparison:
         return med_b / med_a if med_a and med_b else None
 
     @property
+    def quota_shares(self) -> tuple[float | None, float | None]:
+        """quota_share of the cell in run A and in run B."""
+        return quota_share(self.a), quota_share(self.b)
+
+    @property
     def quota_bound(self) -> bool | None:
         """Whether both runs' knee steps used their whole quota (QUOTA_BOUND_SHARE): then the
         knees differ as the cost of one answer did, and the demand ratio says by how much."""
-        shares = (quota_share(self.a), quota_share(self.b))
-        if None in shares:
+        share_a, share_b = self.quota_shares
+        if share_a is None or share_b is None:
             return None
-        return all(s is not None and s >= QUOTA_BOUND_SHARE for s in shares)
+        return share_a >= QUOTA_BOUND_SHARE and share_b >= QUOTA_BOUND_SHARE
 
 
 def compare_cells(

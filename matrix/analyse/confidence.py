@@ -61,6 +61,10 @@ class Interval:
     def contains(self, value: float) -> bool:
         return self.low <= value <= self.high
 
+    def ratio_text(self) -> str:
+        """A ratio with its interval as the reports print it: '0.88x (0.82-0.95)'."""
+        return f"{self.centre:.2f}x ({self.low:.2f}-{self.high:.2f})"
+
 
 def _around(centre: float, half: float) -> Interval:
     return Interval(math.exp(centre), math.exp(centre - half), math.exp(centre + half))

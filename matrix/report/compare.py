@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from matrix.analyse.compare import CellComparison, compare_cells, quota_share, speed_index
+from matrix.analyse.compare import CellComparison, compare_cells, speed_index
 from matrix.analyse.confidence import Interval
 from matrix.analyse.records import CellRecord
 from matrix.config import MatrixFileError, load_matrix_file
@@ -73,9 +73,7 @@ def _interval(centre: float | None, interval: Interval | None) -> str:
 
 
 def _ratio(interval: Interval | None) -> str:
-    if interval is None:
-        return "-"
-    return f"{interval.centre:.2f}x ({interval.low:.2f}-{interval.high:.2f})"
+    return "-" if interval is None else interval.ratio_text()
 
 
 def _speed(info: dict[str, Any]) -> str:
@@ -98,7 +96,7 @@ def verdict(row: CellComparison) -> str:
     if not bound:
         shares = ", ".join(
             f"{name} {fmt(100 * share if share is not None else None)} %"
-            for name, share in (("A", quota_share(row.a)), ("B", quota_share(row.b)))
+            for name, share in zip(("A", "B"), row.quota_shares, strict=True)
         )
         return text + (
             f". The replicas did not use their whole CPU quota at both knees ({shares} of it):"
@@ -155,8 +153,7 @@ def render(a: Run, b: Run) -> str:
     for row in rows:
         agree = "-" if row.agree is None else ("yes" if row.agree else "no")
         shares = " / ".join(
-            "-" if share is None else f"{100 * share:.0f} %"
-            for share in (quota_share(row.a), quota_share(row.b))
+            "-" if share is None else f"{100 * share:.0f} %" for share in row.quota_shares
         )
         demand = row.demand_ratio
         lines.append(
